@@ -1,0 +1,78 @@
+// swift-tools-version: 6.1
+// recstream: an online-learning streaming simulator for recommender systems.
+//
+// This file is the map of the house (shared/DESIGN.md, section 2). Dependencies point
+// one way: recstream -> RecStream -> {Experiment, Server, Trainer, Population}
+// -> {Models, Scenario} -> RecCore. Kafka knows nothing of recommenders and depends on
+// the C layer only.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "recstream",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "recstream", targets: ["recstream"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C layer: librdkafka (with its mock cluster), a shim for the variadic calls
+        // Swift cannot import, the plain C loop the Kafka benchmark runs beside ours,
+        // and jemalloc, linked into the executable as the allocator.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(name: "CKafkaShim", dependencies: ["CRdKafka"]),
+        .target(name: "CKafkaBaseline", dependencies: ["CRdKafka"]),
+        .systemLibrary(
+            name: "CJemalloc",
+            pkgConfig: "jemalloc",
+            providers: [.apt(["libjemalloc-dev"])]
+        ),
+
+        // Kafka's Swift face: producer, batch consumer, admin, embedded broker.
+        .target(name: "Kafka", dependencies: ["CRdKafka", "CKafkaShim"], swiftSettings: strict),
+
+        // The recommender side, bottom up.
+        .target(name: "RecCore", swiftSettings: strict),
+        .target(name: "Scenario", dependencies: ["RecCore"], swiftSettings: strict),
+        .target(name: "Models", dependencies: ["RecCore"], swiftSettings: strict),
+        .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
+        .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
+        .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
+        .target(name: "Experiment", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
+        .target(
+            name: "RecStream",
+            dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Bench",
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "recstream",
+            dependencies: [
+                "RecStream", "Bench", "Kafka", "Scenario", "CJemalloc",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
+        .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
+        .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
+        .testTarget(
+            name: "RecStreamTests",
+            dependencies: ["RecStream", "Kafka", "Scenario"],
+            swiftSettings: strict
+        ),
+    ]
+)
