@@ -1,0 +1,127 @@
+import Foundation
+
+/// A seeded random stream (xoshiro256**), one per (seed, domain, entity, ...), so that no
+/// result depends on which thread or which partition handled an entity first.
+///
+/// Its algorithms are fixed here rather than borrowed from the standard library (whose
+/// `random(in:using:)` may change between Swift versions), so a seed gives the same
+/// results on every build.
+public struct RandomStream: RandomNumberGenerator, Sendable {
+    private var s0, s1, s2, s3: UInt64
+
+    /// A stream for `seed` and a path of identifiers, such as (domain, user, tick).
+    public init(seed: UInt64, _ a: UInt64, _ b: UInt64 = 0, _ c: UInt64 = 0) {
+        // Mix the path into one key (each step a full splitmix64 avalanche), then expand.
+        var key = SplitMix64.mix(seed ^ 0x6A09_E667_F3BC_C908)
+        key = SplitMix64.mix(key ^ a &* 0x9E37_79B9_7F4A_7C15)
+        key = SplitMix64.mix(key ^ b &* 0xC2B2_AE3D_27D4_EB4F)
+        key = SplitMix64.mix(key ^ c &* 0x1656_67B1_9E37_79F9)
+        var sm = SplitMix64(state: key)
+        s0 = sm.next(); s1 = sm.next(); s2 = sm.next(); s3 = sm.next()
+    }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        let result = rotl(s1 &* 5, 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+        s2 ^= t
+        s3 = rotl(s3, 45)
+        return result
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    @inline(__always)
+    public mutating func nextDouble() -> Double {
+        Double(next() >> 11) * 0x1.0p-53
+    }
+
+    /// Uniform in [0, 1), 24 bits.
+    @inline(__always)
+    public mutating func nextFloat() -> Float {
+        Float(next() >> 40) * 0x1.0p-24
+    }
+
+    /// Uniform in 0..<bound, unbiased (Lemire's multiply-and-reject).
+    @inline(__always)
+    public mutating func nextInt(below bound: Int) -> Int {
+        precondition(bound > 0)
+        let n = UInt64(bound)
+        var m = next().multipliedFullWidth(by: n)
+        if m.low < n {
+            let threshold = (0 &- n) % n
+            while m.low < threshold { m = next().multipliedFullWidth(by: n) }
+        }
+        return Int(m.high)
+    }
+
+    /// True with probability `p`.
+    @inline(__always)
+    public mutating func bernoulli(_ p: Double) -> Bool { nextDouble() < p }
+
+    /// A standard normal draw (Box-Muller; one of the pair is discarded for simplicity).
+    public mutating func nextGaussian() -> Double {
+        var u = nextDouble()
+        while u <= 0 { u = nextDouble() }
+        let v = nextDouble()
+        return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
+    }
+
+    @inline(__always)
+    private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}
+
+/// Domains of randomness: each subsystem draws from its own streams.
+public enum RandomDomain: UInt64, Sendable {
+    case catalog = 1
+    case users = 2
+    case requests = 3
+    case responses = 4
+    case policy = 5
+    case assignment = 6
+}
+
+extension RandomStream {
+    public init(seed: UInt64, _ domain: RandomDomain, _ b: UInt64 = 0, _ c: UInt64 = 0) {
+        self.init(seed: seed, domain.rawValue, b, c)
+    }
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014): the seeding generator xoshiro's authors recommend.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(state: UInt64) { self.state = state }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Self.mix(state)
+    }
+
+    @inline(__always)
+    public static func mix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A hash that never changes between runs or builds (unlike `Hasher`), for assigning
+/// users to arms by (user, salt).
+public enum StableHash {
+    /// FNV-1a over the salt's UTF-8 bytes, then the user, finished with splitmix64.
+    public static func hash(_ salt: String, _ value: UInt64) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in salt.utf8 {
+            h ^= UInt64(byte)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        return SplitMix64.mix(h ^ SplitMix64.mix(value))
+    }
+
+    /// The hash as a uniform number in [0, 1).
+    public static func unit(_ salt: String, _ value: UInt64) -> Double {
+        Double(hash(salt, value) >> 11) * 0x1.0p-53
+    }
+}
