@@ -1,3 +1,4 @@
+import CKafkaShim
 import CRdKafka
 
 /// Kafka protocol request types, for fault injection (the numbers are the protocol's API
@@ -42,6 +43,10 @@ public final class EmbeddedBroker {
         self.cluster = cluster
         self.brokerCount = brokers
         self.bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
+        // Without this every response that follows another unacknowledged one waits ~40 ms
+        // (Nagle against delayed ACK); see recstream_set_nodelay_on_listeners.
+        let ports = bootstrapServers.split(separator: ",").compactMap { $0.split(separator: ":").last.flatMap { Int32($0) } }
+        _ = ports.withUnsafeBufferPointer { recstream_set_nodelay_on_listeners($0.baseAddress, Int32($0.count)) }
     }
 
     deinit {

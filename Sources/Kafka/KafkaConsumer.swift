@@ -131,7 +131,14 @@ public final class KafkaConsumer {
     public func consumeBatch<R>(
         timeoutMilliseconds: Int32, _ body: (KafkaMessageBatch) throws -> R
     ) throws -> R {
-        let n = rd_kafka_consume_batch_queue(queue, timeoutMilliseconds, buffer.baseAddress, buffer.count)
+        // rd_kafka_consume_batch_queue waits out its whole timeout unless the batch fills,
+        // so take what is ready; if nothing is, wait for one message, then take the rest.
+        var n = rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress, buffer.count)
+        if n == 0 && timeoutMilliseconds != 0, let first = rd_kafka_consume_queue(queue, timeoutMilliseconds) {
+            buffer[0] = first
+            let more = rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, buffer.count - 1)
+            n = 1 + max(more, 0)
+        }
         if n < 0 {
             throw KafkaError(.consume, code: rd_kafka_last_error(), context: "consuming a batch")
         }

@@ -98,8 +98,8 @@ public final class KafkaProducer {
                 handle, topic, RD_KAFKA_PARTITION_UA, key.baseAddress, key.count,
                 value.baseAddress, value.count, header.name, headerValue, header.value.utf8.count)
         }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(.client, code: err, context: "producing to \"\(topic)\"")
+        if err != 0 {
+            throw KafkaError(.client, code: rd_kafka_resp_err_t(rawValue: err), context: "producing to \"\(topic)\"")
         }
     }
 

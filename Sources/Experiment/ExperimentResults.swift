@@ -1,0 +1,169 @@
+import Foundation
+import RecCore
+import Scenario
+
+/// The outcome of an experiment: per-arm metrics and their comparison with the control.
+/// Everything here is a function of (scenario, seed): no timings, no transport details,
+/// so two runs can be compared bit for bit through `json`.
+public struct ExperimentResults: Sendable {
+    public let scenario: Scenario
+    public let arms: [ArmMetrics]
+    public let catalogSize: Int
+    /// Message counts per topic and other counters (dead letters, purchases pending).
+    public let messages: [String: Int]
+
+    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, messages: [String: Int]) {
+        self.scenario = scenario
+        self.arms = arms
+        self.catalogSize = catalogSize
+        self.messages = messages
+    }
+
+    public var control: Int { scenario.controlArm }
+
+    /// A row of the comparison: per-user metrics get a mean, a standard error and a
+    /// difference with the control; ratios (CTR, coverage) get their value.
+    struct Row {
+        var label: String
+        var metric: Metric
+        var perUser: PerUserMetric?
+        var value: (ArmMetrics) -> Double
+    }
+
+    var rows: [Row] {
+        let all: [Row] = [
+            Row(label: "view seconds / user", metric: .viewSeconds, perUser: .viewSeconds) { MeanEstimate($0.perUser(.viewSeconds)).mean },
+            Row(label: "GMV / user", metric: .gmv, perUser: .gmv) { MeanEstimate($0.perUser(.gmv)).mean },
+            Row(label: "clicks / user", metric: .clicks, perUser: .clicks) { MeanEstimate($0.perUser(.clicks)).mean },
+            Row(label: "impressions / user", metric: .impressions, perUser: .impressions) { MeanEstimate($0.perUser(.impressions)).mean },
+            Row(label: "purchases / user", metric: .purchases, perUser: .purchases) { MeanEstimate($0.perUser(.purchases)).mean },
+            Row(label: "CTR", metric: .ctr, perUser: nil) { $0.ctr },
+            Row(label: "catalog coverage", metric: .coverage, perUser: nil) { [catalogSize] in Double($0.itemsShown) / Double(catalogSize) },
+        ]
+        return all.filter { scenario.metrics.contains($0.metric) }
+    }
+
+    // MARK: JSON
+
+    /// The results section of report.json.
+    public var json: JSONValue {
+        let c = arms[control]
+        var armValues: [JSONValue] = []
+        for (i, arm) in arms.enumerated() {
+            var o: JSONObject = [
+                "name": .string(arm.name),
+                "control": .bool(i == control),
+                "users": .integer(Int64(arm.users)),
+                "activeUsers": .integer(Int64(arm.activeUsers)),
+                "requests": .integer(Int64(arm.totalRequests)),
+                "impressions": .integer(Int64(arm.totalImpressions)),
+                "clicks": .integer(Int64(arm.totalClicks)),
+                "purchases": .integer(Int64(arm.totalPurchases)),
+                "viewSeconds": .number(arm.totalViewSeconds),
+                "gmv": .number(arm.totalGMV),
+                "ctr": .number(arm.ctr),
+                "itemsShown": .integer(Int64(arm.itemsShown)),
+                "coverage": .number(Double(arm.itemsShown) / Double(catalogSize)),
+            ]
+            var perUser = JSONObject()
+            for metric in PerUserMetric.allCases {
+                let e = MeanEstimate(arm.perUser(metric))
+                var m: JSONObject = ["mean": .number(e.mean), "standardError": .number(e.standardError)]
+                if i != control {
+                    let d = Difference(treatment: e, control: MeanEstimate(c.perUser(metric)))
+                    m["differenceVsControl"] = [
+                        "absolute": .number(d.absolute), "low95": .number(d.low95), "high95": .number(d.high95),
+                        "relative": .number(d.relative),
+                    ]
+                }
+                perUser[metric.rawValue] = .object(m)
+            }
+            o["perUser"] = .object(perUser)
+            o["series"] = [
+                "requests": .array(arm.series.map { .integer(Int64($0.requests)) }),
+                "clicks": .array(arm.series.map { .integer(Int64($0.clicks)) }),
+                "viewSeconds": .array(arm.series.map { .number($0.viewSeconds) }),
+                "gmv": .array(arm.series.map { .number($0.gmv) }),
+            ]
+            armValues.append(.object(o))
+        }
+        return [
+            "scenario": [
+                "name": .string(scenario.name), "seed": .integer(Int64(bitPattern: scenario.seed)),
+                "ticks": .integer(Int64(scenario.ticks)), "users": .integer(Int64(scenario.population.users)),
+                "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
+            ],
+            "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
+            "arms": .array(armValues),
+        ]
+    }
+
+    // MARK: Terminal table
+
+    /// The results table, with ANSI colours for lifts when `color` is true.
+    public func table(color: Bool) -> String {
+        let c = arms[control]
+        var header = ["metric"] + arms.enumerated().map { $0 == control ? "\($1.name) (control)" : $1.name }
+        let treatments = arms.indices.filter { $0 != control }
+        header += treatments.map { "\(arms[$0].name) vs control (95% CI)" }
+        var lines: [[String]] = [header]
+        lines.append(["users"] + arms.map { "\($0.users)" } + treatments.map { _ in "" })
+        for row in rows {
+            var cells = [row.label]
+            for arm in arms {
+                if let pu = row.perUser {
+                    let e = MeanEstimate(arm.perUser(pu))
+                    cells.append("\(number(e.mean)) ± \(number(1.959963984540054 * e.standardError))")
+                } else {
+                    cells.append(percent(row.value(arm)))
+                }
+            }
+            for t in treatments {
+                if let pu = row.perUser {
+                    let d = Difference(treatment: MeanEstimate(arms[t].perUser(pu)), control: MeanEstimate(c.perUser(pu)))
+                    let base = MeanEstimate(c.perUser(pu)).mean
+                    let text = "\(signedPercent(d.relative)) [\(signedPercent(d.low95 / base)), \(signedPercent(d.high95 / base))]"
+                    let significant = d.low95 > 0 || d.high95 < 0
+                    cells.append(color && significant ? (d.absolute > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" : text)
+                } else {
+                    let v = row.value(arms[t]), b = row.value(c)
+                    cells.append(b == 0 ? "" : signedPercent(v / b - 1))
+                }
+            }
+            lines.append(cells)
+        }
+        let widths = (0..<header.count).map { col in lines.map { visibleWidth($0[col]) }.max()! }
+        var out = "\(scenario.name): seed \(scenario.seed), \(scenario.ticks) ticks, \(scenario.population.users) users, \(catalogSize) items\n\n"
+        for (i, line) in lines.enumerated() {
+            out += zip(line, widths).enumerated().map { col, pair in
+                let pad = String(repeating: " ", count: pair.1 - visibleWidth(pair.0))
+                return col == 0 ? pair.0 + pad : pad + pair.0
+            }.joined(separator: "   ") + "\n"
+            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
+        }
+        out += "\n± is a 95% interval of the per-user mean; lifts are relative to \(c.name), normal approximation (Welch standard error).\n"
+        let dead = messages["deadLetters"] ?? 0
+        if dead > 0 { out += "\(dead) messages did not decode and went to the dead-letter topic.\n" }
+        return out
+    }
+}
+
+func number(_ x: Double) -> String {
+    guard x.isFinite else { return "n/a" }
+    if abs(x) >= 1000 { return String(format: "%.0f", x) }
+    if abs(x) >= 10 { return String(format: "%.1f", x) }
+    return String(format: "%.3f", x)
+}
+
+func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.2f%%", x * 100) : "n/a" }
+
+func signedPercent(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f%%", x * 100) : "n/a" }
+
+func visibleWidth(_ s: String) -> Int {
+    // ANSI colour sequences take no columns.
+    var width = 0, escaping = false
+    for ch in s {
+        if ch == "\u{1B}" { escaping = true } else if escaping { if ch == "m" { escaping = false } } else { width += 1 }
+    }
+    return width
+}

@@ -1,0 +1,54 @@
+/// Per-item impressions and clicks, learned online from feedback: the placeholder ranking
+/// models (popularity and smoothed CTR) until DARE and its peers land.
+///
+/// Columns grow as new items appear, so a table never needs to know the catalog's size.
+public struct ItemStatistics: Sendable {
+    public private(set) var impressions: [Float] = []
+    public private(set) var clicks: [Float] = []
+
+    public init(items: Int = 0) {
+        impressions = [Float](repeating: 0, count: items)
+        clicks = impressions
+    }
+
+    public var count: Int { clicks.count }
+
+    @inline(__always)
+    mutating func grow(to item: Int) {
+        if item >= clicks.count {
+            let n = max(item + 1, clicks.count * 2)
+            impressions.append(contentsOf: repeatElement(0, count: n - impressions.count))
+            clicks.append(contentsOf: repeatElement(0, count: n - clicks.count))
+        }
+    }
+
+    @inline(__always)
+    public mutating func recordImpression(_ item: UInt32) {
+        grow(to: Int(item))
+        impressions[Int(item)] += 1
+    }
+
+    @inline(__always)
+    public mutating func recordClick(_ item: UInt32) {
+        grow(to: Int(item))
+        clicks[Int(item)] += 1
+    }
+
+    @inline(__always)
+    public func clickCount(_ item: UInt32) -> Float {
+        Int(item) < clicks.count ? clicks[Int(item)] : 0
+    }
+
+    /// Click-through rate with a Beta prior: (clicks + a) / (impressions + b).
+    @inline(__always)
+    public func smoothedCTR(_ item: UInt32, priorClicks a: Float, priorImpressions b: Float) -> Float {
+        guard Int(item) < clicks.count else { return a / b }
+        return (clicks[Int(item)] + a) / (impressions[Int(item)] + b)
+    }
+
+    /// The `k` items with the most clicks, ties broken by the lower id (deterministic).
+    public func mostClicked(_ k: Int) -> [UInt32] {
+        let ids = (0..<UInt32(clicks.count)).filter { clicks[Int($0)] > 0 }
+        return Array(ids.sorted { (clicks[Int($0)], $1) > (clicks[Int($1)], $0) }.prefix(k))
+    }
+}

@@ -1,0 +1,262 @@
+import Experiment
+import Foundation
+import Kafka
+import Models
+import Population
+import RecCore
+import Scenario
+import Server
+import Trainer
+
+/// Overrides of a scenario's values from the command line.
+public struct RunOptions: Sendable {
+    public var seed: UInt64?
+    public var partitions: Int?
+    public var brokers: String?
+    /// librdkafka properties laid over the scenario's `kafka.properties` (`-X key=value`).
+    public var properties: [String: String] = [:]
+    public var progress: Bool?
+    public init() {}
+
+    public func applied(to scenario: Scenario) -> Scenario {
+        var s = scenario
+        if let seed { s.seed = seed }
+        if let partitions { s.kafka.partitions = partitions }
+        if let brokers { s.kafka.brokers = brokers }
+        s.kafka.properties.merge(properties) { _, new in new }
+        if let progress { s.output.progress = progress }
+        return s
+    }
+}
+
+/// Runs a scenario in lockstep (shared/DESIGN.md section 1) over Kafka: tick t's requests
+/// are all answered, and its feedback all applied, before tick t+1 starts; within a tick,
+/// work is ordered by (user, sequence), never by arrival. So the results are a function of
+/// (scenario, seed) alone, whatever the partition count or timing.
+public final class LockstepRun {
+    public let scenario: Scenario
+    let embedded: EmbeddedBroker?
+    /// Called at the start of every tick (tests use it to inject faults).
+    public var onTick: ((Tick) -> Void)?
+    /// Called after every tick with (tick, ticks).
+    public var onProgress: ((Tick, Int) -> Void)?
+
+    /// - Parameter broker: an embedded broker to run on; nil starts one when the scenario
+    ///   names no brokers.
+    public init(scenario: Scenario, broker: EmbeddedBroker? = nil) throws {
+        self.scenario = scenario
+        if let broker {
+            embedded = broker
+        } else if scenario.kafka.brokers == nil {
+            embedded = try EmbeddedBroker()
+        } else {
+            embedded = nil
+        }
+    }
+
+    public var bootstrapServers: String { embedded?.bootstrapServers ?? scenario.kafka.brokers! }
+
+    public func run() throws -> RunReport {
+        let started = ContinuousClock.now
+        let s = scenario
+        let topics = s.kafka.topics
+        let stall = s.kafka.stallTimeoutSeconds
+        let stallMs = String(Int(stall * 1000))
+        let base = KafkaConfiguration(bootstrapServers: bootstrapServers).merging(s.kafka.properties)
+
+        let partitions = try provisionTopics(base, topics: topics)
+
+        var producerConfig = base
+        producerConfig.setDefault("message.timeout.ms", stallMs)
+        producerConfig.setDefault("client.id", "recstream-\(s.kafka.topicPrefix)")
+        let producer = try KafkaProducer(configuration: producerConfig)
+
+        func channel(_ stage: String, _ topic: String) throws -> StageChannel {
+            var c = base
+            c.setDefault("group.id", "recstream-\(s.kafka.topicPrefix)-\(stage)")
+            c.setDefault("fetch.wait.max.ms", "1")  // the mock holds empty fetches this long
+            c.setDefault("auto.offset.reset", "error")  // never skip silently
+            let consumer = try KafkaConsumer(configuration: c)
+            var start: [Int32: Int64] = [:]
+            for p in 0..<Int32(partitions[topic]!) {
+                start[p] = try consumer.watermarks(TopicPartition(topic, p), timeoutMilliseconds: Int32(stall * 1000)).high
+            }
+            return try StageChannel(stage: stage, topic: producer.topic(topic), consumer: consumer, start: start)
+        }
+        let requestStage = try channel("requests", topics.requests)
+        let slateStage = try channel("recommendations", topics.recommendations)
+        let feedbackStage = try channel("feedback", topics.feedback)
+        let setupDone = ContinuousClock.now
+
+        let population = Population(s)
+        let catalogSize = population.catalog.count
+        let assignment = population.assignment
+        var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: catalogSize, seed: s.seed) }
+        var trainers = s.arms.map { _ in ArmTrainer(items: catalogSize) }
+        var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: catalogSize) }
+        let users = UInt32(population.userCount)
+
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.slateSize(items: Wire.maxSlateSize), alignment: 8)
+        defer { scratch.deallocate() }
+        var requests: [Request] = []
+        var slateHeaders: [(header: SlateHeader, start: Int)] = []
+        var slateEntries: [SlateEntry] = []
+        var slate: [SlateEntry] = []
+        var feedback: [Feedback] = []
+        var timings = PhaseTimings()
+
+        for t in 0..<s.ticks {
+            let tick = Tick(t)
+            onTick?(tick)
+
+            // 1. Users ask for slates.
+            var mark = ContinuousClock.now
+            try population.requests(at: tick) { request in
+                try requestStage.send(producer, user: request.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(request, into: scratch)]))
+            }
+            requests.removeAll(keepingCapacity: true)
+            try requestStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+                let r = try Wire.decodeRequest(bytes)
+                try check(r.header, users: users, tick: tick, assignment: assignment)
+                requests.append(r)
+            }
+            requests.sort { ($0.header.user, $0.header.sequence) < ($1.header.user, $1.header.sequence) }
+            timings.requests += ContinuousClock.now - mark
+
+            // 2. Each arm serves its users.
+            mark = .now
+            for r in requests {
+                let arm = Int(r.header.arm)
+                metrics[arm].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
+                slate.removeAll(keepingCapacity: true)
+                servers[arm].serve(r, statistics: trainers[arm].statistics, into: &slate)
+                let n = slate.withUnsafeBufferPointer { Wire.encodeSlate(r.header, policy: UInt16(arm), entries: $0, into: scratch) }
+                try slateStage.send(producer, user: r.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<n]))
+            }
+            slateHeaders.removeAll(keepingCapacity: true)
+            slateEntries.removeAll(keepingCapacity: true)
+            try slateStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+                let start = slateEntries.count
+                let h = try Wire.decodeSlate(bytes, appendingTo: &slateEntries)
+                do throws(WireError) {
+                    try check(h.header, users: users, tick: tick, assignment: assignment)
+                    for e in slateEntries[start...] where Int(e.item) >= catalogSize {
+                        throw WireError("item \(e.item) is not in the catalog of \(catalogSize) items", at: Wire.slateHeaderSize)
+                    }
+                } catch {
+                    slateEntries.removeSubrange(start...)
+                    throw error
+                }
+                slateHeaders.append((h, start))
+            }
+            slateHeaders.sort { ($0.header.header.user, $0.header.header.sequence) < ($1.header.header.user, $1.header.header.sequence) }
+            timings.serve += ContinuousClock.now - mark
+
+            // 3. Users respond; purchases from earlier clicks land now.
+            mark = .now
+            func emit(_ f: Feedback) throws {
+                try feedbackStage.send(producer, user: f.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(f, into: scratch)]))
+            }
+            for (h, start) in slateHeaders {
+                try population.respond(to: h, entries: slateEntries[start..<start + h.itemCount], at: tick, emit)
+            }
+            try population.purchases(at: tick, emit)
+            feedback.removeAll(keepingCapacity: true)
+            try feedbackStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+                let f = try Wire.decodeFeedback(bytes)
+                try check(f.header, users: users, tick: tick, assignment: assignment)
+                feedback.append(f)
+            }
+            feedback.sort {
+                ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue)
+                    < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue)
+            }
+            timings.respond += ContinuousClock.now - mark
+
+            // 4. Each arm learns from its own feedback, and the experiment counts it.
+            mark = .now
+            for f in feedback {
+                let arm = Int(f.header.arm)
+                trainers[arm].apply(f)
+                metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
+            }
+            for arm in servers.indices {
+                servers[arm].refresh(from: trainers[arm].statistics)
+                metrics[arm].endTick()
+            }
+            timings.train += ContinuousClock.now - mark
+            onProgress?(tick, s.ticks)
+        }
+        try producer.flush(timeoutMilliseconds: Int32(stall * 1000))
+        let finished = ContinuousClock.now
+
+        let results = ExperimentResults(
+            scenario: s, arms: metrics, catalogSize: catalogSize,
+            messages: [
+                "requests": requestStage.received, "recommendations": slateStage.received, "feedback": feedbackStage.received,
+                "deadLetters": requestStage.deadLetters + slateStage.deadLetters + feedbackStage.deadLetters,
+                "purchasesPendingAtEnd": population.purchasesPending,
+            ])
+        let messageCount = requestStage.received + slateStage.received + feedbackStage.received
+        let runSeconds = (finished - setupDone).seconds
+        return RunReport(
+            results: results,
+            run: RunInfo(bootstrapServers: bootstrapServers, embedded: embedded != nil, partitions: partitions[topics.requests]!,
+                         setupSeconds: (setupDone - started).seconds, runSeconds: runSeconds,
+                         messagesPerSecond: Double(messageCount) / max(runSeconds, 1e-9), phases: timings))
+    }
+
+    /// Creates the run's topics (on the embedded broker, or through the admin API) and
+    /// returns each topic's partition count as the cluster reports it.
+    func provisionTopics(_ base: KafkaConfiguration, topics: Topics) throws -> [String: Int] {
+        let k = scenario.kafka
+        let timeoutMs = Int32(min(k.stallTimeoutSeconds, 30) * 1000)
+        let admin = try KafkaAdmin(configuration: base)
+        if let embedded {
+            for topic in topics.all { try embedded.createTopic(topic, partitions: k.partitions) }
+        } else {
+            do {
+                _ = try admin.metadata(timeoutMilliseconds: timeoutMs)
+            } catch {
+                throw RunError("cannot reach Kafka at \(bootstrapServers) (waited \(format(seconds: Double(timeoutMs) / 1000))): \(error)")
+            }
+            try admin.createTopics(topics.all.map { NewTopic($0, partitions: k.partitions, replicationFactor: k.replicationFactor) },
+                                   timeoutMilliseconds: timeoutMs)
+        }
+        // Wait until every topic shows in the metadata with its partitions.
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutMs))
+        while true {
+            let md = try admin.metadata(timeoutMilliseconds: timeoutMs)
+            var counts: [String: Int] = [:]
+            for topic in topics.all {
+                if let t = md.topic(topic), t.error == nil, t.partitionCount > 0 { counts[topic] = t.partitionCount }
+            }
+            if counts.count == topics.all.count { return counts }
+            if ContinuousClock.now > deadline {
+                throw RunError("topics \(topics.all.filter { counts[$0] == nil }) did not appear on \(bootstrapServers) within \(format(seconds: Double(timeoutMs) / 1000))")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+}
+
+/// A record is from this run and this tick: a user the population has, the arm that user
+/// is assigned to, the current tick.
+@inline(__always)
+func check(_ h: RecordHeader, users: UInt32, tick: Tick, assignment: ArmAssignment) throws(WireError) {
+    guard h.user < users else { throw WireError("user \(h.user) is not in the population of \(users)", at: 8) }
+    guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
+    guard h.tick == tick else { throw WireError("record of tick \(h.tick) arrived in tick \(tick)", at: 4) }
+}
+
+/// Where the time went, per phase of the loop (including transport).
+public struct PhaseTimings: Sendable {
+    public var requests = Duration.zero
+    public var serve = Duration.zero
+    public var respond = Duration.zero
+    public var train = Duration.zero
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

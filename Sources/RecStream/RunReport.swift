@@ -1,0 +1,53 @@
+import Experiment
+import Foundation
+import RecCore
+
+/// How a run went, apart from its results: where it ran and how fast. Never part of a
+/// determinism comparison.
+public struct RunInfo: Sendable {
+    public var bootstrapServers: String
+    public var embedded: Bool
+    public var partitions: Int
+    public var setupSeconds: Double
+    public var runSeconds: Double
+    public var messagesPerSecond: Double
+    public var phases: PhaseTimings
+}
+
+/// What `recstream run` writes: the results (a function of scenario and seed) and, in a
+/// section of its own, the run's transport and timings.
+public struct RunReport: Sendable {
+    public var results: ExperimentResults
+    public var run: RunInfo
+
+    public var json: JSONValue {
+        [
+            "recstream": ["reportVersion": 1, "wireVersion": .integer(Int64(Wire.version))],
+            "results": results.json,
+            "run": [
+                "brokers": .string(run.embedded ? "embedded" : run.bootstrapServers),
+                "partitions": .integer(Int64(run.partitions)),
+                "setupSeconds": .number(run.setupSeconds),
+                "runSeconds": .number(run.runSeconds),
+                "messagesPerSecond": .number(run.messagesPerSecond),
+                "phaseSeconds": [
+                    "requests": .number(run.phases.requests.seconds), "serve": .number(run.phases.serve.seconds),
+                    "respond": .number(run.phases.respond.seconds), "train": .number(run.phases.train.seconds),
+                ],
+            ],
+        ]
+    }
+
+    /// Writes report.json into `directory` (created if missing); returns its path.
+    @discardableResult
+    public func write(to directory: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent("report.json")
+        do {
+            try json.rendered().write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw RunError("cannot write \(path): \(error.localizedDescription)")
+        }
+        return path
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Kafka
+import RecCore
+
+/// One stage of the lockstep loop over one topic: everything sent in a phase is flushed,
+/// then consumed back (by the stage's own consumer) until every message has arrived.
+///
+/// Nothing is skipped: offsets are checked for gaps, a message that does not decode is
+/// copied to the dead-letter topic with the reason in a header (and counted), and a phase
+/// that makes no progress for the stall timeout fails with a message saying how far it got.
+final class StageChannel {
+    let stage: String
+    let topic: KafkaTopic
+    let consumer: KafkaConsumer
+    var tracker: OffsetTracker
+    private(set) var sent = 0
+    private(set) var received = 0
+    private(set) var deadLetters = 0
+
+    init(stage: String, topic: KafkaTopic, consumer: KafkaConsumer, start: [Int32: Int64]) throws {
+        self.stage = stage
+        self.topic = topic
+        self.consumer = consumer
+        self.tracker = OffsetTracker(topic: topic.name, start: start)
+        try consumer.assign(start.keys.sorted().map { (TopicPartition(topic.name, $0), offset: start[$0]!) })
+    }
+
+    /// Sends one record keyed by user (so a user's records stay in order on one partition).
+    @inline(__always)
+    func send(_ producer: KafkaProducer, user: UserID, _ bytes: UnsafeRawBufferPointer) throws(KafkaError) {
+        var key = user.littleEndian
+        try withUnsafeBytes(of: &key) { (k) throws(KafkaError) in try producer.send(topic, key: k, value: bytes) }
+        sent += 1
+    }
+
+    /// Flushes the producer, then consumes until every message sent in this phase has come
+    /// back, handing each payload to `handle`.
+    func drain(_ producer: KafkaProducer, deadLetterTopic: String, stallSeconds: Double, tick: Tick,
+               _ handle: (UnsafeRawBufferPointer) throws(WireError) -> Void) throws {
+        do {
+            try producer.flush(timeoutMilliseconds: Int32(min(stallSeconds * 1000, Double(Int32.max))))
+        } catch {
+            throw RunError("tick \(tick), \(stage): \(error); is the broker reachable?")
+        }
+        var lastProgress = ContinuousClock.now
+        let stall = Duration.milliseconds(Int64(stallSeconds * 1000))
+        while received < sent {
+            let got = try consumer.consumeBatch(timeoutMilliseconds: 5) { batch in
+                for message in batch {
+                    try tracker.record(partition: message.partition, offset: message.offset)
+                    do {
+                        try handle(message.value)
+                    } catch {
+                        try producer.send(to: deadLetterTopic, key: message.key, value: message.value,
+                                          header: ("recstream-error", "\(topic.name) [\(message.partition)] @\(message.offset): \(error)"))
+                        deadLetters += 1
+                    }
+                }
+                return batch.count
+            }
+            received += got
+            if got > 0 {
+                lastProgress = .now
+            } else if ContinuousClock.now - lastProgress > stall {
+                let why = consumer.lastTransientError.map { " (last broker error: \($0))" } ?? ""
+                throw RunError("tick \(tick), \(stage): received \(received) of \(sent) messages from \"\(topic.name)\" and nothing for \(format(seconds: stallSeconds))\(why); the broker did not come back within kafka.stallTimeoutSeconds")
+            }
+        }
+        if received != sent {
+            throw RunError("tick \(tick), \(stage): received \(received) messages from \"\(topic.name)\" but sent \(sent): another producer is writing to this run's topics (use a topic prefix of its own)")
+        }
+    }
+}
+
+/// A failure of a run, with where it happened.
+public struct RunError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+func format(seconds: Double) -> String {
+    seconds == seconds.rounded() ? "\(Int(seconds)) s" : String(format: "%.1f s", seconds)
+}

@@ -1,0 +1,128 @@
+import RecCore
+
+/// An A/B simulation, as authored in a scenario JSON file (see `Scenario.schema` for every
+/// key, its default and its effect; `recstream schema` prints it as JSON Schema).
+///
+/// A scenario plus its seed fixes the whole run: the same scenario and seed give the same
+/// report, bit for bit, whatever the transport or partition count.
+public struct Scenario: Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var seed: UInt64
+    public var ticks: Int
+    public var population: PopulationSettings
+    public var catalog: CatalogSettings
+    public var arms: [ArmSettings]
+    public var experiment: ExperimentSettings
+    public var metrics: [Metric]
+    public var kafka: KafkaSettings
+    public var output: OutputSettings
+
+    /// The index of the control arm (lifts are measured against it).
+    public var controlArm: Int { arms.firstIndex { $0.name == experiment.control } ?? 0 }
+}
+
+/// The simulated users (a placeholder world until the population issue lands).
+public struct PopulationSettings: Sendable, Equatable {
+    public var users: Int
+    /// Chance that a user asks for a slate in a given tick.
+    public var requestProbability: Double
+    public var slateSize: Int
+    /// Ticks between a click and the purchase it leads to.
+    public var purchaseDelayTicks: Int
+}
+
+public struct CatalogSettings: Sendable, Equatable {
+    public var items: Int
+    public var categories: Int
+    /// Zipf exponent of the items' popularity prior.
+    public var popularityExponent: Double
+    public var medianPrice: Double
+    public var medianDurationSeconds: Double
+}
+
+/// One arm of the experiment: how it retrieves candidates, ranks them and builds a slate.
+public struct ArmSettings: Sendable, Equatable {
+    public var name: String
+    /// Share of users assigned to this arm.
+    public var share: Double
+    /// How many candidates retrieval hands to ranking.
+    public var candidates: Int
+    public var retrieval: Retrieval
+    public var ranking: Ranking
+    public var policy: Policy
+}
+
+public enum Retrieval: Sendable, Equatable {
+    /// Uniformly random items.
+    case random
+    /// The items with the most clicks in this arm so far (its own traffic only), with a
+    /// share `explore` of the candidates drawn uniformly at random instead.
+    case popularity(explore: Double)
+}
+
+public enum Ranking: Sendable, Equatable {
+    /// Random scores.
+    case random
+    /// Click counts learned online from this arm's feedback.
+    case popularity
+    /// Click-through rate learned online, smoothed by a Beta prior of `priorClicks` clicks
+    /// in `priorImpressions` impressions.
+    case ctr(priorClicks: Double, priorImpressions: Double)
+}
+
+/// How a slate is built from scored candidates. Every policy logs the propensity of each
+/// item it shows: the probability it had of being put at that position.
+public enum Policy: Sendable, Equatable {
+    /// The best remaining candidate at each position.
+    case greedy
+    /// At each position, with probability `epsilon` a uniformly random remaining candidate.
+    case epsilonGreedy(epsilon: Double)
+    /// At each position, a candidate drawn with probability proportional to exp(score / T).
+    case softmax(temperature: Double)
+}
+
+public struct ExperimentSettings: Sendable, Equatable {
+    /// Mixed into the hash that assigns users to arms: change it to reshuffle users.
+    public var salt: String
+    /// The arm lifts are measured against.
+    public var control: String
+}
+
+/// Metrics the results table shows.
+public enum Metric: String, Sendable, CaseIterable {
+    case viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage
+}
+
+public struct KafkaSettings: Sendable, Equatable {
+    /// Bootstrap servers of an existing cluster; nil runs the embedded broker.
+    public var brokers: String?
+    public var topicPrefix: String
+    public var partitions: Int
+    public var replicationFactor: Int
+    /// How long a phase may wait without progress (a broker away) before the run fails.
+    public var stallTimeoutSeconds: Double
+    /// librdkafka properties for every client, as with kcat's -X.
+    public var properties: [String: String]
+
+    public var topics: Topics { Topics(prefix: topicPrefix) }
+}
+
+/// The topic names of a run.
+public struct Topics: Sendable, Equatable {
+    public var requests, recommendations, feedback, deadLetter: String
+    public init(prefix: String) {
+        requests = "\(prefix).requests"
+        recommendations = "\(prefix).recommendations"
+        feedback = "\(prefix).feedback"
+        deadLetter = "\(prefix).dead-letter"
+    }
+    public var all: [String] { [requests, recommendations, feedback, deadLetter] }
+}
+
+public struct OutputSettings: Sendable, Equatable {
+    /// Where reports go; nil writes none (the table is still printed).
+    public var directory: String?
+    /// Show progress on standard error while running.
+    public var progress: Bool
+}

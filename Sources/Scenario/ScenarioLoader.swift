@@ -1,0 +1,166 @@
+import Foundation
+import RecCore
+
+/// A scenario that is not valid: every issue found, each with its JSON path.
+public struct ScenarioError: Error, CustomStringConvertible, Sendable {
+    /// The file (or other source) the scenario came from.
+    public var source: String
+    public var issues: [ScenarioIssue]
+    public init(source: String, issues: [ScenarioIssue]) {
+        self.source = source
+        self.issues = issues
+    }
+    public var description: String {
+        issues.map { "\(source): \($0)" }.joined(separator: "\n")
+    }
+}
+
+extension Scenario {
+    /// Reads and validates a scenario file.
+    public static func load(path: String) throws(ScenarioError) -> Scenario {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            var isDirectory: ObjCBool = false
+            let why = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+                ? (isDirectory.boolValue ? "is a directory, not a scenario file" : "cannot be read") : "no such file"
+            throw ScenarioError(source: path, issues: [ScenarioIssue("", why)])
+        }
+        return try decode(String(decoding: data, as: UTF8.self), source: path)
+    }
+
+    /// Parses and validates scenario JSON, reporting every issue at once.
+    public static func decode(_ text: String, source: String = "scenario") throws(ScenarioError) -> Scenario {
+        let document: JSONValue
+        do {
+            document = try JSONValue.parse(text)
+        } catch {
+            throw ScenarioError(source: source, issues: [ScenarioIssue("", "not valid JSON: \(error)")])
+        }
+        var validator = Validator()
+        let resolved = validator.resolve(document, .object(schema), at: "")
+        guard validator.issues.isEmpty, let resolved else {
+            throw ScenarioError(source: source, issues: validator.issues)
+        }
+        let scenario = Scenario(resolved: Resolved(resolved))
+        let semantic = scenario.consistencyIssues()
+        if !semantic.isEmpty { throw ScenarioError(source: source, issues: semantic) }
+        return scenario
+    }
+
+    /// Rules that span several keys.
+    public func consistencyIssues() -> [ScenarioIssue] {
+        var issues: [ScenarioIssue] = []
+        let total = arms.reduce(0) { $0 + $1.share }
+        if abs(total - 1) > 1e-6 {
+            let terms = arms.map { format($0.share) }.joined(separator: " + ")
+            issues.append(ScenarioIssue("arms", "traffic shares must sum to 1, got \(format((total * 1e9).rounded() / 1e9)) (\(terms))"))
+        }
+        var seen: [String: Int] = [:]
+        for (i, arm) in arms.enumerated() {
+            if let first = seen[arm.name] {
+                issues.append(ScenarioIssue("arms[\(i)].name", "duplicate arm name '\(arm.name)' (also arms[\(first)])"))
+            } else {
+                seen[arm.name] = i
+            }
+            if arm.candidates < population.slateSize {
+                issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at least population.slateSize (\(population.slateSize)), got \(arm.candidates)"))
+            }
+            if arm.candidates > catalog.items {
+                issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at most catalog.items (\(catalog.items)), got \(arm.candidates)"))
+            }
+        }
+        if !arms.contains(where: { $0.name == experiment.control }) {
+            issues.append(ScenarioIssue("experiment.control", "no arm named '\(experiment.control)'\(suggestion(experiment.control, arms.map(\.name))); arms are \(list(arms.map(\.name)))"))
+        }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if let bad = kafka.topicPrefix.first(where: { !allowed.contains($0) }) {
+            issues.append(ScenarioIssue("kafka.topicPrefix", "'\(bad)' cannot appear in a Kafka topic name (letters, digits, '.', '_', '-')"))
+        } else if kafka.topicPrefix.count > 200 {
+            issues.append(ScenarioIssue("kafka.topicPrefix", "must be at most 200 characters, got \(kafka.topicPrefix.count)"))
+        }
+        return issues
+    }
+
+    init(resolved r: Resolved) {
+        name = r["name"].string
+        description = r["description"].string
+        seed = UInt64(r["seed"].int)
+        ticks = r["ticks"].int
+        let p = r["population"]
+        population = PopulationSettings(users: p["users"].int, requestProbability: p["requestProbability"].double,
+                                        slateSize: p["slateSize"].int, purchaseDelayTicks: p["purchaseDelayTicks"].int)
+        let c = r["catalog"]
+        catalog = CatalogSettings(items: c["items"].int, categories: c["categories"].int,
+                                  popularityExponent: c["popularityExponent"].double, medianPrice: c["medianPrice"].double,
+                                  medianDurationSeconds: c["medianDurationSeconds"].double)
+        arms = r["arms"].array.map { a in
+            let rt = a["retrieval"]
+            let retrieval: Retrieval = rt["type"].string == "popularity" ? .popularity(explore: rt["explore"].double) : .random
+            let rk = a["ranking"]
+            let ranking: Ranking = switch rk["type"].string {
+            case "popularity": .popularity
+            case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
+            default: .random
+            }
+            let pol = a["policy"]
+            let policy: Policy = switch pol["type"].string {
+            case "epsilon-greedy": .epsilonGreedy(epsilon: pol["epsilon"].double)
+            case "softmax": .softmax(temperature: pol["temperature"].double)
+            default: .greedy
+            }
+            return ArmSettings(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,
+                               retrieval: retrieval, ranking: ranking, policy: policy)
+        }
+        let e = r["experiment"]
+        experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name)
+        metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
+        let k = r["kafka"]
+        kafka = KafkaSettings(brokers: k["brokers"].optionalString, topicPrefix: k["topicPrefix"].string,
+                              partitions: k["partitions"].int, replicationFactor: k["replicationFactor"].int,
+                              stallTimeoutSeconds: k["stallTimeoutSeconds"].double,
+                              properties: k["properties"].stringMap)
+        let o = r["output"]
+        output = OutputSettings(directory: o["directory"].optionalString, progress: o["progress"].bool)
+    }
+}
+
+/// Typed reads of a document the validator has resolved: a failure here is a bug in the
+/// schema, never bad input, so it stops the program.
+struct Resolved {
+    let value: JSONValue
+    init(_ value: JSONValue) { self.value = value }
+
+    subscript(key: String) -> Resolved {
+        guard let v = value[key] else { preconditionFailure("resolved scenario lacks '\(key)'") }
+        return Resolved(v)
+    }
+    var int: Int {
+        if case .integer(let i) = value { return Int(i) }
+        preconditionFailure("expected an integer in a resolved scenario")
+    }
+    var double: Double {
+        guard let d = value.doubleValue else { preconditionFailure("expected a number in a resolved scenario") }
+        return d
+    }
+    var string: String {
+        if case .string(let s) = value { return s }
+        preconditionFailure("expected a string in a resolved scenario")
+    }
+    var optionalString: String? {
+        if case .string(let s) = value { return s }
+        return nil
+    }
+    var bool: Bool {
+        if case .bool(let b) = value { return b }
+        preconditionFailure("expected a boolean in a resolved scenario")
+    }
+    var array: [Resolved] {
+        if case .array(let items) = value { return items.map(Resolved.init) }
+        preconditionFailure("expected an array in a resolved scenario")
+    }
+    var stringMap: [String: String] {
+        guard case .object(let o) = value else { preconditionFailure("expected an object in a resolved scenario") }
+        var out: [String: String] = [:]
+        for (k, v) in o.entries { if case .string(let s) = v { out[k] = s } }
+        return out
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import Models
+import RecCore
+import Scenario
+
+/// Serves one arm: retrieves candidates, scores them with the arm's ranking model and
+/// builds a slate with its policy, logging the propensity of every item it shows.
+///
+/// A propensity is the probability, given the candidates and their scores, that the
+/// policy put that item at that position (conditional on the positions before it).
+/// With random ranking every ordering of the candidates is equally likely, so the
+/// propensity at position j of n candidates is 1 / (n - j) whatever the policy.
+///
+/// All scratch space is allocated once; serving a request allocates nothing.
+public struct ArmServer: Sendable {
+    public let settings: ArmSettings
+    let armIndex: Int
+    let seed: UInt64
+    let catalogSize: Int
+    /// Refreshed from the trainer at the end of each tick.
+    var popular: [ItemID] = []
+    // Scratch, reused by every request.
+    var seenStamp: [UInt32]
+    var stamp: UInt32 = 0
+    var candidates: [ItemID]
+    var scores: [Float]
+    var order: [Int32]
+    var taken: [Bool]
+
+    public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
+        self.settings = settings
+        self.armIndex = armIndex
+        self.seed = seed
+        self.catalogSize = catalogSize
+        seenStamp = [UInt32](repeating: 0, count: catalogSize)
+        candidates = []
+        candidates.reserveCapacity(settings.candidates)
+        scores = [Float](repeating: 0, count: settings.candidates)
+        order = [Int32](repeating: 0, count: settings.candidates)
+        taken = [Bool](repeating: false, count: settings.candidates)
+    }
+
+    /// Takes in what the arm's trainer has learned (once per tick, after feedback).
+    public mutating func refresh(from statistics: ItemStatistics) {
+        if case .popularity(let explore) = settings.retrieval {
+            let fromPopular = settings.candidates - Int((Double(settings.candidates) * explore).rounded())
+            popular = statistics.mostClicked(fromPopular)
+        }
+    }
+
+    /// Builds the slate for `request`, appending its entries to `slate`.
+    public mutating func serve(_ request: Request, statistics: ItemStatistics, into slate: inout [SlateEntry]) {
+        var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
+        retrieve(&rng)
+        score(statistics, &rng)
+        select(k: min(Int(request.slateSize), candidates.count), &rng, into: &slate)
+    }
+
+    mutating func retrieve(_ rng: inout RandomStream) {
+        candidates.removeAll(keepingCapacity: true)
+        stamp &+= 1
+        if stamp == 0 {  // the stamps wrapped: clear them once every 2^32 requests
+            for i in seenStamp.indices { seenStamp[i] = 0 }
+            stamp = 1
+        }
+        if case .popularity = settings.retrieval {
+            for item in popular where candidates.count < settings.candidates {
+                seenStamp[Int(item)] = stamp
+                candidates.append(item)
+            }
+        }
+        // The rest uniformly at random, without repeats (rejection against the stamps;
+        // candidates <= catalog size is checked when the scenario is loaded).
+        while candidates.count < settings.candidates {
+            let item = rng.nextInt(below: catalogSize)
+            if seenStamp[item] != stamp {
+                seenStamp[item] = stamp
+                candidates.append(ItemID(item))
+            }
+        }
+    }
+
+    mutating func score(_ statistics: ItemStatistics, _ rng: inout RandomStream) {
+        let n = candidates.count
+        switch settings.ranking {
+        case .random:
+            for i in 0..<n { scores[i] = rng.nextFloat() }
+        case .popularity:
+            for i in 0..<n { scores[i] = statistics.clickCount(candidates[i]) }
+        case .ctr(let a, let b):
+            for i in 0..<n { scores[i] = statistics.smoothedCTR(candidates[i], priorClicks: Float(a), priorImpressions: Float(b)) }
+        }
+        // Best first; equal scores by item id, so the order is a function of the inputs.
+        for i in 0..<n { order[i] = Int32(i) }
+        order.withUnsafeMutableBufferPointer { o in
+            scores.withUnsafeBufferPointer { s in
+                candidates.withUnsafeBufferPointer { c in
+                    o[0..<n].sort { (s[Int($0)], c[Int($1)]) > (s[Int($1)], c[Int($0)]) }
+                }
+            }
+        }
+    }
+
+    mutating func select(k: Int, _ rng: inout RandomStream, into slate: inout [SlateEntry]) {
+        let n = candidates.count
+        for i in 0..<n { taken[i] = false }
+        let uniform = settings.ranking == .random
+        var nextBest = 0  // index into `order` of the best candidate not yet taken
+        func advance(_ nextBest: inout Int, _ taken: [Bool], _ order: [Int32]) {
+            while nextBest < n && taken[Int(order[nextBest])] { nextBest += 1 }
+        }
+        for position in 0..<k {
+            let remaining = n - position
+            var chosen: Int
+            var propensity: Float
+            switch settings.policy {
+            case .greedy:
+                chosen = Int(order[nextBest])
+                propensity = 1
+            case .epsilonGreedy(let epsilon):
+                let best = Int(order[nextBest])
+                if rng.nextDouble() < epsilon {
+                    chosen = nthUntaken(rng.nextInt(below: remaining))
+                } else {
+                    chosen = best
+                }
+                propensity = Float(epsilon / Double(remaining)) + (chosen == best ? Float(1 - epsilon) : 0)
+            case .softmax(let temperature):
+                (chosen, propensity) = drawSoftmax(temperature: temperature, &rng)
+            }
+            if uniform { propensity = 1 / Float(remaining) }
+            taken[chosen] = true
+            advance(&nextBest, taken, order)
+            slate.append(SlateEntry(item: candidates[chosen], propensity: propensity))
+        }
+    }
+
+    /// The index of the `n`-th candidate not yet taken, in candidate order.
+    func nthUntaken(_ n: Int) -> Int {
+        var seen = 0
+        for i in 0..<candidates.count where !taken[i] {
+            if seen == n { return i }
+            seen += 1
+        }
+        preconditionFailure("fewer untaken candidates than drawn")
+    }
+
+    /// Draws a remaining candidate with probability proportional to exp(z / T), where z is
+    /// the score standardised over all candidates (so T means the same for every model).
+    func drawSoftmax(temperature: Double, _ rng: inout RandomStream) -> (Int, Float) {
+        let n = candidates.count
+        var mean = 0.0, squares = 0.0
+        for i in 0..<n { mean += Double(scores[i]) }
+        mean /= Double(n)
+        for i in 0..<n { squares += (Double(scores[i]) - mean) * (Double(scores[i]) - mean) }
+        let sd = max((squares / Double(n)).squareRoot(), 1e-12)
+        // Subtract the largest remaining exponent for numerical safety.
+        var top = -Double.infinity
+        for i in 0..<n where !taken[i] { top = max(top, (Double(scores[i]) - mean) / sd / temperature) }
+        var total = 0.0
+        for i in 0..<n where !taken[i] { total += exp((Double(scores[i]) - mean) / sd / temperature - top) }
+        var u = rng.nextDouble() * total
+        var last = 0
+        for i in 0..<n where !taken[i] {
+            let w = exp((Double(scores[i]) - mean) / sd / temperature - top)
+            last = i
+            if u < w { return (i, Float(w / total)) }
+            u -= w
+        }
+        let w = exp((Double(scores[last]) - mean) / sd / temperature - top)
+        return (last, Float(w / total))
+    }
+}

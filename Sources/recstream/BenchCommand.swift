@@ -1,0 +1,58 @@
+import ArgumentParser
+import Bench
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Run a benchmark and print its figures (medians; ratios against a baseline run beside it).",
+        discussion: """
+            NAME is one of: kafka (Swift Kafka layer vs a plain C loop over librdkafka on the \
+            embedded broker), wire (encode/decode ns per record). Build with -c release for \
+            meaningful figures.
+            """)
+
+    @Argument(help: "kafka or wire.")
+    var name: String
+
+    @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
+    var json = false
+
+    @Option(help: "Messages per run (kafka).")
+    var messages: Int?
+
+    @Option(help: "Repeats; the median is reported.")
+    var repeats: Int?
+
+    func run() throws {
+        if let repeats, repeats < 1 {
+            printError("error: --repeats must be at least 1")
+            throw Exit.badInput
+        }
+        if let messages, messages < 1024 {
+            printError("error: --messages must be at least 1024")
+            throw Exit.badInput
+        }
+        let report: BenchReport
+        do {
+            switch name {
+            case "kafka":
+                var b = KafkaBench()
+                if let messages { b.messages = messages }
+                if let repeats { b.repeats = repeats }
+                report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "wire":
+                var b = WireBench()
+                if let repeats { b.repeats = repeats }
+                report = b.run()
+            default:
+                printError("error: unknown benchmark '\(name)'; one of kafka, wire")
+                throw Exit.badInput
+            }
+        } catch let error as BenchError {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        }
+        print(json ? report.json.rendered() : report.table, terminator: "")
+    }
+}

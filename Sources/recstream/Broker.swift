@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Kafka
+
+struct Broker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a standalone embedded Kafka broker until SIGINT or SIGTERM.",
+        discussion: """
+            Prints the bootstrap address on the first line of standard output, so that other \
+            processes (recstream, kcat) can use it. It is librdkafka's mock cluster: it keeps \
+            only about 5 MiB per partition, so consumers must keep up with producers.
+            """)
+
+    @Option(help: "Number of brokers in the cluster.")
+    var brokers = 1
+
+    @Option(help: "Create these topics (comma-separated).")
+    var topics: String?
+
+    @Option(help: "Partitions per created topic.")
+    var partitions = 4
+
+    func run() throws {
+        guard (1...16).contains(brokers) else {
+            printError("error: --brokers must be between 1 and 16, got \(brokers)")
+            throw Exit.badInput
+        }
+        guard (1...1024).contains(partitions) else {
+            printError("error: --partitions must be between 1 and 1024, got \(partitions)")
+            throw Exit.badInput
+        }
+        // Block the signals before any thread starts, then wait for them synchronously.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let cluster: EmbeddedBroker
+        do {
+            cluster = try EmbeddedBroker(brokers: brokers)
+            for topic in (topics ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !topic.isEmpty {
+                try cluster.createTopic(topic, partitions: partitions)
+            }
+        } catch {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        }
+        // Written straight to the descriptor, so a reading process sees it at once.
+        FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+        printError("embedded broker (\(brokers) broker(s)) at \(cluster.bootstrapServers); stop with Ctrl-C")
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        printError("stopping (signal \(received))")
+        withExtendedLifetime(cluster) {}
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Recstream: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recstream",
+        abstract: "An online-learning streaming simulator for recommender systems.",
+        discussion: """
+            Exit codes: 0 success, 1 runtime failure (a broker away, a stalled run), \
+            2 bad input (a malformed scenario, a bad option).
+            """,
+        version: "0.1.0",
+        subcommands: [Run.self, Validate.self, Schema.self, Broker.self, Bench.self]
+    )
+}
+
+/// Exit codes, as the README documents them.
+enum Exit {
+    static let runtimeFailure = ExitCode(1)
+    static let badInput = ExitCode(2)
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
+}
+
+/// `-X key=value` options, as kcat takes them.
+struct KafkaPropertyOptions: ParsableArguments {
+    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property for every client, as with kcat (repeatable).", valueName: "key=value"))
+    var properties: [String] = []
+
+    func parsed() throws -> [String: String] {
+        var out: [String: String] = [:]
+        for text in properties {
+            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                throw ValidationError("-X expects key=value, got '\(text)'")
+            }
+            out[String(text[..<eq])] = String(text[text.index(after: eq)...])
+        }
+        return out
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import CJemalloc
+import Foundation
+import Kafka
+import RecStream
+import Scenario
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run an A/B scenario in lockstep over Kafka and print the results.",
+        discussion: """
+            Starts an embedded Kafka broker (librdkafka's mock cluster) unless the scenario or \
+            --brokers names a cluster, creates the run's topics, and runs the loop: users ask \
+            for slates, each arm serves its users, users respond, each arm learns from its \
+            feedback. The same scenario and seed give the same results whatever --partitions is.
+            """)
+
+    @Argument(help: "The scenario file (JSON).")
+    var scenario: String
+
+    @Option(help: "Override the scenario's seed.")
+    var seed: UInt64?
+
+    @Option(help: "Override the partitions per topic.")
+    var partitions: Int?
+
+    @Option(help: "Bootstrap servers of a Kafka cluster to use instead of the embedded broker.")
+    var brokers: String?
+
+    @Option(help: "Write report.json here (overrides output.directory).")
+    var out: String?
+
+    @Flag(help: "Print the allocator's allocated and resident bytes (jemalloc) at the end.")
+    var stats = false
+
+    @Flag(help: "Print no progress.")
+    var quiet = false
+
+    @OptionGroup var kafka: KafkaPropertyOptions
+
+    func run() throws {
+        var options = RunOptions()
+        options.seed = seed
+        options.brokers = brokers
+        if quiet { options.progress = false }
+        do {
+            options.properties = try kafka.parsed()
+        } catch {
+            printError("error: \(error)")
+            throw Exit.badInput
+        }
+        if let partitions, !(1...1024).contains(partitions) {
+            printError("error: --partitions must be between 1 and 1024, got \(partitions)")
+            throw Exit.badInput
+        }
+        options.partitions = partitions
+
+        let loaded: Scenario
+        do {
+            loaded = try Scenario.load(path: scenario)
+        } catch {
+            printError(error.description)
+            throw Exit.badInput
+        }
+        let s = options.applied(to: loaded)
+        let directory = out ?? s.output.directory
+        let showProgress = s.output.progress && isatty(STDERR_FILENO) != 0
+
+        do {
+            let run = try LockstepRun(scenario: s)
+            if showProgress {
+                printError("\(s.name): \(s.arms.count) arms, \(s.population.users) users, \(s.ticks) ticks on \(s.kafka.brokers ?? "the embedded broker (\(run.bootstrapServers))")")
+                run.onProgress = { tick, ticks in
+                    let width = 30
+                    let done = Int(tick + 1) * width / ticks
+                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: done))\(String(repeating: ".", count: width - done))] tick \(tick + 1)/\(ticks)".utf8))
+                    if Int(tick + 1) == ticks { FileHandle.standardError.write(Data("\n".utf8)) }
+                }
+            }
+            let report = try run.run()
+            print(report.results.table(color: isatty(STDOUT_FILENO) != 0))
+            print(String(format: "%d messages in %.2f s (%.0f messages/s, setup %.2f s) over %d partition(s).",
+                         (report.results.messages["requests"] ?? 0) + (report.results.messages["recommendations"] ?? 0) + (report.results.messages["feedback"] ?? 0),
+                         report.run.runSeconds, report.run.messagesPerSecond, report.run.setupSeconds, report.run.partitions))
+            if let directory {
+                let path = try report.write(to: directory)
+                print("Report: \(path)")
+            }
+            if stats { print(MemoryStats.current().description) }
+        } catch let error as KafkaError {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        } catch let error as RunError {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        }
+    }
+}
+
+/// The allocator's figures (jemalloc's `stats.allocated` and `stats.resident`).
+struct MemoryStats: CustomStringConvertible {
+    var allocated: Int
+    var resident: Int
+
+    static func current() -> MemoryStats {
+        // Statistics are cached; bumping the epoch refreshes them.
+        var epoch: UInt64 = 1
+        var newEpoch: UInt64 = 1
+        var size = MemoryLayout<UInt64>.size
+        _ = mallctl("epoch", &epoch, &size, &newEpoch, size)
+        func read(_ name: String) -> Int {
+            var value = 0
+            var length = MemoryLayout<Int>.size
+            return mallctl(name, &value, &length, nil, 0) == 0 ? value : -1
+        }
+        return MemoryStats(allocated: read("stats.allocated"), resident: read("stats.resident"))
+    }
+
+    var description: String {
+        String(format: "memory (jemalloc): %.1f MiB allocated, %.1f MiB resident", Double(allocated) / 1_048_576, Double(resident) / 1_048_576)
+    }
+}

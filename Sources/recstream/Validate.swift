@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Scenario
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check scenario files; print every error with its JSON path.",
+        discussion: "Exits 0 when every file is valid, 2 otherwise.")
+
+    @Argument(help: "Scenario files.")
+    var files: [String]
+
+    func run() throws {
+        var failed = false
+        for file in files {
+            do {
+                let s = try Scenario.load(path: file)
+                print("\(file): ok (\(s.arms.count) arms: \(s.arms.map(\.name).joined(separator: ", ")))")
+            } catch {
+                printError(error.description)
+                failed = true
+            }
+        }
+        if failed { throw Exit.badInput }
+    }
+}
+
+struct Schema: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the scenario JSON Schema (draft 2020-12).",
+        discussion: "scenarios/schema.json is this output; a test keeps the two identical.")
+
+    func run() throws {
+        print(Scenario.jsonSchema.rendered(), terminator: "")
+    }
+}

@@ -1,0 +1,193 @@
+import Testing
+@testable import RecCore
+@testable import Scenario
+
+/// A valid scenario to break one key at a time.
+let base = """
+{
+  "name": "t",
+  "arms": [
+    {"name": "a", "share": 0.5},
+    {"name": "b", "share": 0.5, "policy": {"type": "epsilon-greedy", "epsilon": 0.2}}
+  ]
+}
+"""
+
+func messages(_ text: String) -> [String] {
+    do {
+        _ = try Scenario.decode(text, source: "s.json")
+        return []
+    } catch {
+        return error.issues.map(\.description)
+    }
+}
+
+/// The base scenario with `edit` applied to its parsed form.
+func edited(_ edit: (inout JSONObject) -> Void) -> String {
+    guard case .object(var o) = try! JSONValue.parse(base) else { fatalError() }
+    edit(&o)
+    return JSONValue.object(o).rendered()
+}
+
+func arm(_ fields: JSONObject) -> JSONValue { .object(fields) }
+
+@Suite("Scenario validation")
+struct ScenarioValidationTests {
+    @Test("a minimal scenario gets every default")
+    func defaults() throws {
+        let s = try Scenario.decode(base)
+        #expect(s.seed == 42 && s.ticks == 50)
+        #expect(s.population == PopulationSettings(users: 2000, requestProbability: 0.5, slateSize: 10, purchaseDelayTicks: 2))
+        #expect(s.arms[0].policy == .greedy && s.arms[0].retrieval == .random && s.arms[0].candidates == 100)
+        #expect(s.arms[1].policy == .epsilonGreedy(epsilon: 0.2))
+        #expect(s.experiment.control == "a")
+        #expect(s.kafka.brokers == nil && s.kafka.partitions == 4 && s.kafka.topicPrefix == "recstream")
+        #expect(s.metrics == Metric.allCases)
+        #expect(s.output.directory == nil && s.output.progress)
+    }
+
+    @Test("a tagged object's own defaults fill in")
+    func taggedDefaults() throws {
+        let s = try Scenario.decode(edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "softmax"], "ranking": ["type": "ctr"],
+                              "retrieval": ["type": "popularity"]])]
+        })
+        #expect(s.arms[0].policy == .softmax(temperature: 1))
+        #expect(s.arms[0].ranking == .ctr(priorClicks: 1, priorImpressions: 20))
+        #expect(s.arms[0].retrieval == .popularity(explore: 0.2))
+    }
+
+    @Test("kafka properties pass through as strings")
+    func properties() throws {
+        let s = try Scenario.decode(edited { o in
+            o["kafka"] = ["properties": ["linger.ms": 5, "enable.idempotence": true, "client.id": "x"]]
+        })
+        #expect(s.kafka.properties == ["linger.ms": "5", "enable.idempotence": "true", "client.id": "x"])
+    }
+
+    static let malformed: [(String, String, [String])] = [
+        ("not JSON", #"{"name": "x",}"#,
+         ["s.json: (top level): not valid JSON: line 1, column 14: expected a key in double quotes, got '}'"]),
+        ("truncated JSON", #"{"name": "x", "arms": ["#,
+         ["s.json: (top level): not valid JSON: line 1, column 24: unexpected end of input, expected a value"]),
+        ("duplicate key", "{\"name\": \"x\",\n \"name\": \"y\"}",
+         ["s.json: (top level): not valid JSON: line 2, column 2: duplicate key \"name\""]),
+        ("top level not an object", "[1, 2]",
+         ["s.json: (top level): expected an object, got an array"]),
+        ("missing name and arms", "{}",
+         ["s.json: name: required", "s.json: arms: required"]),
+        ("unknown key with suggestion", edited { $0["seeed"] = 1 },
+         ["s.json: seeed: unknown key (did you mean 'seed'?)"]),
+        ("unknown key without suggestion", edited { $0["zzz"] = 1 },
+         ["s.json: zzz: unknown key; known keys: name, description, seed, ticks, population, catalog, arms, experiment, metrics, kafka, output"]),
+        ("wrong type", edited { $0["seed"] = "abc" },
+         [#"s.json: seed: expected an integer, got a string ("abc")"#]),
+        ("fractional integer", edited { $0["ticks"] = 2.5 },
+         ["s.json: ticks: expected an integer, got a number (2.5)"]),
+        ("out of range", edited { $0["ticks"] = 0 },
+         ["s.json: ticks: must be between 1 and 1000000, got 0"]),
+        ("epsilon out of range", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 0.5]), arm(["name": "b", "share": 0.5, "policy": ["type": "epsilon-greedy", "epsilon": 1.5]])]
+        }, ["s.json: arms[1].policy.epsilon: must be between 0 and 1, got 1.5"]),
+        ("unknown policy", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "epsilon-gredy"]])]
+        }, ["s.json: arms[0].policy.type: unknown policy 'epsilon-gredy' (did you mean 'epsilon-greedy'?); one of greedy, epsilon-greedy, softmax"]),
+        ("policy without type", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["epsilon": 0.1]])]
+        }, ["s.json: arms[0].policy.type: required; one of greedy, epsilon-greedy, softmax"]),
+        ("parameter on a policy without parameters", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "greedy", "epsilon": 0.1]])]
+        }, ["s.json: arms[0].policy.epsilon: unknown key; 'greedy' takes no parameters"]),
+        ("zero temperature", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "softmax", "temperature": 0]])]
+        }, ["s.json: arms[0].policy.temperature: must be greater than 0, got 0"]),
+        ("misspelt arm key", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "polcy": ["type": "greedy"]])]
+        }, ["s.json: arms[0].polcy: unknown key (did you mean 'policy'?)"]),
+        ("shares do not sum to 1", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 0.5]), arm(["name": "b", "share": 0.4])]
+        }, ["s.json: arms: traffic shares must sum to 1, got 0.9 (0.5 + 0.4)"]),
+        ("zero share", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 0]), arm(["name": "b", "share": 1])]
+        }, ["s.json: arms[0].share: must be greater than 0 and at most 1, got 0"]),
+        ("duplicate arm names", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 0.5]), arm(["name": "a", "share": 0.5])]
+        }, ["s.json: arms[1].name: duplicate arm name 'a' (also arms[0])"]),
+        ("no arms", edited { $0["arms"] = [] },
+         ["s.json: arms: must have at least 1 item, got 0"]),
+        ("empty arm name", edited { o in o["arms"] = [arm(["name": "", "share": 1])] },
+         ["s.json: arms[0].name: must not be empty"]),
+        ("unknown control arm", edited { $0["experiment"] = ["control": "c"] },
+         ["s.json: experiment.control: no arm named 'c'; arms are a, b"]),
+        ("misspelt control arm", edited { $0["experiment"] = ["control": "bb"] },
+         ["s.json: experiment.control: no arm named 'bb' (did you mean 'b'?); arms are a, b"]),
+        ("unknown metric", edited { $0["metrics"] = ["ctr", "gvm"] },
+         ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage"]),
+        ("nested kafka property", edited { $0["kafka"] = ["properties": ["a": ["b": 1]]] },
+         ["s.json: kafka.properties.a: expected a string, number or boolean, got an object"]),
+        ("bad topic prefix", edited { $0["kafka"] = ["topicPrefix": "my topics"] },
+         ["s.json: kafka.topicPrefix: ' ' cannot appear in a Kafka topic name (letters, digits, '.', '_', '-')"]),
+        ("too few candidates", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "candidates": 5])]
+        }, ["s.json: arms[0].candidates: must be at least population.slateSize (10), got 5"]),
+        ("more candidates than items", edited { o in
+            o["catalog"] = ["items": 50]
+        }, ["s.json: arms[0].candidates: must be at most catalog.items (50), got 100",
+            "s.json: arms[1].candidates: must be at most catalog.items (50), got 100"]),
+        ("partitions of the wrong type", edited { $0["kafka"] = ["partitions": true] },
+         ["s.json: kafka.partitions: expected an integer, got a boolean (true)"]),
+        ("every error at once", #"{"name": 3, "ticks": -1, "arms": [{"share": 2}], "output": {"progres": false}}"#,
+         ["s.json: name: expected a string, got an integer (3)",
+          "s.json: ticks: must be between 1 and 1000000, got -1",
+          "s.json: arms[0].name: required",
+          "s.json: arms[0].share: must be greater than 0 and at most 1, got 2",
+          "s.json: output.progres: unknown key (did you mean 'progress'?)"]),
+    ]
+
+    @Test("malformed scenarios give every error with its path", arguments: malformed)
+    func malformedScenario(name: String, text: String, expected: [String]) {
+        let got = messages(text).map { "s.json: " + $0 }
+        #expect(got == expected, "\(name)")
+    }
+
+    @Test("a missing file is a one-line error")
+    func missingFile() {
+        #expect(throws: ScenarioError.self) { try Scenario.load(path: "/nonexistent/x.json") }
+        do { _ = try Scenario.load(path: "/nonexistent/x.json") } catch {
+            #expect(error.description == "/nonexistent/x.json: (top level): no such file")
+        }
+    }
+}
+
+@Suite("JSON")
+struct JSONTests {
+    @Test("parse and render round-trip, keeping key order and integer-ness")
+    func roundTrip() throws {
+        let text = #"{"b": 1, "a": [1.5, -2, "x\n\u00e9", true, null], "big": 9007199254740993}"#
+        let v = try JSONValue.parse(text)
+        #expect(v["big"] == .integer(9_007_199_254_740_993))
+        guard case .object(let o) = v else { Issue.record("not an object"); return }
+        #expect(o.keys == ["b", "a", "big"])
+        #expect(try JSONValue.parse(v.rendered()) == v)
+        #expect(try JSONValue.parse(v.rendered(pretty: false)) == v)
+    }
+
+    @Test("syntax errors name the line and column", arguments: [
+        ("{\n  \"a\": tru\n}", "line 2, column 8: invalid literal, expected 'true'"),
+        ("[1 2]", "line 1, column 4: expected ',' or ']' in an array, got '2'"),
+        ("\"abc", "line 1, column 1: unterminated string"),
+        ("01", "line 1, column 1: leading zero in a number"),
+        ("{} x", "line 1, column 4: unexpected 'x' after the document"),
+        ("", "line 1, column 1: unexpected end of input, expected a value"),
+    ])
+    func syntaxErrors(text: String, message: String) {
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(text) }
+        do { _ = try JSONValue.parse(text) } catch { #expect(error.description == message) }
+    }
+
+    @Test("nesting is bounded, not a stack overflow")
+    func deepNesting() {
+        let text = String(repeating: "[", count: 100_000)
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(text) }
+    }
+}
