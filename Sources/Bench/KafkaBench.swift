@@ -9,7 +9,7 @@ import Kafka
 /// Pipelined, because the embedded broker keeps only ~5 MiB per partition: the consumer
 /// reads as the producer writes, never more than `maxLagPerPartition` behind.
 public struct KafkaBench: Sendable {
-    public var messages = 300_000
+    public var messages = 1_000_000
     public var repeats = 5
     public var valueSize = 100
     public var partitionCounts = [1, 8]

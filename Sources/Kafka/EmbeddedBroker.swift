@@ -108,3 +108,9 @@ public enum KafkaErrorCode {
     public static let unknownTopicOrPartition: Int32 = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue
     public static let topicAuthorizationFailed: Int32 = RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED.rawValue
 }
+
+// Safe to share across threads: every stored property is immutable after init, and the
+// mock cluster's API hands each call to the cluster's own thread as an op (librdkafka's
+// rd_kafka_mock_* functions are thread-safe), so a test may take a broker down from one
+// thread and up from another while clients run on a third.
+extension EmbeddedBroker: @unchecked Sendable {}

@@ -94,6 +94,27 @@ public final class KafkaAdmin {
     public func watermarks(_ partition: TopicPartition, timeoutMilliseconds: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
         try queryWatermarks(handle, partition, timeoutMilliseconds: timeoutMilliseconds)
     }
+
+    /// Asks for one topic's metadata with auto-creation allowed, which makes a cluster
+    /// with `auto.create.topics.enable` (the embedded broker among them, with 4 partitions)
+    /// create it. For clusters without the CreateTopics API.
+    public func requestTopic(_ name: String, timeoutMilliseconds: Int32 = 10_000) throws(KafkaError) -> ClusterMetadata.Topic? {
+        guard let topic = rd_kafka_topic_new(handle, name, nil) else {
+            throw KafkaError(.client, code: rd_kafka_last_error(), context: "opening topic \"\(name)\"")
+        }
+        defer { rd_kafka_topic_destroy(topic) }
+        var pointer: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, topic, &pointer, timeoutMilliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md = pointer else {
+            throw KafkaError(.client, code: err, context: "reading metadata of \"\(name)\"")
+        }
+        defer { rd_kafka_metadata_destroy(md) }
+        guard md.pointee.topic_cnt > 0 else { return nil }
+        let t = md.pointee.topics[0]
+        return ClusterMetadata.Topic(
+            name: String(cString: t.topic), partitionCount: Int(t.partition_cnt),
+            error: t.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(t.err)))
+    }
 }
 
 func readMetadata(_ handle: OpaquePointer, timeoutMilliseconds: Int32) throws(KafkaError) -> ClusterMetadata {

@@ -33,6 +33,8 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     public var message: String
     /// What the layer was doing, e.g. `producing to "demo.requests"`.
     public var context: String
+    /// More to say after the code, e.g. how many further deliveries failed.
+    public var note: String?
 
     public init(_ kind: Kind, _ message: String, context: String, code: Int32? = nil) {
         self.kind = kind
@@ -48,7 +50,9 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        if let name { return "\(context): \(message) (\(name))" }
-        return "\(context): \(message)"
+        var text = "\(context): \(message)"
+        if let name { text += " (\(name))" }
+        if let note { text += "; \(note)" }
+        return text
     }
 }

@@ -145,15 +145,16 @@ final class DeliveryLedger {
         failed += 1
         if firstFailure == nil {
             let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
+            let partition = message.pointee.partition  // -1 when it never reached a partition
             firstFailure = KafkaError(
                 .delivery, code: err,
-                context: "delivering to \"\(topic)\" [\(message.pointee.partition)]")
+                context: "delivering to \"\(topic)\"" + (partition >= 0 ? " [\(partition)]" : ""))
         }
     }
 
     func check() throws(KafkaError) {
         if var failure = firstFailure {
-            if failed > 1 { failure.message += " (and \(failed - 1) more failed deliveries)" }
+            if failed > 1 { failure.note = "\(failed - 1) more deliveries failed" }
             throw failure
         }
     }

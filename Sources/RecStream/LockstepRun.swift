@@ -220,8 +220,19 @@ public final class LockstepRun {
             } catch {
                 throw RunError("cannot reach Kafka at \(bootstrapServers) (waited \(format(seconds: Double(timeoutMs) / 1000))): \(error)")
             }
-            try admin.createTopics(topics.all.map { NewTopic($0, partitions: k.partitions, replicationFactor: k.replicationFactor) },
-                                   timeoutMilliseconds: timeoutMs)
+            do {
+                try admin.createTopics(topics.all.map { NewTopic($0, partitions: k.partitions, replicationFactor: k.replicationFactor) },
+                                       timeoutMilliseconds: timeoutMs)
+            } catch {
+                // Some clusters (the embedded broker among them) lack CreateTopics but
+                // create topics on a metadata request; the partition count is then theirs.
+                for topic in topics.all {
+                    let requested = try? admin.requestTopic(topic, timeoutMilliseconds: timeoutMs)
+                    guard let metadata = requested ?? nil, metadata.error == nil else {
+                        throw RunError("cannot create topic \"\(topic)\" on \(bootstrapServers): \(error); create the topics first (e.g. recstream broker --topics)")
+                    }
+                }
+            }
         }
         // Wait until every topic shows in the metadata with its partitions.
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutMs))

@@ -39,6 +39,8 @@ final class StageChannel {
                _ handle: (UnsafeRawBufferPointer) throws(WireError) -> Void) throws {
         do {
             try producer.flush(timeoutMilliseconds: Int32(min(stallSeconds * 1000, Double(Int32.max))))
+        } catch where error.kind == .timeout {
+            throw RunError("tick \(tick), \(stage): \(producer.inFlightCount) messages still undelivered after \(format(seconds: stallSeconds)); the broker did not come back within kafka.stallTimeoutSeconds")
         } catch {
             throw RunError("tick \(tick), \(stage): \(error); is the broker reachable?")
         }

@@ -123,3 +123,26 @@ enum MiniSchemaValidator {
         }
     }
 }
+
+@Suite("README")
+struct ReadmeTests {
+    /// Every key path of the scenario schema, as the README's table writes it.
+    func paths(_ properties: [Property], _ prefix: String) -> [String] {
+        properties.flatMap { p -> [String] in
+            let path = prefix.isEmpty ? p.name : "\(prefix).\(p.name)"
+            switch p.node {
+            case .object(let o): return paths(o.properties, path)
+            case .array(.object(let o), _, _): return [path] + paths(o.properties, path + "[]")
+            case .tagged(let t): return [path] + t.variants.flatMap { paths($0.properties, path) }
+            default: return [path]
+            }
+        }
+    }
+
+    @Test("the README's knobs table names every scenario key")
+    func knobsTableComplete() throws {
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let missing = paths(Scenario.schema.properties, "").filter { !readme.contains("| `\($0)`") }
+        #expect(missing.isEmpty, "README.md lacks rows for \(missing)")
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+@testable import Kafka
+@testable import RecCore
+@testable import RecStream
+@testable import Scenario
+
+/// A small world, quick to run, with all three policies in play.
+func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, prefix: String = "t") throws -> Scenario {
+    try Scenario.decode("""
+    {
+      "name": "small", "seed": \(seed), "ticks": 8,
+      "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "purchaseDelayTicks": 1},
+      "catalog": {"items": 400, "categories": 8},
+      "arms": [
+        {"name": "random", "share": 0.34, "candidates": 20},
+        {"name": "pop", "share": 0.33, "candidates": 40, "retrieval": {"type": "popularity", "explore": 0.5},
+         "ranking": {"type": "popularity"}, "policy": {"type": "epsilon-greedy", "epsilon": 0.2}},
+        {"name": "ctr", "share": 0.33, "candidates": 40, "ranking": {"type": "ctr"}, "policy": {"type": "softmax", "temperature": 0.5}}
+      ],
+      "kafka": {"partitions": \(partitions), "topicPrefix": "\(prefix)", "stallTimeoutSeconds": \(stall)}
+    }
+    """)
+}
+
+func results(_ scenario: Scenario, broker: EmbeddedBroker? = nil, onTick: ((Tick) -> Void)? = nil) throws -> String {
+    let run = try LockstepRun(scenario: scenario, broker: broker)
+    run.onTick = onTick
+    return try run.run().results.json.rendered()
+}
+
+@Suite("Lockstep run", .serialized)
+struct LockstepRunTests {
+    @Test("same scenario and seed give identical results with 1 and 8 partitions")
+    func deterministicAcrossPartitions() throws {
+        let one = try results(smallScenario(partitions: 1))
+        let eight = try results(smallScenario(partitions: 8))
+        #expect(one == eight)
+        #expect(try results(smallScenario(partitions: 3)) == one)
+    }
+
+    @Test("a different seed gives different results")
+    func seedMatters() throws {
+        #expect(try results(smallScenario(seed: 7)) != results(smallScenario(seed: 8)))
+    }
+
+    @Test("the report counts every message, and propensities and clicks add up")
+    func accounting() throws {
+        let s = try smallScenario()
+        let report = try LockstepRun(scenario: s).run()
+        let r = report.results
+        let requests = r.arms.reduce(0) { $0 + $1.totalRequests }
+        #expect(r.messages["requests"] == requests)
+        #expect(r.messages["recommendations"] == requests)
+        let impressions = r.arms.reduce(0) { $0 + $1.totalImpressions }
+        #expect(impressions == requests * s.population.slateSize)
+        let clicks = r.arms.reduce(0) { $0 + $1.totalClicks }
+        let purchases = r.arms.reduce(0) { $0 + $1.totalPurchases }
+        #expect(r.messages["feedback"] == impressions + clicks + purchases)
+        #expect(r.messages["deadLetters"] == 0)
+        #expect(r.arms.map(\.users).reduce(0, +) == s.population.users)
+        for arm in r.arms { #expect(arm.series.count == s.ticks) }
+        #expect(report.run.partitions == 4 && report.run.embedded)
+    }
+
+    @Test("a broker that goes down mid-run and comes back gives the same results")
+    func brokerOutage() throws {
+        let clean = try results(smallScenario(prefix: "clean"))
+        let broker = try EmbeddedBroker()
+        let faulty = try results(smallScenario(prefix: "faulty"), broker: broker) { tick in
+            guard tick == 3 else { return }
+            try? broker.setDown(broker: 1)
+            DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { try? broker.setUp(broker: 1) }
+        }
+        #expect(faulty.replacingOccurrences(of: "faulty", with: "clean") == clean)
+    }
+
+    @Test("injected produce and fetch errors do not change the results")
+    func injectedErrors() throws {
+        let clean = try results(smallScenario(prefix: "clean"))
+        let broker = try EmbeddedBroker()
+        let faulty = try results(smallScenario(prefix: "faulty"), broker: broker) { tick in
+            guard tick == 2 else { return }
+            broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut], for: .produce)
+            broker.injectErrors([KafkaErrorCode.notLeaderForPartition], for: .fetch)
+        }
+        #expect(faulty.replacingOccurrences(of: "faulty", with: "clean") == clean)
+    }
+
+    @Test("a broker that does not come back fails the run with where it got to")
+    func brokerGone() throws {
+        let broker = try EmbeddedBroker()
+        let run = try LockstepRun(scenario: smallScenario(stall: 1.5), broker: broker)
+        run.onTick = { tick in if tick == 2 { try? broker.setDown(broker: 1) } }
+        do {
+            _ = try run.run()
+            Issue.record("the run completed with the broker down")
+        } catch let error as RunError {
+            // Either the flush or a delivery gives up first; both say where and why.
+            #expect(error.description.hasPrefix("tick 2, requests: "), "\(error)")
+            #expect(error.description.hasSuffix("the broker did not come back within kafka.stallTimeoutSeconds")
+                        || error.description.contains("Message timed out (_MSG_TIMED_OUT)"), "\(error)")
+        }
+    }
+
+    @Test("unreachable --brokers is a clear error after a bounded wait")
+    func unreachableBrokers() throws {
+        var s = try smallScenario(stall: 2)
+        s.kafka.brokers = "127.0.0.1:1"
+        let start = ContinuousClock.now
+        do {
+            _ = try LockstepRun(scenario: s).run()
+            Issue.record("ran against a broker that does not exist")
+        } catch let error as RunError {
+            #expect(error.description.hasPrefix("cannot reach Kafka at 127.0.0.1:1 (waited 2 s)"))
+        }
+        #expect(ContinuousClock.now - start < .seconds(30))
+    }
+}
+
+@Suite("Stage channel")
+struct StageChannelTests {
+    @Test("a message that does not decode goes to the dead-letter topic with the reason; the rest goes on")
+    func deadLetters() throws {
+        let broker = try EmbeddedBroker()
+        for t in ["s", "dl"] { try broker.createTopic(t, partitions: 2) }
+        let config = broker.clientConfiguration
+        let producer = try KafkaProducer(configuration: config)
+        let consumer = try KafkaConsumer(configuration: config.merging(["group.id": "x", "fetch.wait.max.ms": "1"]))
+        let channel = try StageChannel(stage: "requests", topic: producer.topic("s"), consumer: consumer, start: [0: 0, 1: 0])
+        var good = [UInt8](repeating: 0, count: Wire.requestSize)
+        _ = good.withUnsafeMutableBytes { Wire.encode(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 3), into: $0) }
+        let garbage: [UInt8] = [1, 1, 2, 3]
+        for bytes in [good, garbage, good] {
+            try bytes.withUnsafeBytes { try channel.send(producer, user: 1, $0) }
+        }
+        var decoded = 0
+        try channel.drain(producer, deadLetterTopic: "dl", stallSeconds: 10, tick: 0) { (bytes) throws(WireError) in
+            _ = try Wire.decodeRequest(bytes)
+            decoded += 1
+        }
+        try producer.flush(timeoutMilliseconds: 5000)
+        #expect(decoded == 2)
+        #expect(channel.deadLetters == 1)
+
+        let dl = try KafkaConsumer(configuration: config.merging(["group.id": "y", "fetch.wait.max.ms": "1"]))
+        try dl.assign([(TopicPartition("dl", 0), offset: 0), (TopicPartition("dl", 1), offset: 0)])
+        var letters: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(10)
+        while letters.isEmpty && Date() < deadline {
+            try dl.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch { letters.append(Array(m.value)) }
+            }
+        }
+        #expect(letters == [garbage])
+    }
+}

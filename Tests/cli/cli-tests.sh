@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The command line's contract: exit codes, messages, outputs. Usage: cli-tests.sh BINARY
+set -u
+bin=${1:?usage: cli-tests.sh path/to/recstream}
+cd "$(dirname "$0")/../.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+check() {  # check NAME EXPECTED_STATUS GREP_PATTERN COMMAND...
+    local name=$1 want=$2 pattern=$3
+    shift 3
+    "$@" >"$tmp/out" 2>&1
+    local got=$?
+    if [ "$got" = "$want" ] && { [ -z "$pattern" ] || grep -qE -- "$pattern" "$tmp/out"; }; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $name: exit $got (want $want), output:"; sed 's/^/    /' "$tmp/out" | head -20
+    fi
+}
+
+check "validate accepts every example scenario" 0 "quickstart.json: ok" "$bin" validate scenarios/quickstart.json
+printf '{"name": "x", "ticks": 0, "arms": [{"name": "a", "share": 1, "polcy": {}}]}' >"$tmp/bad.json"
+check "validate reports every error with its path" 2 "bad.json: ticks: must be between 1 and 1000000, got 0" "$bin" validate "$tmp/bad.json"
+check "validate suggests the key meant" 2 "arms\[0\]\.polcy: unknown key \(did you mean 'policy'\?\)" "$bin" validate "$tmp/bad.json"
+check "a missing file is one line" 2 "^nope.json: \(top level\): no such file$" "$bin" validate nope.json
+check "run rejects a malformed scenario with exit 2" 2 "ticks: must be between" "$bin" run "$tmp/bad.json"
+check "run rejects bad --partitions" 2 "partitions must be between 1 and 1024, got 0" "$bin" run scenarios/quickstart.json --partitions 0
+check "run rejects a malformed -X" 2 "-X expects key=value" "$bin" run scenarios/quickstart.json -X nonsense
+check "an unknown librdkafka property is a runtime error naming it" 1 "kafka property 'no.such'" "$bin" run scenarios/quickstart.json -X no.such=1 --quiet
+sed 's/"stallTimeoutSeconds": *[0-9.]*/"stallTimeoutSeconds": 2/; s/"partitions": 4 }/"partitions": 4, "stallTimeoutSeconds": 2 }/' scenarios/quickstart.json >"$tmp/short-stall.json"
+check "unreachable --brokers fails with exit 1 after a bounded wait" 1 "cannot reach Kafka at 127.0.0.1:1 \(waited 2 s\)" "$bin" run "$tmp/short-stall.json" --brokers 127.0.0.1:1 --quiet
+check "schema prints the committed schema" 0 "" bash -c "'$bin' schema | diff - scenarios/schema.json"
+check "run prints the results table and writes the report" 0 "view seconds / user" "$bin" run scenarios/quickstart.json --quiet --out "$tmp/out-dir" --seed 3 --partitions 2 --stats
+cp "$tmp/out" "$tmp/run.out"
+check "--stats prints jemalloc's figures" 0 "memory \(jemalloc\): [0-9.]+ MiB allocated" cat "$tmp/run.out"
+check "the report is JSON with results and run sections" 0 '"results"' python3 -c "import json,sys; r=json.load(open('$tmp/out-dir/report.json')); assert r['run']['partitions']==2 and r['results']['scenario']['seed']==3; print('\"results\"')"
+check "bench rejects an unknown name" 2 "unknown benchmark 'nope'; one of kafka, wire" "$bin" bench nope
+check "bench --json has the documented shape" 0 '"ratio"' bash -c "'$bin' bench kafka --json --messages 20000 --repeats 1 | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='kafka'; assert all(set(x)>={'name','unit','median','baseline','ratio'} for x in r['results']); print(json.dumps(r))\""
+
+# The standalone broker prints its address, serves kcat-style clients, stops on SIGTERM.
+"$bin" broker --topics demo --partitions 2 >"$tmp/broker.out" 2>"$tmp/broker.err" &
+broker_pid=$!
+for _ in $(seq 50); do [ -s "$tmp/broker.out" ] && break; sleep 0.1; done
+address=$(head -n 1 "$tmp/broker.out")
+if [[ "$address" =~ ^127\.0\.0\.1:[0-9]+$ ]]; then
+    check "run uses a standalone broker through --brokers" 0 "view seconds / user" "$bin" run scenarios/quickstart.json --quiet --brokers "$address"
+else
+    failed=$((failed + 1)); echo "FAIL: broker printed '$address', not an address"
+fi
+kill -TERM "$broker_pid"; wait "$broker_pid"; status=$?
+if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: broker exited $status on SIGTERM"; fi
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" = 0 ]
