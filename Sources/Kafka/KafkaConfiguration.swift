@@ -1,4 +1,7 @@
 import CRdKafka
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// librdkafka properties for one client, passed through unchanged, as kcat's `-X key=value`
 /// does (see librdkafka's CONFIGURATION.md for every key).
@@ -71,6 +74,15 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
                 throw KafkaError(.configuration, reason.isEmpty ? "rejected value '\(shown)'" : reason,
                                  context: "kafka property '\(key)'")
             }
+        }
+        rd_kafka_conf_set_log_cb(conf) { _, level, facility, message in
+            guard let facility, let message else { return }
+            let fac = String(cString: facility), text = String(cString: message)
+            // Properties given once for every client (-X, kafka.properties) include some
+            // that only producers or only consumers know; the other kind warns, uselessly.
+            if fac == "CONFWARN" && text.contains("will be ignored by this") { return }
+            let line = "librdkafka \(level) \(fac): \(text)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
         }
         return conf
     }

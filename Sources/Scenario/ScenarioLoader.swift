@@ -35,6 +35,9 @@ extension Scenario {
         } catch {
             throw ScenarioError(source: source, issues: [ScenarioIssue("", "not valid JSON: \(error)")])
         }
+        if isJSONSchema(document) {
+            throw ScenarioError(source: source, issues: [ScenarioIssue("", "this is a JSON Schema (it has \"$schema\"), not a scenario")])
+        }
         var validator = Validator()
         let resolved = validator.resolve(document, .object(schema), at: "")
         guard validator.issues.isEmpty, let resolved else {
@@ -44,6 +47,11 @@ extension Scenario {
         let semantic = scenario.consistencyIssues()
         if !semantic.isEmpty { throw ScenarioError(source: source, issues: semantic) }
         return scenario
+    }
+
+    /// True for a JSON Schema document, such as scenarios/schema.json.
+    public static func isJSONSchema(_ document: JSONValue) -> Bool {
+        document["$schema"] != nil
     }
 
     /// Rules that span several keys.

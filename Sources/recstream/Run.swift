@@ -54,6 +54,10 @@ struct Run: ParsableCommand {
             throw Exit.badInput
         }
         options.partitions = partitions
+        if let seed, seed > UInt64(Int64.max) {
+            printError("error: --seed must be at most \(Int64.max), got \(seed)")
+            throw Exit.badInput
+        }
 
         let loaded: Scenario
         do {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RecCore
 import Scenario
 
 struct Validate: ParsableCommand {
@@ -13,6 +14,14 @@ struct Validate: ParsableCommand {
     func run() throws {
         var failed = false
         for file in files {
+            // `validate scenarios/*.json` also names the schema: say so rather than fail.
+            if let data = FileManager.default.contents(atPath: file),
+               let document = try? JSONValue.parse(String(decoding: data, as: UTF8.self)),
+               Scenario.isJSONSchema(document)
+            {
+                print("\(file): skipped (a JSON Schema, not a scenario)")
+                continue
+            }
             do {
                 let s = try Scenario.load(path: file)
                 print("\(file): ok (\(s.arms.count) arms: \(s.arms.map(\.name).joined(separator: ", ")))")

@@ -136,6 +136,8 @@ struct ScenarioValidationTests {
             "s.json: arms[1].candidates: must be at most catalog.items (50), got 100"]),
         ("partitions of the wrong type", edited { $0["kafka"] = ["partitions": true] },
          ["s.json: kafka.partitions: expected an integer, got a boolean (true)"]),
+        ("a JSON Schema instead of a scenario", #"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"}"#,
+         [#"s.json: (top level): this is a JSON Schema (it has "$schema"), not a scenario"#]),
         ("every error at once", #"{"name": 3, "ticks": -1, "arms": [{"share": 2}], "output": {"progres": false}}"#,
          ["s.json: name: expected a string, got an integer (3)",
           "s.json: ticks: must be between 1 and 1000000, got -1",

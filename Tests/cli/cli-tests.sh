@@ -20,13 +20,15 @@ check() {  # check NAME EXPECTED_STATUS GREP_PATTERN COMMAND...
     fi
 }
 
-check "validate accepts every example scenario" 0 "quickstart.json: ok" "$bin" validate scenarios/quickstart.json
+check "validate accepts every example scenario" 0 "quickstart.json: ok" "$bin" validate scenarios/*.json
+check "validate skips the schema among the scenarios" 0 "schema.json: skipped \(a JSON Schema, not a scenario\)" "$bin" validate scenarios/*.json
 printf '{"name": "x", "ticks": 0, "arms": [{"name": "a", "share": 1, "polcy": {}}]}' >"$tmp/bad.json"
 check "validate reports every error with its path" 2 "bad.json: ticks: must be between 1 and 1000000, got 0" "$bin" validate "$tmp/bad.json"
 check "validate suggests the key meant" 2 "arms\[0\]\.polcy: unknown key \(did you mean 'policy'\?\)" "$bin" validate "$tmp/bad.json"
 check "a missing file is one line" 2 "^nope.json: \(top level\): no such file$" "$bin" validate nope.json
 check "run rejects a malformed scenario with exit 2" 2 "ticks: must be between" "$bin" run "$tmp/bad.json"
 check "run rejects bad --partitions" 2 "partitions must be between 1 and 1024, got 0" "$bin" run scenarios/quickstart.json --partitions 0
+check "run rejects a seed beyond the schema's range" 2 "--seed must be at most 9223372036854775807" "$bin" run scenarios/quickstart.json --seed 18446744073709551615
 check "run rejects a malformed -X" 2 "-X expects key=value" "$bin" run scenarios/quickstart.json -X nonsense
 check "an unknown librdkafka property is a runtime error naming it" 1 "kafka property 'no.such'" "$bin" run scenarios/quickstart.json -X no.such=1 --quiet
 sed 's/"stallTimeoutSeconds": *[0-9.]*/"stallTimeoutSeconds": 2/; s/"partitions": 4 }/"partitions": 4, "stallTimeoutSeconds": 2 }/' scenarios/quickstart.json >"$tmp/short-stall.json"
