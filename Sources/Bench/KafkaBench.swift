@@ -68,34 +68,27 @@ public struct KafkaBench: Sendable {
     // MARK: Swift side
 
     func swiftProduceRun(_ broker: EmbeddedBroker, _ topicName: String) throws -> Double {
-        let producer = try KafkaProducer(configuration: KafkaConfiguration(Dictionary(uniqueKeysWithValues: producerProperties(broker.bootstrapServers))))
-        let topic = try producer.topic(topicName)
-        var value = [UInt8](repeating: 0, count: valueSize)
+        let sender = try RecordSender(producerProperties(broker.bootstrapServers), topic: topicName, valueSize: valueSize)
         let start = ContinuousClock.now
-        try value.withUnsafeMutableBytes { v in
-            for i in 0..<messages {
-                var key = UInt64(i)
-                v[0] = UInt8(i & 0x7f)
-                try withUnsafeBytes(of: &key) { k in try producer.send(topic, key: k, value: UnsafeRawBufferPointer(v)) }
-                if i & 1023 == 0 { try producer.poll() }
-            }
+        for i in 0..<messages {
+            try sender.send(i)
+            if i & 1023 == 0 { try sender.producer.poll() }
         }
-        try producer.flush(timeoutMilliseconds: 60_000)
+        try sender.producer.flush(timeoutMilliseconds: 60_000)
         let seconds = (ContinuousClock.now - start).inSeconds
-        guard producer.deliveredCount == messages else {
-            throw BenchError("Swift produce delivered \(producer.deliveredCount) of \(messages)")
+        guard sender.producer.deliveredCount == messages else {
+            throw BenchError("Swift produce delivered \(sender.producer.deliveredCount) of \(messages)")
         }
         return seconds
     }
 
     func swiftPipelinedRun(_ broker: EmbeddedBroker, _ topicName: String, _ partitions: Int) throws -> Double {
-        let producer = try KafkaProducer(configuration: KafkaConfiguration(Dictionary(uniqueKeysWithValues: producerProperties(broker.bootstrapServers))))
+        let sender = try RecordSender(producerProperties(broker.bootstrapServers), topic: topicName, valueSize: valueSize)
+        let producer = sender.producer
         let consumer = try KafkaConsumer(configuration: KafkaConfiguration(Dictionary(uniqueKeysWithValues: consumerProperties(broker.bootstrapServers))),
                                          batchCapacity: batchSize)
         try consumer.assign((0..<Int32(partitions)).map { (TopicPartition(topicName, $0), offset: 0) })
-        let topic = try producer.topic(topicName)
         let maxLag = maxLagPerPartition * partitions
-        var value = [UInt8](repeating: 0, count: valueSize)
         var consumed = 0
         var checksum: UInt64 = 0
         func drain(_ timeout: Int32) throws {
@@ -105,18 +98,14 @@ public struct KafkaBench: Sendable {
             }
         }
         let start = ContinuousClock.now
-        try value.withUnsafeMutableBytes { v in
-            for i in 0..<messages {
-                var key = UInt64(i)
-                v[0] = UInt8(i & 0x7f)
-                try withUnsafeBytes(of: &key) { k in try producer.send(topic, key: k, value: UnsafeRawBufferPointer(v)) }
-                if i & 1023 == 1023 {
+        for i in 0..<messages {
+            try sender.send(i)
+            if i & 1023 == 1023 {
+                try producer.poll()
+                try drain(0)
+                while i + 1 - consumed > maxLag {
                     try producer.poll()
-                    try drain(0)
-                    while i + 1 - consumed > maxLag {
-                        try producer.poll()
-                        try drain(1)
-                    }
+                    try drain(1)
                 }
             }
         }
@@ -168,6 +157,30 @@ public struct KafkaBench: Sendable {
             throw BenchError("C pipelined: \(String(cString: err)) (consumed \(result.consumed) of \(messages))")
         }
         return result.seconds
+    }
+}
+
+/// The producer and the record the Swift loops send: an 8-byte key (the index) and a
+/// value whose first byte varies, exactly as the C loop builds them.
+final class RecordSender {
+    let producer: KafkaProducer
+    let topic: KafkaTopic
+    let value: UnsafeMutableRawBufferPointer
+
+    init(_ properties: [(String, String)], topic name: String, valueSize: Int) throws {
+        producer = try KafkaProducer(configuration: KafkaConfiguration(Dictionary(uniqueKeysWithValues: properties)))
+        topic = try producer.topic(name)
+        value = .allocate(byteCount: valueSize, alignment: 8)
+        value.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit { value.deallocate() }
+
+    @inline(__always)
+    func send(_ i: Int) throws {
+        var key = UInt64(i)
+        value[0] = UInt8(i & 0x7f)
+        try withUnsafeBytes(of: &key) { k in try producer.send(topic, key: k, value: UnsafeRawBufferPointer(value)) }
     }
 }
 

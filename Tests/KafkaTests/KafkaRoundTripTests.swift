@@ -8,14 +8,7 @@ struct KafkaRoundTripTests {
         let broker = try EmbeddedBroker()
         try broker.createTopic("t", partitions: 4)
         let producer = try KafkaProducer(configuration: broker.clientConfiguration)
-        let topic = try producer.topic("t")
-        for i in 0..<1000 {
-            var key = UInt32(i % 10)
-            var value = UInt64(i)
-            try withUnsafeBytes(of: &key) { k in
-                try withUnsafeBytes(of: &value) { v in try producer.send(topic, key: k, value: v) }
-            }
-        }
+        try produce(producer, try producer.topic("t"), 0..<1000, keys: 10)
         try producer.flush(timeoutMilliseconds: 10_000)
         #expect(producer.deliveredCount == 1000)
 
