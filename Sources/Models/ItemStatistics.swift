@@ -46,9 +46,10 @@ public struct ItemStatistics: Sendable {
         return (clicks[Int(item)] + a) / (impressions[Int(item)] + b)
     }
 
-    /// The `k` items with the most clicks, ties broken by the lower id (deterministic).
-    public func mostClicked(_ k: Int) -> [UInt32] {
-        let ids = (0..<UInt32(clicks.count)).filter { clicks[Int($0)] > 0 }
+    /// The `k` items with the most clicks among those `include` accepts, ties broken by the
+    /// lower id (deterministic).
+    public func mostClicked(_ k: Int, include: (UInt32) -> Bool = { _ in true }) -> [UInt32] {
+        let ids = (0..<UInt32(clicks.count)).filter { clicks[Int($0)] > 0 && include($0) }
         return Array(ids.sorted { (clicks[Int($0)], $1) > (clicks[Int($1)], $0) }.prefix(k))
     }
 }

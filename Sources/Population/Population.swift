@@ -1,105 +1,238 @@
+import Dispatch
 import Foundation
 import RecCore
 import Scenario
 
-/// The simulated users: who asks for a slate each tick, and how they respond to what
-/// they are shown (impressions, clicks with view seconds, purchases some ticks later).
+/// The simulated users: who asks for a slate each tick, how they respond to what they are
+/// shown, and how their interests move. It also knows the truth about them (see
+/// GroundTruth.swift), which no arm may see.
 ///
-/// A placeholder world with the seams the population issue fills in: each user has two
-/// favourite categories and an activity level; a click depends on position, quality,
-/// popularity and whether the item is in a favourite category. All randomness comes from
-/// streams keyed by (seed, user, tick), so a response never depends on processing order.
+/// Each user has a few active interests (topics, with log-weights that drift and decay
+/// without engagement, and grow with clicks) and a few dormant ones, which attract at a
+/// reduced appeal and wake only when the user is shown an item of theirs and clicks it.
+/// A response depends on the examination of the position, the user's true affinity for
+/// the item (its vector against the user's taste), its quality and popularity, and the
+/// user's fatigue with its top category. All randomness comes from streams keyed by
+/// (seed, user, tick or sequence), so stepping users on several threads gives the same
+/// results as one.
 public final class Population {
-    public let catalog: Catalog
+    public let settings: PopulationSettings
+    public private(set) var catalog: Catalog
     public let assignment: ArmAssignment
-    let settings: PopulationSettings
+    public let histories: HistoryStore
     let seed: UInt64
-    let favourites: [UInt32]  // two per user
-    let activity: [Float]
-    var sequence: [UInt32]
-    /// Purchases waiting for their tick, in the order they were scheduled.
+    let columns: UserColumns
+    /// Threads used to step users (1: no parallelism).
+    public let threads: Int
+    /// Purchases waiting for their tick, in (tick scheduled, user) order.
     var pending: [Feedback] = []
+    var chunkFeedback: [[Feedback]] = []
+    var chunkPurchases: [[Feedback]] = []
 
-    public init(_ scenario: Scenario) {
+    public init(_ scenario: Scenario, threads: Int? = nil) {
         settings = scenario.population
         seed = scenario.seed
         catalog = Catalog(scenario.catalog, seed: scenario.seed)
         assignment = ArmAssignment(scenario)
-        var favourites = [UInt32](), activity = [Float]()
-        favourites.reserveCapacity(settings.users * 2)
-        for user in 0..<settings.users {
-            var rng = RandomStream(seed: seed, .users, UInt64(user))
-            favourites.append(UInt32(rng.nextInt(below: scenario.catalog.categories)))
-            favourites.append(UInt32(rng.nextInt(below: scenario.catalog.categories)))
-            // Heavy and light users around the scenario's request probability.
-            let a = settings.requestProbability * (0.5 + rng.nextDouble())
-            activity.append(Float(min(1, a)))
+        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let s = settings
+        columns = UserColumns(users: s.users, slots: s.interests.slots, dim: catalog.dim, categories: scenario.catalog.topCategories)
+        let columns = self.columns
+        let catalog = self.catalog
+        let seed = self.seed
+        Self.parallel(users: s.users, threads: self.threads) { range in
+            for user in range { Self.initialise(user: user, columns, catalog, s, seed) }
         }
-        self.favourites = favourites
-        self.activity = activity
-        sequence = [UInt32](repeating: 0, count: settings.users)
+        histories = HistoryStore(population: s.history, users: s.users, columns: columns, catalog: catalog, seed: seed, threads: self.threads)
+        chunkFeedback = Array(repeating: [], count: self.threads)
+        chunkPurchases = Array(repeating: [], count: self.threads)
     }
 
     public var userCount: Int { settings.users }
 
-    /// The requests users make at `tick`, in user order.
-    public func requests(at tick: Tick, _ emit: (Request) throws -> Void) rethrows {
-        for user in 0..<settings.users {
-            var rng = RandomStream(seed: seed, .requests, UInt64(user), UInt64(tick))
-            guard rng.nextFloat() < activity[user] else { continue }
-            let header = RecordHeader(arm: assignment.arm[user], tick: tick, user: UserID(user), sequence: sequence[user])
-            sequence[user] += 1
-            try emit(Request(header, slateSize: UInt16(settings.slateSize)))
+    public func features(of user: UserID) -> UserFeatures { columns.features[Int(user)] }
+
+    // MARK: Setup
+
+    static func initialise(user: Int, _ c: UserColumns, _ catalog: Catalog, _ s: PopulationSettings, _ seed: UInt64) {
+        var rng = RandomStream(seed: seed, .users, UInt64(user))
+        let base = user * c.slots
+        // Distinct topics for the user's interests (rejection: slots <= topics is checked).
+        var chosen = 0
+        while chosen < c.slots {
+            let t = UInt16(rng.nextInt(below: catalog.settings.topics))
+            if !(0..<chosen).contains(where: { c.slotTopic[base + $0] == t }) {
+                c.slotTopic[base + chosen] = t
+                c.slotActive[base + chosen] = chosen < s.interests.active
+                c.slotLogWeight[base + chosen] = Float(rng.nextGaussian() * 0.5)
+                chosen += 1
+            }
         }
+        let z = rng.nextGaussian()
+        c.activity[user] = Float(min(1, s.requestProbability * exp(s.activitySpread * z)))
+        c.priceSensitivity[user] = Float(s.response.priceSensitivity * exp(0.3 * rng.nextGaussian()))
+        c.features[user] = UserFeatures(
+            segment: UInt8(rng.nextInt(below: s.segments)), region: UInt8(rng.nextInt(below: s.regions)),
+            activityBucket: z < -0.43 ? 0 : z < 0.43 ? 1 : 2)  // terciles of the activity draw
+        updatePreference(user: user, c, catalog, s)
     }
 
-    /// The user's true affinity for an item, in [0, 1].
-    public func affinity(user: UserID, item: ItemID) -> Float {
-        let c = catalog.category[Int(item)]
-        let match: Float = favourites[Int(user) * 2] == c || favourites[Int(user) * 2 + 1] == c ? 1 : 0
-        return 0.45 * catalog.quality[Int(item)] + 0.2 * catalog.popularity[Int(item)] + 0.35 * match
-    }
-
-    /// The true click probability of an item shown at `position`.
-    public func clickProbability(user: UserID, item: ItemID, position: Int) -> Float {
-        let examination = 1 / (1 + 0.25 * Float(position))
-        let logit = -3.2 + 5 * affinity(user: user, item: item)
-        return examination / (1 + exp(-logit))
-    }
-
-    /// How the user responds to a slate: an impression per item, clicks with view seconds,
-    /// and purchases scheduled `purchaseDelayTicks` later.
-    public func respond(to slate: SlateHeader, entries: ArraySlice<SlateEntry>, at tick: Tick, _ emit: (Feedback) throws -> Void) rethrows {
-        let h = slate.header
-        var rng = RandomStream(seed: seed, .responses, UInt64(h.user), UInt64(h.sequence))
-        for (position, entry) in entries.enumerated() {
-            let header = RecordHeader(arm: h.arm, tick: tick, user: h.user, sequence: h.sequence)
-            try emit(Feedback(header, event: .impression, position: UInt8(position), item: entry.item, shownTick: h.tick))
-            let p = clickProbability(user: h.user, item: entry.item, position: position)
-            guard rng.nextFloat() < p else { continue }
-            let a = affinity(user: h.user, item: entry.item)
-            let completion = min(1, max(0.05, 0.2 + 0.7 * a + 0.1 * Float(rng.nextGaussian())))
-            let seconds = catalog.durationSeconds[Int(entry.item)] * completion
-            try emit(Feedback(header, event: .click, position: UInt8(position), item: entry.item, shownTick: h.tick, viewSeconds: seconds))
-            if rng.nextFloat() < 0.15 * a * a {
-                var purchase = header
-                purchase.tick = tick + Tick(settings.purchaseDelayTicks)
-                pending.append(Feedback(purchase, event: .purchase, position: UInt8(position), item: entry.item,
-                                        shownTick: h.tick, amount: catalog.price[Int(entry.item)]))
+    /// The user's taste: active interests by share, dormant ones at `dormantAppeal` times
+    /// an average active share.
+    static func updatePreference(user: Int, _ c: UserColumns, _ catalog: Catalog, _ s: PopulationSettings) {
+        let base = user * c.slots
+        var top = -Float.infinity
+        var activeCount = 0
+        for k in 0..<c.slots where c.slotActive[base + k] {
+            top = max(top, c.slotLogWeight[base + k])
+            activeCount += 1
+        }
+        var total: Float = 0
+        for k in 0..<c.slots where c.slotActive[base + k] { total += exp(c.slotLogWeight[base + k] - top) }
+        let dormantWeight = Float(s.interests.dormantAppeal) / Float(max(activeCount, 1))
+        let p = c.preference.baseAddress! + user * c.dim
+        for d in 0..<c.dim { p[d] = 0 }
+        catalog.centroids.withUnsafeBufferPointer { centroids in
+            for k in 0..<c.slots {
+                let w = c.slotActive[base + k] ? exp(c.slotLogWeight[base + k] - top) / total : dormantWeight
+                let centroid = centroids.baseAddress! + Int(c.slotTopic[base + k]) * c.dim
+                for d in 0..<c.dim { p[d] += w * centroid[d] }
             }
         }
     }
 
-    /// Purchases that happen at `tick` (scheduled by earlier clicks).
-    public func purchases(at tick: Tick, _ emit: (Feedback) throws -> Void) rethrows {
+    // MARK: Each tick
+
+    /// New items arrive and old ones retire; returns whether the catalog changed.
+    @discardableResult
+    public func advanceCatalog(to tick: Tick) -> Bool {
+        catalog.advance(to: tick)
+    }
+
+    /// The requests users make at `tick`, in user order, appended to `out`. A user comes
+    /// with probability activity x (1 - returnSensitivity x (1 - satisfaction)).
+    public func requests(at tick: Tick, into out: inout [Request]) {
+        let c = columns
+        let sensitivity = Float(settings.returnSensitivity)
+        for user in 0..<settings.users {
+            var rng = RandomStream(seed: seed, .requests, UInt64(user), UInt64(tick))
+            let p = c.activity[user] * (1 - sensitivity * (1 - c.satisfaction[user]))
+            guard rng.nextFloat() < p else { continue }
+            let header = RecordHeader(arm: assignment.arm[user], tick: tick, user: UserID(user), sequence: c.sequence[user])
+            c.sequence[user] += 1
+            out.append(Request(header, slateSize: UInt16(settings.slateSize)))
+        }
+    }
+
+    /// How users respond to this tick's slates (sorted by user, one per user): feedback in
+    /// slate order appended to `out`, then the purchases that fall due at `tick`.
+    public func respond(to slates: [(header: SlateHeader, start: Int)], entries: [SlateEntry], at tick: Tick, into out: inout [Feedback]) {
+        let chunks = min(threads, max(1, slates.count / 64))
+        let per = (slates.count + chunks - 1) / max(chunks, 1)
+        let model = ResponseModel(settings, catalog, columns, seed)
+        let results = UnsafeMutableBufferPointer<[Feedback]>.allocate(capacity: chunks * 2)
+        results.initialize(repeating: [])
+        defer { results.deinitialize().deallocate() }
+        // Each buffer is moved, never shared, so appends never copy it.
+        for i in 0..<chunks {
+            swap(&results[2 * i], &chunkFeedback[i])
+            results[2 * i].removeAll(keepingCapacity: true)
+            swap(&results[2 * i + 1], &chunkPurchases[i])
+            results[2 * i + 1].removeAll(keepingCapacity: true)
+        }
+        let shared = UnsafeSendable(results)
+        slates.withUnsafeBufferPointer { slatesBuffer in
+            entries.withUnsafeBufferPointer { entriesBuffer in
+                let s = UnsafeSendable((slatesBuffer, entriesBuffer))
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    let (slates, entries) = s.value
+                    var feedback: [Feedback] = []
+                    var purchases: [Feedback] = []
+                    swap(&feedback, &shared.value[2 * chunk])
+                    swap(&purchases, &shared.value[2 * chunk + 1])
+                    for i in chunk * per..<min(slates.count, (chunk + 1) * per) {
+                        let (h, start) = slates[i]
+                        model.respond(to: h, entries: UnsafeBufferPointer(rebasing: entries[start..<start + h.itemCount]),
+                                      at: tick, feedback: &feedback, purchases: &purchases)
+                    }
+                    swap(&feedback, &shared.value[2 * chunk])
+                    swap(&purchases, &shared.value[2 * chunk + 1])
+                }
+            }
+        }
+        for i in 0..<chunks {
+            out.append(contentsOf: results[2 * i])
+            pending.append(contentsOf: results[2 * i + 1])
+            swap(&results[2 * i], &chunkFeedback[i])
+            swap(&results[2 * i + 1], &chunkPurchases[i])
+        }
+        purchases(at: tick, into: &out)
+    }
+
+    /// Purchases that happen at `tick` (scheduled by earlier clicks), in the order scheduled.
+    func purchases(at tick: Tick, into out: inout [Feedback]) {
         guard !pending.isEmpty else { return }
         var kept: [Feedback] = []
         for f in pending {
-            if f.header.tick == tick { try emit(f) } else { kept.append(f) }
+            if f.header.tick == tick { out.append(f) } else { kept.append(f) }
         }
         pending = kept
     }
 
     /// Purchases scheduled after the last tick (reported, never silently dropped).
     public var purchasesPending: Int { pending.count }
+
+    /// Interests drift and decay, dormant ones fall asleep, fatigue fades: the end of a tick.
+    public func endTick(_ tick: Tick) {
+        let c = columns, s = settings, catalog = self.catalog, seed = self.seed
+        Self.parallel(users: s.users, threads: threads) { range in
+            for user in range { Self.step(user: user, tick: tick, c, catalog, s, seed) }
+        }
+    }
+
+    static func step(user: Int, tick: Tick, _ c: UserColumns, _ catalog: Catalog, _ s: PopulationSettings, _ seed: UInt64) {
+        var rng = RandomStream(seed: seed, .drift, UInt64(user), UInt64(tick))
+        let i = s.interests
+        let base = user * c.slots
+        var activeCount = 0
+        for k in 0..<c.slots where c.slotActive[base + k] {
+            var w = c.slotLogWeight[base + k] + Float(i.drift * rng.nextGaussian())
+            if !c.slotEngaged[base + k] { w -= Float(i.decay) }
+            c.slotLogWeight[base + k] = w
+            activeCount += 1
+        }
+        // An active interest whose share has fallen too low goes dormant (never the last).
+        if i.dormantBelow > 0 && activeCount > 1 {
+            var top = -Float.infinity
+            for k in 0..<c.slots where c.slotActive[base + k] { top = max(top, c.slotLogWeight[base + k]) }
+            var total: Float = 0
+            for k in 0..<c.slots where c.slotActive[base + k] { total += exp(c.slotLogWeight[base + k] - top) }
+            for k in 0..<c.slots where c.slotActive[base + k] && activeCount > 1 {
+                if exp(c.slotLogWeight[base + k] - top) / total < Float(i.dormantBelow) {
+                    c.slotActive[base + k] = false
+                    activeCount -= 1
+                }
+            }
+        }
+        for k in 0..<c.slots { c.slotEngaged[base + k] = false }
+        let decay = Float(s.fatigue.decay)
+        for k in 0..<c.categories { c.fatigue[user * c.categories + k] *= decay }
+        updatePreference(user: user, c, catalog, s)
+    }
+
+    /// Runs `body` over contiguous ranges of users on up to `threads` threads.
+    static func parallel(users: Int, threads: Int, _ body: @Sendable (Range<Int>) -> Void) {
+        let chunks = min(threads, max(1, users / 256))
+        let per = (users + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            body(chunk * per..<min(users, (chunk + 1) * per))
+        }
+    }
+}
+
+/// Hands pointers to `concurrentPerform` workers that write disjoint elements (see
+/// `UserColumns` for the argument). Never used to share anything else.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -59,6 +59,21 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
     @inline(__always)
     public mutating func bernoulli(_ p: Double) -> Bool { nextDouble() < p }
 
+    /// A Poisson draw with mean `mean` (Knuth's product method below 30, a rounded normal
+    /// above: enough for arrival counts).
+    public mutating func nextPoisson(_ mean: Double) -> Int {
+        guard mean > 0 else { return 0 }
+        if mean > 30 { return max(0, Int((mean + mean.squareRoot() * nextGaussian()).rounded())) }
+        let limit = exp(-mean)
+        var k = 0
+        var p = nextDouble()
+        while p > limit {
+            k += 1
+            p *= nextDouble()
+        }
+        return k
+    }
+
     /// A standard normal draw (Box-Muller; one of the pair is discarded for simplicity).
     public mutating func nextGaussian() -> Double {
         var u = nextDouble()
@@ -79,6 +94,9 @@ public enum RandomDomain: UInt64, Sendable {
     case responses = 4
     case policy = 5
     case assignment = 6
+    case drift = 7
+    case history = 8
+    case arrivals = 9
 }
 
 extension RandomStream {

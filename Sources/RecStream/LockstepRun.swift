@@ -16,6 +16,10 @@ public struct RunOptions: Sendable {
     /// librdkafka properties laid over the scenario's `kafka.properties` (`-X key=value`).
     public var properties: [String: String] = [:]
     public var progress: Bool?
+    /// Threads the population steps users on (nil: all cores). Results do not depend on it.
+    public var threads: Int?
+    /// Write the latent state (items; each user's interests each tick) as JSON lines here.
+    public var truthPath: String?
     public init() {}
 
     public func applied(to scenario: Scenario) -> Scenario {
@@ -35,6 +39,7 @@ public struct RunOptions: Sendable {
 /// (scenario, seed) alone, whatever the partition count or timing.
 public final class LockstepRun {
     public let scenario: Scenario
+    public var options = RunOptions()
     let embedded: EmbeddedBroker?
     /// Called at the start of every tick (tests use it to inject faults).
     public var onTick: ((Tick) -> Void)?
@@ -88,13 +93,16 @@ public final class LockstepRun {
         let feedbackStage = try channel("feedback", topics.feedback)
         let setupDone = ContinuousClock.now
 
-        let population = Population(s)
-        let catalogSize = population.catalog.count
+        let population = Population(s, threads: options.threads)
+        let initialItems = population.catalog.count
         let assignment = population.assignment
-        var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: catalogSize, seed: s.seed) }
-        var trainers = s.arms.map { _ in ArmTrainer(items: catalogSize) }
-        var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: catalogSize) }
+        var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: initialItems, seed: s.seed) }
+        var trainers = s.arms.map { _ in ArmTrainer(items: initialItems) }
+        var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems) }
         let users = UInt32(population.userCount)
+        let truth = try options.truthPath.map { try TruthWriter(path: $0) }
+        try truth?.write(population.itemTruthLines())
+        let populationReady = ContinuousClock.now
 
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.slateSize(items: Wire.maxSlateSize), alignment: 8)
         defer { scratch.deallocate() }
@@ -103,15 +111,29 @@ public final class LockstepRun {
         var slateEntries: [SlateEntry] = []
         var slate: [SlateEntry] = []
         var feedback: [Feedback] = []
+        var outgoing: [Feedback] = []
+        var asked: [Request] = []
         var timings = PhaseTimings()
 
         for t in 0..<s.ticks {
             let tick = Tick(t)
             onTick?(tick)
 
+            // 0. New items arrive, old ones retire: the arms' catalog feed.
+            let itemsBefore = population.catalog.count
+            if population.advanceCatalog(to: tick) {
+                for arm in servers.indices {
+                    servers[arm].updateCatalog(live: population.catalog.liveItems, count: population.catalog.count)
+                }
+                try truth?.write(population.itemTruthLines(from: itemsBefore))
+            }
+            let catalogSize = population.catalog.count
+
             // 1. Users ask for slates.
             var mark = ContinuousClock.now
-            try population.requests(at: tick) { request in
+            asked.removeAll(keepingCapacity: true)
+            population.requests(at: tick, into: &asked)
+            for request in asked {
                 try requestStage.send(producer, user: request.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(request, into: scratch)]))
             }
             requests.removeAll(keepingCapacity: true)
@@ -154,13 +176,11 @@ public final class LockstepRun {
 
             // 3. Users respond; purchases from earlier clicks land now.
             mark = .now
-            func emit(_ f: Feedback) throws {
+            outgoing.removeAll(keepingCapacity: true)
+            population.respond(to: slateHeaders, entries: slateEntries, at: tick, into: &outgoing)
+            for f in outgoing {
                 try feedbackStage.send(producer, user: f.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(f, into: scratch)]))
             }
-            for (h, start) in slateHeaders {
-                try population.respond(to: h, entries: slateEntries[start..<start + h.itemCount], at: tick, emit)
-            }
-            try population.purchases(at: tick, emit)
             feedback.removeAll(keepingCapacity: true)
             try feedbackStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
                 let f = try Wire.decodeFeedback(bytes)
@@ -184,6 +204,8 @@ public final class LockstepRun {
                 servers[arm].refresh(from: trainers[arm].statistics)
                 metrics[arm].endTick()
             }
+            population.endTick(tick)
+            try truth?.write(population.userTruthLines(tick: tick))
             timings.train += ContinuousClock.now - mark
             onProgress?(tick, s.ticks)
         }
@@ -191,18 +213,19 @@ public final class LockstepRun {
         let finished = ContinuousClock.now
 
         let results = ExperimentResults(
-            scenario: s, arms: metrics, catalogSize: catalogSize,
+            scenario: s, arms: metrics, catalogSize: population.catalog.count,
             messages: [
                 "requests": requestStage.received, "recommendations": slateStage.received, "feedback": feedbackStage.received,
                 "deadLetters": requestStage.deadLetters + slateStage.deadLetters + feedbackStage.deadLetters,
                 "purchasesPendingAtEnd": population.purchasesPending,
             ])
         let messageCount = requestStage.received + slateStage.received + feedbackStage.received
-        let runSeconds = (finished - setupDone).seconds
+        let runSeconds = (finished - populationReady).seconds
         return RunReport(
             results: results,
             run: RunInfo(bootstrapServers: bootstrapServers, embedded: embedded != nil, partitions: partitions[topics.requests]!,
-                         setupSeconds: (setupDone - started).seconds, runSeconds: runSeconds,
+                         setupSeconds: (setupDone - started).seconds, populationSeconds: (populationReady - setupDone).seconds,
+                         runSeconds: runSeconds,
                          messagesPerSecond: Double(messageCount) / max(runSeconds, 1e-9), phases: timings))
     }
 
@@ -258,6 +281,31 @@ func check(_ h: RecordHeader, users: UInt32, tick: Tick, assignment: ArmAssignme
     guard h.user < users else { throw WireError("user \(h.user) is not in the population of \(users)", at: 8) }
     guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
     guard h.tick == tick else { throw WireError("record of tick \(h.tick) arrived in tick \(tick)", at: 4) }
+}
+
+/// Appends JSON lines to a file (the `--export-truth` output).
+final class TruthWriter {
+    let handle: FileHandle
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw RunError("cannot write \(path)")
+        }
+        self.handle = handle
+    }
+
+    deinit { try? handle.close() }
+
+    func write(_ lines: [String]) throws {
+        guard !lines.isEmpty else { return }
+        do {
+            try handle.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8))
+        } catch {
+            throw RunError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
 }
 
 /// Where the time went, per phase of the loop (including transport).

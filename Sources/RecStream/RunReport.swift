@@ -9,6 +9,8 @@ public struct RunInfo: Sendable {
     public var embedded: Bool
     public var partitions: Int
     public var setupSeconds: Double
+    /// Building the world: catalog, users, lifelong histories.
+    public var populationSeconds: Double
     public var runSeconds: Double
     public var messagesPerSecond: Double
     public var phases: PhaseTimings
@@ -28,6 +30,7 @@ public struct RunReport: Sendable {
                 "brokers": .string(run.embedded ? "embedded" : run.bootstrapServers),
                 "partitions": .integer(Int64(run.partitions)),
                 "setupSeconds": .number(run.setupSeconds),
+                "populationSeconds": .number(run.populationSeconds),
                 "runSeconds": .number(run.runSeconds),
                 "messagesPerSecond": .number(run.messagesPerSecond),
                 "phaseSeconds": [

@@ -22,23 +22,85 @@ public struct Scenario: Sendable, Equatable {
     public var controlArm: Int { arms.firstIndex { $0.name == experiment.control } ?? 0 }
 }
 
-/// The simulated users (a placeholder world until the population issue lands).
+/// The simulated users (see `Scenario.schema` for each knob's effect and default).
 public struct PopulationSettings: Sendable, Equatable {
     public var users: Int
-    /// Chance that a user asks for a slate in a given tick.
+    /// Median chance that a user asks for a slate in a tick.
     public var requestProbability: Double
+    public var activitySpread: Double
     public var slateSize: Int
     /// Ticks between a click and the purchase it leads to.
     public var purchaseDelayTicks: Int
+    public var returnSensitivity: Double
+    public var segments: Int
+    public var regions: Int
+    public var interests: InterestSettings
+    public var fatigue: FatigueSettings
+    public var positionBias: PositionBias
+    public var response: ResponseSettings
+    public var history: HistorySettings
+}
+
+public struct InterestSettings: Sendable, Equatable {
+    public var active: Int
+    public var dormant: Int
+    public var drift: Double
+    public var decay: Double
+    public var reinforcement: Double
+    public var dormantAppeal: Double
+    public var dormantBelow: Double
+    public var wakeShare: Double
+    public var slots: Int { active + dormant }
+}
+
+public struct FatigueSettings: Sendable, Equatable {
+    public var weight: Double
+    public var decay: Double
+}
+
+public enum PositionBias: Sendable, Equatable {
+    case positionBased(exponent: Double)
+    case cascade(continueProbability: Double, continueAfterClick: Double)
+}
+
+public struct ResponseSettings: Sendable, Equatable {
+    public var clickBias: Double
+    public var affinityScale: Double
+    public var qualityWeight: Double
+    public var popularityWeight: Double
+    public var completionBias: Double
+    public var completionScale: Double
+    public var purchaseBias: Double
+    public var purchaseAffinityScale: Double
+    public var priceSensitivity: Double
+}
+
+public struct HistorySettings: Sendable, Equatable {
+    public var median: Int
+    public var spread: Double
+    public var max: Int
+    public var episodeLength: Double
+    public var entriesPerTick: Double
 }
 
 public struct CatalogSettings: Sendable, Equatable {
     public var items: Int
-    public var categories: Int
+    public var topCategories: Int
+    public var subcategories: Int
+    public var topics: Int
+    public var topicDim: Int
+    public var topicNoise: Double
     /// Zipf exponent of the items' popularity prior.
     public var popularityExponent: Double
     public var medianPrice: Double
+    public var priceSpread: Double
+    public var itemPriceSpread: Double
     public var medianDurationSeconds: Double
+    public var durationSpread: Double
+    public var vocabulary: Int
+    public var tokensPerItem: Int
+    public var arrivalsPerTick: Double
+    public var retireProbability: Double
 }
 
 /// One arm of the experiment: how it retrieves candidates, ranks them and builds a slate.

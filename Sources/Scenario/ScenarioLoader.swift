@@ -79,6 +79,16 @@ extension Scenario {
         if !arms.contains(where: { $0.name == experiment.control }) {
             issues.append(ScenarioIssue("experiment.control", "no arm named '\(experiment.control)'\(suggestion(experiment.control, arms.map(\.name))); arms are \(list(arms.map(\.name)))"))
         }
+        let interests = population.interests
+        if interests.slots > catalog.topics {
+            issues.append(ScenarioIssue("population.interests", "active + dormant (\(interests.slots)) must be at most catalog.topics (\(catalog.topics)): each interest is a distinct topic"))
+        }
+        if population.history.median > population.history.max {
+            issues.append(ScenarioIssue("population.history.median", "must be at most population.history.max (\(population.history.max)), got \(population.history.median)"))
+        }
+        if catalog.vocabulary < catalog.topics {
+            issues.append(ScenarioIssue("catalog.vocabulary", "must be at least catalog.topics (\(catalog.topics)): each topic needs tokens of its own, got \(catalog.vocabulary)"))
+        }
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
         if let bad = kafka.topicPrefix.first(where: { !allowed.contains($0) }) {
             issues.append(ScenarioIssue("kafka.topicPrefix", "'\(bad)' cannot appear in a Kafka topic name (letters, digits, '.', '_', '-')"))
@@ -94,12 +104,35 @@ extension Scenario {
         seed = UInt64(r["seed"].int)
         ticks = r["ticks"].int
         let p = r["population"]
-        population = PopulationSettings(users: p["users"].int, requestProbability: p["requestProbability"].double,
-                                        slateSize: p["slateSize"].int, purchaseDelayTicks: p["purchaseDelayTicks"].int)
+        let i = p["interests"], f = p["fatigue"], pb = p["positionBias"], re = p["response"], h = p["history"]
+        population = PopulationSettings(
+            users: p["users"].int, requestProbability: p["requestProbability"].double, activitySpread: p["activitySpread"].double,
+            slateSize: p["slateSize"].int, purchaseDelayTicks: p["purchaseDelayTicks"].int,
+            returnSensitivity: p["returnSensitivity"].double, segments: p["segments"].int, regions: p["regions"].int,
+            interests: InterestSettings(
+                active: i["active"].int, dormant: i["dormant"].int, drift: i["drift"].double, decay: i["decay"].double,
+                reinforcement: i["reinforcement"].double, dormantAppeal: i["dormantAppeal"].double,
+                dormantBelow: i["dormantBelow"].double, wakeShare: i["wakeShare"].double),
+            fatigue: FatigueSettings(weight: f["weight"].double, decay: f["decay"].double),
+            positionBias: pb["type"].string == "cascade"
+                ? .cascade(continueProbability: pb["continueProbability"].double, continueAfterClick: pb["continueAfterClick"].double)
+                : .positionBased(exponent: pb["exponent"].double),
+            response: ResponseSettings(
+                clickBias: re["clickBias"].double, affinityScale: re["affinityScale"].double, qualityWeight: re["qualityWeight"].double,
+                popularityWeight: re["popularityWeight"].double, completionBias: re["completionBias"].double,
+                completionScale: re["completionScale"].double, purchaseBias: re["purchaseBias"].double,
+                purchaseAffinityScale: re["purchaseAffinityScale"].double, priceSensitivity: re["priceSensitivity"].double),
+            history: HistorySettings(median: h["median"].int, spread: h["spread"].double, max: h["max"].int,
+                                     episodeLength: h["episodeLength"].double, entriesPerTick: h["entriesPerTick"].double))
         let c = r["catalog"]
-        catalog = CatalogSettings(items: c["items"].int, categories: c["categories"].int,
-                                  popularityExponent: c["popularityExponent"].double, medianPrice: c["medianPrice"].double,
-                                  medianDurationSeconds: c["medianDurationSeconds"].double)
+        catalog = CatalogSettings(
+            items: c["items"].int, topCategories: c["topCategories"].int, subcategories: c["subcategories"].int,
+            topics: c["topics"].int, topicDim: c["topicDim"].int, topicNoise: c["topicNoise"].double,
+            popularityExponent: c["popularityExponent"].double, medianPrice: c["medianPrice"].double,
+            priceSpread: c["priceSpread"].double, itemPriceSpread: c["itemPriceSpread"].double,
+            medianDurationSeconds: c["medianDurationSeconds"].double, durationSpread: c["durationSpread"].double,
+            vocabulary: c["vocabulary"].int, tokensPerItem: c["tokensPerItem"].int,
+            arrivalsPerTick: c["arrivalsPerTick"].double, retireProbability: c["retireProbability"].double)
         arms = r["arms"].array.map { a in
             let rt = a["retrieval"]
             let retrieval: Retrieval = rt["type"].string == "popularity" ? .popularity(explore: rt["explore"].double) : .random

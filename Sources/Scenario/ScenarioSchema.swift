@@ -27,6 +27,16 @@ extension Scenario {
         ]),
     ])
 
+    static let positionBias = TaggedSchema("position bias", "How likely a user is to examine each position of a slate.", [
+        .init("position-based", "Position k (from 0) is examined with probability (1 + k)^-exponent.", [
+            Property("exponent", .number(minimum: 0, maximum: 10), "How fast examination falls with position.", default: 0.7),
+        ]),
+        .init("cascade", "The user scans down the slate and stops, after each position, with some probability.", [
+            Property("continueProbability", .number(minimum: 0, maximum: 1), "Chance of going on after a position without a click.", default: 0.85),
+            Property("continueAfterClick", .number(minimum: 0, maximum: 1), "Chance of going on after a click.", default: 0.5),
+        ]),
+    ])
+
     static let arm = ObjectSchema("One arm of the experiment.", [
         Property("name", .string(minLength: 1), "The arm's name, unique in the scenario.", required: true),
         Property("share", .number(minimum: 0, maximum: 1, exclusiveMinimum: true), "Share of users assigned to this arm; shares sum to 1.", required: true),
@@ -44,16 +54,64 @@ extension Scenario {
         Property("ticks", .integer(minimum: 1, maximum: 1_000_000), "Steps of simulated time.", default: 50),
         Property("population", .object(ObjectSchema("The simulated users.", [
             Property("users", .integer(minimum: 1, maximum: 10_000_000), "Number of users.", default: 2000),
-            Property("requestProbability", .number(minimum: 0, maximum: 1, exclusiveMinimum: true), "Chance a user asks for a slate in a tick.", default: 0.5),
+            Property("requestProbability", .number(minimum: 0, maximum: 1, exclusiveMinimum: true), "Median chance that a user asks for a slate in a tick.", default: 0.5),
+            Property("activitySpread", .number(minimum: 0, maximum: 3), "Spread (log-normal sigma) of users' activity around the median: heavy and light users.", default: 0.6),
             Property("slateSize", .integer(minimum: 1, maximum: 255), "Items per slate.", default: 10),
             Property("purchaseDelayTicks", .integer(minimum: 0, maximum: 1000), "Ticks between a click and the purchase it leads to.", default: 2),
+            Property("returnSensitivity", .number(minimum: 0, maximum: 1), "Churn: how much an unsatisfied user's chance of coming back drops (0: not at all, 1: to zero).", default: 0.0),
+            Property("segments", .integer(minimum: 1, maximum: 255), "Observable user segments (a user feature).", default: 4),
+            Property("regions", .integer(minimum: 1, maximum: 255), "Observable user regions (a user feature).", default: 8),
+            Property("interests", .object(ObjectSchema("Each user's mixture of interests (topics).", [
+                Property("active", .integer(minimum: 1, maximum: 8), "Active interests per user.", default: 3),
+                Property("dormant", .integer(minimum: 0, maximum: 8), "Dormant interests per user: they wake only after exposure and a click.", default: 2),
+                Property("drift", .number(minimum: 0, maximum: 2), "Per-tick standard deviation of the random walk of each active interest's log-weight.", default: 0.05),
+                Property("decay", .number(minimum: 0, maximum: 2), "Log-weight an active interest loses in a tick without engagement.", default: 0.02),
+                Property("reinforcement", .number(minimum: 0, maximum: 5), "Log-weight an interest gains per click on one of its items.", default: 0.1),
+                Property("dormantAppeal", .number(minimum: 0, maximum: 1), "How much a dormant interest attracts, relative to an average active one, before it wakes.", default: 0.5),
+                Property("dormantBelow", .number(minimum: 0, maximum: 1), "An active interest whose share falls below this goes dormant.", default: 0.02),
+                Property("wakeShare", .number(minimum: 0, maximum: 1, exclusiveMinimum: true), "Share a dormant interest takes when it wakes.", default: 0.2),
+            ])), "Each user's mixture of interests (topics).", default: [:]),
+            Property("fatigue", .object(ObjectSchema("Repeated exposure to one top category lowers response.", [
+                Property("weight", .number(minimum: 0, maximum: 10), "Click log-odds lost per unit of fatigue.", default: 0.3),
+                Property("decay", .number(minimum: 0, maximum: 1), "Share of fatigue kept from one tick to the next.", default: 0.7),
+            ])), "Repeated exposure to one top category lowers response.", default: [:]),
+            Property("positionBias", .tagged(positionBias), positionBias.summary, default: ["type": "position-based"]),
+            Property("response", .object(ObjectSchema("How affinity becomes clicks, view seconds and purchases.", [
+                Property("clickBias", .number(minimum: -20, maximum: 20), "Click log-odds of an average item.", default: -2.5),
+                Property("affinityScale", .number(minimum: 0, maximum: 100), "Click log-odds per unit of true affinity (user preference . item topic vector).", default: 6.0),
+                Property("qualityWeight", .number(minimum: 0, maximum: 20), "Click log-odds per unit of quality above 0.5.", default: 1.0),
+                Property("popularityWeight", .number(minimum: 0, maximum: 20), "Click log-odds per unit of the popularity prior.", default: 0.5),
+                Property("completionBias", .number(minimum: -20, maximum: 20), "Log-odds of watching an item to the end at zero affinity.", default: -0.5),
+                Property("completionScale", .number(minimum: 0, maximum: 100), "Completion log-odds per unit of affinity.", default: 4.0),
+                Property("purchaseBias", .number(minimum: -20, maximum: 20), "Purchase log-odds after a click, for an average item.", default: -3.0),
+                Property("purchaseAffinityScale", .number(minimum: 0, maximum: 100), "Purchase log-odds per unit of affinity.", default: 4.0),
+                Property("priceSensitivity", .number(minimum: 0, maximum: 10), "Median purchase log-odds lost per unit of log(price / median price).", default: 1.0),
+            ])), "How affinity becomes clicks, view seconds and purchases.", default: [:]),
+            Property("history", .object(ObjectSchema("Each user's lifelong history, generated before tick 0 by the same model.", [
+                Property("median", .integer(minimum: 0, maximum: 100_000), "Median history length (behaviours).", default: 1000),
+                Property("spread", .number(minimum: 0, maximum: 3), "Log-normal sigma of history length.", default: 1.0),
+                Property("max", .integer(minimum: 1, maximum: 100_000), "Cap on history length.", default: 10_000),
+                Property("episodeLength", .number(minimum: 1, maximum: 10_000), "Mean length of an interest episode: a run of behaviours on one interest.", default: 30.0),
+                Property("entriesPerTick", .number(minimum: 0, maximum: 1_000, exclusiveMinimum: true), "Behaviours per simulated past tick (sets history timestamps).", default: 4.0),
+            ])), "Each user's lifelong history, generated before tick 0 by the same model.", default: [:]),
         ])), "The simulated users.", default: [:]),
         Property("catalog", .object(ObjectSchema("The items.", [
-            Property("items", .integer(minimum: 1, maximum: 10_000_000), "Number of items.", default: 5000),
-            Property("categories", .integer(minimum: 1, maximum: 100_000), "Number of item categories.", default: 20),
-            Property("popularityExponent", .number(minimum: 0, maximum: 5), "Zipf exponent of the popularity prior (0: uniform).", default: 1.0),
+            Property("items", .integer(minimum: 1, maximum: 10_000_000), "Items at tick 0.", default: 5000),
+            Property("topCategories", .integer(minimum: 1, maximum: 1000), "Top-level categories of the two-level taxonomy.", default: 8),
+            Property("subcategories", .integer(minimum: 1, maximum: 1000), "Subcategories per top-level category.", default: 6),
+            Property("topics", .integer(minimum: 1, maximum: 10_000), "Latent topics (the interests users have).", default: 32),
+            Property("topicDim", .integer(minimum: 1, maximum: 1024), "Dimension of topic vectors.", default: 16),
+            Property("topicNoise", .number(minimum: 0, maximum: 10), "How far an item's vector strays from its topic's centroid.", default: 0.35),
+            Property("popularityExponent", .number(minimum: 0, maximum: 5, exclusiveMinimum: true), "Zipf exponent of the popularity prior.", default: 1.0),
             Property("medianPrice", .number(minimum: 0, exclusiveMinimum: true), "Median item price (GMV per purchase).", default: 25.0),
+            Property("priceSpread", .number(minimum: 0, maximum: 5), "Log-normal sigma of category median prices.", default: 0.8),
+            Property("itemPriceSpread", .number(minimum: 0, maximum: 5), "Log-normal sigma of item prices within a category.", default: 0.4),
             Property("medianDurationSeconds", .number(minimum: 0, exclusiveMinimum: true), "Median item duration in seconds (view time if watched to the end).", default: 60.0),
+            Property("durationSpread", .number(minimum: 0, maximum: 5), "Log-normal sigma of durations (within and across categories).", default: 0.5),
+            Property("vocabulary", .integer(minimum: 1, maximum: 10_000_000), "Content tokens; each topic draws most of its tokens from a slice of its own.", default: 5000),
+            Property("tokensPerItem", .integer(minimum: 1, maximum: 255), "Content tokens per item.", default: 12),
+            Property("arrivalsPerTick", .number(minimum: 0, maximum: 1_000_000), "Mean number of new items per tick (Poisson): cold start.", default: 5.0),
+            Property("retireProbability", .number(minimum: 0, maximum: 1), "Chance per tick that a live item retires (no longer retrievable).", default: 0.0),
         ])), "The items.", default: [:]),
         Property("arms", .array(.object(arm), minItems: 1, maxItems: 64), "The arms of the experiment.", required: true),
         Property("experiment", .object(ObjectSchema("How users are split and compared.", [

@@ -16,7 +16,9 @@ public struct ArmServer: Sendable {
     public let settings: ArmSettings
     let armIndex: Int
     let seed: UInt64
-    let catalogSize: Int
+    /// Items that can be served (the catalog feed), ascending.
+    var liveItems: [ItemID]
+    var isLive: [Bool]
     /// Refreshed from the trainer at the end of each tick.
     var popular: [ItemID] = []
     // Scratch, reused by every request.
@@ -31,7 +33,8 @@ public struct ArmServer: Sendable {
         self.settings = settings
         self.armIndex = armIndex
         self.seed = seed
-        self.catalogSize = catalogSize
+        liveItems = (0..<ItemID(catalogSize)).map { $0 }
+        isLive = [Bool](repeating: true, count: catalogSize)
         seenStamp = [UInt32](repeating: 0, count: catalogSize)
         candidates = []
         candidates.reserveCapacity(settings.candidates)
@@ -40,11 +43,24 @@ public struct ArmServer: Sendable {
         taken = [Bool](repeating: false, count: settings.candidates)
     }
 
+    /// Takes in the catalog feed: which items exist and can be served.
+    public mutating func updateCatalog(live: [ItemID], count: Int) {
+        liveItems = live
+        if isLive.count < count {
+            isLive.append(contentsOf: repeatElement(false, count: count - isLive.count))
+            seenStamp.append(contentsOf: repeatElement(0, count: count - seenStamp.count))
+        }
+        for i in isLive.indices { isLive[i] = false }
+        for item in live { isLive[Int(item)] = true }
+        popular.removeAll { !isLive[Int($0)] }
+    }
+
     /// Takes in what the arm's trainer has learned (once per tick, after feedback).
     public mutating func refresh(from statistics: ItemStatistics) {
         if case .popularity(let explore) = settings.retrieval {
             let fromPopular = settings.candidates - Int((Double(settings.candidates) * explore).rounded())
-            popular = statistics.mostClicked(fromPopular)
+            let live = isLive
+            popular = statistics.mostClicked(fromPopular) { Int($0) < live.count && live[Int($0)] }
         }
     }
 
@@ -69,13 +85,14 @@ public struct ArmServer: Sendable {
                 candidates.append(item)
             }
         }
-        // The rest uniformly at random, without repeats (rejection against the stamps;
-        // candidates <= catalog size is checked when the scenario is loaded).
-        while candidates.count < settings.candidates {
-            let item = rng.nextInt(below: catalogSize)
-            if seenStamp[item] != stamp {
-                seenStamp[item] = stamp
-                candidates.append(ItemID(item))
+        // The rest uniformly at random from the live items, without repeats (rejection
+        // against the stamps); if retirements left too few, fewer candidates.
+        let wanted = min(settings.candidates, liveItems.count)
+        while candidates.count < wanted {
+            let item = liveItems[rng.nextInt(below: liveItems.count)]
+            if seenStamp[Int(item)] != stamp {
+                seenStamp[Int(item)] = stamp
+                candidates.append(item)
             }
         }
     }

@@ -30,6 +30,12 @@ struct Run: ParsableCommand {
     @Option(help: "Write report.json here (overrides output.directory).")
     var out: String?
 
+    @Flag(help: "Write the latent state (items; every user's interests each tick) as truth.jsonl in the output directory.")
+    var exportTruth = false
+
+    @Option(help: "Threads to step the population on (default: all cores). Results do not depend on it.")
+    var threads: Int?
+
     @Flag(help: "Print the allocator's allocated and resident bytes (jemalloc) at the end.")
     var stats = false
 
@@ -54,6 +60,11 @@ struct Run: ParsableCommand {
             throw Exit.badInput
         }
         options.partitions = partitions
+        if let threads, !(1...256).contains(threads) {
+            printError("error: --threads must be between 1 and 256, got \(threads)")
+            throw Exit.badInput
+        }
+        options.threads = threads
         if let seed, seed > UInt64(Int64.max) {
             printError("error: --seed must be at most \(Int64.max), got \(seed)")
             throw Exit.badInput
@@ -68,10 +79,24 @@ struct Run: ParsableCommand {
         }
         let s = options.applied(to: loaded)
         let directory = out ?? s.output.directory
+        if exportTruth {
+            guard let directory else {
+                printError("error: --export-truth needs an output directory (--out, or output.directory in the scenario)")
+                throw Exit.badInput
+            }
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                printError("error: cannot create \(directory): \(error.localizedDescription)")
+                throw Exit.runtimeFailure
+            }
+            options.truthPath = (directory as NSString).appendingPathComponent("truth.jsonl")
+        }
         let showProgress = s.output.progress && isatty(STDERR_FILENO) != 0
 
         do {
             let run = try LockstepRun(scenario: s)
+            run.options = options
             if showProgress {
                 printError("\(s.name): \(s.arms.count) arms, \(s.population.users) users, \(s.ticks) ticks on \(s.kafka.brokers ?? "the embedded broker (\(run.bootstrapServers))")")
                 run.onProgress = { tick, ticks in
@@ -83,13 +108,15 @@ struct Run: ParsableCommand {
             }
             let report = try run.run()
             print(report.results.table(color: isatty(STDOUT_FILENO) != 0))
-            print(String(format: "%d messages in %.2f s (%.0f messages/s, setup %.2f s) over %d partition(s).",
+            print(String(format: "%d messages in %.2f s (%.0f messages/s; world built in %.2f s, Kafka set up in %.2f s) over %d partition(s).",
                          (report.results.messages["requests"] ?? 0) + (report.results.messages["recommendations"] ?? 0) + (report.results.messages["feedback"] ?? 0),
-                         report.run.runSeconds, report.run.messagesPerSecond, report.run.setupSeconds, report.run.partitions))
+                         report.run.runSeconds, report.run.messagesPerSecond, report.run.populationSeconds, report.run.setupSeconds,
+                         report.run.partitions))
             if let directory {
                 let path = try report.write(to: directory)
                 print("Report: \(path)")
             }
+            if let truth = options.truthPath { print("Truth: \(truth)") }
             if stats { print(MemoryStats.current().description) }
         } catch let error as KafkaError {
             printError("error: \(error)")

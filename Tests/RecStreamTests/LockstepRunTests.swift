@@ -10,8 +10,9 @@ func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, pr
     try Scenario.decode("""
     {
       "name": "small", "seed": \(seed), "ticks": 8,
-      "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "purchaseDelayTicks": 1},
-      "catalog": {"items": 400, "categories": 8},
+      "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "purchaseDelayTicks": 1, "returnSensitivity": 0.3,
+                     "history": {"median": 200, "max": 2000}, "positionBias": {"type": "cascade"}},
+      "catalog": {"items": 400, "topCategories": 4, "subcategories": 3, "topics": 12, "arrivalsPerTick": 3, "retireProbability": 0.01},
       "arms": [
         {"name": "random", "share": 0.34, "candidates": 20},
         {"name": "pop", "share": 0.33, "candidates": 40, "retrieval": {"type": "popularity", "explore": 0.5},
@@ -23,8 +24,9 @@ func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, pr
     """)
 }
 
-func results(_ scenario: Scenario, broker: EmbeddedBroker? = nil, onTick: ((Tick) -> Void)? = nil) throws -> String {
+func results(_ scenario: Scenario, broker: EmbeddedBroker? = nil, threads: Int? = nil, onTick: ((Tick) -> Void)? = nil) throws -> String {
     let run = try LockstepRun(scenario: scenario, broker: broker)
+    run.options.threads = threads
     run.onTick = onTick
     return try run.run().results.json.rendered()
 }
@@ -37,6 +39,11 @@ struct LockstepRunTests {
         let eight = try results(smallScenario(partitions: 8))
         #expect(one == eight)
         #expect(try results(smallScenario(partitions: 3)) == one)
+    }
+
+    @Test("the population on 1 thread and on 4 gives identical results")
+    func deterministicAcrossThreads() throws {
+        #expect(try results(smallScenario(), threads: 1) == results(smallScenario(), threads: 4))
     }
 
     @Test("a different seed gives different results")

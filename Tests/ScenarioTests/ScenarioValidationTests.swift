@@ -37,7 +37,12 @@ struct ScenarioValidationTests {
     func defaults() throws {
         let s = try Scenario.decode(base)
         #expect(s.seed == 42 && s.ticks == 50)
-        #expect(s.population == PopulationSettings(users: 2000, requestProbability: 0.5, slateSize: 10, purchaseDelayTicks: 2))
+        #expect(s.population.users == 2000 && s.population.requestProbability == 0.5 && s.population.slateSize == 10)
+        #expect(s.population.interests == InterestSettings(active: 3, dormant: 2, drift: 0.05, decay: 0.02, reinforcement: 0.1,
+                                                           dormantAppeal: 0.5, dormantBelow: 0.02, wakeShare: 0.2))
+        #expect(s.population.positionBias == .positionBased(exponent: 0.7))
+        #expect(s.population.history == HistorySettings(median: 1000, spread: 1.0, max: 10_000, episodeLength: 30, entriesPerTick: 4))
+        #expect(s.catalog.topicDim == 16 && s.catalog.topics == 32 && s.catalog.topCategories == 8)
         #expect(s.arms[0].policy == .greedy && s.arms[0].retrieval == .random && s.arms[0].candidates == 100)
         #expect(s.arms[1].policy == .epsilonGreedy(epsilon: 0.2))
         #expect(s.experiment.control == "a")
@@ -138,6 +143,22 @@ struct ScenarioValidationTests {
          ["s.json: kafka.partitions: expected an integer, got a boolean (true)"]),
         ("a JSON Schema instead of a scenario", #"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"}"#,
          [#"s.json: (top level): this is a JSON Schema (it has "$schema"), not a scenario"#]),
+        ("a Zipf exponent of 0", edited { $0["catalog"] = ["popularityExponent": 0] },
+         ["s.json: catalog.popularityExponent: must be greater than 0 and at most 5, got 0"]),
+        ("a dimension of 0", edited { $0["catalog"] = ["topicDim": 0] },
+         ["s.json: catalog.topicDim: must be between 1 and 1024, got 0"]),
+        ("a negative arrival rate", edited { $0["catalog"] = ["arrivalsPerTick": -1] },
+         ["s.json: catalog.arrivalsPerTick: must be between 0 and 1000000, got -1"]),
+        ("a history longer than its cap", edited { $0["population"] = ["history": ["median": 5000, "max": 100]] },
+         ["s.json: population.history.median: must be at most population.history.max (100), got 5000"]),
+        ("more interests than topics", edited { o in
+            o["population"] = ["interests": ["active": 4, "dormant": 3]]
+            o["catalog"] = ["topics": 5]
+        }, ["s.json: population.interests: active + dormant (7) must be at most catalog.topics (5): each interest is a distinct topic"]),
+        ("an unknown position bias", edited { $0["population"] = ["positionBias": ["type": "cascad"]] },
+         ["s.json: population.positionBias.type: unknown position bias 'cascad' (did you mean 'cascade'?); one of position-based, cascade"]),
+        ("a vocabulary smaller than the topics", edited { $0["catalog"] = ["vocabulary": 10] },
+         ["s.json: catalog.vocabulary: must be at least catalog.topics (32): each topic needs tokens of its own, got 10"]),
         ("every error at once", #"{"name": 3, "ticks": -1, "arms": [{"share": 2}], "output": {"progres": false}}"#,
          ["s.json: name: expected a string, got an integer (3)",
           "s.json: ticks: must be between 1 and 1000000, got -1",

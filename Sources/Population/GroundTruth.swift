@@ -1,0 +1,100 @@
+import Foundation
+import RecCore
+import Scenario
+
+/// What the simulator knows and no arm may see: true probabilities and expectations,
+/// oracle slates, and how relevant each history behaviour is to a target.
+extension Population {
+    var model: ResponseModel { ResponseModel(settings, catalog, columns, seed) }
+
+    /// The user's true affinity for the item now: their taste . the item's topic vector.
+    public func trueAffinity(user: UserID, item: ItemID) -> Float {
+        model.affinity(Int(user), Int(item))
+    }
+
+    /// The true probability that the user clicks the item shown at `position`, now.
+    /// (Under the cascade model: assuming no click above it.)
+    public func trueClickProbability(user: UserID, item: ItemID, position: Int = 0) -> Float {
+        let m = model
+        return m.examination(position) * m.attraction(Int(user), Int(item), affinity: m.affinity(Int(user), Int(item)))
+    }
+
+    /// Expected view seconds from showing the item at `position`, now.
+    public func expectedViewSeconds(user: UserID, item: ItemID, position: Int = 0) -> Float {
+        let m = model
+        let a = m.affinity(Int(user), Int(item))
+        return m.examination(position) * m.attraction(Int(user), Int(item), affinity: a)
+            * catalog.durationSeconds[Int(item)] * m.completion(affinity: a)
+    }
+
+    /// Expected GMV from showing the item at `position`, now.
+    public func expectedGMV(user: UserID, item: ItemID, position: Int = 0) -> Float {
+        let m = model
+        let a = m.affinity(Int(user), Int(item))
+        return m.examination(position) * m.attraction(Int(user), Int(item), affinity: a)
+            * m.purchaseProbability(Int(user), Int(item), affinity: a) * catalog.price[Int(item)]
+    }
+
+    public enum Objective: String, Sendable, CaseIterable { case clicks, viewSeconds, gmv }
+
+    /// The best `k` live items for the user by `objective`, best first: the oracle slate
+    /// that regret is measured against.
+    public func oracleSlate(user: UserID, k: Int, objective: Objective = .clicks) -> [ItemID] {
+        var scored: [(Float, ItemID)] = []
+        scored.reserveCapacity(catalog.liveItems.count)
+        for item in catalog.liveItems {
+            let v: Float = switch objective {
+            case .clicks: trueClickProbability(user: user, item: item)
+            case .viewSeconds: expectedViewSeconds(user: user, item: item)
+            case .gmv: expectedGMV(user: user, item: item)
+            }
+            scored.append((v, item))
+        }
+        scored.sort { ($0.0, $1.1) > ($1.0, $0.1) }
+        return scored.prefix(k).map(\.1)
+    }
+
+    /// How relevant a history behaviour is to a target item, in [0, 1]: the cosine of
+    /// their topic vectors, floored at 0 (the graded relevance of retrieval NDCG).
+    public func relevance(of behaviour: ItemID, to target: ItemID) -> Float {
+        max(0, catalog.similarity(behaviour, target))
+    }
+
+    /// The user's interests now: topic, share of the active mixture (0 when dormant).
+    public func interests(of user: UserID) -> [(topic: Int, share: Float, active: Bool)] {
+        let c = columns, base = Int(user) * c.slots
+        var top = -Float.infinity
+        for k in 0..<c.slots where c.slotActive[base + k] { top = max(top, c.slotLogWeight[base + k]) }
+        var total: Float = 0
+        for k in 0..<c.slots where c.slotActive[base + k] { total += exp(c.slotLogWeight[base + k] - top) }
+        return (0..<c.slots).map { k in
+            (Int(c.slotTopic[base + k]), c.slotActive[base + k] ? exp(c.slotLogWeight[base + k] - top) / total : 0, c.slotActive[base + k])
+        }
+    }
+
+    /// The catalog as JSON lines (one per item), for `--export-truth`.
+    public func itemTruthLines(from first: Int = 0) -> [String] {
+        (first..<catalog.count).map { item in
+            let v = catalog.vector(ItemID(item)).map { JSONValue.number(Double($0)) }
+            let o: JSONValue = [
+                "kind": "item", "item": .integer(Int64(item)), "born": .integer(Int64(catalog.bornTick[item])),
+                "topCategory": .integer(Int64(catalog.topCategory[item])), "subcategory": .integer(Int64(catalog.subcategory[item])),
+                "topic": .integer(Int64(catalog.topic[item])), "quality": .number(Double(catalog.quality[item])),
+                "popularity": .number(Double(catalog.popularity[item])), "price": .number(Double(catalog.price[item])),
+                "durationSeconds": .number(Double(catalog.durationSeconds[item])), "vector": .array(v),
+            ]
+            return o.rendered(pretty: false)
+        }
+    }
+
+    /// Every user's interests at `tick` as JSON lines, for `--export-truth`.
+    public func userTruthLines(tick: Tick) -> [String] {
+        (0..<settings.users).map { user in
+            let interests = self.interests(of: UserID(user)).map { i -> JSONValue in
+                ["topic": .integer(Int64(i.topic)), "share": .number(Double(i.share)), "active": .bool(i.active)]
+            }
+            let o: JSONValue = ["kind": "user", "tick": .integer(Int64(tick)), "user": .integer(Int64(user)), "interests": .array(interests)]
+            return o.rendered(pretty: false)
+        }
+    }
+}
