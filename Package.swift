@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
+        .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Kafka", "Scenario"],

@@ -78,6 +78,10 @@ struct Run: ParsableCommand {
             throw Exit.badInput
         }
         let s = options.applied(to: loaded)
+        if out?.isEmpty == true {
+            printError("error: --out must not be empty")
+            throw Exit.badInput
+        }
         let directory = out ?? s.output.directory
         if exportTruth {
             guard let directory else {

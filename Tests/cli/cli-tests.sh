@@ -38,6 +38,10 @@ check "run prints the results table and writes the report" 0 "view seconds / use
 cp "$tmp/out" "$tmp/run.out"
 check "--stats prints jemalloc's figures" 0 "memory \(jemalloc\): [0-9.]+ MiB allocated" cat "$tmp/run.out"
 check "the report is JSON with results and run sections" 0 '"results"' python3 -c "import json,sys; r=json.load(open('$tmp/out-dir/report.json')); assert r['run']['partitions']==2 and r['results']['scenario']['seed']==3; print('\"results\"')"
+check "--export-truth writes items and users as JSON lines" 0 '"kind": ?"user"' bash -c "'$bin' run scenarios/quickstart.json --quiet --out '$tmp/truth' --export-truth >/dev/null && head -c 300 '$tmp/truth/truth.jsonl' && grep -m1 '\"kind\":\"user\"' '$tmp/truth/truth.jsonl' | sed 's/\"kind\":/\"kind\": /'"
+printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' >"$tmp/no-output.json"
+check "--export-truth without an output directory is bad input" 2 "needs an output directory" "$bin" run "$tmp/no-output.json" --export-truth
+check "an empty --out is bad input" 2 "--out must not be empty" "$bin" run "$tmp/no-output.json" --out ""
 check "bench rejects an unknown name" 2 "unknown benchmark 'nope'; one of kafka, wire" "$bin" bench nope
 check "bench --json has the documented shape" 0 '"ratio"' bash -c "'$bin' bench kafka --json --messages 20000 --repeats 1 | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='kafka'; assert all(set(x)>={'name','unit','median','baseline','ratio'} for x in r['results']); print(json.dumps(r))\""
 
