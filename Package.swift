@@ -36,6 +36,9 @@ let package = Package(
             providers: [.apt(["libjemalloc-dev"])]
         ),
 
+        // The allocator's figures, for --stats and memory benchmarks.
+        .target(name: "Allocator", dependencies: ["CJemalloc"], swiftSettings: strict),
+
         // Kafka's Swift face: producer, batch consumer, admin, embedded broker.
         .target(name: "Kafka", dependencies: ["CRdKafka", "CKafkaShim"], swiftSettings: strict),
 
@@ -54,13 +57,13 @@ let package = Package(
         ),
         .target(
             name: "Bench",
-            dependencies: ["Kafka", "CKafkaBaseline", "RecCore"],
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Allocator"],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "recstream",
             dependencies: [
-                "RecStream", "Bench", "Kafka", "Scenario", "CJemalloc",
+                "RecStream", "Bench", "Kafka", "Scenario", "Allocator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -24,6 +24,8 @@ public final class Population {
     let columns: UserColumns
     /// Threads used to step users (1: no parallelism).
     public let threads: Int
+    /// Seconds spent generating the lifelong histories.
+    public let historySeconds: Double
     /// Purchases waiting for their tick, in (tick scheduled, user) order.
     var pending: [Feedback] = []
     var chunkFeedback: [[Feedback]] = []
@@ -43,7 +45,10 @@ public final class Population {
         Self.parallel(users: s.users, threads: self.threads) { range in
             for user in range { Self.initialise(user: user, columns, catalog, s, seed) }
         }
+        let historyStart = ContinuousClock.now
         histories = HistoryStore(population: s.history, users: s.users, columns: columns, catalog: catalog, seed: seed, threads: self.threads)
+        let elapsed = ContinuousClock.now - historyStart
+        historySeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         chunkFeedback = Array(repeating: [], count: self.threads)
         chunkPurchases = Array(repeating: [], count: self.threads)
     }

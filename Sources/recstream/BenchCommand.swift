@@ -8,11 +8,12 @@ struct Bench: ParsableCommand {
         abstract: "Run a benchmark and print its figures (medians; ratios against a baseline run beside it).",
         discussion: """
             NAME is one of: kafka (Swift Kafka layer vs a plain C loop over librdkafka on the \
-            embedded broker), wire (encode/decode ns per record). Build with -c release for \
-            meaningful figures.
+            embedded broker), population (slate responses and history generation per second, \
+            memory per user and per history entry), wire (encode/decode ns per record). Build \
+            with -c release for meaningful figures.
             """)
 
-    @Argument(help: "kafka or wire.")
+    @Argument(help: "kafka, population or wire.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -23,6 +24,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Repeats; the median is reported.")
     var repeats: Int?
+
+    @Flag(help: "Smaller sizes, for a quick look (population).")
+    var quick = false
 
     func run() throws {
         if let repeats, repeats < 1 {
@@ -41,12 +45,17 @@ struct Bench: ParsableCommand {
                 if let messages { b.messages = messages }
                 if let repeats { b.repeats = repeats }
                 report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "population":
+                var b = PopulationBench()
+                if let repeats { b.repeats = repeats }
+                if quick { b.memoryCases = [(20_000, 200)]; b.users = 5000 }
+                report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, wire")
+                printError("error: unknown benchmark '\(name)'; one of kafka, population, wire")
                 throw Exit.badInput
             }
         } catch let error as BenchError {

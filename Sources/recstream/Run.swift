@@ -1,5 +1,5 @@
 import ArgumentParser
-import CJemalloc
+import Allocator
 import Foundation
 import Kafka
 import RecStream
@@ -121,7 +121,7 @@ struct Run: ParsableCommand {
                 print("Report: \(path)")
             }
             if let truth = options.truthPath { print("Truth: \(truth)") }
-            if stats { print(MemoryStats.current().description) }
+            if stats { print(AllocatorStats.current().description) }
         } catch let error as KafkaError {
             printError("error: \(error)")
             throw Exit.runtimeFailure
@@ -129,29 +129,5 @@ struct Run: ParsableCommand {
             printError("error: \(error)")
             throw Exit.runtimeFailure
         }
-    }
-}
-
-/// The allocator's figures (jemalloc's `stats.allocated` and `stats.resident`).
-struct MemoryStats: CustomStringConvertible {
-    var allocated: Int
-    var resident: Int
-
-    static func current() -> MemoryStats {
-        // Statistics are cached; bumping the epoch refreshes them.
-        var epoch: UInt64 = 1
-        var newEpoch: UInt64 = 1
-        var size = MemoryLayout<UInt64>.size
-        _ = mallctl("epoch", &epoch, &size, &newEpoch, size)
-        func read(_ name: String) -> Int {
-            var value = 0
-            var length = MemoryLayout<Int>.size
-            return mallctl(name, &value, &length, nil, 0) == 0 ? value : -1
-        }
-        return MemoryStats(allocated: read("stats.allocated"), resident: read("stats.resident"))
-    }
-
-    var description: String {
-        String(format: "memory (jemalloc): %.1f MiB allocated, %.1f MiB resident", Double(allocated) / 1_048_576, Double(resident) / 1_048_576)
     }
 }

@@ -1,0 +1,33 @@
+import CJemalloc
+
+/// The allocator's own figures (jemalloc's `stats.allocated` and `stats.resident`): what
+/// `run --stats` prints and memory benchmarks difference.
+public struct AllocatorStats: Sendable, CustomStringConvertible {
+    /// Bytes the program has allocated and not freed.
+    public var allocated: Int
+    /// Bytes of physical memory the allocator holds.
+    public var resident: Int
+
+    public static func current() -> AllocatorStats {
+        // jemalloc caches its statistics; advancing the epoch refreshes them.
+        var epoch: UInt64 = 1
+        var newEpoch: UInt64 = 1
+        var size = MemoryLayout<UInt64>.size
+        _ = mallctl("epoch", &epoch, &size, &newEpoch, size)
+        func read(_ name: String) -> Int {
+            var value = 0
+            var length = MemoryLayout<Int>.size
+            return mallctl(name, &value, &length, nil, 0) == 0 ? value : -1
+        }
+        return AllocatorStats(allocated: read("stats.allocated"), resident: read("stats.resident"))
+    }
+
+    public var description: String {
+        "memory (jemalloc): \(mib(allocated)) MiB allocated, \(mib(resident)) MiB resident"
+    }
+}
+
+func mib(_ bytes: Int) -> String {
+    let tenths = (bytes * 10 + 524_288) / 1_048_576
+    return "\(tenths / 10).\(tenths % 10)"
+}
