@@ -138,7 +138,7 @@ public struct ExperimentResults: Sendable {
             out += zip(line, widths).enumerated().map { col, pair in
                 let pad = String(repeating: " ", count: pair.1 - visibleWidth(pair.0))
                 return col == 0 ? pair.0 + pad : pad + pair.0
-            }.joined(separator: "   ") + "\n"
+            }.joined(separator: "   ").trimmingTrailingSpaces() + "\n"
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
         }
         out += "\n± is a 95% interval of the per-user mean; lifts are relative to \(c.name), normal approximation (Welch standard error).\n"
@@ -158,6 +158,14 @@ func number(_ x: Double) -> String {
 func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.2f%%", x * 100) : "n/a" }
 
 func signedPercent(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f%%", x * 100) : "n/a" }
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.hasSuffix(" ") { s.removeLast() }
+        return s
+    }
+}
 
 func visibleWidth(_ s: String) -> Int {
     // ANSI colour sequences take no columns.
