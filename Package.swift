@@ -8,6 +8,9 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// Hot kernels are optimised even in debug builds: unoptimised SIMD code is 10-50x slower,
+/// which would make model tests crawl without making them easier to debug.
+let kernels: [SwiftSetting] = strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let package = Package(
     name: "recstream",
@@ -45,7 +48,7 @@ let package = Package(
         // The recommender side, bottom up.
         .target(name: "RecCore", swiftSettings: strict),
         .target(name: "Scenario", dependencies: ["RecCore"], swiftSettings: strict),
-        .target(name: "Models", dependencies: ["RecCore"], swiftSettings: strict),
+        .target(name: "Models", dependencies: ["RecCore"], swiftSettings: kernels),
         .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
@@ -73,6 +76,7 @@ let package = Package(
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Kafka", "Scenario"],

@@ -77,3 +77,5 @@ public final class HistoryStore: @unchecked Sendable {
 
     public var totalEntries: Int { offsets.last ?? 0 }
 }
+
+extension HistoryStore: HistorySource {}

@@ -22,3 +22,10 @@ public struct UserFeatures: Equatable, Sendable {
         self.activityBucket = activityBucket
     }
 }
+
+/// Where a model reads users' histories from (a generic parameter, specialised at the call
+/// site: no existential dispatch per sample).
+public protocol HistorySource {
+    /// The user's behaviours, oldest first; valid until the source changes.
+    func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry>
+}

@@ -1,0 +1,469 @@
+import Foundation
+import RecCore
+
+/// How a long-sequence ranking model embeds behaviours: DARE's two independent sets of
+/// tables (attention for search and weighting, representation for what is summed), or
+/// TWIN's one set shared by both roles. Everything else is the same code, so an
+/// experiment between them differs only in the embedding design.
+public enum EmbeddingDesign: String, Sendable, CaseIterable {
+    case dare, twin
+}
+
+public struct RankingModelSettings: Sendable, Equatable {
+    public var design: EmbeddingDesign = .dare
+    /// Per field (item, category, time): the attention vector is 3 x this.
+    public var attentionDim = 16
+    /// Per field: the representation vector is 3 x this.
+    public var representationDim = 16
+    /// Behaviours kept by the search stage.
+    public var topK = 20
+    /// The most recent behaviours the model looks at (the time table has this + 1 rows).
+    public var maxHistory = 200
+    public var hidden1 = 200
+    public var hidden2 = 80
+    public var adam = AdamSettings()
+    /// L2 penalty on dense weights (not biases, not embeddings), as the reference.
+    public var l2: Float = 1e-6
+    /// Standard deviation of the initial weights (the reference: 0.01).
+    public var initScale: Float = 0.01
+    public var seed: UInt64 = 1
+    public init() {}
+}
+
+/// One training example: the user (whose history the model reads), the target item, and
+/// whether it was clicked.
+public struct LabeledSample: Sendable, Equatable {
+    public var user: UserID
+    public var target: ItemID
+    public var label: Float
+    public init(user: UserID, target: ItemID, label: Float) {
+        self.user = user
+        self.target = target
+        self.label = label
+    }
+}
+
+/// DARE (Feng et al., ICLR 2025, arXiv 2410.02604) and TWIN, as thuml/DARE runs them,
+/// with hand-written forward and backward passes (shared/baselines/dare-reference.md):
+///
+/// - search: score_j = <q_sem, k_j,sem>/sqrt(2 d_att) + <q_time, k_j,time>/sqrt(d_att) over
+///   the last L behaviours, keep the top K (no gradient through the choice);
+/// - weights w = softmax over the K scores only; h = sum_i w_i e_i (representation);
+/// - MLP on [v_t, h, v_t (.) h] -> hidden1 -> PReLU -> hidden2 -> PReLU -> 1 logit; BCE.
+///
+/// Changes for streaming, and why: no BatchNorm (a tick's few hundred samples give noisy,
+/// drifting batch statistics, and serving one user at a time has none); one logit with
+/// binary cross-entropy instead of a 2-way softmax (the same model family without the
+/// redundant output); row-wise lazy Adam on the tables (only rows that got gradient move).
+/// The auxiliary all-L head of the reference is not implemented yet.
+public final class RankingModel {
+    public let settings: RankingModelSettings
+    let tables: [EmbeddingTable]
+    /// Table indices of the attention and representation sets (the same for TWIN).
+    let attention: (item: Int, category: Int, time: Int)
+    let representation: (item: Int, category: Int, time: Int)
+    /// Each item's category, as the model knows it (the catalog feed).
+    public private(set) var categoryOf: [UInt32] = []
+    let layout: DenseLayout
+    var dense: [Float]
+    var denseM: [Float]
+    var denseV: [Float]
+    var denseGradient: [Float]
+    var sparse: [SparseGradient]
+    public private(set) var step = 0
+    var scratch: Scratch
+
+    public init(_ settings: RankingModelSettings, items: Int, categories: Int) {
+        precondition(settings.attentionDim > 0 && settings.representationDim > 0 && settings.topK > 0 && settings.maxHistory > 0)
+        if settings.design == .twin { precondition(settings.attentionDim == settings.representationDim, "TWIN shares one table set") }
+        self.settings = settings
+        let s = settings
+        func table(_ id: UInt64, _ rows: Int, _ dim: Int) -> EmbeddingTable {
+            EmbeddingTable(rows: rows, dim: dim, seed: s.seed, tableID: id, initScale: s.initScale)
+        }
+        var tables = [table(0, items, s.attentionDim), table(1, categories, s.attentionDim), table(2, s.maxHistory + 1, s.attentionDim)]
+        attention = (0, 1, 2)
+        switch s.design {
+        case .dare:
+            tables += [table(3, items, s.representationDim), table(4, categories, s.representationDim), table(5, s.maxHistory + 1, s.representationDim)]
+            representation = (3, 4, 5)
+        case .twin:
+            representation = (0, 1, 2)
+        }
+        self.tables = tables
+        sparse = tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
+        layout = DenseLayout(input: 9 * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2)
+        dense = layout.initialValues(seed: s.seed, scale: s.initScale)
+        denseM = [Float](repeating: 0, count: layout.count)
+        denseV = denseM
+        denseGradient = denseM
+        scratch = Scratch(s)
+        categoryOf = [UInt32](repeating: 0, count: items)
+    }
+
+    /// Takes in the catalog feed: item `i` has category `categories[i]`. Tables grow to fit.
+    public func updateCatalog(categories: [UInt32], categoryCount: Int) {
+        categoryOf = categories
+        tables[attention.item].grow(to: categories.count)
+        tables[representation.item].grow(to: categories.count)
+        tables[attention.category].grow(to: categoryCount)
+        tables[representation.category].grow(to: categoryCount)
+        for i in tables.indices { sparse[i].grow(to: tables[i].rows) }
+    }
+
+    // MARK: Forward
+
+    /// The click probability of `target` for a user with this history (oldest first; the
+    /// last `maxHistory` behaviours are used).
+    public func score(history: UnsafeBufferPointer<HistoryEntry>, target: ItemID) -> Float {
+        sigmoid(forward(window(history), target))
+    }
+
+    func window(_ history: UnsafeBufferPointer<HistoryEntry>) -> UnsafeBufferPointer<HistoryEntry> {
+        history.count <= settings.maxHistory ? history : UnsafeBufferPointer(rebasing: history[(history.count - settings.maxHistory)...])
+    }
+
+    /// Runs the model on one sample, leaving every intermediate in `scratch`; returns the logit.
+    func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID) -> Float {
+        let s = settings, dA = s.attentionDim, dR = s.representationDim
+        let n = history.count
+        let t = Int(target), ct = Int(categoryOf[t])
+        let aItem = tables[attention.item], aCat = tables[attention.category], aTime = tables[attention.time]
+        let rItem = tables[representation.item], rCat = tables[representation.category], rTime = tables[representation.time]
+        let semScale = 1 / Float(2 * dA).squareRoot(), timeScale = 1 / Float(dA).squareRoot()
+        let c = scratch
+        c.n = n
+
+        // Search: score every behaviour in the window against the target (DARE eq. 2).
+        let qItem = aItem.row(t), qCat = aCat.row(ct), qTime = aTime.row(0)
+        for j in 0..<n {
+            let item = Int(history[j].item)
+            c.items[j] = Int32(item)
+            c.scores[j] = (dot(qItem, aItem.row(item), dA) + dot(qCat, aCat.row(Int(categoryOf[item])), dA)) * semScale
+                + dot(qTime, aTime.row(n - j), dA) * timeScale
+        }
+        c.k = selectTopK(c.scores, n, s.topK, into: c.selected)
+
+        // Softmax over the K kept scores only.
+        var top = -Float.infinity
+        for i in 0..<c.k { top = max(top, c.scores[c.selected[i]]) }
+        var total: Float = 0
+        for i in 0..<c.k {
+            c.weights[i] = exp(c.scores[c.selected[i]] - top)
+            total += c.weights[i]
+        }
+        for i in 0..<c.k { c.weights[i] /= total }
+
+        // v_t and h = sum_i w_i e_i in the representation set; x = [v_t, h, v_t (.) h].
+        copy(rItem.row(t), to: c.vt, dR)
+        copy(rCat.row(ct), to: c.vt + dR, dR)
+        copy(rTime.row(0), to: c.vt + 2 * dR, dR)
+        c.h.initialize(repeating: 0, count: 3 * dR)
+        for i in 0..<c.k {
+            let j = c.selected[i], item = Int(c.items[j]), w = c.weights[i]
+            axpy(w, rItem.row(item), c.h, dR)
+            axpy(w, rCat.row(Int(categoryOf[item])), c.h + dR, dR)
+            axpy(w, rTime.row(n - j), c.h + 2 * dR, dR)
+        }
+        let x = c.x
+        copy(c.vt, to: x, 3 * dR)
+        copy(c.h, to: x + 3 * dR, 3 * dR)
+        for d in 0..<3 * dR { x[6 * dR + d] = c.vt[d] * c.h[d] }
+
+        // MLP.
+        return dense.withUnsafeBufferPointer { p in
+            let w = p.baseAddress!, l = layout
+            for o in 0..<l.hidden1 { c.z1[o] = dot(w + l.w1 + o * l.input, x, l.input) + w[l.b1 + o] }
+            prelu(c.z1, c.a1, l.hidden1, w[l.alpha1])
+            for o in 0..<l.hidden2 { c.z2[o] = dot(w + l.w2 + o * l.hidden1, c.a1, l.hidden1) + w[l.b2 + o] }
+            prelu(c.z2, c.a2, l.hidden2, w[l.alpha2])
+            return dot(w + l.w3, c.a2, l.hidden2) + w[l.b3]
+        }
+    }
+
+    // MARK: Backward
+
+    /// Adds d(loss)/d(parameters) of the sample in `scratch` to the gradients, given
+    /// d(loss)/d(logit).
+    func backward(_ target: ItemID, dLogit g: Float) {
+        let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
+        let c = scratch, n = c.n
+        let t = Int(target), ct = Int(categoryOf[t])
+        dense.withUnsafeBufferPointer { wp in
+            denseGradient.withUnsafeMutableBufferPointer { gp in
+                let w = wp.baseAddress!, gw = gp.baseAddress!
+                // Output layer.
+                axpy(g, c.a2, gw + l.w3, l.hidden2)
+                gw[l.b3] += g
+                for o in 0..<l.hidden2 { c.da2[o] = g * w[l.w3 + o] }
+                // PReLU 2, layer 2.
+                gw[l.alpha2] += preluBackward(c.z2, c.da2, c.dz2, l.hidden2, w[l.alpha2])
+                for o in 0..<l.hidden2 {
+                    axpy(c.dz2[o], c.a1, gw + l.w2 + o * l.hidden1, l.hidden1)
+                    gw[l.b2 + o] += c.dz2[o]
+                }
+                c.da1.initialize(repeating: 0, count: l.hidden1)
+                for o in 0..<l.hidden2 { axpy(c.dz2[o], w + l.w2 + o * l.hidden1, c.da1, l.hidden1) }
+                // PReLU 1, layer 1.
+                gw[l.alpha1] += preluBackward(c.z1, c.da1, c.dz1, l.hidden1, w[l.alpha1])
+                c.dx.initialize(repeating: 0, count: l.input)
+                for o in 0..<l.hidden1 {
+                    axpy(c.dz1[o], c.x, gw + l.w1 + o * l.input, l.input)
+                    gw[l.b1 + o] += c.dz1[o]
+                    axpy(c.dz1[o], w + l.w1 + o * l.input, c.dx, l.input)
+                }
+            }
+        }
+        // x = [v_t, h, v_t (.) h]: gradients of v_t and h.
+        for d in 0..<3 * dR {
+            c.dvt[d] = c.dx[d] + c.dx[6 * dR + d] * c.h[d]
+            c.dh[d] = c.dx[3 * dR + d] + c.dx[6 * dR + d] * c.vt[d]
+        }
+        let rItem = tables[representation.item], rCat = tables[representation.category], rTime = tables[representation.time]
+        accumulate(representation.item, t, c.dvt, 1, dR)
+        accumulate(representation.category, ct, c.dvt + dR, 1, dR)
+        accumulate(representation.time, 0, c.dvt + 2 * dR, 1, dR)
+        // h = sum_i w_i e_i: each kept behaviour's representation gets w_i dh; the weights get <dh, e_i>.
+        var weighted: Float = 0
+        for i in 0..<c.k {
+            let j = c.selected[i], item = Int(c.items[j])
+            accumulate(representation.item, item, c.dh, c.weights[i], dR)
+            accumulate(representation.category, Int(categoryOf[item]), c.dh + dR, c.weights[i], dR)
+            accumulate(representation.time, n - j, c.dh + 2 * dR, c.weights[i], dR)
+            c.dWeights[i] = dot(c.dh, rItem.row(item), dR) + dot(c.dh + dR, rCat.row(Int(categoryOf[item])), dR)
+                + dot(c.dh + 2 * dR, rTime.row(n - j), dR)
+            weighted += c.weights[i] * c.dWeights[i]
+        }
+        // Softmax: dscore_i = w_i (dw_i - sum_k w_k dw_k); then the scaled dot products.
+        let aItem = tables[attention.item], aCat = tables[attention.category], aTime = tables[attention.time]
+        let semScale = 1 / Float(2 * dA).squareRoot(), timeScale = 1 / Float(dA).squareRoot()
+        let qItem = aItem.row(t), qCat = aCat.row(ct), qTime = aTime.row(0)
+        c.dq.initialize(repeating: 0, count: 3 * dA)
+        for i in 0..<c.k {
+            let j = c.selected[i], item = Int(c.items[j]), category = Int(categoryOf[item])
+            let ds = c.weights[i] * (c.dWeights[i] - weighted)
+            axpy(ds * semScale, aItem.row(item), c.dq, dA)
+            axpy(ds * semScale, aCat.row(category), c.dq + dA, dA)
+            axpy(ds * timeScale, aTime.row(n - j), c.dq + 2 * dA, dA)
+            accumulate(attention.item, item, qItem, ds * semScale, dA)
+            accumulate(attention.category, category, qCat, ds * semScale, dA)
+            accumulate(attention.time, n - j, qTime, ds * timeScale, dA)
+        }
+        accumulate(attention.item, t, c.dq, 1, dA)
+        accumulate(attention.category, ct, c.dq + dA, 1, dA)
+        accumulate(attention.time, 0, c.dq + 2 * dA, 1, dA)
+    }
+
+    /// gradient[table][row] += scale * vector.
+    @inline(__always)
+    func accumulate(_ table: Int, _ row: Int, _ vector: UnsafePointer<Float>, _ scale: Float, _ dim: Int) {
+        let offset = sparse[table].slot(row)
+        sparse[table].gradients.withUnsafeMutableBufferPointer { g in axpy(scale, vector, g.baseAddress! + offset, dim) }
+    }
+
+    // MARK: Training
+
+    /// Mean binary cross-entropy of a batch; adds its gradients (mean over the batch).
+    func accumulateGradients<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H) -> Float {
+        var loss: Float = 0
+        let scale = 1 / Float(batch.count)
+        for sample in batch {
+            let logit = forward(window(histories.history(of: sample.user)), sample.target)
+            // BCE with logits: softplus(z) - y z, computed stably.
+            loss += max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit)))
+            backward(sample.target, dLogit: (sigmoid(logit) - sample.label) * scale)
+        }
+        return loss * scale
+    }
+
+    /// One optimisation step on a mini-batch: returns its mean loss before the step.
+    @discardableResult
+    public func train<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H) -> Float {
+        guard !batch.isEmpty else { return 0 }
+        let loss = accumulateGradients(batch, histories: histories)
+        step += 1
+        applyDenseAdam()
+        for i in tables.indices {
+            tables[i].applyAdam(sparse[i], step: step, settings.adam)
+            sparse[i].clear()
+        }
+        return loss
+    }
+
+    func applyDenseAdam() {
+        let a = settings.adam, l = layout
+        let bc1 = 1 - pow(a.beta1, Float(step)), bc2 = 1 - pow(a.beta2, Float(step))
+        for i in 0..<l.count {
+            var g = denseGradient[i]
+            if l.isWeight(i) { g += 2 * settings.l2 * dense[i] }
+            denseM[i] = a.beta1 * denseM[i] + (1 - a.beta1) * g
+            denseV[i] = a.beta2 * denseV[i] + (1 - a.beta2) * g * g
+            dense[i] -= a.learningRate / bc1 * denseM[i] / ((denseV[i] / bc2).squareRoot() + a.epsilon)
+            denseGradient[i] = 0
+        }
+    }
+}
+
+/// Where each dense parameter lives in the flat parameter array.
+struct DenseLayout {
+    let input, hidden1, hidden2: Int
+    let w1, b1, alpha1, w2, b2, alpha2, w3, b3, count: Int
+
+    init(input: Int, hidden1: Int, hidden2: Int) {
+        self.input = input
+        self.hidden1 = hidden1
+        self.hidden2 = hidden2
+        w1 = 0
+        b1 = w1 + hidden1 * input
+        alpha1 = b1 + hidden1
+        w2 = alpha1 + 1
+        b2 = w2 + hidden2 * hidden1
+        alpha2 = b2 + hidden2
+        w3 = alpha2 + 1
+        b3 = w3 + hidden2
+        count = b3 + 1
+    }
+
+    /// Weights and PReLU slopes (penalised, drawn N(0, scale^2)); biases are the rest.
+    func isWeight(_ i: Int) -> Bool {
+        !((b1..<b1 + hidden1).contains(i) || (b2..<b2 + hidden2).contains(i) || i == b3)
+    }
+
+    /// The reference's init: N(0, scale^2) for every non-bias tensor (PReLU slopes
+    /// included), U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for biases (PyTorch's default).
+    func initialValues(seed: UInt64, scale: Float) -> [Float] {
+        var rng = RandomStream(seed: seed, 99, 1)
+        return (0..<count).map { i in
+            if isWeight(i) { return scale * Float(rng.nextGaussian()) }
+            let fanIn = i < alpha1 ? input : i < alpha2 ? hidden1 : hidden2
+            return Float(rng.nextDouble() * 2 - 1) / Float(fanIn).squareRoot()
+        }
+    }
+}
+
+/// Per-sample working memory, allocated once.
+final class Scratch {
+    var n = 0, k = 0
+    let scores: UnsafeMutablePointer<Float>
+    let items: UnsafeMutablePointer<Int32>
+    let selected: UnsafeMutablePointer<Int>
+    let weights, dWeights: UnsafeMutablePointer<Float>
+    let vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2: UnsafeMutablePointer<Float>
+    private var all: [UnsafeMutableRawPointer] = []
+
+    init(_ s: RankingModelSettings) {
+        func f(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            p.initialize(repeating: 0, count: max(count, 1))
+            return p
+        }
+        let dR = s.representationDim, dA = s.attentionDim
+        scores = f(s.maxHistory)
+        items = .allocate(capacity: s.maxHistory)
+        selected = .allocate(capacity: s.topK)
+        weights = f(s.topK); dWeights = f(s.topK)
+        vt = f(3 * dR); h = f(3 * dR); dvt = f(3 * dR); dh = f(3 * dR); dq = f(3 * dA)
+        x = f(9 * dR); dx = f(9 * dR)
+        z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
+        z2 = f(s.hidden2); a2 = f(s.hidden2); dz2 = f(s.hidden2); da2 = f(s.hidden2)
+        all = [scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2].map { UnsafeMutableRawPointer($0) }
+            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected)]
+    }
+
+    deinit { for p in all { p.deallocate() } }
+}
+
+// MARK: Kernels
+
+/// The indices of the `k` largest of `scores[0..<n]` (ties: the later index), ascending,
+/// written to `out`; returns how many (min(k, n)). A size-k min-heap: O(n log k).
+func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>) -> Int {
+    if n <= k {
+        for i in 0..<n { out[i] = i }
+        return n
+    }
+    // "a below b": a would be dropped before b.
+    @inline(__always) func below(_ a: Int, _ b: Int) -> Bool { scores[a] < scores[b] || (scores[a] == scores[b] && a < b) }
+    func siftDown(_ i: Int) {
+        var i = i
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < k && below(out[l], out[m]) { m = l }
+            if r < k && below(out[r], out[m]) { m = r }
+            if m == i { return }
+            (out[i], out[m]) = (out[m], out[i])
+            i = m
+        }
+    }
+    for i in 0..<k { out[i] = i }
+    for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+    for j in k..<n where below(out[0], j) {
+        out[0] = j
+        siftDown(0)
+    }
+    var sorted = UnsafeMutableBufferPointer(start: out, count: k)
+    sorted.sort()
+    return k
+}
+
+@inline(__always)
+func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+
+/// Dot product, eight lanes at a time.
+@inline(__always)
+func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= n {
+        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = acc.sum()
+    while i < n {
+        s += a[i] * b[i]
+        i += 1
+    }
+    return s
+}
+
+/// y += alpha x.
+@inline(__always)
+func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let a = SIMD8<Float>(repeating: alpha)
+    while i + 8 <= n {
+        let yi = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self) + a * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: yi, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n {
+        y[i] += alpha * x[i]
+        i += 1
+    }
+}
+
+@inline(__always)
+func copy(_ from: UnsafePointer<Float>, to: UnsafeMutablePointer<Float>, _ n: Int) {
+    to.update(from: from, count: n)
+}
+
+@inline(__always)
+func prelu(_ z: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) {
+    for i in 0..<n { a[i] = z[i] > 0 ? z[i] : alpha * z[i] }
+}
+
+/// dz = da (.) prelu'(z); returns d(loss)/d(alpha).
+@inline(__always)
+func preluBackward(_ z: UnsafePointer<Float>, _ da: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) -> Float {
+    var dAlpha: Float = 0
+    for i in 0..<n {
+        if z[i] > 0 {
+            dz[i] = da[i]
+        } else {
+            dz[i] = alpha * da[i]
+            dAlpha += da[i] * z[i]
+        }
+    }
+    return dAlpha
+}

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+@testable import Models
+@testable import Population
+@testable import RecCore
+@testable import Scenario
+
+/// Histories held in memory, for tests.
+struct ArrayHistories: HistorySource {
+    var histories: [[HistoryEntry]]
+    func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry> {
+        histories[Int(user)].withUnsafeBufferPointer { $0 }  // the arrays outlive every call
+    }
+}
+
+func tinyModel(_ design: EmbeddingDesign, seed: UInt64 = 3) -> RankingModel {
+    var s = RankingModelSettings()
+    s.design = design
+    s.attentionDim = 4
+    s.representationDim = 4
+    s.topK = 3
+    s.maxHistory = 8
+    s.hidden1 = 6
+    s.hidden2 = 5
+    s.initScale = 0.4  // large enough that every gradient is far from zero
+    s.seed = seed
+    let model = RankingModel(s, items: 20, categories: 4)
+    model.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+    return model
+}
+
+func sampleLoss(_ model: RankingModel, _ history: UnsafeBufferPointer<HistoryEntry>, _ sample: LabeledSample) -> Double {
+    let z = Double(model.forward(model.window(history), sample.target))
+    let y = Double(sample.label)
+    let softplus: Double = Foundation.log1p(Foundation.exp(-Swift.abs(z)))
+    let linear: Double = Swift.max(z, 0) - z * y
+    return linear + softplus
+}
+
+@Suite("Ranking models")
+struct RankingModelTests {
+    @Test("gradients match central finite differences", arguments: EmbeddingDesign.allCases, [Float(1), 0])
+    func gradientCheck(design: EmbeddingDesign, label: Float) throws {
+        let model = tinyModel(design)
+        var entries: [HistoryEntry] = []
+        for j in 0..<10 { entries.append(HistoryEntry(item: ItemID((j * 7 + 3) % 20), tick: Int32(j - 10))) }
+        let histories = ArrayHistories(histories: [entries])
+        let sample = LabeledSample(user: 0, target: 5, label: label)
+        let history = histories.history(of: 0)
+        _ = model.accumulateGradients([sample], histories: histories)
+        _ = model.forward(model.window(history), sample.target)
+        let selected = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+
+        var checked = 0, skipped = 0
+        func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
+            let original = read(), eps: Float = 1e-2
+            write(original + eps)
+            let up: Double = sampleLoss(model, history, sample)
+            let selectionUp = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+            write(original - eps)
+            let down: Double = sampleLoss(model, history, sample)
+            let selectionDown = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+            write(original)
+            // A step that changes which behaviours are kept crosses a kink: not comparable.
+            guard selectionUp == selected && selectionDown == selected else { skipped += 1; return }
+            let difference: Double = up - down
+            let numeric = Float(difference / Double(2 * eps))
+            // Float32 with eps 1e-2: truncation ~1e-4 relative, rounding ~1e-5 absolute.
+            #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
+                    "\(design) \(what): analytic \(analytic), numeric \(numeric)")
+            checked += 1
+        }
+        for i in 0..<model.layout.count {
+            check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
+        }
+        for (t, table) in model.tables.enumerated() {
+            for row in 0..<table.rows {
+                for d in 0..<table.dim {
+                    let slot = model.sparse[t].slotOfRow[row]
+                    let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
+                    check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
+                }
+            }
+        }
+        #expect(checked > 300, "only \(checked) parameters checked (\(skipped) skipped)")
+    }
+
+    @Test("gradient reaches only the target's and the K kept behaviours' rows")
+    func sparseRows() throws {
+        let model = tinyModel(.dare)
+        var entries: [HistoryEntry] = []
+        for j in 0..<8 { entries.append(HistoryEntry(item: ItemID(j + 10), tick: Int32(j - 8))) }
+        let histories = ArrayHistories(histories: [entries])
+        _ = model.accumulateGradients([LabeledSample(user: 0, target: 2, label: 1)], histories: histories)
+        let kept = (0..<model.scratch.k).map { Int(model.scratch.items[model.scratch.selected[$0]]) }
+        #expect(kept.count == 3)
+        // Item rows of the attention table: the target and the three kept behaviours, nothing else.
+        #expect(Set(model.sparse[model.attention.item].touched.map(Int.init)) == Set(kept + [2]))
+        #expect(Set(model.sparse[model.representation.item].touched.map(Int.init)) == Set(kept + [2]))
+    }
+
+    @Test("top-K selection agrees with a full sort, ties to the later behaviour")
+    func topK() {
+        var rng = RandomStream(seed: 8, 1)
+        for trial in 0..<500 {
+            let n = 1 + rng.nextInt(below: 300), k = 1 + rng.nextInt(below: 80)
+            // Coarse values so that ties are common.
+            let scores = (0..<n).map { _ in Float(rng.nextInt(below: 20)) }
+            let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
+            defer { out.deallocate() }
+            let got = scores.withUnsafeBufferPointer { selectTopK($0.baseAddress!, n, k, into: out) }
+            let expected = Array(scores.indices.sorted { (scores[$0], $0) > (scores[$1], $1) }.prefix(k)).sorted()
+            #expect(Array(UnsafeBufferPointer(start: out, count: got)) == expected, "trial \(trial)")
+        }
+    }
+
+    @Test("AUC is exact on known cases")
+    func auc() {
+        #expect(BinaryMetrics.auc(scores: [0.1, 0.4, 0.35, 0.8], labels: [false, false, true, true]) == 0.75)
+        #expect(BinaryMetrics.auc(scores: [0.5, 0.5], labels: [false, true]) == 0.5)
+        #expect(BinaryMetrics.auc(scores: [1, 2], labels: [true, true]).isNaN)
+    }
+
+    @Test("DARE and TWIN learn on a small simulated world", arguments: EmbeddingDesign.allCases)
+    func learns(design: EmbeddingDesign) throws {
+        let scenario = try Scenario.decode("""
+        {"name": "learn", "seed": 4,
+         "population": {"users": 600, "history": {"median": 150, "max": 600}},
+         "catalog": {"items": 800, "topics": 12, "topCategories": 4, "subcategories": 3, "arrivalsPerTick": 0},
+         "arms": [{"name": "a", "share": 1, "candidates": 10}]}
+        """)
+        let world = Population(scenario, threads: 1)
+        let index = world.catalog.topicIndex()
+        // Targets: half from the user's interests, half at random; labels from the truth.
+        var samples: [LabeledSample] = []
+        var rng = RandomStream(seed: 5, 1)
+        for i in 0..<24_000 {
+            let user = UserID(rng.nextInt(below: 600))
+            let target: ItemID
+            if i % 2 == 0 {
+                let interests = world.interests(of: user).filter(\.active)
+                target = index.draw(topic: interests[rng.nextInt(below: interests.count)].topic, &rng)!
+            } else {
+                target = ItemID(rng.nextInt(below: world.catalog.count))
+            }
+            let p = world.trueClickProbability(user: user, item: target)
+            samples.append(LabeledSample(user: user, target: target, label: rng.nextFloat() < p ? 1 : 0))
+        }
+        var settings = RankingModelSettings()
+        settings.design = design
+        settings.topK = 16
+        settings.maxHistory = 150
+        let model = RankingModel(settings, items: world.catalog.count, categories: 12)
+        model.updateCatalog(categories: world.catalog.subcategory.map(UInt32.init), categoryCount: 12)
+        let train = samples[..<20_000], test = samples[20_000...]
+        for _ in 0..<2 {
+            for start in stride(from: 0, to: train.count, by: 256) {
+                model.train(train[start..<min(start + 256, train.count)], histories: world.histories)
+            }
+        }
+        let scores = test.map { model.score(history: world.histories.history(of: $0.user), target: $0.target) }
+        let auc = BinaryMetrics.auc(scores: scores, labels: test.map { $0.label == 1 })
+        // The truth's own AUC on these samples is 0.81 and 0.5 is chance; both designs reach
+        // about 0.66. 4,000 test samples with 1,155 positives put the AUC's standard error
+        // near 0.01, so 0.6 is well clear of chance and of the values reached.
+        #expect(auc > 0.6, "\(design) test AUC \(auc)")
+    }
+}
