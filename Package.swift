@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Population", "Scenario", "RecCore"], swiftSettings: strict),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Kafka", "Scenario"],

@@ -11,12 +11,24 @@ public struct ExperimentResults: Sendable {
     public let catalogSize: Int
     /// Message counts per topic and other counters (dead letters, purchases pending).
     public let messages: [String: Int]
+    /// Per arm with a learned sequence model: how it predicted each tick before learning.
+    public let modelEvaluations: [[TickEvaluation]]
 
-    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, messages: [String: Int]) {
+    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, modelEvaluations: [[TickEvaluation]] = [], messages: [String: Int]) {
         self.scenario = scenario
         self.arms = arms
         self.catalogSize = catalogSize
+        self.modelEvaluations = modelEvaluations
         self.messages = messages
+    }
+
+    /// Progressive AUC over the last half of the run's ticks (the model's settled quality).
+    func settledAUC(_ arm: Int) -> Double? {
+        guard arm < modelEvaluations.count, !modelEvaluations[arm].isEmpty else { return nil }
+        let e = modelEvaluations[arm].suffix(max(1, modelEvaluations[arm].count / 2)).filter { !$0.auc.isNaN }
+        let total = e.reduce(0) { $0 + $1.samples }
+        guard total > 0 else { return nil }
+        return e.reduce(0.0) { $0 + $1.auc * Double($1.samples) } / Double(total)
     }
 
     public var control: Int { scenario.controlArm }
@@ -79,6 +91,13 @@ public struct ExperimentResults: Sendable {
                 perUser[metric.rawValue] = .object(m)
             }
             o["perUser"] = .object(perUser)
+            if i < modelEvaluations.count, !modelEvaluations[i].isEmpty {
+                o["model"] = [
+                    "progressiveAUC": .array(modelEvaluations[i].map { .number($0.auc) }),
+                    "progressiveLogLoss": .array(modelEvaluations[i].map { .number($0.logLoss) }),
+                    "samples": .array(modelEvaluations[i].map { .integer(Int64($0.samples)) }),
+                ]
+            }
             o["series"] = [
                 "requests": .array(arm.series.map { .integer(Int64($0.requests)) }),
                 "clicks": .array(arm.series.map { .integer(Int64($0.clicks)) }),
@@ -132,6 +151,10 @@ public struct ExperimentResults: Sendable {
             }
             lines.append(cells)
         }
+        if arms.indices.contains(where: { settledAUC($0) != nil }) {
+            lines.append(["model AUC (progressive)"] + arms.indices.map { a in settledAUC(a).map { String(format: "%.3f", $0) } ?? "-" }
+                         + treatments.map { _ in "" })
+        }
         let widths = (0..<header.count).map { col in lines.map { visibleWidth($0[col]) }.max()! }
         var out = "\(scenario.name): seed \(scenario.seed), \(scenario.ticks) ticks, \(scenario.population.users) users, \(catalogSize) items\n\n"
         for (i, line) in lines.enumerated() {
@@ -142,6 +165,9 @@ public struct ExperimentResults: Sendable {
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
         }
         out += "\n± is a 95% interval of the per-user mean; lifts are relative to \(c.name), normal approximation (Welch standard error).\n"
+        if arms.indices.contains(where: { settledAUC($0) != nil }) {
+            out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
+        }
         let dead = messages["deadLetters"] ?? 0
         if dead > 0 { out += "\(dead) messages did not decode and went to the dead-letter topic.\n" }
         return out

@@ -181,6 +181,21 @@ public final class RankingModel {
         }
     }
 
+    /// Scores one user's history against many candidates in one call: the history's rows
+    /// are gathered once into contiguous memory, then each candidate's search runs over it.
+    public func score(history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>, into out: UnsafeMutablePointer<Float>) {
+        let h = window(history)
+        for (i, candidate) in candidates.enumerated() { out[i] = sigmoid(forward(h, candidate)) }
+    }
+
+    /// Bytes of the model: tables with their optimizer state, and the dense layers.
+    public var bytes: Int {
+        var seen = Set<ObjectIdentifier>()
+        var total = layout.count * 4 * 4
+        for t in tables where seen.insert(ObjectIdentifier(t)).inserted { total += t.rows * t.bytesPerRow }
+        return total
+    }
+
     // MARK: Backward
 
     /// Adds d(loss)/d(parameters) of the sample in `scratch` to the gradients, given
@@ -263,12 +278,14 @@ public final class RankingModel {
 
     // MARK: Training
 
-    /// Mean binary cross-entropy of a batch; adds its gradients (mean over the batch).
-    func accumulateGradients<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H) -> Float {
+    /// Mean binary cross-entropy of a batch; adds its gradients (mean over the batch). The
+    /// probabilities the model gave before learning from the batch go to `predictions`.
+    func accumulateGradients<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H, predictions: UnsafeMutablePointer<Float>? = nil) -> Float {
         var loss: Float = 0
         let scale = 1 / Float(batch.count)
-        for sample in batch {
+        for (i, sample) in batch.enumerated() {
             let logit = forward(window(histories.history(of: sample.user)), sample.target)
+            predictions?[i] = sigmoid(logit)
             // BCE with logits: softplus(z) - y z, computed stably.
             loss += max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit)))
             backward(sample.target, dLogit: (sigmoid(logit) - sample.label) * scale)
@@ -276,11 +293,12 @@ public final class RankingModel {
         return loss * scale
     }
 
-    /// One optimisation step on a mini-batch: returns its mean loss before the step.
+    /// One optimisation step on a mini-batch: returns its mean loss before the step, and
+    /// writes the probabilities given before the step to `predictions` (test-then-train).
     @discardableResult
-    public func train<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H) -> Float {
+    public func train<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H, predictions: UnsafeMutablePointer<Float>? = nil) -> Float {
         guard !batch.isEmpty else { return 0 }
-        let loss = accumulateGradients(batch, histories: histories)
+        let loss = accumulateGradients(batch, histories: histories, predictions: predictions)
         step += 1
         applyDenseAdam()
         for i in tables.indices {

@@ -38,3 +38,20 @@ public enum BinaryMetrics {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// How a model predicted one tick's samples before learning from them (progressive,
+/// test-then-train evaluation).
+public struct TickEvaluation: Sendable, Equatable {
+    public var tick: Tick
+    public var samples: Int
+    public var positives: Int
+    public var auc: Double
+    public var logLoss: Double
+    public init(tick: Tick, samples: Int, positives: Int, auc: Double, logLoss: Double) {
+        self.tick = tick
+        self.samples = samples
+        self.positives = positives
+        self.auc = auc
+        self.logLoss = logLoss
+    }
+}

@@ -97,7 +97,12 @@ public final class LockstepRun {
         let initialItems = population.catalog.count
         let assignment = population.assignment
         var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: initialItems, seed: s.seed) }
-        var trainers = s.arms.map { _ in ArmTrainer(items: initialItems) }
+        let categoryCount = s.catalog.topCategories * s.catalog.subcategories
+        let trainers = s.arms.enumerated().map { arm, settings in
+            ArmTrainer(items: initialItems, ranking: settings.ranking, users: population.userCount, histories: population.histories,
+                       categories: population.catalog.subcategory.map(UInt32.init), categoryCount: categoryCount,
+                       seed: s.seed &+ UInt64(arm))
+        }
         var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems) }
         let users = UInt32(population.userCount)
         let truth = try options.truthPath.map { try TruthWriter(path: $0) }
@@ -112,6 +117,7 @@ public final class LockstepRun {
         var slate: [SlateEntry] = []
         var feedback: [Feedback] = []
         var outgoing: [Feedback] = []
+        var byArm = [[Feedback]](repeating: [], count: s.arms.count)
         var asked: [Request] = []
         var timings = PhaseTimings()
 
@@ -122,8 +128,10 @@ public final class LockstepRun {
             // 0. New items arrive, old ones retire: the arms' catalog feed.
             let itemsBefore = population.catalog.count
             if population.advanceCatalog(to: tick) {
+                let categories = population.catalog.subcategory.map(UInt32.init)
                 for arm in servers.indices {
                     servers[arm].updateCatalog(live: population.catalog.liveItems, count: population.catalog.count)
+                    trainers[arm].updateCatalog(categories: categories, categoryCount: categoryCount)
                 }
                 try truth?.write(population.itemTruthLines(from: itemsBefore))
             }
@@ -151,7 +159,8 @@ public final class LockstepRun {
                 let arm = Int(r.header.arm)
                 metrics[arm].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
                 slate.removeAll(keepingCapacity: true)
-                servers[arm].serve(r, statistics: trainers[arm].statistics, into: &slate)
+                servers[arm].serve(r, statistics: trainers[arm].statistics, model: trainers[arm].sequence?.model,
+                                   histories: trainers[arm].sequence?.histories, into: &slate)
                 let n = slate.withUnsafeBufferPointer { Wire.encodeSlate(r.header, policy: UInt16(arm), entries: $0, into: scratch) }
                 try slateStage.send(producer, user: r.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<n]))
             }
@@ -195,11 +204,13 @@ public final class LockstepRun {
 
             // 4. Each arm learns from its own feedback, and the experiment counts it.
             mark = .now
+            for arm in byArm.indices { byArm[arm].removeAll(keepingCapacity: true) }
             for f in feedback {
                 let arm = Int(f.header.arm)
-                trainers[arm].apply(f)
+                byArm[arm].append(f)
                 metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
             }
+            for arm in trainers.indices { trainers[arm].apply(tick: tick, feedback: byArm[arm][...]) }
             for arm in servers.indices {
                 servers[arm].refresh(from: trainers[arm].statistics)
                 metrics[arm].endTick()
@@ -214,6 +225,7 @@ public final class LockstepRun {
 
         let results = ExperimentResults(
             scenario: s, arms: metrics, catalogSize: population.catalog.count,
+            modelEvaluations: trainers.map { $0.sequence?.evaluations ?? [] },
             messages: [
                 "requests": requestStage.received, "recommendations": slateStage.received, "feedback": feedbackStage.received,
                 "deadLetters": requestStage.deadLetters + slateStage.deadLetters + feedbackStage.deadLetters,

@@ -131,6 +131,20 @@ public enum Ranking: Sendable, Equatable {
     /// Click-through rate learned online, smoothed by a Beta prior of `priorClicks` clicks
     /// in `priorImpressions` impressions.
     case ctr(priorClicks: Double, priorImpressions: Double)
+    /// A long-sequence model (DARE or TWIN) trained online on the arm's feedback.
+    case sequence(SequenceModelSettings)
+}
+
+/// A long-sequence ranking model's knobs, as the scenario gives them.
+public struct SequenceModelSettings: Sendable, Equatable {
+    /// "dare" or "twin".
+    public var design: String
+    public var attentionDim: Int
+    public var representationDim: Int
+    public var topK: Int
+    public var maxHistory: Int
+    public var learningRate: Double
+    public var batchSize: Int
 }
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each

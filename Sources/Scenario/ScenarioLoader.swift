@@ -72,6 +72,9 @@ extension Scenario {
             if arm.candidates < population.slateSize {
                 issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at least population.slateSize (\(population.slateSize)), got \(arm.candidates)"))
             }
+            if case .sequence(let m) = arm.ranking, m.topK > m.maxHistory {
+                issues.append(ScenarioIssue("arms[\(i)].ranking.topK", "must be at most arms[\(i)].ranking.maxHistory (\(m.maxHistory)), got \(m.topK)"))
+            }
             if arm.candidates > catalog.items {
                 issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at most catalog.items (\(catalog.items)), got \(arm.candidates)"))
             }
@@ -140,6 +143,13 @@ extension Scenario {
             let ranking: Ranking = switch rk["type"].string {
             case "popularity": .popularity
             case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
+            case "dare", "twin":
+                .sequence(SequenceModelSettings(
+                    design: rk["type"].string,
+                    attentionDim: rk["type"].string == "dare" ? rk["attentionDim"].int : rk["dim"].int,
+                    representationDim: rk["type"].string == "dare" ? rk["representationDim"].int : rk["dim"].int,
+                    topK: rk["topK"].int, maxHistory: rk["maxHistory"].int,
+                    learningRate: rk["learningRate"].double, batchSize: rk["batchSize"].int))
             default: .random
             }
             let pol = a["policy"]

@@ -8,9 +8,27 @@ extension Scenario {
         ]),
     ])
 
+    static func sequenceProperties(_ dims: [Property]) -> [Property] {
+        dims + [
+            Property("topK", .integer(minimum: 1, maximum: 10_000), "Behaviours the search stage keeps (at most maxHistory).", default: 20),
+            Property("maxHistory", .integer(minimum: 1, maximum: 100_000), "The most recent behaviours the model reads (L).", default: 200),
+            Property("learningRate", .number(minimum: 0, maximum: 10, exclusiveMinimum: true), "Adam learning rate.", default: 0.01),
+            Property("batchSize", .integer(minimum: 1, maximum: 1_000_000), "Samples per training step.", default: 256),
+        ]
+    }
+
     static let ranking = TaggedSchema("ranking model", "How candidates are scored.", [
         .init("random", "Random scores."),
         .init("popularity", "Click counts learned online from the arm's feedback."),
+        .init("dare", "DARE: decoupled attention and representation embeddings with top-K search over the history, trained online.",
+              sequenceProperties([
+                  Property("attentionDim", .integer(minimum: 1, maximum: 1024), "Attention embedding size per field (item, category, time).", default: 16),
+                  Property("representationDim", .integer(minimum: 1, maximum: 1024), "Representation embedding size per field.", default: 16),
+              ])),
+        .init("twin", "TWIN: like DARE with one embedding table set shared by attention and representation.",
+              sequenceProperties([
+                  Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
+              ])),
         .init("ctr", "Click-through rate learned online, smoothed by a Beta prior.", [
             Property("priorClicks", .number(minimum: 0, exclusiveMinimum: true), "Prior clicks of every item.", default: 1),
             Property("priorImpressions", .number(minimum: 0, exclusiveMinimum: true), "Prior impressions of every item.", default: 20),

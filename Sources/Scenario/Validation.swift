@@ -188,6 +188,8 @@ func suggestion(_ word: String, _ candidates: [String]) -> String {
 func suggestionTarget(_ word: String, _ candidates: [String]) -> String? {
     let lower = word.lowercased()
     if let exact = candidates.first(where: { $0.lowercased() == lower }) { return exact }
+    // The same letters in another order ("dear" for "dare") is a slip whatever the distance.
+    if lower.count >= 3, let anagram = candidates.first(where: { $0.lowercased().sorted() == lower.sorted() }) { return anagram }
     let scored = candidates.map { ($0, editDistance(lower, $0.lowercased())) }.min { $0.1 < $1.1 }
     guard let (best, distance) = scored else { return nil }
     // Close enough to be a slip, and not so short that every name is close.

@@ -64,11 +64,13 @@ public struct ArmServer: Sendable {
         }
     }
 
-    /// Builds the slate for `request`, appending its entries to `slate`.
-    public mutating func serve(_ request: Request, statistics: ItemStatistics, into slate: inout [SlateEntry]) {
+    /// Builds the slate for `request`, appending its entries to `slate`. A sequence model
+    /// (DARE, TWIN) scores with the user's history as the arm's trainer holds it.
+    public mutating func serve(_ request: Request, statistics: ItemStatistics, model: RankingModel? = nil,
+                               histories: UserHistories? = nil, into slate: inout [SlateEntry]) {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
         retrieve(&rng)
-        score(statistics, &rng)
+        score(statistics, model: model, history: histories?.history(of: request.header.user), &rng)
         select(k: min(Int(request.slateSize), candidates.count), &rng, into: &slate)
     }
 
@@ -97,9 +99,15 @@ public struct ArmServer: Sendable {
         }
     }
 
-    mutating func score(_ statistics: ItemStatistics, _ rng: inout RandomStream) {
+    mutating func score(_ statistics: ItemStatistics, model: RankingModel?, history: UnsafeBufferPointer<HistoryEntry>?,
+                        _ rng: inout RandomStream) {
         let n = candidates.count
         switch settings.ranking {
+        case .sequence:
+            guard let model, let history else { preconditionFailure("a sequence-model arm is served without its model") }
+            candidates.withUnsafeBufferPointer { c in
+                scores.withUnsafeMutableBufferPointer { s in model.score(history: history, candidates: c, into: s.baseAddress!) }
+            }
         case .random:
             for i in 0..<n { scores[i] = rng.nextFloat() }
         case .popularity:

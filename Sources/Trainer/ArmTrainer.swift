@@ -1,26 +1,54 @@
 import Models
 import RecCore
+import Scenario
 
-/// The streaming trainer of one arm: applies that arm's feedback, in (user, sequence)
-/// order within a tick, to its models.
-///
-/// Today its model is `ItemStatistics` (the placeholder); the ranking issue adds DARE and
-/// its peers behind the same `apply`.
-public struct ArmTrainer: Sendable {
+/// The streaming trainer of one arm: applies that arm's feedback, a tick at a time in
+/// (user, sequence) order, to its models: item statistics always (popularity and CTR
+/// ranking use them), and a long-sequence model when the arm ranks with DARE or TWIN.
+public final class ArmTrainer {
     public private(set) var statistics: ItemStatistics
+    public let sequence: SequenceLearner?
     public private(set) var eventsApplied = 0
 
-    public init(items: Int) {
+    /// - Parameters:
+    ///   - histories: the users' logged histories, which a sequence model starts from.
+    ///   - categories: each item's category (the catalog feed).
+    public init<H: HistorySource>(items: Int, ranking: Ranking, users: Int, histories: H,
+                                  categories: [UInt32], categoryCount: Int, seed: UInt64) {
         statistics = ItemStatistics(items: items)
+        if case .sequence(let m) = ranking {
+            var s = RankingModelSettings()
+            s.design = m.design == "twin" ? .twin : .dare
+            s.attentionDim = m.attentionDim
+            s.representationDim = m.representationDim
+            s.topK = m.topK
+            s.maxHistory = m.maxHistory
+            s.adam = AdamSettings(learningRate: Float(m.learningRate))
+            s.seed = seed
+            let model = RankingModel(s, items: items, categories: categoryCount)
+            model.updateCatalog(categories: categories, categoryCount: categoryCount)
+            sequence = SequenceLearner(model: model, histories: UserHistories(users: users, cap: m.maxHistory, initial: histories),
+                                       batchSize: m.batchSize)
+        } else {
+            sequence = nil
+        }
     }
 
-    @inline(__always)
-    public mutating func apply(_ feedback: Feedback) {
-        switch feedback.event {
-        case .impression: statistics.recordImpression(feedback.item)
-        case .click: statistics.recordClick(feedback.item)
-        case .purchase: break
+    /// Takes in the catalog feed (new items get embedding rows).
+    public func updateCatalog(categories: [UInt32], categoryCount: Int) {
+        sequence?.model.updateCatalog(categories: categories, categoryCount: categoryCount)
+    }
+
+    /// Applies one tick's feedback of this arm, sorted by (user, sequence, position, event).
+    public func apply(tick: Tick, feedback: ArraySlice<Feedback>) {
+        for f in feedback {
+            switch f.event {
+            case .impression: statistics.recordImpression(f.item)
+            case .click: statistics.recordClick(f.item)
+            case .purchase: break
+            }
         }
-        eventsApplied += 1
+        sequence?.learn(tick: tick, feedback: feedback)
+        eventsApplied += feedback.count
     }
 }

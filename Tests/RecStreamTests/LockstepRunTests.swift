@@ -14,7 +14,9 @@ func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, pr
                      "history": {"median": 200, "max": 2000}, "positionBias": {"type": "cascade"}},
       "catalog": {"items": 400, "topCategories": 4, "subcategories": 3, "topics": 12, "arrivalsPerTick": 3, "retireProbability": 0.01},
       "arms": [
-        {"name": "random", "share": 0.34, "candidates": 20},
+        {"name": "random", "share": 0.25, "candidates": 20},
+        {"name": "dare", "share": 0.09, "candidates": 20, "ranking": {"type": "dare", "attentionDim": 4, "representationDim": 8,
+         "topK": 5, "maxHistory": 30, "batchSize": 64}},
         {"name": "pop", "share": 0.33, "candidates": 40, "retrieval": {"type": "popularity", "explore": 0.5},
          "ranking": {"type": "popularity"}, "policy": {"type": "epsilon-greedy", "epsilon": 0.2}},
         {"name": "ctr", "share": 0.33, "candidates": 40, "ranking": {"type": "ctr"}, "policy": {"type": "softmax", "temperature": 0.5}}
@@ -67,6 +69,11 @@ struct LockstepRunTests {
         #expect(r.messages["deadLetters"] == 0)
         #expect(r.arms.map(\.users).reduce(0, +) == s.population.users)
         for arm in r.arms { #expect(arm.series.count == s.ticks) }
+        // The DARE arm evaluated its model on every tick it had impressions.
+        let dare = r.modelEvaluations[1]
+        #expect(dare.count == s.ticks)
+        #expect(dare.reduce(0) { $0 + $1.samples } == r.arms[1].totalImpressions)
+        #expect(r.modelEvaluations[0].isEmpty)
         #expect(report.run.partitions == 4 && report.run.embedded)
     }
 

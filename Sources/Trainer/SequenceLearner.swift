@@ -1,0 +1,59 @@
+import Models
+import RecCore
+
+/// Trains a long-sequence model (DARE, TWIN) online from one arm's feedback.
+///
+/// Each tick: every impression becomes a sample, labelled 1 if the user clicked it; the
+/// model scores the tick's samples before learning from them (progressive evaluation:
+/// AUC and log loss per tick), takes mini-batch steps, and only then appends the tick's
+/// clicks to the users' histories, so a sample never sees its own label in the history.
+public final class SequenceLearner {
+    public let model: RankingModel
+    public private(set) var histories: UserHistories
+    public let batchSize: Int
+    var samples: [LabeledSample] = []
+    var predictions: [Float] = []
+    public private(set) var evaluations: [TickEvaluation] = []
+
+    public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
+        self.model = model
+        self.histories = histories
+        self.batchSize = batchSize
+    }
+
+    /// Learns from one tick's feedback of this arm, sorted by (user, sequence, position, event).
+    public func learn(tick: Tick, feedback: ArraySlice<Feedback>) {
+        samples.removeAll(keepingCapacity: true)
+        var i = feedback.startIndex
+        while i < feedback.endIndex {
+            let f = feedback[i]
+            if f.event == .impression {
+                // The click on this impression, if any, follows it directly.
+                let next = feedback.index(after: i)
+                let clicked = next < feedback.endIndex && feedback[next].event == .click
+                    && feedback[next].header.user == f.header.user && feedback[next].header.sequence == f.header.sequence
+                    && feedback[next].position == f.position
+                samples.append(LabeledSample(user: f.header.user, target: f.item, label: clicked ? 1 : 0))
+            }
+            i = feedback.index(after: i)
+        }
+        if !samples.isEmpty {
+            if predictions.count < samples.count { predictions = [Float](repeating: 0, count: samples.count) }
+            predictions.withUnsafeMutableBufferPointer { p in
+                for start in stride(from: 0, to: samples.count, by: batchSize) {
+                    let end = min(start + batchSize, samples.count)
+                    model.train(samples[start..<end], histories: histories, predictions: p.baseAddress! + start)
+                }
+            }
+            let labels = samples.map { $0.label == 1 }
+            let scores = Array(predictions[..<samples.count])
+            evaluations.append(TickEvaluation(
+                tick: tick, samples: samples.count, positives: labels.filter { $0 }.count,
+                auc: BinaryMetrics.auc(scores: scores, labels: labels),
+                logLoss: BinaryMetrics.logLoss(probabilities: scores, labels: labels)))
+        }
+        for f in feedback where f.event == .click {
+            histories.append(HistoryEntry(item: f.item, tick: Int32(tick)), for: f.header.user)
+        }
+    }
+}
