@@ -60,7 +60,7 @@ let package = Package(
         ),
         .target(
             name: "Bench",
-            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Allocator"],
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -11,9 +11,12 @@ public enum EmbeddingDesign: String, Sendable, CaseIterable {
 
 public struct RankingModelSettings: Sendable, Equatable {
     public var design: EmbeddingDesign = .dare
-    /// Per field (item, category, time): the attention vector is 3 x this.
+    /// Which features describe a behaviour: the reference's item, category and time
+    /// (relative position) fields, or the item id alone (the PyTorch benchmark's shape).
+    public var fields: Fields = .itemCategoryTime
+    /// Per field: the attention vector is fields x this.
     public var attentionDim = 16
-    /// Per field: the representation vector is 3 x this.
+    /// Per field: the representation vector is fields x this.
     public var representationDim = 16
     /// Behaviours kept by the search stage.
     public var topK = 20
@@ -28,6 +31,11 @@ public struct RankingModelSettings: Sendable, Equatable {
     public var initScale: Float = 0.01
     public var seed: UInt64 = 1
     public init() {}
+}
+
+public enum Fields: Int, Sendable, CaseIterable {
+    case item = 1
+    case itemCategoryTime = 3
 }
 
 /// One training example: the user (whose history the model reads), the target item, and
@@ -59,9 +67,11 @@ public struct LabeledSample: Sendable, Equatable {
 public final class RankingModel {
     public let settings: RankingModelSettings
     let tables: [EmbeddingTable]
-    /// Table indices of the attention and representation sets (the same for TWIN).
-    let attention: (item: Int, category: Int, time: Int)
-    let representation: (item: Int, category: Int, time: Int)
+    /// Table index per field (item, category, time) of the attention and representation
+    /// sets (the same tables for TWIN).
+    let attention: [Int]
+    let representation: [Int]
+    let fieldCount: Int
     /// Each item's category, as the model knows it (the catalog feed).
     public private(set) var categoryOf: [UInt32] = []
     let layout: DenseLayout
@@ -81,18 +91,20 @@ public final class RankingModel {
         func table(_ id: UInt64, _ rows: Int, _ dim: Int) -> EmbeddingTable {
             EmbeddingTable(rows: rows, dim: dim, seed: s.seed, tableID: id, initScale: s.initScale)
         }
-        var tables = [table(0, items, s.attentionDim), table(1, categories, s.attentionDim), table(2, s.maxHistory + 1, s.attentionDim)]
-        attention = (0, 1, 2)
+        let rows = [items, categories, s.maxHistory + 1]
+        fieldCount = s.fields.rawValue
+        var tables = (0..<fieldCount).map { table(UInt64($0), rows[$0], s.attentionDim) }
+        attention = Array(0..<fieldCount)
         switch s.design {
         case .dare:
-            tables += [table(3, items, s.representationDim), table(4, categories, s.representationDim), table(5, s.maxHistory + 1, s.representationDim)]
-            representation = (3, 4, 5)
+            tables += (0..<fieldCount).map { table(UInt64(3 + $0), rows[$0], s.representationDim) }
+            representation = Array(fieldCount..<2 * fieldCount)
         case .twin:
-            representation = (0, 1, 2)
+            representation = attention
         }
         self.tables = tables
         sparse = tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
-        layout = DenseLayout(input: 9 * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2)
+        layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2)
         dense = layout.initialValues(seed: s.seed, scale: s.initScale)
         denseM = [Float](repeating: 0, count: layout.count)
         denseV = denseM
@@ -104,10 +116,12 @@ public final class RankingModel {
     /// Takes in the catalog feed: item `i` has category `categories[i]`. Tables grow to fit.
     public func updateCatalog(categories: [UInt32], categoryCount: Int) {
         categoryOf = categories
-        tables[attention.item].grow(to: categories.count)
-        tables[representation.item].grow(to: categories.count)
-        tables[attention.category].grow(to: categoryCount)
-        tables[representation.category].grow(to: categoryCount)
+        tables[attention[0]].grow(to: categories.count)
+        tables[representation[0]].grow(to: categories.count)
+        if fieldCount == 3 {
+            tables[attention[1]].grow(to: categoryCount)
+            tables[representation[1]].grow(to: categoryCount)
+        }
         for i in tables.indices { sparse[i].grow(to: tables[i].rows) }
     }
 
@@ -123,24 +137,41 @@ public final class RankingModel {
         history.count <= settings.maxHistory ? history : UnsafeBufferPointer(rebasing: history[(history.count - settings.maxHistory)...])
     }
 
+    /// The row of field `f` for a behaviour: the item, its category, or its time id (the
+    /// relative position: 1 for the most recent, 0 for the target).
+    @inline(__always)
+    func row(_ f: Int, item: Int, time: Int) -> Int {
+        f == 0 ? item : f == 1 ? Int(categoryOf[item]) : time
+    }
+
+    /// The search scale of field `f`: the semantic fields (item, category) share one
+    /// scaled dot product, time has its own (reference: attention_pytorch.py).
+    @inline(__always)
+    func searchScale(_ f: Int) -> Float {
+        let dA = Float(settings.attentionDim)
+        return f == 2 ? 1 / dA.squareRoot() : 1 / (dA * Float(min(fieldCount, 2))).squareRoot()
+    }
+
     /// Runs the model on one sample, leaving every intermediate in `scratch`; returns the logit.
     func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID) -> Float {
-        let s = settings, dA = s.attentionDim, dR = s.representationDim
+        let s = settings, dA = s.attentionDim, dR = s.representationDim, F = fieldCount
         let n = history.count
-        let t = Int(target), ct = Int(categoryOf[t])
-        let aItem = tables[attention.item], aCat = tables[attention.category], aTime = tables[attention.time]
-        let rItem = tables[representation.item], rCat = tables[representation.category], rTime = tables[representation.time]
-        let semScale = 1 / Float(2 * dA).squareRoot(), timeScale = 1 / Float(dA).squareRoot()
+        let t = Int(target)
         let c = scratch
         c.n = n
 
         // Search: score every behaviour in the window against the target (DARE eq. 2).
-        let qItem = aItem.row(t), qCat = aCat.row(ct), qTime = aTime.row(0)
+        for f in 0..<F {
+            c.keyBase[f] = tables[attention[f]].values
+            c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
+            c.scale[f] = searchScale(f)
+        }
         for j in 0..<n {
             let item = Int(history[j].item)
             c.items[j] = Int32(item)
-            c.scores[j] = (dot(qItem, aItem.row(item), dA) + dot(qCat, aCat.row(Int(categoryOf[item])), dA)) * semScale
-                + dot(qTime, aTime.row(n - j), dA) * timeScale
+            var score: Float = 0
+            for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
+            c.scores[j] = score
         }
         c.k = selectTopK(c.scores, n, s.topK, into: c.selected)
 
@@ -155,20 +186,20 @@ public final class RankingModel {
         for i in 0..<c.k { c.weights[i] /= total }
 
         // v_t and h = sum_i w_i e_i in the representation set; x = [v_t, h, v_t (.) h].
-        copy(rItem.row(t), to: c.vt, dR)
-        copy(rCat.row(ct), to: c.vt + dR, dR)
-        copy(rTime.row(0), to: c.vt + 2 * dR, dR)
-        c.h.initialize(repeating: 0, count: 3 * dR)
-        for i in 0..<c.k {
-            let j = c.selected[i], item = Int(c.items[j]), w = c.weights[i]
-            axpy(w, rItem.row(item), c.h, dR)
-            axpy(w, rCat.row(Int(categoryOf[item])), c.h + dR, dR)
-            axpy(w, rTime.row(n - j), c.h + 2 * dR, dR)
+        let width = F * dR
+        c.h.initialize(repeating: 0, count: width)
+        for f in 0..<F {
+            let table = tables[representation[f]]
+            copy(table.row(row(f, item: t, time: 0)), to: c.vt + f * dR, dR)
+            for i in 0..<c.k {
+                let j = c.selected[i]
+                axpy(c.weights[i], table.row(row(f, item: Int(c.items[j]), time: n - j)), c.h + f * dR, dR)
+            }
         }
         let x = c.x
-        copy(c.vt, to: x, 3 * dR)
-        copy(c.h, to: x + 3 * dR, 3 * dR)
-        for d in 0..<3 * dR { x[6 * dR + d] = c.vt[d] * c.h[d] }
+        copy(c.vt, to: x, width)
+        copy(c.h, to: x + width, width)
+        for d in 0..<width { x[2 * width + d] = c.vt[d] * c.h[d] }
 
         // MLP.
         return dense.withUnsafeBufferPointer { p in
@@ -188,6 +219,25 @@ public final class RankingModel {
         for (i, candidate) in candidates.enumerated() { out[i] = sigmoid(forward(h, candidate)) }
     }
 
+    /// The search stage alone (scores over the window and the top-K choice): for measuring
+    /// its memory traffic. Returns how many behaviours were kept.
+    public func search(history: UnsafeBufferPointer<HistoryEntry>, target: ItemID) -> Int {
+        let h = window(history), s = settings, dA = s.attentionDim, F = fieldCount, c = scratch, n = h.count
+        let t = Int(target)
+        for f in 0..<F {
+            c.keyBase[f] = tables[attention[f]].values
+            c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
+            c.scale[f] = searchScale(f)
+        }
+        for j in 0..<n {
+            let item = Int(h[j].item)
+            var score: Float = 0
+            for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
+            c.scores[j] = score
+        }
+        return selectTopK(c.scores, n, s.topK, into: c.selected)
+    }
+
     /// Bytes of the model: tables with their optimizer state, and the dense layers.
     public var bytes: Int {
         var seen = Set<ObjectIdentifier>()
@@ -203,7 +253,7 @@ public final class RankingModel {
     func backward(_ target: ItemID, dLogit g: Float) {
         let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
         let c = scratch, n = c.n
-        let t = Int(target), ct = Int(categoryOf[t])
+        let t = Int(target)
         dense.withUnsafeBufferPointer { wp in
             denseGradient.withUnsafeMutableBufferPointer { gp in
                 let w = wp.baseAddress!, gw = gp.baseAddress!
@@ -230,43 +280,37 @@ public final class RankingModel {
             }
         }
         // x = [v_t, h, v_t (.) h]: gradients of v_t and h.
-        for d in 0..<3 * dR {
-            c.dvt[d] = c.dx[d] + c.dx[6 * dR + d] * c.h[d]
-            c.dh[d] = c.dx[3 * dR + d] + c.dx[6 * dR + d] * c.vt[d]
+        let F = fieldCount, width = F * dR
+        for d in 0..<width {
+            c.dvt[d] = c.dx[d] + c.dx[2 * width + d] * c.h[d]
+            c.dh[d] = c.dx[width + d] + c.dx[2 * width + d] * c.vt[d]
         }
-        let rItem = tables[representation.item], rCat = tables[representation.category], rTime = tables[representation.time]
-        accumulate(representation.item, t, c.dvt, 1, dR)
-        accumulate(representation.category, ct, c.dvt + dR, 1, dR)
-        accumulate(representation.time, 0, c.dvt + 2 * dR, 1, dR)
         // h = sum_i w_i e_i: each kept behaviour's representation gets w_i dh; the weights get <dh, e_i>.
+        for i in 0..<c.k { c.dWeights[i] = 0 }
+        for f in 0..<F {
+            let table = tables[representation[f]]
+            accumulate(representation[f], row(f, item: t, time: 0), c.dvt + f * dR, 1, dR)
+            for i in 0..<c.k {
+                let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
+                accumulate(representation[f], r, c.dh + f * dR, c.weights[i], dR)
+                c.dWeights[i] += dot(c.dh + f * dR, table.row(r), dR)
+            }
+        }
         var weighted: Float = 0
-        for i in 0..<c.k {
-            let j = c.selected[i], item = Int(c.items[j])
-            accumulate(representation.item, item, c.dh, c.weights[i], dR)
-            accumulate(representation.category, Int(categoryOf[item]), c.dh + dR, c.weights[i], dR)
-            accumulate(representation.time, n - j, c.dh + 2 * dR, c.weights[i], dR)
-            c.dWeights[i] = dot(c.dh, rItem.row(item), dR) + dot(c.dh + dR, rCat.row(Int(categoryOf[item])), dR)
-                + dot(c.dh + 2 * dR, rTime.row(n - j), dR)
-            weighted += c.weights[i] * c.dWeights[i]
-        }
+        for i in 0..<c.k { weighted += c.weights[i] * c.dWeights[i] }
         // Softmax: dscore_i = w_i (dw_i - sum_k w_k dw_k); then the scaled dot products.
-        let aItem = tables[attention.item], aCat = tables[attention.category], aTime = tables[attention.time]
-        let semScale = 1 / Float(2 * dA).squareRoot(), timeScale = 1 / Float(dA).squareRoot()
-        let qItem = aItem.row(t), qCat = aCat.row(ct), qTime = aTime.row(0)
-        c.dq.initialize(repeating: 0, count: 3 * dA)
-        for i in 0..<c.k {
-            let j = c.selected[i], item = Int(c.items[j]), category = Int(categoryOf[item])
-            let ds = c.weights[i] * (c.dWeights[i] - weighted)
-            axpy(ds * semScale, aItem.row(item), c.dq, dA)
-            axpy(ds * semScale, aCat.row(category), c.dq + dA, dA)
-            axpy(ds * timeScale, aTime.row(n - j), c.dq + 2 * dA, dA)
-            accumulate(attention.item, item, qItem, ds * semScale, dA)
-            accumulate(attention.category, category, qCat, ds * semScale, dA)
-            accumulate(attention.time, n - j, qTime, ds * timeScale, dA)
+        c.dq.initialize(repeating: 0, count: F * dA)
+        for f in 0..<F {
+            let table = tables[attention[f]], scale = searchScale(f)
+            let q = table.row(row(f, item: t, time: 0))
+            for i in 0..<c.k {
+                let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
+                let ds = c.weights[i] * (c.dWeights[i] - weighted) * scale
+                axpy(ds, table.row(r), c.dq + f * dA, dA)
+                accumulate(attention[f], r, q, ds, dA)
+            }
+            accumulate(attention[f], row(f, item: t, time: 0), c.dq + f * dA, 1, dA)
         }
-        accumulate(attention.item, t, c.dq, 1, dA)
-        accumulate(attention.category, ct, c.dq + dA, 1, dA)
-        accumulate(attention.time, 0, c.dq + 2 * dA, 1, dA)
     }
 
     /// gradient[table][row] += scale * vector.
@@ -367,6 +411,10 @@ final class Scratch {
     let selected: UnsafeMutablePointer<Int>
     let weights, dWeights: UnsafeMutablePointer<Float>
     let vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2: UnsafeMutablePointer<Float>
+    /// Per field: the attention table's base, the target's query row, the search scale.
+    let keyBase = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
+    let query = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
+    let scale = UnsafeMutablePointer<Float>.allocate(capacity: 3)
     private var all: [UnsafeMutableRawPointer] = []
 
     init(_ s: RankingModelSettings) {
@@ -375,17 +423,18 @@ final class Scratch {
             p.initialize(repeating: 0, count: max(count, 1))
             return p
         }
-        let dR = s.representationDim, dA = s.attentionDim
+        let dR = s.representationDim * s.fields.rawValue, dA = s.attentionDim * s.fields.rawValue
         scores = f(s.maxHistory)
         items = .allocate(capacity: s.maxHistory)
         selected = .allocate(capacity: s.topK)
         weights = f(s.topK); dWeights = f(s.topK)
-        vt = f(3 * dR); h = f(3 * dR); dvt = f(3 * dR); dh = f(3 * dR); dq = f(3 * dA)
-        x = f(9 * dR); dx = f(9 * dR)
+        vt = f(dR); h = f(dR); dvt = f(dR); dh = f(dR); dq = f(dA)
+        x = f(3 * dR); dx = f(3 * dR)
         z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
         z2 = f(s.hidden2); a2 = f(s.hidden2); dz2 = f(s.hidden2); da2 = f(s.hidden2)
         all = [scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2].map { UnsafeMutableRawPointer($0) }
-            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected)]
+            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(keyBase),
+               UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]
     }
 
     deinit { for p in all { p.deallocate() } }

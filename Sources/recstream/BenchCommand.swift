@@ -8,12 +8,13 @@ struct Bench: ParsableCommand {
         abstract: "Run a benchmark and print its figures (medians; ratios against a baseline run beside it).",
         discussion: """
             NAME is one of: kafka (Swift Kafka layer vs a plain C loop over librdkafka on the \
-            embedded broker), population (slate responses and history generation per second, \
+            embedded broker), models (DARE and TWIN training samples/s and scoring \
+            candidates/s in the PyTorch reference's configurations), population (slate responses and history generation per second, \
             memory per user and per history entry), wire (encode/decode ns per record). Build \
             with -c release for meaningful figures.
             """)
 
-    @Argument(help: "kafka, population or wire.")
+    @Argument(help: "kafka, models, population or wire.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -50,12 +51,16 @@ struct Bench: ParsableCommand {
                 if let repeats { b.repeats = repeats }
                 if quick { b.memoryCases = [(20_000, 200)]; b.users = 5000 }
                 report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "models":
+                var b = ModelsBench()
+                if quick { b.lengths = [1000]; b.vocabulary = 100_000; b.steps = 5; b.scoreCalls = 20 }
+                report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, population, wire")
+                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire")
                 throw Exit.badInput
             }
         } catch let error as BenchError {

@@ -13,9 +13,10 @@ struct ArrayHistories: HistorySource {
     }
 }
 
-func tinyModel(_ design: EmbeddingDesign, seed: UInt64 = 3) -> RankingModel {
+func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3) -> RankingModel {
     var s = RankingModelSettings()
     s.design = design
+    s.fields = fields
     s.attentionDim = 4
     s.representationDim = 4
     s.topK = 3
@@ -39,29 +40,37 @@ func sampleLoss(_ model: RankingModel, _ history: UnsafeBufferPointer<HistoryEnt
 
 @Suite("Ranking models")
 struct RankingModelTests {
-    @Test("gradients match central finite differences", arguments: EmbeddingDesign.allCases, [Float(1), 0])
-    func gradientCheck(design: EmbeddingDesign, label: Float) throws {
-        let model = tinyModel(design)
+    @Test("gradients match central finite differences", arguments: EmbeddingDesign.allCases, Fields.allCases)
+    func gradientCheck(design: EmbeddingDesign, fields: Fields) throws {
+      for label: Float in [1, 0] {
+        let model = tinyModel(design, fields: fields)
         var entries: [HistoryEntry] = []
         for j in 0..<10 { entries.append(HistoryEntry(item: ItemID((j * 7 + 3) % 20), tick: Int32(j - 10))) }
         let histories = ArrayHistories(histories: [entries])
         let sample = LabeledSample(user: 0, target: 5, label: label)
         let history = histories.history(of: 0)
         _ = model.accumulateGradients([sample], histories: histories)
+        /// Which behaviours are kept and which side of zero each PReLU input is on: a step
+        /// that changes either crosses a kink, where a finite difference means nothing.
+        func regime() -> [Int] {
+            let c = model.scratch
+            return (0..<c.k).map { c.selected[$0] } + [-1]
+                + (0..<model.layout.hidden1).map { c.z1[$0] > 0 ? 1 : 0 } + (0..<model.layout.hidden2).map { c.z2[$0] > 0 ? 1 : 0 }
+        }
         _ = model.forward(model.window(history), sample.target)
-        let selected = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+        let selected = regime()
 
         var checked = 0, skipped = 0
         func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
             let original = read(), eps: Float = 1e-2
             write(original + eps)
             let up: Double = sampleLoss(model, history, sample)
-            let selectionUp = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+            let selectionUp = regime()
             write(original - eps)
             let down: Double = sampleLoss(model, history, sample)
-            let selectionDown = Set((0..<model.scratch.k).map { model.scratch.selected[$0] })
+            let selectionDown = regime()
             write(original)
-            // A step that changes which behaviours are kept crosses a kink: not comparable.
+            // A step that crosses a kink (top-K choice, PReLU) is not comparable.
             guard selectionUp == selected && selectionDown == selected else { skipped += 1; return }
             let difference: Double = up - down
             let numeric = Float(difference / Double(2 * eps))
@@ -82,7 +91,8 @@ struct RankingModelTests {
                 }
             }
         }
-        #expect(checked > 300, "only \(checked) parameters checked (\(skipped) skipped)")
+        #expect(checked > 100 * fields.rawValue, "only \(checked) parameters checked (\(skipped) skipped)")
+      }
     }
 
     @Test("gradient reaches only the target's and the K kept behaviours' rows")
@@ -95,8 +105,8 @@ struct RankingModelTests {
         let kept = (0..<model.scratch.k).map { Int(model.scratch.items[model.scratch.selected[$0]]) }
         #expect(kept.count == 3)
         // Item rows of the attention table: the target and the three kept behaviours, nothing else.
-        #expect(Set(model.sparse[model.attention.item].touched.map(Int.init)) == Set(kept + [2]))
-        #expect(Set(model.sparse[model.representation.item].touched.map(Int.init)) == Set(kept + [2]))
+        #expect(Set(model.sparse[model.attention[0]].touched.map(Int.init)) == Set(kept + [2]))
+        #expect(Set(model.sparse[model.representation[0]].touched.map(Int.init)) == Set(kept + [2]))
     }
 
     @Test("top-K selection agrees with a full sort, ties to the later behaviour")

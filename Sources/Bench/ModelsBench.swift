@@ -1,0 +1,118 @@
+import Allocator
+import Foundation
+import Models
+import RecCore
+
+/// `recstream bench models`: training samples per second and scoring candidates per second
+/// of DARE and TWIN, in the configurations of the PyTorch reference scripts in
+/// shared/baselines (item-id tables, B = 256, K = 64, d_att = 32, d_rep = 64, vocabulary
+/// 1,000,000, random ids and labels), at history lengths 1,000 and 5,000; the search
+/// stage's achieved memory bandwidth; and memory per embedding row and history entry.
+public struct ModelsBench: Sendable {
+    public var vocabulary = 1_000_000
+    public var batch = 256
+    public var topK = 64
+    public var attentionDim = 32
+    public var representationDim = 64
+    public var lengths = [1000, 5000]
+    public var users = 2048
+    public var steps = 20
+    public var warmup = 3
+    public var scoreCalls = 200
+    public init() {}
+
+    struct RandomHistories: HistorySource {
+        let entries: [HistoryEntry]
+        let length: Int
+        func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry> {
+            entries.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[Int(user) * length..<(Int(user) + 1) * length]) }
+        }
+    }
+
+    func model(_ design: EmbeddingDesign, length: Int) -> RankingModel {
+        var s = RankingModelSettings()
+        s.design = design
+        s.fields = .item
+        s.attentionDim = design == .dare ? attentionDim : representationDim
+        s.representationDim = representationDim
+        s.topK = topK
+        s.maxHistory = length
+        s.seed = 7
+        let m = RankingModel(s, items: vocabulary, categories: 1)
+        m.updateCatalog(categories: [UInt32](repeating: 0, count: vocabulary), categoryCount: 1)
+        return m
+    }
+
+    public func run(progress: (String) -> Void = { _ in }) -> BenchReport {
+        var results: [BenchResult] = []
+        var notes: [String] = []
+        var rng = RandomStream(seed: 11, 1)
+        for length in lengths {
+            let histories = RandomHistories(
+                entries: (0..<users * length).map { _ in HistoryEntry(item: ItemID(rng.nextInt(below: vocabulary)), tick: -1) },
+                length: length)
+            let samples = (0..<batch * (steps + warmup)).map { _ in
+                LabeledSample(user: UserID(rng.nextInt(below: users)), target: ItemID(rng.nextInt(below: vocabulary)),
+                              label: rng.nextDouble() < 0.5 ? 1 : 0)
+            }
+            for design in EmbeddingDesign.allCases {
+                progress("models: \(design) L=\(length)")
+                let before = AllocatorStats.current().allocated
+                let m = model(design, length: length)
+                let modelBytes = AllocatorStats.current().allocated - before
+
+                // Training: median step time over `steps` steps after `warmup`.
+                var stepSeconds: [Double] = []
+                for s in 0..<(steps + warmup) {
+                    let start = ContinuousClock.now
+                    m.train(samples[s * batch..<(s + 1) * batch], histories: histories)
+                    if s >= warmup { stepSeconds.append((ContinuousClock.now - start).inSeconds) }
+                }
+                results.append(BenchResult(name: "\(design).train.L\(length)", unit: "samples/s",
+                                           samples: stepSeconds.map { Double(batch) / $0 }))
+
+                // Scoring: one user's history against 100 candidates per call.
+                var candidates = (0..<100).map { _ in ItemID(rng.nextInt(below: vocabulary)) }
+                var scores = [Float](repeating: 0, count: 100)
+                var callSeconds: [Double] = []
+                for call in 0..<scoreCalls {
+                    let user = UserID(call % users)
+                    for i in candidates.indices { candidates[i] = ItemID(rng.nextInt(below: vocabulary)) }
+                    let start = ContinuousClock.now
+                    candidates.withUnsafeBufferPointer { c in
+                        scores.withUnsafeMutableBufferPointer { m.score(history: histories.history(of: user), candidates: c, into: $0.baseAddress!) }
+                    }
+                    callSeconds.append((ContinuousClock.now - start).inSeconds)
+                }
+                results.append(BenchResult(name: "\(design).score.L\(length)", unit: "candidates/s",
+                                           samples: callSeconds.map { 100 / $0 }))
+
+                // The search stage alone: bytes of attention rows read per second.
+                if design == .dare {
+                    var searchSeconds: [Double] = []
+                    for s in 0..<steps {
+                        let start = ContinuousClock.now
+                        for sample in samples[s * batch..<(s + 1) * batch] { _ = m.search(history: histories.history(of: sample.user), target: sample.target) }
+                        searchSeconds.append((ContinuousClock.now - start).inSeconds)
+                    }
+                    let bytes = Double(batch * length * attentionDim * 4)
+                    results.append(BenchResult(name: "dare.search.L\(length) bandwidth", unit: "GB/s",
+                                               samples: searchSeconds.map { bytes / $0 / 1e9 }))
+                    results.append(BenchResult(name: "\(design) memory per embedding row (values + Adam)", unit: "bytes",
+                                               samples: [Double(modelBytes) / Double(vocabulary)]))
+                }
+                withExtendedLifetime(m) {}
+            }
+        }
+        let before = AllocatorStats.current().allocated
+        var store = UserHistories(users: 10_000, cap: 1000)
+        for u in 0..<10_000 { for i in 0..<1000 { store.append(HistoryEntry(item: ItemID(i), tick: 0), for: UserID(u)) } }
+        let storeBytes = AllocatorStats.current().allocated - before
+        results.append(BenchResult(name: "trainer history store per entry", unit: "bytes",
+                                   samples: [Double(storeBytes) / Double(store.totalEntries)]))
+        notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, 1 thread; median of \(steps) steps after \(warmup).")
+        notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
+        notes.append("PyTorch reference (shared/baselines/dare-reference.md; compare_dare.py runs both): train L1000 2,260-2,440 samples/s with 2 threads, score L1000 about 43-58k candidates/s.")
+        return BenchReport(bench: "models", results: results, notes: notes)
+    }
+}
