@@ -105,7 +105,7 @@ public struct ModelsBench: Sendable {
             }
         }
         let before = AllocatorStats.current().allocated
-        var store = UserHistories(users: 10_000, cap: 1000)
+        let store = UserHistories(users: 10_000, cap: 1000)
         for u in 0..<10_000 { for i in 0..<1000 { store.append(HistoryEntry(item: ItemID(i), tick: 0), for: UserID(u)) } }
         let storeBytes = AllocatorStats.current().allocated - before
         results.append(BenchResult(name: "trainer history store per entry", unit: "bytes",

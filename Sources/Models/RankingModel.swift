@@ -82,6 +82,7 @@ public final class RankingModel {
     var sparse: [SparseGradient]
     public private(set) var step = 0
     var scratch: Scratch
+    lazy var scoring = ScoringScratch(settings, input: layout.input)
 
     public init(_ settings: RankingModelSettings, items: Int, categories: Int) {
         precondition(settings.attentionDim > 0 && settings.representationDim > 0 && settings.topK > 0 && settings.maxHistory > 0)
@@ -173,7 +174,7 @@ public final class RankingModel {
             for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
             c.scores[j] = score
         }
-        c.k = selectTopK(c.scores, n, s.topK, into: c.selected)
+        c.k = selectTopK(c.scores, n, s.topK, into: c.selected, work: c.order)
 
         // Softmax over the K kept scores only.
         var top = -Float.infinity
@@ -212,13 +213,6 @@ public final class RankingModel {
         }
     }
 
-    /// Scores one user's history against many candidates in one call: the history's rows
-    /// are gathered once into contiguous memory, then each candidate's search runs over it.
-    public func score(history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>, into out: UnsafeMutablePointer<Float>) {
-        let h = window(history)
-        for (i, candidate) in candidates.enumerated() { out[i] = sigmoid(forward(h, candidate)) }
-    }
-
     /// The search stage alone (scores over the window and the top-K choice): for measuring
     /// its memory traffic. Returns how many behaviours were kept.
     public func search(history: UnsafeBufferPointer<HistoryEntry>, target: ItemID) -> Int {
@@ -235,7 +229,7 @@ public final class RankingModel {
             for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
             c.scores[j] = score
         }
-        return selectTopK(c.scores, n, s.topK, into: c.selected)
+        return selectTopK(c.scores, n, s.topK, into: c.selected, work: c.order)
     }
 
     /// Bytes of the model: tables with their optimizer state, and the dense layers.
@@ -409,6 +403,7 @@ final class Scratch {
     let scores: UnsafeMutablePointer<Float>
     let items: UnsafeMutablePointer<Int32>
     let selected: UnsafeMutablePointer<Int>
+    let order: UnsafeMutablePointer<UInt64>
     let weights, dWeights: UnsafeMutablePointer<Float>
     let vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2: UnsafeMutablePointer<Float>
     /// Per field: the attention table's base, the target's query row, the search scale.
@@ -427,13 +422,14 @@ final class Scratch {
         scores = f(s.maxHistory)
         items = .allocate(capacity: s.maxHistory)
         selected = .allocate(capacity: s.topK)
+        order = .allocate(capacity: s.maxHistory + 64)
         weights = f(s.topK); dWeights = f(s.topK)
         vt = f(dR); h = f(dR); dvt = f(dR); dh = f(dR); dq = f(dA)
         x = f(3 * dR); dx = f(3 * dR)
         z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
         z2 = f(s.hidden2); a2 = f(s.hidden2); dz2 = f(s.hidden2); da2 = f(s.hidden2)
         all = [scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2].map { UnsafeMutableRawPointer($0) }
-            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(keyBase),
+            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]
     }
 
@@ -443,32 +439,53 @@ final class Scratch {
 // MARK: Kernels
 
 /// The indices of the `k` largest of `scores[0..<n]` (ties: the later index), ascending,
-/// written to `out`; returns how many (min(k, n)). A size-k min-heap: O(n log k).
-func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>) -> Int {
+/// written to `out`; returns how many (min(k, n)). `work` holds at least n + 64 keys.
+///
+/// A 64-bucket histogram of the scores (between their minimum and maximum) finds the
+/// bucket the k-th best falls in without sorting; one branch-free pass then collects the
+/// keys from that bucket up (about k + n/64), and only those are sorted. Each key is
+/// (score bits in unsigned order) << 32 | index, so one integer comparison orders by score
+/// and then by index. Far faster here than a heap (its comparisons are calls) or a
+/// quickselect (its branches are unpredictable).
+func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>, work: UnsafeMutablePointer<UInt64>) -> Int {
     if n <= k {
         for i in 0..<n { out[i] = i }
         return n
     }
-    // "a below b": a would be dropped before b.
-    @inline(__always) func below(_ a: Int, _ b: Int) -> Bool { scores[a] < scores[b] || (scores[a] == scores[b] && a < b) }
-    func siftDown(_ i: Int) {
-        var i = i
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < k && below(out[l], out[m]) { m = l }
-            if r < k && below(out[r], out[m]) { m = r }
-            if m == i { return }
-            (out[i], out[m]) = (out[m], out[i])
-            i = m
+    @inline(__always) func key(_ j: Int) -> UInt64 {
+        let b = scores[j].bitPattern
+        let ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+        return UInt64(ordered) << 32 | UInt64(j)
+    }
+    var lo = scores[0], hi = scores[0]
+    for j in 1..<n {
+        lo = min(lo, scores[j])
+        hi = max(hi, scores[j])
+    }
+    let buckets = 64
+    let scale = Float(buckets) / (hi - lo)
+    var m = 0
+    if scale.isFinite {
+        @inline(__always) func bucket(_ j: Int) -> Int { min(buckets - 1, Int((scores[j] - lo) * scale)) }
+        let counts = work + n
+        counts.initialize(repeating: 0, count: buckets)
+        for j in 0..<n { counts[bucket(j)] &+= 1 }
+        var from = buckets - 1, above = Int(counts[from])
+        while above < k {
+            from -= 1
+            above += Int(counts[from])
         }
+        for j in 0..<n {
+            work[m] = key(j)
+            m &+= bucket(j) >= from ? 1 : 0
+        }
+    } else {  // all scores equal (or too close to bucket): every key
+        for j in 0..<n { work[j] = key(j) }
+        m = n
     }
-    for i in 0..<k { out[i] = i }
-    for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
-    for j in k..<n where below(out[0], j) {
-        out[0] = j
-        siftDown(0)
-    }
+    var kept = UnsafeMutableBufferPointer(start: work, count: m)
+    kept.sort(by: >)
+    for i in 0..<k { out[i] = Int(truncatingIfNeeded: kept[i] & 0xFFFF_FFFF) }
     var sorted = UnsafeMutableBufferPointer(start: out, count: k)
     sorted.sort()
     return k

@@ -1,43 +1,54 @@
 import RecCore
 
 /// Each user's recent behaviours, as the models see them: appended as clicks arrive,
-/// capped at `cap` (the oldest fall off), 8 bytes per entry.
+/// capped at `cap` (the oldest fall off), exactly 8 bytes per entry slot.
 ///
-/// Starts from the users' logged lifelong histories (their last `cap` behaviours). A
-/// user's entries are contiguous, oldest first, so a model reads them without copying;
-/// the store keeps at most 2 x cap per user and slides the window down when it fills.
-public struct UserHistories: HistorySource, Sendable {
+/// One arena holds `cap` slots per user, so there is no per-user allocation (and no
+/// allocator rounding); a user's entries are contiguous, oldest first, so a model reads
+/// them in place. A full window slides down by one entry on append (a memmove of
+/// cap x 8 bytes, cheap beside a training step). Starts from the users' logged lifelong
+/// histories (their last `cap` behaviours).
+public final class UserHistories: HistorySource {
     public let cap: Int
-    var entries: [[HistoryEntry]]
+    public let userCount: Int
+    let storage: UnsafeMutablePointer<HistoryEntry>
+    var counts: [Int32]
 
-    public init<H: HistorySource>(users: Int, cap: Int, initial: H) {
+    public init(users: Int, cap: Int) {
         precondition(cap > 0)
         self.cap = cap
-        entries = (0..<users).map { user in
+        userCount = users
+        storage = .allocate(capacity: users * cap)
+        storage.initialize(repeating: HistoryEntry(item: 0, tick: 0), count: users * cap)
+        counts = [Int32](repeating: 0, count: users)
+    }
+
+    public convenience init<H: HistorySource>(users: Int, cap: Int, initial: H) {
+        self.init(users: users, cap: cap)
+        for user in 0..<users {
             let h = initial.history(of: UserID(user))
-            var kept = Array(h.suffix(cap))
-            kept.reserveCapacity(min(2 * cap, cap + 16))
-            return kept
+            let kept = min(h.count, cap)
+            (storage + user * cap).update(from: h.baseAddress! + (h.count - kept), count: kept)
+            counts[user] = Int32(kept)
         }
     }
 
-    public init(users: Int, cap: Int) {
-        self.cap = cap
-        entries = Array(repeating: [], count: users)
-    }
+    deinit { storage.deallocate() }
 
     public func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry> {
-        // The arrays are not mutated while a model reads them (training and serving happen
-        // between appends), so the pointer stays valid for the read.
-        entries[Int(user)].withUnsafeBufferPointer { $0 }
+        UnsafeBufferPointer(start: storage + Int(user) * cap, count: Int(counts[Int(user)]))
     }
 
-    public mutating func append(_ entry: HistoryEntry, for user: UserID) {
-        let u = Int(user)
-        if entries[u].count >= 2 * cap { entries[u].removeFirst(entries[u].count - cap + 1) }
-        entries[u].append(entry)
+    public func append(_ entry: HistoryEntry, for user: UserID) {
+        let u = Int(user), base = storage + u * cap, n = Int(counts[u])
+        if n < cap {
+            base[n] = entry
+            counts[u] += 1
+        } else {
+            base.update(from: base + 1, count: cap - 1)
+            base[cap - 1] = entry
+        }
     }
 
-    public var userCount: Int { entries.count }
-    public var totalEntries: Int { entries.reduce(0) { $0 + $1.count } }
+    public var totalEntries: Int { counts.reduce(0) { $0 + Int($1) } }
 }

@@ -9,7 +9,7 @@ import RecCore
 /// clicks to the users' histories, so a sample never sees its own label in the history.
 public final class SequenceLearner {
     public let model: RankingModel
-    public private(set) var histories: UserHistories
+    public let histories: UserHistories
     public let batchSize: Int
     var samples: [LabeledSample] = []
     var predictions: [Float] = []

@@ -114,13 +114,31 @@ struct RankingModelTests {
         var rng = RandomStream(seed: 8, 1)
         for trial in 0..<500 {
             let n = 1 + rng.nextInt(below: 300), k = 1 + rng.nextInt(below: 80)
-            // Coarse values so that ties are common.
-            let scores = (0..<n).map { _ in Float(rng.nextInt(below: 20)) }
+            // Coarse values so that ties are common, negatives and zeros (of both signs) included.
+            let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -0.0 + 1) }
             let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
-            defer { out.deallocate() }
-            let got = scores.withUnsafeBufferPointer { selectTopK($0.baseAddress!, n, k, into: out) }
+            let work = UnsafeMutablePointer<UInt64>.allocate(capacity: n + 64)
+            defer { out.deallocate(); work.deallocate() }
+            let got = scores.withUnsafeBufferPointer { selectTopK($0.baseAddress!, n, k, into: out, work: work) }
             let expected = Array(scores.indices.sorted { (scores[$0], $0) > (scores[$1], $1) }.prefix(k)).sorted()
             #expect(Array(UnsafeBufferPointer(start: out, count: got)) == expected, "trial \(trial)")
+        }
+    }
+
+    @Test("scoring many candidates at once agrees with scoring each alone", arguments: EmbeddingDesign.allCases, Fields.allCases)
+    func batchScoring(design: EmbeddingDesign, fields: Fields) {
+        let model = tinyModel(design, fields: fields)
+        var entries: [HistoryEntry] = []
+        for j in 0..<8 { entries.append(HistoryEntry(item: ItemID((j * 3 + 1) % 20), tick: Int32(j - 8))) }
+        let candidates: [ItemID] = [0, 3, 7, 11, 19, 2, 5]  // not a multiple of four
+        var batch = [Float](repeating: 0, count: candidates.count)
+        entries.withUnsafeBufferPointer { h in
+            candidates.withUnsafeBufferPointer { c in batch.withUnsafeMutableBufferPointer { model.score(history: h, candidates: c, into: $0.baseAddress!) } }
+            for (i, candidate) in candidates.enumerated() {
+                let alone = model.score(history: h, target: candidate)
+                // Summation order differs (fields side by side, four at a time): rounding only.
+                #expect(abs(batch[i] - alone) < 1e-5, "\(design) \(fields) candidate \(candidate): \(batch[i]) vs \(alone)")
+            }
         }
     }
 
