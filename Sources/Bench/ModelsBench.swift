@@ -112,7 +112,7 @@ public struct ModelsBench: Sendable {
                                    samples: [Double(storeBytes) / Double(store.totalEntries)]))
         notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, 1 thread; median of \(steps) steps after \(warmup).")
         notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
-        notes.append("PyTorch reference (shared/baselines/dare-reference.md; compare_dare.py runs both): train L1000 2,260-2,440 samples/s with 2 threads, score L1000 about 43-58k candidates/s.")
+        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together here: train 1.13x, score 1.12x).")
         return BenchReport(bench: "models", results: results, notes: notes)
     }
 }
