@@ -1,3 +1,4 @@
+import Dispatch
 import Experiment
 import Foundation
 import Kafka
@@ -114,10 +115,12 @@ public final class LockstepRun {
         var requests: [Request] = []
         var slateHeaders: [(header: SlateHeader, start: Int)] = []
         var slateEntries: [SlateEntry] = []
-        var slate: [SlateEntry] = []
         var feedback: [Feedback] = []
         var outgoing: [Feedback] = []
         var byArm = [[Feedback]](repeating: [], count: s.arms.count)
+        var armRequests = [[Int]](repeating: [], count: s.arms.count)
+        var armSlates = [[SlateEntry]](repeating: [], count: s.arms.count)
+        var slateStarts: [(Int, Int)] = []
         var asked: [Request] = []
         var timings = PhaseTimings()
 
@@ -151,17 +154,34 @@ public final class LockstepRun {
                 requests.append(r)
             }
             requests.sort { ($0.header.user, $0.header.sequence) < ($1.header.user, $1.header.sequence) }
+            if slateStarts.count < requests.count { slateStarts = Array(repeating: (0, 0), count: requests.count) }
             timings.requests += ContinuousClock.now - mark
 
-            // 2. Each arm serves its users.
+            // 2. Each arm serves its users; arms are independent, so they serve at once,
+            //    each into its own buffer. Slates are then sent in (user, sequence) order.
             mark = .now
-            for r in requests {
+            for arm in armRequests.indices { armRequests[arm].removeAll(keepingCapacity: true) }
+            for (i, r) in requests.enumerated() {
+                armRequests[Int(r.header.arm)].append(i)
+                metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
+            }
+            servers.withUnsafeMutableBufferPointer { serverBuffer in
+                armSlates.withUnsafeMutableBufferPointer { slateBuffer in
+                    slateStarts.withUnsafeMutableBufferPointer { startBuffer in
+                        let work = ServeWork(servers: serverBuffer, slates: slateBuffer, starts: startBuffer,
+                                             trainers: trainers, requests: requests, byArm: armRequests)
+                        DispatchQueue.concurrentPerform(iterations: work.servers.count) { arm in
+                            work.serve(arm: arm)
+                        }
+                    }
+                }
+            }
+            for (i, r) in requests.enumerated() {
                 let arm = Int(r.header.arm)
-                metrics[arm].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
-                slate.removeAll(keepingCapacity: true)
-                servers[arm].serve(r, statistics: trainers[arm].statistics, model: trainers[arm].sequence?.model,
-                                   histories: trainers[arm].sequence?.histories, into: &slate)
-                let n = slate.withUnsafeBufferPointer { Wire.encodeSlate(r.header, policy: UInt16(arm), entries: $0, into: scratch) }
+                let (start, count) = slateStarts[i]
+                let n = armSlates[arm].withUnsafeBufferPointer {
+                    Wire.encodeSlate(r.header, policy: UInt16(arm), entries: UnsafeBufferPointer(rebasing: $0[start..<start + count]), into: scratch)
+                }
                 try slateStage.send(producer, user: r.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<n]))
             }
             slateHeaders.removeAll(keepingCapacity: true)
@@ -210,7 +230,11 @@ public final class LockstepRun {
                 byArm[arm].append(f)
                 metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
             }
-            for arm in trainers.indices { trainers[arm].apply(tick: tick, feedback: byArm[arm][...]) }
+            // Arms learn independently (no arm reads another's state), so they train at once.
+            let work = ArmWork(trainers: trainers, feedback: byArm)
+            DispatchQueue.concurrentPerform(iterations: trainers.count) { arm in
+                work.trainers[arm].apply(tick: tick, feedback: work.feedback[arm][...])
+            }
             for arm in servers.indices {
                 servers[arm].refresh(from: trainers[arm].statistics)
                 metrics[arm].endTick()
@@ -293,6 +317,38 @@ func check(_ h: RecordHeader, users: UInt32, tick: Tick, assignment: ArmAssignme
     guard h.user < users else { throw WireError("user \(h.user) is not in the population of \(users)", at: 8) }
     guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
     guard h.tick == tick else { throw WireError("record of tick \(h.tick) arrived in tick \(tick)", at: 4) }
+}
+
+/// One tick's serving work for `concurrentPerform`. `@unchecked Sendable` because
+/// iteration `arm` writes only `servers[arm]`, `slates[arm]` and the `starts` of its own
+/// requests (each request belongs to one arm), reads the trainers only (training does not
+/// run while serving), and the caller waits for every iteration.
+struct ServeWork: @unchecked Sendable {
+    let servers: UnsafeMutableBufferPointer<ArmServer>
+    let slates: UnsafeMutableBufferPointer<[SlateEntry]>
+    let starts: UnsafeMutableBufferPointer<(Int, Int)>
+    let trainers: [ArmTrainer]
+    let requests: [Request]
+    let byArm: [[Int]]
+
+    func serve(arm: Int) {
+        slates[arm].removeAll(keepingCapacity: true)
+        let trainer = trainers[arm]
+        for i in byArm[arm] {
+            let start = slates[arm].count
+            servers[arm].serve(requests[i], statistics: trainer.statistics, model: trainer.sequence?.model,
+                               histories: trainer.sequence?.histories, into: &slates[arm])
+            starts[i] = (start, slates[arm].count - start)
+        }
+    }
+}
+
+/// One tick's training work for `concurrentPerform`. `@unchecked Sendable` because each
+/// iteration touches only its own arm's trainer (and reads its own feedback array), and
+/// the caller waits for all of them before anything else touches a trainer.
+struct ArmWork: @unchecked Sendable {
+    let trainers: [ArmTrainer]
+    let feedback: [[Feedback]]
 }
 
 /// Appends JSON lines to a file (the `--export-truth` output).
