@@ -232,6 +232,15 @@ public final class RankingModel {
         return selectTopK(c.scores, n, s.topK, into: c.selected, work: c.order)
     }
 
+    /// The behaviours the search stage keeps for `target`, best first: their positions in
+    /// `history` and their search scores (for measuring retrieval against the truth).
+    public func retrieve(history: UnsafeBufferPointer<HistoryEntry>, target: ItemID) -> [(position: Int, score: Float)] {
+        let k = search(history: history, target: target)
+        let offset = history.count - window(history).count
+        return (0..<k).map { (offset + scratch.selected[$0], scratch.scores[scratch.selected[$0]]) }
+            .sorted { ($0.score, $0.position) > ($1.score, $1.position) }
+    }
+
     /// Bytes of the model: tables with their optimizer state, and the dense layers.
     public var bytes: Int {
         var seen = Set<ObjectIdentifier>()

@@ -15,6 +15,7 @@ public struct Scenario: Sendable, Equatable {
     public var arms: [ArmSettings]
     public var experiment: ExperimentSettings
     public var metrics: [Metric]
+    public var offline: OfflineSettings
     public var kafka: KafkaSettings
     public var output: OutputSettings
 
@@ -168,6 +169,16 @@ public struct ExperimentSettings: Sendable, Equatable {
 /// Metrics the results table shows.
 public enum Metric: String, Sendable, CaseIterable {
     case viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage
+}
+
+/// The offline experiment's knobs.
+public struct OfflineSettings: Sendable, Equatable {
+    public var dims: [Int]
+    public var seeds: Int
+    public var trainSamples: Int
+    public var testSamples: Int
+    public var epochs: Int
+    public var relevantShare: Double
 }
 
 public struct KafkaSettings: Sendable, Equatable {

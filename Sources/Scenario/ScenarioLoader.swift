@@ -164,6 +164,9 @@ extension Scenario {
         let e = r["experiment"]
         experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name)
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
+        let off = r["offline"]
+        offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,
+                                  testSamples: off["testSamples"].int, epochs: off["epochs"].int, relevantShare: off["relevantShare"].double)
         let k = r["kafka"]
         kafka = KafkaSettings(brokers: k["brokers"].optionalString, topicPrefix: k["topicPrefix"].string,
                               partitions: k["partitions"].int, replicationFactor: k["replicationFactor"].int,

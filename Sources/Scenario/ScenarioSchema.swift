@@ -138,6 +138,14 @@ extension Scenario {
         ])), "How users are split and compared.", default: [:]),
         Property("metrics", .array(.string(oneOf: Metric.allCases.map(\.rawValue)), minItems: 1), "Metrics the results table shows.",
                  default: .array(Metric.allCases.map { .string($0.rawValue) })),
+        Property("offline", .object(ObjectSchema("The offline experiment (`recstream offline`): logged data, each sequence-model arm trained and tested at each dimension.", [
+            Property("dims", .array(.integer(minimum: 1, maximum: 1024), minItems: 1), "Embedding dimensions per field to compare.", default: [16, 64, 128]),
+            Property("seeds", .integer(minimum: 1, maximum: 100), "Worlds (seeds) per cell; intervals are over them.", default: 3),
+            Property("trainSamples", .integer(minimum: 1, maximum: 100_000_000), "Logged training samples per seed.", default: 20_000),
+            Property("testSamples", .integer(minimum: 1, maximum: 100_000_000), "Logged test samples per seed.", default: 5000),
+            Property("epochs", .integer(minimum: 1, maximum: 100), "Passes over the training samples.", default: 2),
+            Property("relevantShare", .number(minimum: 0, maximum: 1), "Logging policy: share of targets drawn from the user's interests (the rest uniformly).", default: 0.5),
+        ])), "The offline experiment (`recstream offline`).", default: [:]),
         Property("kafka", .object(ObjectSchema("The Kafka transport.", [
             Property("brokers", .nullable(.string(minLength: 1)), "Bootstrap servers of a cluster; null runs the embedded broker. `--brokers` overrides it.", default: .null),
             Property("topicPrefix", .string(minLength: 1), "Topics are <prefix>.requests, .recommendations, .feedback, .dead-letter.", default: "recstream"),

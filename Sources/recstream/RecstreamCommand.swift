@@ -11,7 +11,7 @@ struct Recstream: ParsableCommand {
             2 bad input (a malformed scenario, a bad option).
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Validate.self, Schema.self, Broker.self, Bench.self]
+        subcommands: [Run.self, Offline.self, Validate.self, Schema.self, Broker.self, Bench.self]
     )
 }
 

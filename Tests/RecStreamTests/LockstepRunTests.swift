@@ -169,3 +169,52 @@ struct StageChannelTests {
         #expect(letters == [garbage])
     }
 }
+
+@Suite("Offline experiment")
+struct OfflineExperimentTests {
+    func scenario() throws -> Scenario {
+        try Scenario.decode("""
+        {"name": "offline", "seed": 3,
+         "population": {"users": 300, "history": {"median": 80, "max": 400}},
+         "catalog": {"items": 500, "topics": 10, "topCategories": 3, "subcategories": 4, "arrivalsPerTick": 0},
+         "arms": [{"name": "twin", "share": 0.5, "candidates": 10, "ranking": {"type": "twin", "dim": 4, "topK": 8, "maxHistory": 40}},
+                  {"name": "dare", "share": 0.5, "candidates": 10, "ranking": {"type": "dare", "topK": 8, "maxHistory": 40}},
+                  {"name": "base", "share": 0.0001, "candidates": 10}],
+         "offline": {"dims": [4, 8], "seeds": 2, "trainSamples": 3000, "testSamples": 800, "epochs": 1}}
+        """.replacingOccurrences(of: "0.5, \"candidates\": 10, \"ranking\": {\"type\": \"dare\"", with: "0.4999, \"candidates\": 10, \"ranking\": {\"type\": \"dare\""))
+    }
+
+    @Test("one row per sequence model and dimension, every metric in range, the same twice")
+    func rows() throws {
+        let s = try scenario()
+        let cells = try OfflineExperiment(scenario: s).run()
+        #expect(cells.map { "\($0.model)/\($0.dim)" } == ["twin/4", "twin/8", "dare/4", "dare/8"])
+        for c in cells {
+            #expect(c.auc.count == 2 && c.gauc.count == 2 && c.logLoss.count == 2 && c.ndcg.count == 2)
+            #expect(c.auc.allSatisfy { $0 > 0.5 && $0 < 1 }, "\(c.model)/\(c.dim) AUC \(c.auc)")
+            #expect(c.ndcg.allSatisfy { $0 > 0 && $0 <= 1 }, "\(c.model)/\(c.dim) NDCG \(c.ndcg)")
+            #expect(c.logLoss.allSatisfy { $0 > 0 })
+        }
+        let again = try OfflineExperiment(scenario: s).run()
+        #expect(again.map(\.auc) == cells.map(\.auc) && again.map(\.ndcg) == cells.map(\.ndcg))
+        let table = OfflineExperiment.table(cells, seeds: 2)
+        #expect(table.contains("retrieval NDCG") && table.contains("dare"))
+    }
+
+    @Test("a scenario without sequence models is refused with a reason")
+    func nothingToCompare() throws {
+        let s = try Scenario.decode(#"{"name": "x", "arms": [{"name": "a", "share": 1}]}"#)
+        #expect(throws: RunError.self) { try OfflineExperiment(scenario: s).run() }
+        do { _ = try OfflineExperiment(scenario: s).run() } catch {
+            #expect("\(error)" == "x: no arm ranks with a sequence model (dare or twin); nothing to compare offline")
+        }
+    }
+
+    @Test("t quantiles match scipy's")
+    func tQuantiles() {
+        #expect(OfflineExperiment.tQuantile975(df: 2) == 4.303)
+        #expect(OfflineExperiment.tQuantile975(df: 10) == 2.228)
+        let (mean, half) = OfflineExperiment.meanAndHalfWidth([1, 2, 3])
+        #expect(mean == 2 && abs(half - 4.303 / 3.0.squareRoot()) < 1e-12)
+    }
+}

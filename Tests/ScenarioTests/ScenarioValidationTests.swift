@@ -84,7 +84,7 @@ struct ScenarioValidationTests {
         ("unknown key with suggestion", edited { $0["seeed"] = 1 },
          ["s.json: seeed: unknown key (did you mean 'seed'?)"]),
         ("unknown key without suggestion", edited { $0["zzz"] = 1 },
-         ["s.json: zzz: unknown key; known keys: name, description, seed, ticks, population, catalog, arms, experiment, metrics, kafka, output"]),
+         ["s.json: zzz: unknown key; known keys: name, description, seed, ticks, population, catalog, arms, experiment, metrics, offline, kafka, output"]),
         ("wrong type", edited { $0["seed"] = "abc" },
          [#"s.json: seed: expected an integer, got a string ("abc")"#]),
         ("fractional integer", edited { $0["ticks"] = 2.5 },
