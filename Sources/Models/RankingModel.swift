@@ -73,14 +73,14 @@ public final class RankingModel {
     let representation: [Int]
     let fieldCount: Int
     /// Each item's category, as the model knows it (the catalog feed).
-    public private(set) var categoryOf: [UInt32] = []
+    public internal(set) var categoryOf: [UInt32] = []
     let layout: DenseLayout
     var dense: [Float]
     var denseM: [Float]
     var denseV: [Float]
     var denseGradient: [Float]
     var sparse: [SparseGradient]
-    public private(set) var step = 0
+    public internal(set) var step = 0
     var scratch: Scratch
     lazy var scoring = ScoringScratch(settings, input: layout.input)
 

@@ -13,7 +13,7 @@ public final class SequenceLearner {
     public let batchSize: Int
     var samples: [LabeledSample] = []
     var predictions: [Float] = []
-    public private(set) var evaluations: [TickEvaluation] = []
+    public internal(set) var evaluations: [TickEvaluation] = []
 
     public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
         self.model = model

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Models
 @testable import RecCore
@@ -48,5 +49,101 @@ struct TrainerTests {
         #expect(learner.evaluations == [TickEvaluation(tick: 3, samples: 4, positives: 2, auc: learner.evaluations[0].auc,
                                                        logLoss: learner.evaluations[0].logLoss)])
         #expect(model.step == 1)
+    }
+}
+
+@Suite("Checkpoints")
+struct CheckpointTests {
+    func learner(seed: UInt64 = 2) -> SequenceLearner {
+        var s = RankingModelSettings()
+        s.attentionDim = 4
+        s.representationDim = 6
+        s.topK = 3
+        s.maxHistory = 10
+        s.hidden1 = 8
+        s.hidden2 = 5
+        s.seed = seed
+        let model = RankingModel(s, items: 30, categories: 3)
+        model.updateCatalog(categories: (0..<30).map { UInt32($0 % 3) }, categoryCount: 3)
+        return SequenceLearner(model: model, histories: UserHistories(users: 4, cap: 10), batchSize: 8)
+    }
+
+    func tick(_ t: Tick) -> [Feedback] {
+        var out: [Feedback] = []
+        var rng = RandomStream(seed: 5, UInt64(t))
+        for user in 0..<4 {
+            let h = RecordHeader(arm: 0, tick: t, user: UserID(user), sequence: t)
+            for position in 0..<5 {
+                let item = ItemID(rng.nextInt(below: 30))
+                out.append(Feedback(h, event: .impression, position: UInt8(position), item: item, shownTick: t))
+                if rng.nextDouble() < 0.3 { out.append(Feedback(h, event: .click, position: UInt8(position), item: item, shownTick: t, viewSeconds: 3)) }
+            }
+        }
+        return out
+    }
+
+    @Test("a restored trainer continues exactly as the uninterrupted one")
+    func roundTrip() throws {
+        let uninterrupted = learner(), interrupted = learner()
+        for t in 0..<3 {
+            uninterrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
+            interrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
+        }
+        let bytes = Checkpoint.encode(interrupted, offsets: ["feedback/0": 120, "feedback/1": 98])
+        let restored = try Checkpoint.decode(bytes)
+        #expect(restored.offsets == ["feedback/0": 120, "feedback/1": 98])
+        #expect(Checkpoint.encode(restored.learner, offsets: restored.offsets) == bytes)
+        for t in 3..<6 {
+            uninterrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
+            restored.learner.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
+        }
+        #expect(Checkpoint.encode(restored.learner, offsets: [:]) == Checkpoint.encode(uninterrupted, offsets: [:]))
+        #expect(restored.learner.evaluations == uninterrupted.evaluations)
+    }
+
+    @Test("a truncated, corrupt or foreign file is a clear error, never a crash")
+    func badFiles() throws {
+        let l = learner()
+        l.learn(tick: 0, feedback: tick(0)[...])
+        let bytes = Checkpoint.encode(l, offsets: ["f/0": 7])
+        for length in [0, 3, 11, 12, 40, bytes.count / 2, bytes.count - 5, bytes.count - 1] {
+            #expect(throws: CheckpointError.self) { try Checkpoint.decode(Array(bytes[..<length])) }
+        }
+        var flipped = bytes
+        flipped[bytes.count / 3] ^= 0x10
+        do { _ = try Checkpoint.decode(flipped) } catch {
+            #expect(error.description.hasPrefix("checkpoint: corrupt or truncated: checksum 0x"))
+        }
+        do { _ = try Checkpoint.decode(Array("hello world, not a checkpoint".utf8)) } catch {
+            #expect(error.description == "checkpoint: not a recstream checkpoint (it does not start with \"RSCK\")")
+        }
+        // A newer version with a valid checksum is refused by name.
+        var newer = Array(bytes[..<(bytes.count - 4)])
+        newer[4] = 9
+        let crc = newer.withUnsafeBytes { CRC32.checksum($0) }
+        withUnsafeBytes(of: crc.littleEndian) { newer.append(contentsOf: $0) }
+        do { _ = try Checkpoint.decode(newer) } catch {
+            #expect(error.description == "checkpoint: byte 4: version 9; this build reads version 1")
+        }
+    }
+
+    @Test("save and load go through a file, atomically")
+    func files() throws {
+        let l = learner()
+        l.learn(tick: 0, feedback: tick(0)[...])
+        let path = NSTemporaryDirectory() + "/recstream-\(UInt32.random(in: 0...UInt32.max)).ckpt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Checkpoint.save(l, offsets: ["a/0": 1], to: path)
+        try Checkpoint.save(l, offsets: ["a/0": 2], to: path)  // replaces
+        #expect(try Checkpoint.load(from: path).offsets == ["a/0": 2])
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        do { _ = try Checkpoint.load(from: path + ".missing") } catch {
+            #expect(error.description.hasSuffix(".missing: no such file"))
+        }
+    }
+
+    @Test("CRC-32 matches zlib's")
+    func crc() {
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32.checksum($0) } == 0xCBF4_3926)
     }
 }

@@ -1,0 +1,117 @@
+import Foundation
+import Models
+import RecCore
+
+/// A checkpoint of one arm's trainer: the model with its optimizer state, the users'
+/// history store, the evaluations so far, and the consumed offsets the state covers (so
+/// a restarted trainer resumes exactly where the checkpoint left off).
+///
+/// File format (little-endian): "RSCK", version (u32), the model, the history store, the
+/// evaluations, the offsets (count, then topic/partition key and offset), and a CRC-32 of
+/// everything before it. Files are written to a temporary name and renamed, so a crash
+/// mid-write leaves the previous checkpoint whole.
+public enum Checkpoint {
+    public static let version: UInt32 = 1
+    static let magic: [UInt8] = Array("RSCK".utf8)
+
+    public struct Contents {
+        public var learner: SequenceLearner
+        /// Next offset to consume, per "topic/partition".
+        public var offsets: [String: Int64]
+    }
+
+    public static func encode(_ learner: SequenceLearner, offsets: [String: Int64]) -> [UInt8] {
+        var w = BinaryWriter()
+        for b in magic { w.write(b) }
+        w.write(version)
+        w.write(UInt32(learner.batchSize))
+        learner.model.write(to: &w)
+        learner.histories.write(to: &w)
+        w.write(UInt64(learner.evaluations.count))
+        for e in learner.evaluations {
+            w.write(e.tick); w.write(UInt64(e.samples)); w.write(UInt64(e.positives)); w.write(e.auc); w.write(e.logLoss)
+        }
+        w.write(UInt64(offsets.count))
+        for key in offsets.keys.sorted() {
+            w.write(key)
+            w.write(offsets[key]!)
+        }
+        let crc = w.bytes.withUnsafeBytes { CRC32.checksum($0) }
+        w.write(crc)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(CheckpointError) -> Contents {
+        guard bytes.count >= 12, Array(bytes[0..<4]) == magic else {
+            throw CheckpointError("not a recstream checkpoint (it does not start with \"RSCK\")")
+        }
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
+        let computed = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[..<(bytes.count - 4)])) }
+        guard stored == computed else {
+            throw CheckpointError("corrupt or truncated: checksum \(hex(computed)) does not match the stored \(hex(stored))")
+        }
+        do {
+            return try bytes.withUnsafeBytes { (raw) throws(BinaryReadError) -> Contents in
+                var r = BinaryReader(UnsafeRawBufferPointer(rebasing: raw[..<(bytes.count - 4)]))
+                for _ in 0..<4 { _ = try r.read(UInt8.self, "magic") }
+                let v = try r.read(UInt32.self, "version")
+                guard v == version else { throw BinaryReadError("version \(v); this build reads version \(version)", at: 4) }
+                let batch = Int(try r.read(UInt32.self, "batch size"))
+                let model = try RankingModel.read(from: &r)
+                let histories = try UserHistories.read(from: &r)
+                let learner = SequenceLearner(model: model, histories: histories, batchSize: max(batch, 1))
+                let evaluations = Int(try r.read(UInt64.self, "evaluations"))
+                guard evaluations <= r.remaining else { throw BinaryReadError("implausible evaluation count \(evaluations)", at: r.offset - 8) }
+                for _ in 0..<evaluations {
+                    learner.evaluations.append(TickEvaluation(
+                        tick: try r.read(UInt32.self, "tick"), samples: Int(try r.read(UInt64.self, "samples")),
+                        positives: Int(try r.read(UInt64.self, "positives")), auc: try r.readDouble("auc"), logLoss: try r.readDouble("log loss")))
+                }
+                let count = Int(try r.read(UInt64.self, "offsets"))
+                guard count <= r.remaining else { throw BinaryReadError("implausible offset count \(count)", at: r.offset - 8) }
+                var offsets: [String: Int64] = [:]
+                for _ in 0..<count { offsets[try r.readString("offset key")] = try r.read(Int64.self, "offset") }
+                guard r.remaining == 0 else { throw BinaryReadError("\(r.remaining) unexpected bytes after the offsets", at: r.offset) }
+                return Contents(learner: learner, offsets: offsets)
+            }
+        } catch let error as BinaryReadError {
+            throw CheckpointError(error.description)
+        } catch {
+            throw CheckpointError("\(error)")
+        }
+    }
+
+    /// Writes atomically: a temporary file beside `path`, then a rename.
+    public static func save(_ learner: SequenceLearner, offsets: [String: Int64], to path: String) throws(CheckpointError) {
+        let temporary = path + ".tmp"
+        let data = Data(encode(learner, offsets: offsets))
+        do {
+            try data.write(to: URL(fileURLWithPath: temporary))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            throw CheckpointError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    public static func load(from path: String) throws(CheckpointError) -> Contents {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): no such file") }
+        do {
+            return try decode([UInt8](data))
+        } catch {
+            throw CheckpointError("\(path): \(error.message)")
+        }
+    }
+
+    static func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return "0x" + String(repeating: "0", count: 8 - s.count) + s
+    }
+}
+
+/// A checkpoint that cannot be used, and why.
+public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "checkpoint: \(message)" }
+}
