@@ -214,6 +214,9 @@ public final class LockstepRun {
             try feedbackStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
                 let f = try Wire.decodeFeedback(bytes)
                 try check(f.header, users: users, tick: tick, assignment: assignment)
+                guard Int(f.item) < catalogSize else {
+                    throw WireError("item \(f.item) is not in the catalog of \(catalogSize) items", at: 20)
+                }
                 feedback.append(f)
             }
             feedback.sort {

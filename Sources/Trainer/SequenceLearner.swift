@@ -14,6 +14,9 @@ public final class SequenceLearner {
     var samples: [LabeledSample] = []
     var predictions: [Float] = []
     public internal(set) var evaluations: [TickEvaluation] = []
+    /// Samples and clicks skipped because they named a user or item the model has no row
+    /// for (a stream that is not this world's): counted, never a crash.
+    public private(set) var skipped = 0
 
     public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
         self.model = model
@@ -27,6 +30,11 @@ public final class SequenceLearner {
         var i = feedback.startIndex
         while i < feedback.endIndex {
             let f = feedback[i]
+            guard Int(f.item) < model.categoryOf.count, Int(f.header.user) < histories.userCount else {
+                skipped += 1
+                i = feedback.index(after: i)
+                continue
+            }
             if f.event == .impression {
                 // The click on this impression, if any, follows it directly.
                 let next = feedback.index(after: i)
@@ -52,7 +60,7 @@ public final class SequenceLearner {
                 auc: BinaryMetrics.auc(scores: scores, labels: labels),
                 logLoss: BinaryMetrics.logLoss(probabilities: scores, labels: labels)))
         }
-        for f in feedback where f.event == .click {
+        for f in feedback where f.event == .click && Int(f.item) < model.categoryOf.count && Int(f.header.user) < histories.userCount {
             histories.append(HistoryEntry(item: f.item, tick: Int32(tick)), for: f.header.user)
         }
     }

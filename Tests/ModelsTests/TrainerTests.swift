@@ -49,6 +49,16 @@ struct TrainerTests {
         #expect(learner.evaluations == [TickEvaluation(tick: 3, samples: 4, positives: 2, auc: learner.evaluations[0].auc,
                                                        logLoss: learner.evaluations[0].logLoss)])
         #expect(model.step == 1)
+
+        // Feedback for an item or user the model has no row for is counted and skipped.
+        let stranger = RecordHeader(arm: 0, tick: 4, user: 9, sequence: 0)
+        learner.learn(tick: 4, feedback: [
+            Feedback(h0, event: .impression, position: 0, item: 99, shownTick: 4),
+            Feedback(h0, event: .click, position: 0, item: 99, shownTick: 4),
+            Feedback(stranger, event: .impression, position: 0, item: 1, shownTick: 4),
+        ][...])
+        #expect(learner.skipped == 3)
+        #expect(learner.histories.history(of: 0).map(\.item) == [5])
     }
 }
 
