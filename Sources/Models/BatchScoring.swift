@@ -46,7 +46,11 @@ extension RankingModel {
     /// probabilities), with the history's rows gathered once.
     public func score(history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>, into out: UnsafeMutablePointer<Float>) {
         let s = settings, F = fieldCount, dA = s.attentionDim, dR = s.representationDim
-        let h = window(history), n = h.count
+        let full = window(history)
+        // DIN looks at the most recent K only: the rest is never gathered. Time ids stay
+        // relative to the whole window, as in training.
+        let first = firstSearched(full.count), n = full.count - first, total = full.count
+        let h = UnsafeBufferPointer(rebasing: full[first...])
         let kw = F * dA, vw = F * dR, l = layout
         let c = scoring
 
@@ -54,7 +58,7 @@ extension RankingModel {
         for j in 0..<n {
             let item = Int(h[j].item)
             for f in 0..<F {
-                let r = row(f, item: item, time: n - j)
+                let r = row(f, item: item, time: total - (first + j))
                 copy(tables[attention[f]].row(r), to: c.keys + j * kw + f * dA, dA)
                 copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
             }

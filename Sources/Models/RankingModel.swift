@@ -7,6 +7,12 @@ import RecCore
 /// experiment between them differs only in the embedding design.
 public enum EmbeddingDesign: String, Sendable, CaseIterable {
     case dare, twin
+    /// DIN-style: TWIN's shared tables, attention over the most recent `topK` behaviours
+    /// only, no search. (The reference DIN's learnable attention unit is not implemented:
+    /// here it is the same scaled dot product, so only the choice of behaviours differs.)
+    case din
+
+    var sharesTables: Bool { self != .dare }
 }
 
 public struct RankingModelSettings: Sendable, Equatable {
@@ -86,7 +92,7 @@ public final class RankingModel {
 
     public init(_ settings: RankingModelSettings, items: Int, categories: Int) {
         precondition(settings.attentionDim > 0 && settings.representationDim > 0 && settings.topK > 0 && settings.maxHistory > 0)
-        if settings.design == .twin { precondition(settings.attentionDim == settings.representationDim, "TWIN shares one table set") }
+        if settings.design.sharesTables { precondition(settings.attentionDim == settings.representationDim, "TWIN and DIN share one table set") }
         self.settings = settings
         let s = settings
         func table(_ id: UInt64, _ rows: Int, _ dim: Int) -> EmbeddingTable {
@@ -100,7 +106,7 @@ public final class RankingModel {
         case .dare:
             tables += (0..<fieldCount).map { table(UInt64(3 + $0), rows[$0], s.representationDim) }
             representation = Array(fieldCount..<2 * fieldCount)
-        case .twin:
+        case .twin, .din:
             representation = attention
         }
         self.tables = tables
@@ -145,6 +151,13 @@ public final class RankingModel {
         f == 0 ? item : f == 1 ? Int(categoryOf[item]) : time
     }
 
+    /// The first behaviour of an n-long window that attention may look at: all of them for
+    /// search-based designs, the most recent K for DIN.
+    @inline(__always)
+    func firstSearched(_ n: Int) -> Int {
+        settings.design == .din ? max(0, n - settings.topK) : 0
+    }
+
     /// The search scale of field `f`: the semantic fields (item, category) share one
     /// scaled dot product, time has its own (reference: attention_pytorch.py).
     @inline(__always)
@@ -167,14 +180,16 @@ public final class RankingModel {
             c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
             c.scale[f] = searchScale(f)
         }
-        for j in 0..<n {
+        let first = firstSearched(n)
+        for j in first..<n {
             let item = Int(history[j].item)
             c.items[j] = Int32(item)
             var score: Float = 0
             for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
             c.scores[j] = score
         }
-        c.k = selectTopK(c.scores, n, s.topK, into: c.selected, work: c.order)
+        c.k = selectTopK(c.scores + first, n - first, s.topK, into: c.selected, work: c.order)
+        for i in 0..<c.k { c.selected[i] += first }
 
         // Softmax over the K kept scores only.
         var top = -Float.infinity
@@ -223,13 +238,16 @@ public final class RankingModel {
             c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
             c.scale[f] = searchScale(f)
         }
-        for j in 0..<n {
+        let first = firstSearched(n)
+        for j in first..<n {
             let item = Int(h[j].item)
             var score: Float = 0
             for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
             c.scores[j] = score
         }
-        return selectTopK(c.scores, n, s.topK, into: c.selected, work: c.order)
+        let k = selectTopK(c.scores + first, n - first, s.topK, into: c.selected, work: c.order)
+        for i in 0..<k { c.selected[i] += first }
+        return k
     }
 
     /// The behaviours the search stage keeps for `target`, best first: their positions in

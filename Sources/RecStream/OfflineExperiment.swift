@@ -36,7 +36,7 @@ public struct OfflineExperiment {
     public func run(progress: (String) -> Void = { _ in }) throws -> [Cell] {
         let o = scenario.offline
         guard !models.isEmpty else {
-            throw RunError("\(scenario.name): no arm ranks with a sequence model (dare or twin); nothing to compare offline")
+            throw RunError("\(scenario.name): no arm ranks with a sequence model (dare, twin or din); nothing to compare offline")
         }
         var cells: [Cell] = []
         for (name, _) in models { for dim in o.dims { cells.append(Cell(model: name, dim: dim)) } }
@@ -88,7 +88,7 @@ public struct OfflineExperiment {
     static func evaluate(_ m: SequenceModelSettings, dim: Int, seed: UInt64, epochs: Int, _ w: OfflineWork) -> (Double, Double, Double, Double) {
         let world = w.world
         var settings = RankingModelSettings()
-        settings.design = m.design == "twin" ? .twin : .dare
+        settings.design = EmbeddingDesign(rawValue: m.design) ?? .dare
         settings.attentionDim = dim
         settings.representationDim = dim
         settings.topK = m.topK

@@ -132,13 +132,13 @@ public enum Ranking: Sendable, Equatable {
     /// Click-through rate learned online, smoothed by a Beta prior of `priorClicks` clicks
     /// in `priorImpressions` impressions.
     case ctr(priorClicks: Double, priorImpressions: Double)
-    /// A long-sequence model (DARE or TWIN) trained online on the arm's feedback.
+    /// A long-sequence model (DARE, TWIN or DIN) trained online on the arm's feedback.
     case sequence(SequenceModelSettings)
 }
 
 /// A long-sequence ranking model's knobs, as the scenario gives them.
 public struct SequenceModelSettings: Sendable, Equatable {
-    /// "dare" or "twin".
+    /// "dare", "twin" or "din".
     public var design: String
     public var attentionDim: Int
     public var representationDim: Int

@@ -29,6 +29,10 @@ extension Scenario {
               sequenceProperties([
                   Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
               ])),
+        .init("din", "DIN-style: TWIN's shared tables, attention over the most recent topK behaviours only (no search).",
+              sequenceProperties([
+                  Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
+              ])),
         .init("ctr", "Click-through rate learned online, smoothed by a Beta prior.", [
             Property("priorClicks", .number(minimum: 0, exclusiveMinimum: true), "Prior clicks of every item.", default: 1),
             Property("priorImpressions", .number(minimum: 0, exclusiveMinimum: true), "Prior impressions of every item.", default: 20),

@@ -18,7 +18,7 @@ public final class ArmTrainer {
         statistics = ItemStatistics(items: items)
         if case .sequence(let m) = ranking {
             var s = RankingModelSettings()
-            s.design = m.design == "twin" ? .twin : .dare
+            s.design = EmbeddingDesign(rawValue: m.design) ?? .dare
             s.attentionDim = m.attentionDim
             s.representationDim = m.representationDim
             s.topK = m.topK

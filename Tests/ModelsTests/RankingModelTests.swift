@@ -109,6 +109,18 @@ struct RankingModelTests {
         #expect(Set(model.sparse[model.representation[0]].touched.map(Int.init)) == Set(kept + [2]))
     }
 
+    @Test("DIN attends to the most recent K behaviours and nothing else")
+    func dinRecent() throws {
+        let model = tinyModel(.din)
+        var entries: [HistoryEntry] = []
+        for j in 0..<12 { entries.append(HistoryEntry(item: ItemID(j + 4), tick: Int32(j - 12))) }
+        let histories = ArrayHistories(histories: [entries])
+        _ = model.accumulateGradients([LabeledSample(user: 0, target: 1, label: 1)], histories: histories)
+        let kept = (0..<model.scratch.k).map { Int(model.scratch.items[model.scratch.selected[$0]]) }
+        #expect(kept == [13, 14, 15])  // the last three of the window
+        #expect(Set(model.sparse[model.attention[0]].touched.map(Int.init)) == [1, 13, 14, 15])
+    }
+
     @Test("top-K selection agrees with a full sort, ties to the later behaviour")
     func topK() {
         var rng = RandomStream(seed: 8, 1)
