@@ -19,6 +19,8 @@ public struct ModelsBench: Sendable {
     public var steps = 20
     public var warmup = 3
     public var scoreCalls = 200
+    /// Threads of a training step (the PyTorch reference's training step uses 2).
+    public var trainingThreads = 2
     public init() {}
 
     struct RandomHistories: HistorySource {
@@ -38,6 +40,7 @@ public struct ModelsBench: Sendable {
         s.topK = topK
         s.maxHistory = length
         s.seed = 7
+        s.threads = trainingThreads
         let m = RankingModel(s, items: vocabulary, categories: 1)
         m.updateCatalog(categories: [UInt32](repeating: 0, count: vocabulary), categoryCount: 1)
         return m
@@ -110,7 +113,7 @@ public struct ModelsBench: Sendable {
         let storeBytes = AllocatorStats.current().allocated - before
         results.append(BenchResult(name: "trainer history store per entry", unit: "bytes",
                                    samples: [Double(storeBytes) / Double(store.totalEntries)]))
-        notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, 1 thread; median of \(steps) steps after \(warmup).")
+        notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, \(trainingThreads) threads (data-parallel mini-batch); median of \(steps) steps after \(warmup).")
         notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
         notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together here: train 1.13x, score 1.12x).")
         return BenchReport(bench: "models", results: results, notes: notes)

@@ -72,7 +72,7 @@ extension RankingModel {
         }
         model.categoryOf = categories
         model.step = step
-        model.sparse = model.tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
+        for w in model.workers { w.sparse = model.tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) } }
         _ = categoryRows
         return model
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import RecCore
 
@@ -36,6 +37,9 @@ public struct RankingModelSettings: Sendable, Equatable {
     /// Standard deviation of the initial weights (the reference: 0.01).
     public var initScale: Float = 0.01
     public var seed: UInt64 = 1
+    /// Threads a training step splits its mini-batch over (data parallel; the result
+    /// depends on this number, never on timing).
+    public var threads = 1
     public init() {}
 }
 
@@ -84,10 +88,12 @@ public final class RankingModel {
     var dense: [Float]
     var denseM: [Float]
     var denseV: [Float]
-    var denseGradient: [Float]
-    var sparse: [SparseGradient]
+    /// Per-thread working state: worker 0 serves single-threaded calls.
+    let workers: [Worker]
     public internal(set) var step = 0
-    var scratch: Scratch
+    var scratch: Scratch { workers[0].scratch }
+    var denseGradient: [Float] { workers[0].denseGradient }
+    var sparse: [SparseGradient] { workers[0].sparse }
     lazy var scoring = ScoringScratch(settings, input: layout.input)
 
     public init(_ settings: RankingModelSettings, items: Int, categories: Int) {
@@ -110,13 +116,12 @@ public final class RankingModel {
             representation = attention
         }
         self.tables = tables
-        sparse = tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
         layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2)
         dense = layout.initialValues(seed: s.seed, scale: s.initScale)
         denseM = [Float](repeating: 0, count: layout.count)
         denseV = denseM
-        denseGradient = denseM
-        scratch = Scratch(s)
+        let layoutCount = layout.count
+        workers = (0..<max(1, s.threads)).map { _ in Worker(s, tables: tables, denseCount: layoutCount) }
         categoryOf = [UInt32](repeating: 0, count: items)
     }
 
@@ -129,7 +134,7 @@ public final class RankingModel {
             tables[attention[1]].grow(to: categoryCount)
             tables[representation[1]].grow(to: categoryCount)
         }
-        for i in tables.indices { sparse[i].grow(to: tables[i].rows) }
+        for w in workers { for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) } }
     }
 
     // MARK: Forward
@@ -166,12 +171,17 @@ public final class RankingModel {
         return f == 2 ? 1 / dA.squareRoot() : 1 / (dA * Float(min(fieldCount, 2))).squareRoot()
     }
 
-    /// Runs the model on one sample, leaving every intermediate in `scratch`; returns the logit.
     func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID) -> Float {
+        forward(history, target, workers[0])
+    }
+
+    /// Runs the model on one sample, leaving every intermediate in the worker's scratch;
+    /// returns the logit. Reads the parameters only.
+    func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) -> Float {
         let s = settings, dA = s.attentionDim, dR = s.representationDim, F = fieldCount
         let n = history.count
         let t = Int(target)
-        let c = scratch
+        let c = worker.scratch
         c.n = n
 
         // Search: score every behaviour in the window against the target (DARE eq. 2).
@@ -269,14 +279,14 @@ public final class RankingModel {
 
     // MARK: Backward
 
-    /// Adds d(loss)/d(parameters) of the sample in `scratch` to the gradients, given
-    /// d(loss)/d(logit).
-    func backward(_ target: ItemID, dLogit g: Float) {
+    /// Adds d(loss)/d(parameters) of the sample in the worker's scratch to the worker's
+    /// gradients, given d(loss)/d(logit).
+    func backward(_ target: ItemID, dLogit g: Float, _ worker: Worker) {
         let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
-        let c = scratch, n = c.n
+        let c = worker.scratch, n = c.n
         let t = Int(target)
         dense.withUnsafeBufferPointer { wp in
-            denseGradient.withUnsafeMutableBufferPointer { gp in
+            worker.denseGradient.withUnsafeMutableBufferPointer { gp in
                 let w = wp.baseAddress!, gw = gp.baseAddress!
                 // Output layer.
                 axpy(g, c.a2, gw + l.w3, l.hidden2)
@@ -310,10 +320,10 @@ public final class RankingModel {
         for i in 0..<c.k { c.dWeights[i] = 0 }
         for f in 0..<F {
             let table = tables[representation[f]]
-            accumulate(representation[f], row(f, item: t, time: 0), c.dvt + f * dR, 1, dR)
+            accumulate(worker, representation[f], row(f, item: t, time: 0), c.dvt + f * dR, 1, dR)
             for i in 0..<c.k {
                 let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
-                accumulate(representation[f], r, c.dh + f * dR, c.weights[i], dR)
+                accumulate(worker, representation[f], r, c.dh + f * dR, c.weights[i], dR)
                 c.dWeights[i] += dot(c.dh + f * dR, table.row(r), dR)
             }
         }
@@ -328,34 +338,39 @@ public final class RankingModel {
                 let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
                 let ds = c.weights[i] * (c.dWeights[i] - weighted) * scale
                 axpy(ds, table.row(r), c.dq + f * dA, dA)
-                accumulate(attention[f], r, q, ds, dA)
+                accumulate(worker, attention[f], r, q, ds, dA)
             }
-            accumulate(attention[f], row(f, item: t, time: 0), c.dq + f * dA, 1, dA)
+            accumulate(worker, attention[f], row(f, item: t, time: 0), c.dq + f * dA, 1, dA)
         }
     }
 
     /// gradient[table][row] += scale * vector.
     @inline(__always)
-    func accumulate(_ table: Int, _ row: Int, _ vector: UnsafePointer<Float>, _ scale: Float, _ dim: Int) {
-        let offset = sparse[table].slot(row)
-        sparse[table].gradients.withUnsafeMutableBufferPointer { g in axpy(scale, vector, g.baseAddress! + offset, dim) }
+    func accumulate(_ worker: Worker, _ table: Int, _ row: Int, _ vector: UnsafePointer<Float>, _ scale: Float, _ dim: Int) {
+        let offset = worker.sparse[table].slot(row)
+        worker.sparse[table].gradients.withUnsafeMutableBufferPointer { g in axpy(scale, vector, g.baseAddress! + offset, dim) }
     }
 
     // MARK: Training
 
-    /// Mean binary cross-entropy of a batch; adds its gradients (mean over the batch). The
-    /// probabilities the model gave before learning from the batch go to `predictions`.
+    /// Mean binary cross-entropy of a batch; adds its gradients (mean over the batch) to
+    /// worker 0's. The probabilities the model gave before learning from the batch go to
+    /// `predictions`. With several workers, each takes a contiguous share of the batch and
+    /// their gradients are then added into worker 0's in worker order.
     func accumulateGradients<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H, predictions: UnsafeMutablePointer<Float>? = nil) -> Float {
-        var loss: Float = 0
         let scale = 1 / Float(batch.count)
-        for (i, sample) in batch.enumerated() {
-            let logit = forward(window(histories.history(of: sample.user)), sample.target)
-            predictions?[i] = sigmoid(logit)
-            // BCE with logits: softplus(z) - y z, computed stably.
-            loss += max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit)))
-            backward(sample.target, dLogit: (sigmoid(logit) - sample.label) * scale)
+        let parts = min(workers.count, max(1, batch.count / 16))
+        let per = (batch.count + parts - 1) / parts
+        let losses = UnsafeMutableBufferPointer<Float>.allocate(capacity: parts)
+        defer { losses.deallocate() }
+        let job = BatchJob(model: self, batch: batch, histories: histories, predictions: predictions, losses: losses)
+        if parts == 1 {
+            job.run(part: 0, per: per, scale: scale)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: parts) { part in job.run(part: part, per: per, scale: scale) }
+            for part in 1..<parts { workers[0].add(workers[part]) }
         }
-        return loss * scale
+        return losses.reduce(0, +) * scale
     }
 
     /// One optimisation step on a mini-batch: returns its mean loss before the step, and
@@ -366,9 +381,10 @@ public final class RankingModel {
         let loss = accumulateGradients(batch, histories: histories, predictions: predictions)
         step += 1
         applyDenseAdam()
+        let w = workers[0]
         for i in tables.indices {
-            tables[i].applyAdam(sparse[i], step: step, settings.adam)
-            sparse[i].clear()
+            tables[i].applyAdam(w.sparse[i], step: step, settings.adam)
+            w.sparse[i].clear()
         }
         return loss
     }
@@ -376,14 +392,73 @@ public final class RankingModel {
     func applyDenseAdam() {
         let a = settings.adam, l = layout
         let bc1 = 1 - pow(a.beta1, Float(step)), bc2 = 1 - pow(a.beta2, Float(step))
+        let w = workers[0]
         for i in 0..<l.count {
-            var g = denseGradient[i]
+            var g = w.denseGradient[i]
             if l.isWeight(i) { g += 2 * settings.l2 * dense[i] }
             denseM[i] = a.beta1 * denseM[i] + (1 - a.beta1) * g
             denseV[i] = a.beta2 * denseV[i] + (1 - a.beta2) * g * g
             dense[i] -= a.learningRate / bc1 * denseM[i] / ((denseV[i] / bc2).squareRoot() + a.epsilon)
-            denseGradient[i] = 0
+            w.denseGradient[i] = 0
         }
+    }
+}
+
+/// One thread's working state: scratch for a sample, and the gradients it accumulates.
+final class Worker {
+    let scratch: Scratch
+    var denseGradient: [Float]
+    var sparse: [SparseGradient]
+
+    init(_ s: RankingModelSettings, tables: [EmbeddingTable], denseCount: Int) {
+        scratch = Scratch(s)
+        denseGradient = [Float](repeating: 0, count: denseCount)
+        sparse = tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
+    }
+
+    /// Adds `other`'s gradients into these (rows in `other`'s order) and clears `other`'s.
+    func add(_ other: Worker) {
+        for i in denseGradient.indices {
+            denseGradient[i] += other.denseGradient[i]
+            other.denseGradient[i] = 0
+        }
+        for t in sparse.indices {
+            let dim = sparse[t].dim
+            for (slot, row) in other.sparse[t].touched.enumerated() {
+                let offset = sparse[t].slot(Int(row))
+                other.sparse[t].gradients.withUnsafeBufferPointer { g in
+                    sparse[t].gradients.withUnsafeMutableBufferPointer { d in axpy(1, g.baseAddress! + slot * dim, d.baseAddress! + offset, dim) }
+                }
+            }
+            other.sparse[t].clear()
+        }
+    }
+}
+
+/// One mini-batch's gradient work, shared by the workers. `@unchecked Sendable` because
+/// worker `part` writes only its own scratch and gradients, `predictions` and `losses` at
+/// its own indices, and everyone only reads the parameters, which no one writes until all
+/// workers are done.
+struct BatchJob<H: HistorySource>: @unchecked Sendable {
+    let model: RankingModel
+    let batch: ArraySlice<LabeledSample>
+    let histories: H
+    let predictions: UnsafeMutablePointer<Float>?
+    let losses: UnsafeMutableBufferPointer<Float>
+
+    func run(part: Int, per: Int, scale: Float) {
+        let worker = model.workers[part]
+        var loss: Float = 0
+        let start = batch.startIndex + part * per, end = min(batch.endIndex, start + per)
+        for index in start..<max(start, end) {
+            let sample = batch[index]
+            let logit = model.forward(model.window(histories.history(of: sample.user)), sample.target, worker)
+            predictions?[index - batch.startIndex] = sigmoid(logit)
+            // BCE with logits: softplus(z) - y z, computed stably.
+            loss += max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit)))
+            model.backward(sample.target, dLogit: (sigmoid(logit) - sample.label) * scale, worker)
+        }
+        losses[part] = loss
     }
 }
 

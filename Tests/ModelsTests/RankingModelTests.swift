@@ -109,6 +109,48 @@ struct RankingModelTests {
         #expect(Set(model.sparse[model.representation[0]].touched.map(Int.init)) == Set(kept + [2]))
     }
 
+    @Test("a mini-batch split over two workers gives the one-worker gradient")
+    func dataParallel() throws {
+        func model(threads: Int) -> RankingModel {
+            var s = RankingModelSettings()
+            s.attentionDim = 4
+            s.representationDim = 6
+            s.topK = 3
+            s.maxHistory = 8
+            s.hidden1 = 8
+            s.hidden2 = 5
+            s.initScale = 0.3
+            s.threads = threads
+            let m = RankingModel(s, items: 20, categories: 4)
+            m.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+            return m
+        }
+        var histories: [[HistoryEntry]] = []
+        var rng = RandomStream(seed: 4, 1)
+        for _ in 0..<10 { histories.append((0..<8).map { j in HistoryEntry(item: ItemID(rng.nextInt(below: 20)), tick: Int32(j)) }) }
+        let source = ArrayHistories(histories: histories)
+        let batch = (0..<64).map { i in LabeledSample(user: UserID(i % 10), target: ItemID(rng.nextInt(below: 20)), label: Float(i % 3 == 0 ? 1 : 0)) }
+        let one = model(threads: 1), two = model(threads: 2)
+        let lossOne = one.accumulateGradients(batch[...], histories: source)
+        let lossTwo = two.accumulateGradients(batch[...], histories: source)
+        #expect(abs(lossOne - lossTwo) < 1e-5)
+        for i in 0..<one.layout.count {
+            #expect(abs(one.denseGradient[i] - two.denseGradient[i]) <= 1e-6 + 1e-4 * abs(one.denseGradient[i]), "dense[\(i)]")
+        }
+        for t in one.tables.indices {
+            #expect(Set(one.sparse[t].touched) == Set(two.sparse[t].touched))
+            for row in one.sparse[t].touched {
+                let a = Int(one.sparse[t].slotOfRow[Int(row)]), b = Int(two.sparse[t].slotOfRow[Int(row)]), dim = one.tables[t].dim
+                for d in 0..<dim {
+                    let x = one.sparse[t].gradients[a * dim + d], y = two.sparse[t].gradients[b * dim + d]
+                    #expect(abs(x - y) <= 1e-6 + 1e-4 * abs(x), "table \(t) row \(row)")
+                }
+            }
+        }
+        // The second worker's buffers were merged and cleared.
+        #expect(two.workers[1].sparse.allSatisfy { $0.touched.isEmpty } && two.workers[1].denseGradient.allSatisfy { $0 == 0 })
+    }
+
     @Test("DIN attends to the most recent K behaviours and nothing else")
     func dinRecent() throws {
         let model = tinyModel(.din)
