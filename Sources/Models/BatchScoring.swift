@@ -103,12 +103,12 @@ extension RankingModel {
             // MLP, four candidates per pass over each weight row.
             dense.withUnsafeBufferPointer { p in
                 let w = p.baseAddress!
-                dot4Rows(w + l.w1, rows: l.hidden1, inputs: c.x, width: l.input, into: c.z1)
+                dot4(c.x, w + l.w1, l.hidden1, l.input, into: c.z1, stride: l.hidden1)
                 for b in 0..<4 {
                     for o in 0..<l.hidden1 { c.z1[b * l.hidden1 + o] += w[l.b1 + o] }
                     prelu(c.z1 + b * l.hidden1, c.a1 + b * l.hidden1, l.hidden1, w[l.alpha1])
                 }
-                dot4Rows(w + l.w2, rows: l.hidden2, inputs: c.a1, width: l.hidden1, into: c.z2)
+                dot4(c.a1, w + l.w2, l.hidden2, l.hidden1, into: c.z2, stride: l.hidden2)
                 for b in 0..<block {
                     for o in 0..<l.hidden2 { c.z2[b * l.hidden2 + o] += w[l.b2 + o] }
                     prelu(c.z2 + b * l.hidden2, c.a2 + b * l.hidden2, l.hidden2, w[l.alpha2])
@@ -121,7 +121,8 @@ extension RankingModel {
 }
 
 /// scores[b * stride + j] = <queries[b], keys[j]> for four queries of `width` floats
-/// against `n` contiguous keys: each key is loaded once for the four.
+/// against `n` contiguous rows: each row is loaded once for the four. Serves the search
+/// (queries against history keys) and the MLP (inputs against weight rows).
 @inline(__always)
 func dot4(_ queries: UnsafePointer<Float>, _ keys: UnsafePointer<Float>, _ n: Int, _ width: Int,
           into scores: UnsafeMutablePointer<Float>, stride: Int) {
@@ -147,35 +148,6 @@ func dot4(_ queries: UnsafePointer<Float>, _ keys: UnsafePointer<Float>, _ n: In
         scores[stride + j] = s1
         scores[2 * stride + j] = s2
         scores[3 * stride + j] = s3
-    }
-}
-
-/// out[b * rows + o] = <weights[o], inputs[b]> for four inputs of `width` floats: each
-/// weight row is loaded once for the four.
-@inline(__always)
-func dot4Rows(_ weights: UnsafePointer<Float>, rows: Int, inputs: UnsafePointer<Float>, width: Int, into out: UnsafeMutablePointer<Float>) {
-    let x0 = inputs, x1 = inputs + width, x2 = inputs + 2 * width, x3 = inputs + 3 * width
-    for o in 0..<rows {
-        let w = weights + o * width
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        var d = 0
-        while d + 8 <= width {
-            let wv = load8(w + d)
-            a0 += wv * load8(x0 + d)
-            a1 += wv * load8(x1 + d)
-            a2 += wv * load8(x2 + d)
-            a3 += wv * load8(x3 + d)
-            d += 8
-        }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-        while d < width {
-            s0 += w[d] * x0[d]; s1 += w[d] * x1[d]; s2 += w[d] * x2[d]; s3 += w[d] * x3[d]
-            d += 1
-        }
-        out[o] = s0
-        out[rows + o] = s1
-        out[2 * rows + o] = s2
-        out[3 * rows + o] = s3
     }
 }
 

@@ -156,6 +156,30 @@ public final class RankingModel {
         f == 0 ? item : f == 1 ? Int(categoryOf[item]) : time
     }
 
+    /// The search stage (DARE eq. 2): scores the behaviours of the window attention may
+    /// look at against the target, keeps the top K in `c.selected` (window positions,
+    /// ascending) and returns K. Scores, items and selections are left in `c`.
+    func searchStage(_ history: UnsafeBufferPointer<HistoryEntry>, _ t: Int, _ c: Scratch) -> Int {
+        let dA = settings.attentionDim, F = fieldCount, n = history.count
+        c.n = n
+        for f in 0..<F {
+            c.keyBase[f] = tables[attention[f]].values
+            c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
+            c.scale[f] = searchScale(f)
+        }
+        let first = firstSearched(n)
+        for j in first..<n {
+            let item = Int(history[j].item)
+            c.items[j] = Int32(item)
+            var score: Float = 0
+            for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
+            c.scores[j] = score
+        }
+        let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
+        for i in 0..<k { c.selected[i] += first }
+        return k
+    }
+
     /// The first behaviour of an n-long window that attention may look at: all of them for
     /// search-based designs, the most recent K for DIN.
     @inline(__always)
@@ -178,28 +202,11 @@ public final class RankingModel {
     /// Runs the model on one sample, leaving every intermediate in the worker's scratch;
     /// returns the logit. Reads the parameters only.
     func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) -> Float {
-        let s = settings, dA = s.attentionDim, dR = s.representationDim, F = fieldCount
+        let dR = settings.representationDim, F = fieldCount
         let n = history.count
         let t = Int(target)
         let c = worker.scratch
-        c.n = n
-
-        // Search: score every behaviour in the window against the target (DARE eq. 2).
-        for f in 0..<F {
-            c.keyBase[f] = tables[attention[f]].values
-            c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
-            c.scale[f] = searchScale(f)
-        }
-        let first = firstSearched(n)
-        for j in first..<n {
-            let item = Int(history[j].item)
-            c.items[j] = Int32(item)
-            var score: Float = 0
-            for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
-            c.scores[j] = score
-        }
-        c.k = selectTopK(c.scores + first, n - first, s.topK, into: c.selected, work: c.order)
-        for i in 0..<c.k { c.selected[i] += first }
+        c.k = searchStage(history, t, c)
 
         // Softmax over the K kept scores only.
         var top = -Float.infinity
@@ -241,23 +248,7 @@ public final class RankingModel {
     /// The search stage alone (scores over the window and the top-K choice): for measuring
     /// its memory traffic. Returns how many behaviours were kept.
     public func search(history: UnsafeBufferPointer<HistoryEntry>, target: ItemID) -> Int {
-        let h = window(history), s = settings, dA = s.attentionDim, F = fieldCount, c = scratch, n = h.count
-        let t = Int(target)
-        for f in 0..<F {
-            c.keyBase[f] = tables[attention[f]].values
-            c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
-            c.scale[f] = searchScale(f)
-        }
-        let first = firstSearched(n)
-        for j in first..<n {
-            let item = Int(h[j].item)
-            var score: Float = 0
-            for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
-            c.scores[j] = score
-        }
-        let k = selectTopK(c.scores + first, n - first, s.topK, into: c.selected, work: c.order)
-        for i in 0..<k { c.selected[i] += first }
-        return k
+        searchStage(window(history), Int(target), scratch)
     }
 
     /// The behaviours the search stage keeps for `target`, best first: their positions in
@@ -595,23 +586,6 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
 
 @inline(__always)
 func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
-
-/// Dot product, eight lanes at a time.
-@inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>()
-    var i = 0
-    while i + 8 <= n {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n {
-        s += a[i] * b[i]
-        i += 1
-    }
-    return s
-}
 
 /// y += alpha x.
 @inline(__always)

@@ -194,19 +194,3 @@ func normalize(_ v: inout [Float]) {
     if norm > 0 { for i in v.indices { v[i] /= norm } }
 }
 
-/// Dot product of two `n`-float vectors, eight lanes at a time.
-@inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>()
-    var i = 0
-    while i + 8 <= n {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n {
-        s += a[i] * b[i]
-        i += 1
-    }
-    return s
-}
