@@ -23,16 +23,9 @@ public struct BinaryWriter: Sendable {
     }
 }
 
-/// Why bytes did not read, and where.
-public struct BinaryReadError: Error, Equatable, CustomStringConvertible, Sendable {
-    public var reason: String
-    public var offset: Int
-    public init(_ reason: String, at offset: Int) {
-        self.reason = reason
-        self.offset = offset
-    }
-    public var description: String { "byte \(offset): \(reason)" }
-}
+/// Why bytes did not read, and where: the wire format's error, shared by every binary
+/// reader (records on topics, checkpoint files).
+public typealias BinaryReadError = WireError
 
 public struct BinaryReader {
     let bytes: UnsafeRawBufferPointer
