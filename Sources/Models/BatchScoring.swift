@@ -16,6 +16,8 @@ final class ScoringScratch {
     let z1, a1: UnsafeMutablePointer<Float>    // 4 x hidden1
     let z2, a2: UnsafeMutablePointer<Float>    // 4 x hidden2
     let selected: UnsafeMutablePointer<Int>
+    /// Temporaries for TWIN with projections.
+    let t1, t2: UnsafeMutablePointer<Float>
     let order: UnsafeMutablePointer<UInt64>
     let weights: UnsafeMutablePointer<Float>
 
@@ -30,12 +32,14 @@ final class ScoringScratch {
         z1 = .allocate(capacity: 4 * s.hidden1); a1 = .allocate(capacity: 4 * s.hidden1)
         z2 = .allocate(capacity: 4 * s.hidden2); a2 = .allocate(capacity: 4 * s.hidden2)
         selected = .allocate(capacity: s.topK)
+        t1 = .allocate(capacity: max(s.attentionDim, s.representationDim))
+        t2 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         order = .allocate(capacity: s.maxHistory + 64)
         weights = .allocate(capacity: s.topK)
     }
 
     deinit {
-        for p in [keys, values, queries, scores, x, z1, a1, z2, a2, weights] { p.deallocate() }
+        for p in [keys, values, queries, scores, x, z1, a1, z2, a2, weights, t1, t2] { p.deallocate() }
         selected.deallocate()
         order.deallocate()
     }
@@ -71,7 +75,15 @@ extension RankingModel {
             for b in 0..<4 {
                 let t = Int(candidates[start + min(b, block - 1)])
                 for f in 0..<F {
-                    let q = tables[attention[f]].row(row(f, item: t, time: 0)), scale = searchScale(f)
+                    var q = UnsafePointer(tables[attention[f]].row(row(f, item: t, time: 0)))
+                    let scale = searchScale(f)
+                    if s.design.projects {  // u = P_K^T P_Q q, as in training
+                        dense.withUnsafeBufferPointer { w in
+                            matvec(w.baseAddress! + l.projection(0, f, fields: F), q, c.t1, dA)
+                            matvecT(w.baseAddress! + l.projection(1, f, fields: F), c.t1, c.t2, dA)
+                        }
+                        q = UnsafePointer(c.t2)
+                    }
                     for d in 0..<dA { c.queries[b * kw + f * dA + d] = q[d] * scale }
                 }
             }
@@ -94,6 +106,16 @@ extension RankingModel {
                 let hv = x + vw
                 hv.initialize(repeating: 0, count: vw)
                 for i in 0..<k { axpy(c.weights[i] / total, c.values + c.selected[i] * vw, hv, vw) }
+                if s.design.projects {  // v_t = P_VT e_t, h = P_VB (sum_i w_i e_i)
+                    dense.withUnsafeBufferPointer { w in
+                        for f in 0..<F {
+                            copy(x + f * dR, to: c.t1, dR)
+                            matvec(w.baseAddress! + l.projection(2, f, fields: F), c.t1, x + f * dR, dR)
+                            copy(hv + f * dR, to: c.t1, dR)
+                            matvec(w.baseAddress! + l.projection(3, f, fields: F), c.t1, hv + f * dR, dR)
+                        }
+                    }
+                }
                 for d in 0..<vw { x[2 * vw + d] = x[d] * hv[d] }
             }
             if block < 4 {

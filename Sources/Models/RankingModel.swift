@@ -12,8 +12,13 @@ public enum EmbeddingDesign: String, Sendable, CaseIterable {
     /// only, no search. (The reference DIN's learnable attention unit is not implemented:
     /// here it is the same scaled dot product, so only the choice of behaviours differs.)
     case din
+    /// TWIN with projections (the DARE paper's "TWIN (w/ proj.)"): TWIN's shared tables,
+    /// with bias-free square projections per field for the query, the keys, the target's
+    /// representation and the behaviours' representation.
+    case twinProjection = "twin-proj"
 
     var sharesTables: Bool { self != .dare }
+    var projects: Bool { self == .twinProjection }
 }
 
 public struct RankingModelSettings: Sendable, Equatable {
@@ -112,11 +117,12 @@ public final class RankingModel {
         case .dare:
             tables += (0..<fieldCount).map { table(UInt64(3 + $0), rows[$0], s.representationDim) }
             representation = Array(fieldCount..<2 * fieldCount)
-        case .twin, .din:
+        case .twin, .din, .twinProjection:
             representation = attention
         }
         self.tables = tables
-        layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2)
+        layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2,
+                             projections: s.design.projects ? 4 * fieldCount : 0, projectionDim: s.representationDim)
         dense = layout.initialValues(seed: s.seed, scale: s.initScale)
         denseM = [Float](repeating: 0, count: layout.count)
         denseV = denseM
@@ -166,6 +172,15 @@ public final class RankingModel {
             c.keyBase[f] = tables[attention[f]].values
             c.query[f] = c.keyBase[f] + row(f, item: t, time: 0) * dA
             c.scale[f] = searchScale(f)
+            if settings.design.projects {
+                // <P_Q q, P_K k> = <P_K^T P_Q q, k>: project the query once, keep keys raw.
+                dense.withUnsafeBufferPointer { w in
+                    let l = layout
+                    matvec(w.baseAddress! + l.projection(0, f, fields: F), c.query[f], c.projY + f * dA, dA)
+                    matvecT(w.baseAddress! + l.projection(1, f, fields: F), c.projY + f * dA, c.projU + f * dA, dA)
+                }
+                c.query[f] = c.projU + f * dA
+            }
         }
         let first = firstSearched(n)
         for j in first..<n {
@@ -227,6 +242,16 @@ public final class RankingModel {
             for i in 0..<c.k {
                 let j = c.selected[i]
                 axpy(c.weights[i], table.row(row(f, item: Int(c.items[j]), time: n - j)), c.h + f * dR, dR)
+            }
+            if settings.design.projects {
+                // v_t = P_VT e_t; h = sum_i w_i P_VB e_i = P_VB (sum_i w_i e_i).
+                dense.withUnsafeBufferPointer { w in
+                    let l = layout, vt = c.vt + f * dR, h = c.h + f * dR
+                    copy(vt, to: c.dr, dR)
+                    matvec(w.baseAddress! + l.projection(2, f, fields: F), c.dr, vt, dR)
+                    copy(h, to: c.hRaw + f * dR, dR)
+                    matvec(w.baseAddress! + l.projection(3, f, fields: F), c.hRaw + f * dR, h, dR)
+                }
             }
         }
         let x = c.x
@@ -308,14 +333,31 @@ public final class RankingModel {
             c.dh[d] = c.dx[width + d] + c.dx[2 * width + d] * c.vt[d]
         }
         // h = sum_i w_i e_i: each kept behaviour's representation gets w_i dh; the weights get <dh, e_i>.
+        // With projections, h = P_VB r and v_t = P_VT e_t: first back through the matrices.
         for i in 0..<c.k { c.dWeights[i] = 0 }
         for f in 0..<F {
             let table = tables[representation[f]]
-            accumulate(worker, representation[f], row(f, item: t, time: 0), c.dvt + f * dR, 1, dR)
+            let target = table.row(row(f, item: t, time: 0))
+            var dvt = c.dvt + f * dR, dh = c.dh + f * dR
+            if s.design.projects {
+                dense.withUnsafeBufferPointer { wp in
+                    worker.denseGradient.withUnsafeMutableBufferPointer { gp in
+                        let w = wp.baseAddress!, gw = gp.baseAddress!
+                        let pvt = l.projection(2, f, fields: F), pvb = l.projection(3, f, fields: F)
+                        outer(c.dvt + f * dR, target, gw + pvt, dR)                // dP_VT += dvt e_t^T
+                        matvecT(w + pvt, c.dvt + f * dR, c.dy, dR)               // de_t = P_VT^T dvt
+                        outer(c.dh + f * dR, c.hRaw + f * dR, gw + pvb, dR)      // dP_VB += dh r^T
+                        matvecT(w + pvb, c.dh + f * dR, c.dr, dR)                // dr = P_VB^T dh
+                    }
+                }
+                dvt = c.dy
+                dh = c.dr
+            }
+            accumulate(worker, representation[f], row(f, item: t, time: 0), dvt, 1, dR)
             for i in 0..<c.k {
                 let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
-                accumulate(worker, representation[f], r, c.dh + f * dR, c.weights[i], dR)
-                c.dWeights[i] += dot(c.dh + f * dR, table.row(r), dR)
+                accumulate(worker, representation[f], r, dh, c.weights[i], dR)
+                c.dWeights[i] += dot(dh, table.row(r), dR)
             }
         }
         var weighted: Float = 0
@@ -324,12 +366,27 @@ public final class RankingModel {
         c.dq.initialize(repeating: 0, count: F * dA)
         for f in 0..<F {
             let table = tables[attention[f]], scale = searchScale(f)
-            let q = table.row(row(f, item: t, time: 0))
+            let rawQuery = table.row(row(f, item: t, time: 0))
+            // The query the keys met: raw, or u = P_K^T P_Q q with projections.
+            let q = s.design.projects ? UnsafeMutablePointer(c.projU + f * dA) : rawQuery
             for i in 0..<c.k {
                 let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
                 let ds = c.weights[i] * (c.dWeights[i] - weighted) * scale
                 axpy(ds, table.row(r), c.dq + f * dA, dA)
                 accumulate(worker, attention[f], r, q, ds, dA)
+            }
+            if s.design.projects {
+                // dq holds du; u = P_K^T y, y = P_Q q.
+                dense.withUnsafeBufferPointer { wp in
+                    worker.denseGradient.withUnsafeMutableBufferPointer { gp in
+                        let w = wp.baseAddress!, gw = gp.baseAddress!
+                        let pq = l.projection(0, f, fields: F), pk = l.projection(1, f, fields: F)
+                        outer(c.projY + f * dA, c.dq + f * dA, gw + pk, dA)  // dP_K += y du^T
+                        matvec(w + pk, c.dq + f * dA, c.dy, dA)              // dy = P_K du
+                        outer(c.dy, rawQuery, gw + pq, dA)                    // dP_Q += dy q^T
+                        matvecT(w + pq, c.dy, c.dq + f * dA, dA)             // dq = P_Q^T dy
+                    }
+                }
             }
             accumulate(worker, attention[f], row(f, item: t, time: 0), c.dq + f * dA, 1, dA)
         }
@@ -457,11 +514,15 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
 struct DenseLayout {
     let input, hidden1, hidden2: Int
     let w1, b1, alpha1, w2, b2, alpha2, w3, b3, count: Int
+    /// TWIN with projections: `projections` square matrices of `projectionDim`, from `proj`.
+    let proj, projections, projectionDim: Int
 
-    init(input: Int, hidden1: Int, hidden2: Int) {
+    init(input: Int, hidden1: Int, hidden2: Int, projections: Int = 0, projectionDim: Int = 0) {
         self.input = input
         self.hidden1 = hidden1
         self.hidden2 = hidden2
+        self.projections = projections
+        self.projectionDim = projectionDim
         w1 = 0
         b1 = w1 + hidden1 * input
         alpha1 = b1 + hidden1
@@ -470,7 +531,14 @@ struct DenseLayout {
         alpha2 = b2 + hidden2
         w3 = alpha2 + 1
         b3 = w3 + hidden2
-        count = b3 + 1
+        proj = b3 + 1
+        count = proj + projections * projectionDim * projectionDim
+    }
+
+    /// The projection of `role` (0 query, 1 keys, 2 target representation, 3 behaviour
+    /// representation) for field `f`, row-major.
+    func projection(_ role: Int, _ f: Int, fields: Int) -> Int {
+        proj + (role * fields + f) * projectionDim * projectionDim
     }
 
     /// Weights and PReLU slopes (penalised, drawn N(0, scale^2)); biases are the rest.
@@ -499,6 +567,9 @@ final class Scratch {
     let order: UnsafeMutablePointer<UInt64>
     let weights, dWeights: UnsafeMutablePointer<Float>
     let vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2: UnsafeMutablePointer<Float>
+    /// TWIN with projections: y = P_Q q and u = P_K^T y per field, the unprojected
+    /// weighted sum of representations, and backward temporaries.
+    let projY, projU, hRaw, dr, dy: UnsafeMutablePointer<Float>
     /// Per field: the attention table's base, the target's query row, the search scale.
     let keyBase = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
     let query = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
@@ -521,8 +592,11 @@ final class Scratch {
         x = f(3 * dR); dx = f(3 * dR)
         z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
         z2 = f(s.hidden2); a2 = f(s.hidden2); dz2 = f(s.hidden2); da2 = f(s.hidden2)
-        all = [scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2].map { UnsafeMutableRawPointer($0) }
-            + [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
+        projY = f(dA); projU = f(dA); hRaw = f(dR); dr = f(dR); dy = f(dA)
+        let floats: [UnsafeMutablePointer<Float>] = [projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
+                                                     z1, a1, dz1, da1, z2, a2, dz2, da2]
+        all = floats.map { UnsafeMutableRawPointer($0) }
+        all += [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]
     }
 
@@ -586,6 +660,25 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
 
 @inline(__always)
 func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+
+/// out = P x for a row-major d x d matrix.
+@inline(__always)
+func matvec(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ d: Int) {
+    for a in 0..<d { out[a] = dot(p + a * d, x, d) }
+}
+
+/// out = P^T x for a row-major d x d matrix.
+@inline(__always)
+func matvecT(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ d: Int) {
+    out.initialize(repeating: 0, count: d)
+    for a in 0..<d { axpy(x[a], p + a * d, out, d) }
+}
+
+/// G += a b^T for a row-major d x d matrix.
+@inline(__always)
+func outer(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ d: Int) {
+    for i in 0..<d { axpy(a[i], b, g + i * d, d) }
+}
 
 /// y += alpha x.
 @inline(__always)

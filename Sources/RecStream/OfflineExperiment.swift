@@ -36,7 +36,7 @@ public struct OfflineExperiment {
     public func run(progress: (String) -> Void = { _ in }) throws -> [Cell] {
         let o = scenario.offline
         guard !models.isEmpty else {
-            throw RunError("\(scenario.name): no arm ranks with a sequence model (dare, twin or din); nothing to compare offline")
+            throw RunError("\(scenario.name): no arm ranks with a sequence model (dare, twin, twin-proj or din); nothing to compare offline")
         }
         var cells: [Cell] = []
         for (name, _) in models { for dim in o.dims { cells.append(Cell(model: name, dim: dim)) } }

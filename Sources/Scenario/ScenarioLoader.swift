@@ -143,7 +143,7 @@ extension Scenario {
             let ranking: Ranking = switch rk["type"].string {
             case "popularity": .popularity
             case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
-            case "dare", "twin", "din":
+            case "dare", "twin", "twin-proj", "din":
                 .sequence(SequenceModelSettings(
                     design: rk["type"].string,
                     attentionDim: rk["type"].string == "dare" ? rk["attentionDim"].int : rk["dim"].int,

@@ -29,6 +29,10 @@ extension Scenario {
               sequenceProperties([
                   Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
               ])),
+        .init("twin-proj", "TWIN with projections: TWIN's shared tables with a square projection per field for query, keys and both representations.",
+              sequenceProperties([
+                  Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
+              ])),
         .init("din", "DIN-style: TWIN's shared tables, attention over the most recent topK behaviours only (no search).",
               sequenceProperties([
                   Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),

@@ -206,7 +206,7 @@ struct OfflineExperimentTests {
         let s = try Scenario.decode(#"{"name": "x", "arms": [{"name": "a", "share": 1}]}"#)
         #expect(throws: RunError.self) { try OfflineExperiment(scenario: s).run() }
         do { _ = try OfflineExperiment(scenario: s).run() } catch {
-            #expect("\(error)" == "x: no arm ranks with a sequence model (dare, twin or din); nothing to compare offline")
+            #expect("\(error)" == "x: no arm ranks with a sequence model (dare, twin, twin-proj or din); nothing to compare offline")
         }
     }
 

@@ -160,7 +160,7 @@ struct ScenarioValidationTests {
         ("a vocabulary smaller than the topics", edited { $0["catalog"] = ["vocabulary": 10] },
          ["s.json: catalog.vocabulary: must be at least catalog.topics (32): each topic needs tokens of its own, got 10"]),
         ("an unknown model", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "dear"]])] },
-         ["s.json: arms[0].ranking.type: unknown ranking model 'dear' (did you mean 'dare'?); one of random, popularity, dare, twin, din, ctr"]),
+         ["s.json: arms[0].ranking.type: unknown ranking model 'dear' (did you mean 'dare'?); one of random, popularity, dare, twin, twin-proj, din, ctr"]),
         ("a model dimension of 0", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "dare", "attentionDim": 0]])] },
          ["s.json: arms[0].ranking.attentionDim: must be between 1 and 1024, got 0"]),
         ("K larger than the history cap", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "twin", "topK": 64, "maxHistory": 50]])] },
