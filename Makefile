@@ -27,6 +27,7 @@ test: deps
 bench: deps
 	$(SWIFT) build -c release --product recstream
 	.build/release/recstream bench kafka
+	.build/release/recstream bench models
 	.build/release/recstream bench population
 	.build/release/recstream bench wire
 
