@@ -82,10 +82,12 @@ public struct ExperimentResults: Sendable {
                 let e = MeanEstimate(arm.perUser(metric))
                 var m: JSONObject = ["mean": .number(e.mean), "standardError": .number(e.standardError)]
                 if i != control {
-                    let d = Difference(treatment: e, control: MeanEstimate(c.perUser(metric)))
+                    let w = WelchTest(a: c.perUser(metric), b: arm.perUser(metric))
                     m["differenceVsControl"] = [
-                        "absolute": .number(d.absolute), "low95": .number(d.low95), "high95": .number(d.high95),
-                        "relative": .number(d.relative),
+                        "method": "welch-t",
+                        "absolute": .number(w.difference), "low95": .number(w.low), "high95": .number(w.high),
+                        "relative": .number(w.meanA == 0 ? .nan : w.difference / w.meanA),
+                        "t": .number(w.t), "df": .number(w.degreesOfFreedom), "pValue": .number(w.pValue),
                     ]
                 }
                 perUser[metric.rawValue] = .object(m)
@@ -139,11 +141,11 @@ public struct ExperimentResults: Sendable {
             }
             for t in treatments {
                 if let pu = row.perUser {
-                    let d = Difference(treatment: MeanEstimate(arms[t].perUser(pu)), control: MeanEstimate(c.perUser(pu)))
-                    let base = MeanEstimate(c.perUser(pu)).mean
-                    let text = "\(signedPercent(d.relative)) [\(signedPercent(d.low95 / base)), \(signedPercent(d.high95 / base))]"
-                    let significant = d.low95 > 0 || d.high95 < 0
-                    cells.append(color && significant ? (d.absolute > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" : text)
+                    let w = WelchTest(a: c.perUser(pu), b: arms[t].perUser(pu))
+                    let base = w.meanA
+                    let text = "\(signedPercent(w.difference / base)) [\(signedPercent(w.low / base)), \(signedPercent(w.high / base))]"
+                    let significant = w.low > 0 || w.high < 0
+                    cells.append(color && significant ? (w.difference > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" : text)
                 } else {
                     let v = row.value(arms[t]), b = row.value(c)
                     cells.append(b == 0 ? "" : signedPercent(v / b - 1))
@@ -164,7 +166,7 @@ public struct ExperimentResults: Sendable {
             }.joined(separator: "   ").trimmingTrailingSpaces() + "\n"
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
         }
-        out += "\n± is a 95% interval of the per-user mean; lifts are relative to \(c.name), normal approximation (Welch standard error).\n"
+        out += "\n± is a 95% interval of the per-user mean; lifts: the 95% Welch t interval of the difference, relative to \(c.name)'s mean.\n"
         if arms.indices.contains(where: { settledAUC($0) != nil }) {
             out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
         }

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import Experiment
+@testable import RecCore
+
+/// The known-answer cases of shared/baselines/stats-fixtures.json (a copy beside this file),
+/// computed with scipy 1.17.1.
+func fixtureCases(kind: String) throws -> [JSONObject] {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("stats-fixtures.json")
+    let document = try JSONValue.parse(try String(contentsOf: url, encoding: .utf8))
+    guard case .array(let cases)? = document["cases"] else { return [] }
+    return cases.compactMap { c in
+        guard case .object(let o) = c, o["kind"] == .string(kind) else { return nil }
+        return o
+    }
+}
+
+func number(_ v: JSONValue?) -> Double {
+    switch v {
+    case .string("NaN"): .nan
+    case .string("Infinity"): .infinity
+    case .string("-Infinity"): -.infinity
+    default: v?.doubleValue ?? .nan
+    }
+}
+
+func numbers(_ v: JSONValue?) -> [Double] {
+    guard case .array(let items)? = v else { return [] }
+    return items.map { number($0) }
+}
+
+/// The fixtures' suggested tolerances: NaN matches NaN only.
+func close(_ got: Double, _ want: Double, relative: Double, absolute: Double = 0) -> Bool {
+    if want.isNaN { return got.isNaN }
+    return abs(got - want) <= max(absolute, relative * abs(want))
+}
+
+@Suite("Welch t-test against scipy")
+struct WelchTestTests {
+    @Test("every welch_t_test fixture matches, edge cases as NaN")
+    func fixtures() throws {
+        let cases = try fixtureCases(kind: "welch_t_test")
+        #expect(cases.count == 8)
+        for c in cases {
+            let id = c["id"].map { "\($0)" } ?? "?"
+            let inputs = c["inputs"]!, e = c["expected"]!
+            let w = WelchTest(a: numbers(inputs["a"]), b: numbers(inputs["b"]), confidence: number(inputs["confidence"]))
+            let moments: [(String, Double)] = [("mean_a", w.meanA), ("mean_b", w.meanB), ("var_a", w.varianceA), ("var_b", w.varianceB),
+                                               ("difference", w.difference), ("standard_error", w.standardError), ("df", w.degreesOfFreedom),
+                                               ("t", w.t)]
+            for (key, got) in moments {
+                #expect(close(got, number(e[key]), relative: 1e-10, absolute: 1e-12), "\(id) \(key): \(got) vs \(number(e[key]))")
+            }
+            #expect(close(w.pValue, number(e["p_value"]), relative: 1e-8, absolute: 1e-15), "\(id) p: \(w.pValue) vs \(number(e["p_value"]))")
+            #expect(close(w.tCritical, number(e["t_critical"]), relative: 1e-8), "\(id) t_critical: \(w.tCritical)")
+            #expect(close(w.low, number(e["ci_low"]), relative: 1e-9, absolute: 1e-12), "\(id) low: \(w.low) vs \(number(e["ci_low"]))")
+            #expect(close(w.high, number(e["ci_high"]), relative: 1e-9, absolute: 1e-12), "\(id) high: \(w.high) vs \(number(e["ci_high"]))")
+        }
+    }
+
+    @Test("t quantiles and incomplete beta on textbook values")
+    func distribution() {
+        #expect(abs(StudentT.quantile(0.975, df: 1) - 12.706204736174707) < 1e-9)
+        #expect(abs(StudentT.quantile(0.975, df: 30) - 2.0422724563012373) < 1e-10)
+        #expect(abs(regularizedIncompleteBeta(2, 3, 0.4) - 0.5248) < 1e-12)
+        #expect(StudentT.twoSidedP(0, df: 5) == 1)
+    }
+}
