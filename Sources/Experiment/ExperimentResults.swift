@@ -55,11 +55,30 @@ public struct ExperimentResults: Sendable {
         return all.filter { scenario.metrics.contains($0.metric) }
     }
 
+    /// Are users split across arms as the shares say?
+    public var sampleRatio: SampleRatioCheck {
+        SampleRatioCheck(counts: arms.map(\.users), shares: scenario.arms.map(\.share))
+    }
+
+    /// Holm-adjusted p-values of every treatment arm x per-user metric comparison, keyed
+    /// "arm/metric" (one family: all the lifts the report shows).
+    var holmAdjusted: [String: Double] {
+        var keys: [String] = [], p: [Double] = []
+        for (i, arm) in arms.enumerated() where i != control {
+            for metric in PerUserMetric.allCases {
+                keys.append("\(arm.name)/\(metric.rawValue)")
+                p.append(WelchTest(a: arms[control].perUser(metric), b: arm.perUser(metric)).pValue)
+            }
+        }
+        return Dictionary(uniqueKeysWithValues: zip(keys, MultipleTesting.holm(p)))
+    }
+
     // MARK: JSON
 
     /// The results section of report.json.
     public var json: JSONValue {
         let c = arms[control]
+        let holm = holmAdjusted
         var armValues: [JSONValue] = []
         for (i, arm) in arms.enumerated() {
             var o: JSONObject = [
@@ -88,6 +107,7 @@ public struct ExperimentResults: Sendable {
                         "absolute": .number(w.difference), "low95": .number(w.low), "high95": .number(w.high),
                         "relative": .number(w.meanA == 0 ? .nan : w.difference / w.meanA),
                         "t": .number(w.t), "df": .number(w.degreesOfFreedom), "pValue": .number(w.pValue),
+                        "pValueHolm": .number(holm["\(arm.name)/\(metric.rawValue)"] ?? .nan),
                     ]
                 }
                 perUser[metric.rawValue] = .object(m)
@@ -115,6 +135,10 @@ public struct ExperimentResults: Sendable {
                 "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
             ],
             "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
+            "sampleRatio": [
+                "chiSquare": .number(sampleRatio.chiSquare), "df": .integer(Int64(sampleRatio.degreesOfFreedom)),
+                "pValue": .number(sampleRatio.pValue),
+            ],
             "arms": .array(armValues),
         ]
     }
@@ -169,6 +193,12 @@ public struct ExperimentResults: Sendable {
         out += "\n± is a 95% interval of the per-user mean; lifts: the 95% Welch t interval of the difference, relative to \(c.name)'s mean.\n"
         if arms.indices.contains(where: { settledAUC($0) != nil }) {
             out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
+        }
+        let srm = sampleRatio
+        if srm.pValue < 0.001 {
+            out += "WARNING: sample ratio mismatch (chi-square p = \(String(format: "%.2g", srm.pValue))): users are not split as the shares say; do not trust the lifts.\n"
+        } else if !srm.pValue.isNaN {
+            out += "Users per arm match the shares (sample-ratio chi-square p = \(String(format: "%.2f", srm.pValue))). p-values, Holm-adjusted across arms and metrics, are in report.json.\n"
         }
         let dead = messages["deadLetters"] ?? 0
         if dead > 0 { out += "\(dead) messages did not decode and went to the dead-letter topic.\n" }

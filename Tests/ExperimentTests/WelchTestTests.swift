@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Experiment
 @testable import RecCore
+@testable import Scenario
 
 /// The known-answer cases of shared/baselines/stats-fixtures.json (a copy beside this file),
 /// computed with scipy 1.17.1.
@@ -64,5 +65,46 @@ struct WelchTestTests {
         #expect(abs(StudentT.quantile(0.975, df: 30) - 2.0422724563012373) < 1e-10)
         #expect(abs(regularizedIncompleteBeta(2, 3, 0.4) - 0.5248) < 1e-12)
         #expect(StudentT.twoSidedP(0, df: 5) == 1)
+    }
+}
+
+@Suite("Corrections and sample ratio against statsmodels and scipy")
+struct CorrectionTests {
+    @Test("Holm and Benjamini-Hochberg match every multiple_testing fixture")
+    func multipleTesting() throws {
+        let cases = try fixtureCases(kind: "multiple_testing")
+        #expect(cases.count == 3)
+        for c in cases {
+            let p = numbers(c["inputs"]!["p_values"]), e = c["expected"]!
+            let holm = MultipleTesting.holm(p), bh = MultipleTesting.benjaminiHochberg(p)
+            for (got, want) in zip(holm, numbers(e["holm_adjusted"])) { #expect(close(got, want, relative: 1e-12), "\(c["id"]!) holm \(holm)") }
+            for (got, want) in zip(bh, numbers(e["bh_adjusted"])) { #expect(close(got, want, relative: 1e-12), "\(c["id"]!) bh \(bh)") }
+        }
+    }
+
+    @Test("the sample-ratio check matches every srm_chisquare fixture")
+    func sampleRatio() throws {
+        let cases = try fixtureCases(kind: "srm_chisquare")
+        #expect(cases.count == 4)
+        for c in cases {
+            let i = c["inputs"]!, e = c["expected"]!
+            let check = SampleRatioCheck(counts: numbers(i["counts"]).map { Int($0) }, shares: numbers(i["expected_shares"]))
+            #expect(close(check.chiSquare, number(e["chi_square"]), relative: 1e-10), "\(c["id"]!) chi2 \(check.chiSquare)")
+            #expect(check.degreesOfFreedom == Int(number(e["df"])))
+            #expect(close(check.pValue, number(e["p_value"]), relative: 1e-8, absolute: 1e-15), "\(c["id"]!) p \(check.pValue) vs \(number(e["p_value"]))")
+        }
+    }
+}
+
+@Suite("Results")
+struct ResultsTests {
+    @Test("a sample ratio mismatch is flagged in the table and the report")
+    func mismatchWarning() throws {
+        let scenario = try Scenario.decode(#"{"name": "srm", "arms": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]}"#)
+        let arms = [ArmMetrics(name: "a", users: 1000, items: 10), ArmMetrics(name: "b", users: 1200, items: 10)]
+        let results = ExperimentResults(scenario: scenario, arms: arms, catalogSize: 10, messages: [:])
+        #expect(results.sampleRatio.pValue < 1e-4)
+        #expect(results.table(color: false).contains("WARNING: sample ratio mismatch (chi-square p = "))
+        #expect(results.json["sampleRatio"]?["df"] == .integer(1))
     }
 }
