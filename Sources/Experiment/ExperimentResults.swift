@@ -73,6 +73,13 @@ public struct ExperimentResults: Sendable {
         return Dictionary(uniqueKeysWithValues: zip(keys, MultipleTesting.holm(p)))
     }
 
+    /// CTR (clicks / impressions, user as the unit) of an arm against the control.
+    func ctrComparison(_ arm: Int) -> RatioComparison {
+        let c = arms[control], t = arms[arm]
+        return RatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
+                               numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
+    }
+
     // MARK: JSON
 
     /// The results section of report.json.
@@ -102,6 +109,11 @@ public struct ExperimentResults: Sendable {
                 var m: JSONObject = ["mean": .number(e.mean), "standardError": .number(e.standardError)]
                 if i != control {
                     let w = WelchTest(a: c.perUser(metric), b: arm.perUser(metric))
+                    let l = RelativeLift(a: c.perUser(metric), b: arm.perUser(metric))
+                    m["relativeLiftVsControl"] = [
+                        "method": "delta", "estimate": .number(l.lift), "low95": .number(l.low), "high95": .number(l.high),
+                        "z": .number(l.z), "pValue": .number(l.pValue),
+                    ]
                     m["differenceVsControl"] = [
                         "method": "welch-t",
                         "absolute": .number(w.difference), "low95": .number(w.low), "high95": .number(w.high),
@@ -113,6 +125,14 @@ public struct ExperimentResults: Sendable {
                 perUser[metric.rawValue] = .object(m)
             }
             o["perUser"] = .object(perUser)
+            if i != control {
+                let r = ctrComparison(i)
+                o["ctrVsControl"] = [
+                    "method": "delta (ratio of sums, user as unit)", "difference": .number(r.difference), "low95": .number(r.low),
+                    "high95": .number(r.high), "pValue": .number(r.pValue), "relativeLift": .number(r.relativeLift),
+                    "relativeLow95": .number(r.relativeLow), "relativeHigh95": .number(r.relativeHigh), "relativePValue": .number(r.relativePValue),
+                ]
+            }
             if i < modelEvaluations.count, !modelEvaluations[i].isEmpty {
                 o["model"] = [
                     "progressiveAUC": .array(modelEvaluations[i].map { .number($0.auc) }),
@@ -145,6 +165,13 @@ public struct ExperimentResults: Sendable {
 
     // MARK: Terminal table
 
+    /// "+12.3% [+5.0%, +19.6%]", green or red when the interval excludes 0.
+    func liftCell(_ lift: Double, _ low: Double, _ high: Double, color: Bool) -> String {
+        let text = "\(signedPercent(lift)) [\(signedPercent(low)), \(signedPercent(high))]"
+        guard color, low > 0 || high < 0 else { return text }
+        return (lift > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m"
+    }
+
     /// The results table, with ANSI colours for lifts when `color` is true.
     public func table(color: Bool) -> String {
         let c = arms[control]
@@ -165,11 +192,11 @@ public struct ExperimentResults: Sendable {
             }
             for t in treatments {
                 if let pu = row.perUser {
-                    let w = WelchTest(a: c.perUser(pu), b: arms[t].perUser(pu))
-                    let base = w.meanA
-                    let text = "\(signedPercent(w.difference / base)) [\(signedPercent(w.low / base)), \(signedPercent(w.high / base))]"
-                    let significant = w.low > 0 || w.high < 0
-                    cells.append(color && significant ? (w.difference > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" : text)
+                    let l = RelativeLift(a: c.perUser(pu), b: arms[t].perUser(pu))
+                    cells.append(liftCell(l.lift, l.low, l.high, color: color))
+                } else if row.metric == .ctr {
+                    let r = ctrComparison(t)
+                    cells.append(liftCell(r.relativeLift, r.relativeLow, r.relativeHigh, color: color))
                 } else {
                     let v = row.value(arms[t]), b = row.value(c)
                     cells.append(b == 0 ? "" : signedPercent(v / b - 1))
@@ -190,7 +217,7 @@ public struct ExperimentResults: Sendable {
             }.joined(separator: "   ").trimmingTrailingSpaces() + "\n"
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
         }
-        out += "\n± is a 95% interval of the per-user mean; lifts: the 95% Welch t interval of the difference, relative to \(c.name)'s mean.\n"
+        out += "\n± is a 95% interval of the per-user mean. Lifts are relative to \(c.name), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit).\n"
         if arms.indices.contains(where: { settledAUC($0) != nil }) {
             out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
         }

@@ -108,3 +108,40 @@ struct ResultsTests {
         #expect(results.json["sampleRatio"]?["df"] == .integer(1))
     }
 }
+
+@Suite("Delta method against the fixtures")
+struct DeltaMethodTests {
+    @Test("relative lifts match every relative_lift_delta fixture, the zero control mean as NaN")
+    func relativeLift() throws {
+        let cases = try fixtureCases(kind: "relative_lift_delta")
+        #expect(cases.count == 4)
+        for c in cases {
+            let i = c["inputs"]!, e = c["expected"]!
+            let l = RelativeLift(a: numbers(i["a"]), b: numbers(i["b"]))
+            let pairs: [(String, Double)] = [("relative_lift", l.lift), ("standard_error", l.standardError), ("z", l.z), ("ci_low", l.low), ("ci_high", l.high)]
+            for (key, got) in pairs { #expect(close(got, number(e[key]), relative: 1e-10, absolute: 1e-12), "\(c["id"]!) \(key): \(got)") }
+            #expect(close(l.pValue, number(e["p_value"]), relative: 1e-8, absolute: 1e-15), "\(c["id"]!) p: \(l.pValue)")
+        }
+    }
+
+    @Test("ratio metrics match every ratio_metric_delta fixture")
+    func ratioMetric() throws {
+        let cases = try fixtureCases(kind: "ratio_metric_delta")
+        #expect(cases.count == 2)
+        for c in cases {
+            let i = c["inputs"]!, e = c["expected"]!
+            let r = RatioComparison(numeratorA: numbers(i["numerator_a"]), denominatorA: numbers(i["denominator_a"]),
+                                    numeratorB: numbers(i["numerator_b"]), denominatorB: numbers(i["denominator_b"]))
+            let pairs: [(String, Double)] = [
+                ("difference", r.difference), ("standard_error", r.standardError), ("z", r.z), ("ci_low", r.low), ("ci_high", r.high),
+                ("relative_lift", r.relativeLift), ("relative_lift_standard_error", r.relativeStandardError),
+                ("relative_lift_z", r.relativeZ), ("relative_lift_ci_low", r.relativeLow), ("relative_lift_ci_high", r.relativeHigh),
+            ]
+            for (key, got) in pairs { #expect(close(got, number(e[key]), relative: 1e-10, absolute: 1e-12), "\(c["id"]!) \(key): \(got)") }
+            #expect(close(r.pValue, number(e["p_value"]), relative: 1e-8, absolute: 1e-15))
+            #expect(close(r.relativePValue, number(e["relative_lift_p_value"]), relative: 1e-8, absolute: 1e-15))
+            #expect(close(r.varianceA, number(e["arm_a"]?["variance"]), relative: 1e-10))
+            #expect(close(r.ratioB, number(e["arm_b"]?["ratio"]), relative: 1e-12))
+        }
+    }
+}
