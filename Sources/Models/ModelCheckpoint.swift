@@ -12,9 +12,6 @@ extension RankingModel {
         w.write(s.l2); w.write(s.initScale); w.write(s.seed)
         w.write(UInt64(step))
         categoryOf.withUnsafeBufferPointer { w.writeRaw($0) }
-        var categoryRows = 0
-        if fieldCount == 3 { categoryRows = tables[attention[1]].rows }
-        w.write(UInt64(categoryRows))
         w.write(UInt32(tables.count))
         for t in tables {
             w.write(UInt64(t.rows))
@@ -52,7 +49,6 @@ extension RankingModel {
         r.rewind(to: itemsAt)
         var categories = [UInt32](repeating: 0, count: items)
         try categories.withUnsafeMutableBufferPointer { (b) throws(BinaryReadError) in try r.readRaw(into: b.baseAddress!, expected: items, "category feed") }
-        let categoryRows = Int(try r.read(UInt64.self, "category rows"))
         let model = RankingModel(s, items: 0, categories: 0)
         let tableCount = Int(try r.read(UInt32.self, "table count"))
         guard tableCount == model.tables.count else {
@@ -73,7 +69,6 @@ extension RankingModel {
         model.categoryOf = categories
         model.step = step
         for w in model.workers { w.sparse = model.tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) } }
-        _ = categoryRows
         return model
     }
 }

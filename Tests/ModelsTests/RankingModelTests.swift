@@ -5,12 +5,12 @@ import Testing
 @testable import RecCore
 @testable import Scenario
 
-/// Histories held in memory, for tests.
-struct ArrayHistories: HistorySource {
-    var histories: [[HistoryEntry]]
-    func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry> {
-        histories[Int(user)].withUnsafeBufferPointer { $0 }  // the arrays outlive every call
-    }
+/// Histories for tests, in the store the models read from (cap = the longest, so nothing
+/// falls off).
+func historyStore(_ lists: [[HistoryEntry]]) -> UserHistories {
+    let store = UserHistories(users: lists.count, cap: max(1, lists.map(\.count).max() ?? 1))
+    for (user, list) in lists.enumerated() { for entry in list { store.append(entry, for: UserID(user)) } }
+    return store
 }
 
 func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3) -> RankingModel {
@@ -46,7 +46,7 @@ struct RankingModelTests {
         let model = tinyModel(design, fields: fields)
         var entries: [HistoryEntry] = []
         for j in 0..<10 { entries.append(HistoryEntry(item: ItemID((j * 7 + 3) % 20), tick: Int32(j - 10))) }
-        let histories = ArrayHistories(histories: [entries])
+        let histories = historyStore([entries])
         let sample = LabeledSample(user: 0, target: 5, label: label)
         let history = histories.history(of: 0)
         _ = model.accumulateGradients([sample], histories: histories)
@@ -100,7 +100,7 @@ struct RankingModelTests {
         let model = tinyModel(.dare)
         var entries: [HistoryEntry] = []
         for j in 0..<8 { entries.append(HistoryEntry(item: ItemID(j + 10), tick: Int32(j - 8))) }
-        let histories = ArrayHistories(histories: [entries])
+        let histories = historyStore([entries])
         _ = model.accumulateGradients([LabeledSample(user: 0, target: 2, label: 1)], histories: histories)
         let kept = (0..<model.scratch.k).map { Int(model.scratch.items[model.scratch.selected[$0]]) }
         #expect(kept.count == 3)
@@ -128,7 +128,7 @@ struct RankingModelTests {
         var histories: [[HistoryEntry]] = []
         var rng = RandomStream(seed: 4, 1)
         for _ in 0..<10 { histories.append((0..<8).map { j in HistoryEntry(item: ItemID(rng.nextInt(below: 20)), tick: Int32(j)) }) }
-        let source = ArrayHistories(histories: histories)
+        let source = historyStore(histories)
         let batch = (0..<64).map { i in LabeledSample(user: UserID(i % 10), target: ItemID(rng.nextInt(below: 20)), label: Float(i % 3 == 0 ? 1 : 0)) }
         let one = model(threads: 1), two = model(threads: 2)
         let lossOne = one.accumulateGradients(batch[...], histories: source)
@@ -156,7 +156,7 @@ struct RankingModelTests {
         let model = tinyModel(.din)
         var entries: [HistoryEntry] = []
         for j in 0..<12 { entries.append(HistoryEntry(item: ItemID(j + 4), tick: Int32(j - 12))) }
-        let histories = ArrayHistories(histories: [entries])
+        let histories = historyStore([entries])
         _ = model.accumulateGradients([LabeledSample(user: 0, target: 1, label: 1)], histories: histories)
         let kept = (0..<model.scratch.k).map { Int(model.scratch.items[model.scratch.selected[$0]]) }
         #expect(kept == [13, 14, 15])  // the last three of the window

@@ -4,6 +4,17 @@ import Testing
 @testable import RecCore
 @testable import Trainer
 
+/// Settings of a model small enough to reason about in a test.
+func smallSettings(representationDim: Int, topK: Int, hidden: (Int, Int)) -> RankingModelSettings {
+    var s = RankingModelSettings()
+    s.attentionDim = 4
+    s.representationDim = representationDim
+    s.topK = topK
+    s.maxHistory = 10
+    (s.hidden1, s.hidden2) = hidden
+    return s
+}
+
 @Suite("Streaming trainer")
 struct TrainerTests {
     @Test("the history store keeps the latest behaviours, in order, up to its cap")
@@ -20,14 +31,7 @@ struct TrainerTests {
 
     @Test("impressions become samples labelled by their clicks; clicks join the history only after training")
     func samplesAndLeakage() {
-        var s = RankingModelSettings()
-        s.attentionDim = 4
-        s.representationDim = 4
-        s.topK = 2
-        s.maxHistory = 10
-        s.hidden1 = 4
-        s.hidden2 = 3
-        let model = RankingModel(s, items: 10, categories: 2)
+        let model = RankingModel(smallSettings(representationDim: 4, topK: 2, hidden: (4, 3)), items: 10, categories: 2)
         model.updateCatalog(categories: (0..<10).map { UInt32($0 % 2) }, categoryCount: 2)
         let learner = SequenceLearner(model: model, histories: UserHistories(users: 2, cap: 10), batchSize: 4)
         let h0 = RecordHeader(arm: 0, tick: 3, user: 0, sequence: 0), h1 = RecordHeader(arm: 0, tick: 3, user: 1, sequence: 0)
@@ -65,13 +69,7 @@ struct TrainerTests {
 @Suite("Checkpoints")
 struct CheckpointTests {
     func learner(seed: UInt64 = 2) -> SequenceLearner {
-        var s = RankingModelSettings()
-        s.attentionDim = 4
-        s.representationDim = 6
-        s.topK = 3
-        s.maxHistory = 10
-        s.hidden1 = 8
-        s.hidden2 = 5
+        var s = smallSettings(representationDim: 6, topK: 3, hidden: (8, 5))
         s.seed = seed
         let model = RankingModel(s, items: 30, categories: 3)
         model.updateCatalog(categories: (0..<30).map { UInt32($0 % 3) }, categoryCount: 3)
