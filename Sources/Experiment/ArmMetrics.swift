@@ -19,6 +19,10 @@ public struct ArmMetrics: Sendable {
     /// Per tick: clicks, view seconds, GMV.
     public private(set) var series: [TickTotals] = []
     var current = TickTotals()
+    /// Each user's metrics over the warm-up ticks (the CUPED covariate), once they end.
+    var warmup: [PerUserMetric: [Double]] = [:]
+    /// Ticks counted as warm-up (0 when the run has none).
+    public private(set) var warmupTicks = 0
 
     public struct TickTotals: Sendable, Equatable {
         public var requests = 0
@@ -76,6 +80,23 @@ public struct ArmMetrics: Sendable {
         series.append(current)
         current = TickTotals()
     }
+
+    /// Ends the warm-up: what each user did so far becomes their covariate, and the
+    /// experiment's counters (per user, items shown) start from zero. The per-tick series
+    /// goes on, so charts show the warm-up too.
+    public mutating func endWarmup() {
+        for metric in PerUserMetric.allCases { warmup[metric] = perUser(metric) }
+        warmupTicks = series.count
+        for i in 0..<users {
+            requests[i] = 0; impressions[i] = 0; clicks[i] = 0; purchases[i] = 0
+            viewSeconds[i] = 0; gmv[i] = 0
+        }
+        for i in shown.indices { shown[i] = false }
+        distinctShown = 0
+    }
+
+    /// The same metric per user over the warm-up ticks, if the run had any.
+    public func covariate(_ metric: PerUserMetric) -> [Double]? { warmup[metric] }
 
     /// Per-user values of a metric, over every user assigned to the arm (users who never
     /// came count as zero: the arm's effect on whether they come is part of the result).

@@ -15,6 +15,8 @@ public struct Cuped: Sendable, Equatable {
     public var unadjusted: WelchTest
     /// 1 - se_adjusted^2 / se_unadjusted^2: the share of the difference's variance removed.
     public var varianceReduction: Double
+    /// The relative lift of the adjusted means, with its delta-method interval.
+    public var relativeLift: RelativeLift
 
     public init(yA: [Double], xA: [Double], yB: [Double], xB: [Double], confidence: Double = 0.95) {
         precondition(yA.count == xA.count && yB.count == xB.count, "CUPED needs one covariate per user")
@@ -37,5 +39,6 @@ public struct Cuped: Sendable, Equatable {
         unadjusted = WelchTest(a: yA, b: yB, confidence: confidence)
         let ratio = (adjusted.standardError * adjusted.standardError) / (unadjusted.standardError * unadjusted.standardError)
         varianceReduction = unadjusted.standardError > 0 ? 1 - ratio : .nan
+        relativeLift = RelativeLift(a: adjustedA, b: adjustedB)
     }
 }

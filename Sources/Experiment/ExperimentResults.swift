@@ -60,6 +60,18 @@ public struct ExperimentResults: Sendable {
         SampleRatioCheck(counts: arms.map(\.users), shares: scenario.arms.map(\.share))
     }
 
+    /// CUPED for a treatment arm against the control, with each user's warm-up value of
+    /// the metric as covariate; nil when the run had no warm-up.
+    func cuped(_ arm: Int, _ metric: PerUserMetric) -> Cuped? {
+        guard let xA = arms[control].covariate(metric), let xB = arms[arm].covariate(metric) else { return nil }
+        return Cuped(yA: arms[control].perUser(metric), xA: xA, yB: arms[arm].perUser(metric), xB: xB)
+    }
+
+    /// The p-value the report leads with: CUPED's when the run had a warm-up, else Welch's.
+    func pValue(_ arm: Int, _ metric: PerUserMetric) -> Double {
+        cuped(arm, metric)?.adjusted.pValue ?? WelchTest(a: arms[control].perUser(metric), b: arms[arm].perUser(metric)).pValue
+    }
+
     /// Holm-adjusted p-values of every treatment arm x per-user metric comparison, keyed
     /// "arm/metric" (one family: all the lifts the report shows).
     var holmAdjusted: [String: Double] {
@@ -67,7 +79,7 @@ public struct ExperimentResults: Sendable {
         for (i, arm) in arms.enumerated() where i != control {
             for metric in PerUserMetric.allCases {
                 keys.append("\(arm.name)/\(metric.rawValue)")
-                p.append(WelchTest(a: arms[control].perUser(metric), b: arm.perUser(metric)).pValue)
+                p.append(pValue(i, metric))
             }
         }
         return Dictionary(uniqueKeysWithValues: zip(keys, MultipleTesting.holm(p)))
@@ -119,8 +131,20 @@ public struct ExperimentResults: Sendable {
                         "absolute": .number(w.difference), "low95": .number(w.low), "high95": .number(w.high),
                         "relative": .number(w.meanA == 0 ? .nan : w.difference / w.meanA),
                         "t": .number(w.t), "df": .number(w.degreesOfFreedom), "pValue": .number(w.pValue),
-                        "pValueHolm": .number(holm["\(arm.name)/\(metric.rawValue)"] ?? .nan),
                     ]
+                    if let cu = cuped(i, metric) {
+                        m["cupedVsControl"] = [
+                            "method": "cuped (warm-up value as covariate) + welch-t",
+                            "theta": .number(cu.theta),
+                            "absolute": .number(cu.adjusted.difference), "low95": .number(cu.adjusted.low), "high95": .number(cu.adjusted.high),
+                            "t": .number(cu.adjusted.t), "df": .number(cu.adjusted.degreesOfFreedom), "pValue": .number(cu.adjusted.pValue),
+                            "varianceReduction": .number(cu.varianceReduction),
+                            "relativeLift": .number(cu.relativeLift.lift), "relativeLow95": .number(cu.relativeLift.low),
+                            "relativeHigh95": .number(cu.relativeLift.high),
+                        ]
+                    }
+                    m["pValueHolm"] = .number(holm["\(arm.name)/\(metric.rawValue)"] ?? .nan)
+                    m["pValueHolmOf"] = .string(cuped(i, metric) == nil ? "differenceVsControl" : "cupedVsControl")
                 }
                 perUser[metric.rawValue] = .object(m)
             }
@@ -153,6 +177,7 @@ public struct ExperimentResults: Sendable {
                 "name": .string(scenario.name), "seed": .integer(Int64(bitPattern: scenario.seed)),
                 "ticks": .integer(Int64(scenario.ticks)), "users": .integer(Int64(scenario.population.users)),
                 "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
+                "warmupTicks": .integer(Int64(scenario.experiment.warmupTicks)),
             ],
             "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
             "sampleRatio": [
@@ -192,7 +217,7 @@ public struct ExperimentResults: Sendable {
             }
             for t in treatments {
                 if let pu = row.perUser {
-                    let l = RelativeLift(a: c.perUser(pu), b: arms[t].perUser(pu))
+                    let l = cuped(t, pu)?.relativeLift ?? RelativeLift(a: c.perUser(pu), b: arms[t].perUser(pu))
                     cells.append(liftCell(l.lift, l.low, l.high, color: color))
                 } else if row.metric == .ctr {
                     let r = ctrComparison(t)
@@ -218,6 +243,12 @@ public struct ExperimentResults: Sendable {
             if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
         }
         out += "\n± is a 95% interval of the per-user mean. Lifts are relative to \(c.name), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit).\n"
+        let warmup = scenario.experiment.warmupTicks
+        if warmup > 0 {
+            let reductions = treatments.compactMap { t in cuped(t, .viewSeconds)?.varianceReduction }.filter(\.isFinite)
+            let reduction = reductions.isEmpty ? "" : String(format: " (variance of the view-seconds difference down %.0f%%)", 100 * reductions.reduce(0, +) / Double(reductions.count))
+            out += "Per-user metrics count ticks \(warmup)-\(scenario.ticks - 1); lifts are CUPED-adjusted by each user's warm-up ticks 0-\(warmup - 1)\(reduction).\n"
+        }
         if arms.indices.contains(where: { settledAUC($0) != nil }) {
             out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
         }

@@ -124,9 +124,14 @@ public final class LockstepRun {
         var asked: [Request] = []
         var timings = PhaseTimings()
 
+        let control = s.controlArm
         for t in 0..<s.ticks {
             let tick = Tick(t)
             onTick?(tick)
+            // In the warm-up (before the split) the control arm serves every user, as
+            // production would before an experiment starts; records still carry each
+            // user's assigned arm, so its metrics in these ticks become its covariate.
+            let warmingUp = t < s.experiment.warmupTicks
 
             // 0. New items arrive, old ones retire: the arms' catalog feed.
             let itemsBefore = population.catalog.count
@@ -162,7 +167,7 @@ public final class LockstepRun {
             mark = .now
             for arm in armRequests.indices { armRequests[arm].removeAll(keepingCapacity: true) }
             for (i, r) in requests.enumerated() {
-                armRequests[Int(r.header.arm)].append(i)
+                armRequests[warmingUp ? control : Int(r.header.arm)].append(i)
                 metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
             }
             servers.withUnsafeMutableBufferPointer { serverBuffer in
@@ -177,7 +182,7 @@ public final class LockstepRun {
                 }
             }
             for (i, r) in requests.enumerated() {
-                let arm = Int(r.header.arm)
+                let arm = warmingUp ? control : Int(r.header.arm)
                 let (start, count) = slateStarts[i]
                 let n = armSlates[arm].withUnsafeBufferPointer {
                     Wire.encodeSlate(r.header, policy: UInt16(arm), entries: UnsafeBufferPointer(rebasing: $0[start..<start + count]), into: scratch)
@@ -225,12 +230,18 @@ public final class LockstepRun {
             }
             timings.respond += ContinuousClock.now - mark
 
-            // 4. Each arm learns from its own feedback, and the experiment counts it.
+            // 4. Each arm learns from its own feedback, and the experiment counts it. In
+            //    the warm-up every arm learns from the whole log (the control's, as a new
+            //    model is trained on production logs), so arms start the split alike.
             mark = .now
             for arm in byArm.indices { byArm[arm].removeAll(keepingCapacity: true) }
             for f in feedback {
                 let arm = Int(f.header.arm)
-                byArm[arm].append(f)
+                if warmingUp {
+                    for a in byArm.indices { byArm[a].append(f) }
+                } else {
+                    byArm[arm].append(f)
+                }
                 metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
             }
             // Arms learn independently (no arm reads another's state), so they train at once.
@@ -241,6 +252,7 @@ public final class LockstepRun {
             for arm in servers.indices {
                 servers[arm].refresh(from: trainers[arm].statistics)
                 metrics[arm].endTick()
+                if t + 1 == s.experiment.warmupTicks { metrics[arm].endWarmup() }
             }
             population.endTick(tick)
             try truth?.write(population.userTruthLines(tick: tick))

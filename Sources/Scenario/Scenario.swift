@@ -164,6 +164,9 @@ public struct ExperimentSettings: Sendable, Equatable {
     public var salt: String
     /// The arm lifts are measured against.
     public var control: String
+    /// Ticks before the split: the control arm serves every user, every arm learns from
+    /// that log, and each user's metrics in them become the CUPED covariate.
+    public var warmupTicks: Int
 }
 
 /// Metrics the results table shows.

@@ -82,6 +82,9 @@ extension Scenario {
         if !arms.contains(where: { $0.name == experiment.control }) {
             issues.append(ScenarioIssue("experiment.control", "no arm named '\(experiment.control)'\(suggestion(experiment.control, arms.map(\.name))); arms are \(list(arms.map(\.name)))"))
         }
+        if experiment.warmupTicks >= ticks {
+            issues.append(ScenarioIssue("experiment.warmupTicks", "must be less than ticks (\(ticks)), so the experiment has ticks of its own, got \(experiment.warmupTicks)"))
+        }
         let interests = population.interests
         if interests.slots > catalog.topics {
             issues.append(ScenarioIssue("population.interests", "active + dormant (\(interests.slots)) must be at most catalog.topics (\(catalog.topics)): each interest is a distinct topic"))
@@ -162,7 +165,8 @@ extension Scenario {
                                retrieval: retrieval, ranking: ranking, policy: policy)
         }
         let e = r["experiment"]
-        experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name)
+        experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name,
+                                         warmupTicks: e["warmupTicks"].int)
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
         let off = r["offline"]
         offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,

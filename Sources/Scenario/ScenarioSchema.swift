@@ -143,6 +143,7 @@ extension Scenario {
         Property("experiment", .object(ObjectSchema("How users are split and compared.", [
             Property("salt", .string(minLength: 1), "Mixed into the user-to-arm hash; change it to reshuffle users.", default: "recstream"),
             Property("control", .nullable(.string(minLength: 1)), "The arm lifts are measured against (default: the first arm).", default: .null),
+            Property("warmupTicks", .integer(minimum: 0, maximum: 1_000_000), "Ticks before the split in which the control arm serves everyone and every arm learns from that log; each user's metrics in them are the CUPED covariate. 0: no warm-up, no CUPED.", default: 0),
         ])), "How users are split and compared.", default: [:]),
         Property("metrics", .array(.string(oneOf: Metric.allCases.map(\.rawValue)), minItems: 1), "Metrics the results table shows.",
                  default: .array(Metric.allCases.map { .string($0.rawValue) })),

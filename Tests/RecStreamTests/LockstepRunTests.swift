@@ -77,6 +77,47 @@ struct LockstepRunTests {
         #expect(report.run.partitions == 4 && report.run.embedded)
     }
 
+    @Test("in the warm-up the control serves everyone: warm-up ticks do not depend on the treatments")
+    func warmupIsControlOnly() throws {
+        var s = try smallScenario()
+        s.experiment.warmupTicks = 3
+        let first = try LockstepRun(scenario: s).run().results
+        s.arms[2].policy = .greedy
+        s.arms[3].ranking = .random
+        let second = try LockstepRun(scenario: s).run().results
+        for (a, b) in zip(first.arms, second.arms) {
+            #expect(a.series.prefix(3) == b.series.prefix(3), "\(a.name)")
+            #expect(a.covariate(.clicks) == b.covariate(.clicks), "\(a.name)")
+        }
+        // After the split the changed arms behave differently.
+        #expect(first.arms[3].series.suffix(5) != second.arms[3].series.suffix(5))
+    }
+
+    @Test("warm-up ticks become each user's covariate, and CUPED is reported")
+    func warmupCovariate() throws {
+        var s = try smallScenario()
+        s.experiment.warmupTicks = 3
+        let r = try LockstepRun(scenario: s).run().results
+        for arm in r.arms {
+            let covariate = try #require(arm.covariate(.impressions))
+            #expect(covariate.count == arm.users)
+            // Warm-up and experiment split the per-tick totals between them.
+            #expect(Int(covariate.reduce(0, +)) == arm.series.prefix(3).reduce(0) { $0 + $1.impressions })
+            #expect(arm.totalImpressions == arm.series.suffix(5).reduce(0) { $0 + $1.impressions })
+            #expect(arm.warmupTicks == 3)
+        }
+        guard case .array(let arms)? = r.json["arms"], case .object(let treatment)? = arms.last else {
+            Issue.record("no arms in the report")
+            return
+        }
+        let cuped = treatment["perUser"]?["impressions"]?["cupedVsControl"]
+        let reduction = try #require(cuped?["varianceReduction"]?.doubleValue)
+        // A user's activity persists, so their warm-up impressions predict the rest.
+        #expect(reduction > 0.2 && reduction < 1)
+        #expect(treatment["perUser"]?["impressions"]?["pValueHolmOf"] == "cupedVsControl")
+        #expect(r.table(color: false).contains("CUPED-adjusted by each user's warm-up ticks 0-2"))
+    }
+
     @Test("a broker that goes down mid-run and comes back gives the same results")
     func brokerOutage() throws {
         let clean = try results(smallScenario(prefix: "clean"))

@@ -126,6 +126,10 @@ struct ScenarioValidationTests {
          ["s.json: experiment.control: no arm named 'c'; arms are a, b"]),
         ("misspelt control arm", edited { $0["experiment"] = ["control": "bb"] },
          ["s.json: experiment.control: no arm named 'bb' (did you mean 'b'?); arms are a, b"]),
+        ("a warm-up as long as the run", edited { o in
+            o["ticks"] = 10
+            o["experiment"] = ["warmupTicks": 10]
+        }, ["s.json: experiment.warmupTicks: must be less than ticks (10), so the experiment has ticks of its own, got 10"]),
         ("unknown metric", edited { $0["metrics"] = ["ctr", "gvm"] },
          ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage"]),
         ("nested kafka property", edited { $0["kafka"] = ["properties": ["a": ["b": 1]]] },
