@@ -3,7 +3,7 @@
 //
 // This file is the map of the house (shared/DESIGN.md, section 2). Dependencies point
 // one way: recstream -> RecStream -> {Experiment, Server, Trainer, Population}
-// -> {Models, Scenario} -> RecCore. Kafka knows nothing of recommenders and depends on
+// -> {Models, Scenario, Report} -> RecCore. Kafka knows nothing of recommenders and depends on
 // the C layer only.
 import PackageDescription
 
@@ -62,10 +62,12 @@ let package = Package(
         .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
-        .target(name: "Experiment", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
+        // Reports rendered from report.json alone: table, CSVs, HTML.
+        .target(name: "Report", dependencies: ["RecCore"], swiftSettings: strict),
+        .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
         .target(
             name: "RecStream",
-            dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment"],
+            dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment", "Report"],
             swiftSettings: strict
         ),
         .target(
@@ -76,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "recstream",
             dependencies: [
-                "RecStream", "Bench", "Kafka", "Scenario", "Allocator",
+                "RecStream", "Bench", "Kafka", "Scenario", "Allocator", "Report",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -85,12 +87,12 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
-        .testTarget(name: "ExperimentTests", dependencies: ["Experiment", "RecCore", "Scenario"], exclude: ["stats-fixtures.json"], swiftSettings: strict),
+        .testTarget(name: "ExperimentTests", dependencies: ["Experiment", "Report", "RecCore", "Scenario"], exclude: ["stats-fixtures.json"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
-            dependencies: ["RecStream", "Kafka", "Scenario"],
+            dependencies: ["RecStream", "Report", "Kafka", "Scenario"],
             swiftSettings: strict
         ),
     ]

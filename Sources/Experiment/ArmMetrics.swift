@@ -18,6 +18,11 @@ public struct ArmMetrics: Sendable {
     var distinctShown = 0
     /// Per tick: clicks, view seconds, GMV.
     public private(set) var series: [TickTotals] = []
+    /// After each tick, the per-user means so far (since the split, or in the warm-up)
+    /// with their standard errors: the report's charts and their interval bands.
+    public private(set) var cumulative: [[PerUserMetric: MeanEstimate]] = []
+    /// The metrics `cumulative` follows.
+    public static let charted: [PerUserMetric] = [.viewSeconds, .gmv, .clicks]
     var current = TickTotals()
     /// Each user's metrics over the warm-up ticks (the CUPED covariate), once they end.
     var warmup: [PerUserMetric: [Double]] = [:]
@@ -79,6 +84,9 @@ public struct ArmMetrics: Sendable {
     public mutating func endTick() {
         series.append(current)
         current = TickTotals()
+        var point: [PerUserMetric: MeanEstimate] = [:]
+        for metric in Self.charted { point[metric] = MeanEstimate(perUser(metric)) }
+        cumulative.append(point)
     }
 
     /// Ends the warm-up: what each user did so far becomes their covariate, and the

@@ -1,5 +1,6 @@
 import Foundation
 import RecCore
+import Report
 import Scenario
 
 /// The outcome of an experiment: per-arm metrics and their comparison with the control.
@@ -22,38 +23,7 @@ public struct ExperimentResults: Sendable {
         self.messages = messages
     }
 
-    /// Progressive AUC over the last half of the run's ticks (the model's settled quality).
-    func settledAUC(_ arm: Int) -> Double? {
-        guard arm < modelEvaluations.count, !modelEvaluations[arm].isEmpty else { return nil }
-        let e = modelEvaluations[arm].suffix(max(1, modelEvaluations[arm].count / 2)).filter { !$0.auc.isNaN }
-        let total = e.reduce(0) { $0 + $1.samples }
-        guard total > 0 else { return nil }
-        return e.reduce(0.0) { $0 + $1.auc * Double($1.samples) } / Double(total)
-    }
-
     public var control: Int { scenario.controlArm }
-
-    /// A row of the comparison: per-user metrics get a mean, a standard error and a
-    /// difference with the control; ratios (CTR, coverage) get their value.
-    struct Row {
-        var label: String
-        var metric: Metric
-        var perUser: PerUserMetric?
-        var value: (ArmMetrics) -> Double
-    }
-
-    var rows: [Row] {
-        let all: [Row] = [
-            Row(label: "view seconds / user", metric: .viewSeconds, perUser: .viewSeconds) { MeanEstimate($0.perUser(.viewSeconds)).mean },
-            Row(label: "GMV / user", metric: .gmv, perUser: .gmv) { MeanEstimate($0.perUser(.gmv)).mean },
-            Row(label: "clicks / user", metric: .clicks, perUser: .clicks) { MeanEstimate($0.perUser(.clicks)).mean },
-            Row(label: "impressions / user", metric: .impressions, perUser: .impressions) { MeanEstimate($0.perUser(.impressions)).mean },
-            Row(label: "purchases / user", metric: .purchases, perUser: .purchases) { MeanEstimate($0.perUser(.purchases)).mean },
-            Row(label: "CTR", metric: .ctr, perUser: nil) { $0.ctr },
-            Row(label: "catalog coverage", metric: .coverage, perUser: nil) { [catalogSize] in Double($0.itemsShown) / Double(catalogSize) },
-        ]
-        return all.filter { scenario.metrics.contains($0.metric) }
-    }
 
     /// Are users split across arms as the shares say?
     public var sampleRatio: SampleRatioCheck {
@@ -164,20 +134,32 @@ public struct ExperimentResults: Sendable {
                     "samples": .array(modelEvaluations[i].map { .integer(Int64($0.samples)) }),
                 ]
             }
+            var cumulative = JSONObject()
+            for metric in ArmMetrics.charted {
+                cumulative[metric.rawValue] = [
+                    "mean": .array(arm.cumulative.map { .number($0[metric]!.mean) }),
+                    "standardError": .array(arm.cumulative.map { .number($0[metric]!.standardError) }),
+                ]
+            }
             o["series"] = [
                 "requests": .array(arm.series.map { .integer(Int64($0.requests)) }),
+                "impressions": .array(arm.series.map { .integer(Int64($0.impressions)) }),
                 "clicks": .array(arm.series.map { .integer(Int64($0.clicks)) }),
+                "purchases": .array(arm.series.map { .integer(Int64($0.purchases)) }),
                 "viewSeconds": .array(arm.series.map { .number($0.viewSeconds) }),
                 "gmv": .array(arm.series.map { .number($0.gmv) }),
+                "cumulativePerUser": .object(cumulative),
             ]
             armValues.append(.object(o))
         }
         return [
             "scenario": [
-                "name": .string(scenario.name), "seed": .integer(Int64(bitPattern: scenario.seed)),
+                "name": .string(scenario.name), "description": .string(scenario.description),
+                "seed": .integer(Int64(bitPattern: scenario.seed)), "fingerprint": .string(scenario.fingerprint),
                 "ticks": .integer(Int64(scenario.ticks)), "users": .integer(Int64(scenario.population.users)),
                 "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
                 "warmupTicks": .integer(Int64(scenario.experiment.warmupTicks)),
+                "metrics": .array(scenario.metrics.map { .string($0.rawValue) }),
             ],
             "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
             "sampleRatio": [
@@ -190,104 +172,9 @@ public struct ExperimentResults: Sendable {
 
     // MARK: Terminal table
 
-    /// "+12.3% [+5.0%, +19.6%]", green or red when the interval excludes 0.
-    func liftCell(_ lift: Double, _ low: Double, _ high: Double, color: Bool) -> String {
-        let text = "\(signedPercent(lift)) [\(signedPercent(low)), \(signedPercent(high))]"
-        guard color, low > 0 || high < 0 else { return text }
-        return (lift > 0 ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m"
-    }
-
-    /// The results table, with ANSI colours for lifts when `color` is true.
+    /// The results table, with ANSI colours for lifts when `color` is true: rendered from
+    /// `json`, as `recstream report` renders it from report.json.
     public func table(color: Bool) -> String {
-        let c = arms[control]
-        var header = ["metric"] + arms.enumerated().map { $0 == control ? "\($1.name) (control)" : $1.name }
-        let treatments = arms.indices.filter { $0 != control }
-        header += treatments.map { "\(arms[$0].name) vs control (95% CI)" }
-        var lines: [[String]] = [header]
-        lines.append(["users"] + arms.map { "\($0.users)" } + treatments.map { _ in "" })
-        for row in rows {
-            var cells = [row.label]
-            for arm in arms {
-                if let pu = row.perUser {
-                    let e = MeanEstimate(arm.perUser(pu))
-                    cells.append("\(number(e.mean)) ± \(number(1.959963984540054 * e.standardError))")
-                } else {
-                    cells.append(percent(row.value(arm)))
-                }
-            }
-            for t in treatments {
-                if let pu = row.perUser {
-                    let l = cuped(t, pu)?.relativeLift ?? RelativeLift(a: c.perUser(pu), b: arms[t].perUser(pu))
-                    cells.append(liftCell(l.lift, l.low, l.high, color: color))
-                } else if row.metric == .ctr {
-                    let r = ctrComparison(t)
-                    cells.append(liftCell(r.relativeLift, r.relativeLow, r.relativeHigh, color: color))
-                } else {
-                    let v = row.value(arms[t]), b = row.value(c)
-                    cells.append(b == 0 ? "" : signedPercent(v / b - 1))
-                }
-            }
-            lines.append(cells)
-        }
-        if arms.indices.contains(where: { settledAUC($0) != nil }) {
-            lines.append(["model AUC (progressive)"] + arms.indices.map { a in settledAUC(a).map { String(format: "%.3f", $0) } ?? "-" }
-                         + treatments.map { _ in "" })
-        }
-        let widths = (0..<header.count).map { col in lines.map { visibleWidth($0[col]) }.max()! }
-        var out = "\(scenario.name): seed \(scenario.seed), \(scenario.ticks) ticks, \(scenario.population.users) users, \(catalogSize) items\n\n"
-        for (i, line) in lines.enumerated() {
-            out += zip(line, widths).enumerated().map { col, pair in
-                let pad = String(repeating: " ", count: pair.1 - visibleWidth(pair.0))
-                return col == 0 ? pair.0 + pad : pad + pair.0
-            }.joined(separator: "   ").trimmingTrailingSpaces() + "\n"
-            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-        }
-        out += "\n± is a 95% interval of the per-user mean. Lifts are relative to \(c.name), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit).\n"
-        let warmup = scenario.experiment.warmupTicks
-        if warmup > 0 {
-            let reductions = treatments.compactMap { t in cuped(t, .viewSeconds)?.varianceReduction }.filter(\.isFinite)
-            let reduction = reductions.isEmpty ? "" : String(format: " (variance of the view-seconds difference down %.0f%%)", 100 * reductions.reduce(0, +) / Double(reductions.count))
-            out += "Per-user metrics count ticks \(warmup)-\(scenario.ticks - 1); lifts are CUPED-adjusted by each user's warm-up ticks 0-\(warmup - 1)\(reduction).\n"
-        }
-        if arms.indices.contains(where: { settledAUC($0) != nil }) {
-            out += "Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.\n"
-        }
-        let srm = sampleRatio
-        if srm.pValue < 0.001 {
-            out += "WARNING: sample ratio mismatch (chi-square p = \(String(format: "%.2g", srm.pValue))): users are not split as the shares say; do not trust the lifts.\n"
-        } else if !srm.pValue.isNaN {
-            out += "Users per arm match the shares (sample-ratio chi-square p = \(String(format: "%.2f", srm.pValue))). p-values, Holm-adjusted across arms and metrics, are in report.json.\n"
-        }
-        let dead = messages["deadLetters"] ?? 0
-        if dead > 0 { out += "\(dead) messages did not decode and went to the dead-letter topic.\n" }
-        return out
+        ResultsTable(ReportDocument(results: json)).text(color: color)
     }
-}
-
-func number(_ x: Double) -> String {
-    guard x.isFinite else { return "n/a" }
-    if abs(x) >= 1000 { return String(format: "%.0f", x) }
-    if abs(x) >= 10 { return String(format: "%.1f", x) }
-    return String(format: "%.3f", x)
-}
-
-func percent(_ x: Double) -> String { x.isFinite ? String(format: "%.2f%%", x * 100) : "n/a" }
-
-func signedPercent(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f%%", x * 100) : "n/a" }
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.hasSuffix(" ") { s.removeLast() }
-        return s
-    }
-}
-
-func visibleWidth(_ s: String) -> Int {
-    // ANSI colour sequences take no columns.
-    var width = 0, escaping = false
-    for ch in s {
-        if ch == "\u{1B}" { escaping = true } else if escaping { if ch == "m" { escaping = false } } else { width += 1 }
-    }
-    return width
 }

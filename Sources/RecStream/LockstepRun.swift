@@ -44,8 +44,8 @@ public final class LockstepRun {
     let embedded: EmbeddedBroker?
     /// Called at the start of every tick (tests use it to inject faults).
     public var onTick: ((Tick) -> Void)?
-    /// Called after every tick with (tick, ticks).
-    public var onProgress: ((Tick, Int) -> Void)?
+    /// Called after every tick.
+    public var onProgress: ((RunProgress) -> Void)?
 
     /// - Parameter broker: an embedded broker to run on; nil starts one when the scenario
     ///   names no brokers.
@@ -257,7 +257,8 @@ public final class LockstepRun {
             population.endTick(tick)
             try truth?.write(population.userTruthLines(tick: tick))
             timings.train += ContinuousClock.now - mark
-            onProgress?(tick, s.ticks)
+            onProgress?(RunProgress(tick: t, ticks: s.ticks,
+                                    messages: requestStage.received + slateStage.received + feedbackStage.received))
         }
         try producer.flush(timeoutMilliseconds: Int32(stall * 1000))
         let finished = ContinuousClock.now
@@ -401,4 +402,13 @@ public struct PhaseTimings: Sendable {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+/// How far a run has got, after a tick.
+public struct RunProgress: Sendable {
+    /// The tick just finished (from 0).
+    public var tick: Int
+    public var ticks: Int
+    /// Messages consumed so far, over every topic.
+    public var messages: Int
 }

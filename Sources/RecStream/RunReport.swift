@@ -1,6 +1,7 @@
 import Experiment
 import Foundation
 import RecCore
+import Report
 
 /// How a run went, apart from its results: where it ran and how fast. Never part of a
 /// determinism comparison.
@@ -24,7 +25,10 @@ public struct RunReport: Sendable {
 
     public var json: JSONValue {
         [
-            "recstream": ["reportVersion": 1, "wireVersion": .integer(Int64(Wire.version))],
+            "recstream": [
+                "version": .string(recstreamVersion), "reportVersion": .integer(ReportDocument.version),
+                "wireVersion": .integer(Int64(Wire.version)),
+            ],
             "results": results.json,
             "run": [
                 "brokers": .string(run.embedded ? "embedded" : run.bootstrapServers),
@@ -41,16 +45,17 @@ public struct RunReport: Sendable {
         ]
     }
 
-    /// Writes report.json into `directory` (created if missing); returns its path.
+    /// Writes report.json, report.html and a per-tick CSV per arm into `directory`
+    /// (created if missing); returns the paths, report.json first.
     @discardableResult
-    public func write(to directory: String) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent("report.json")
+    public func write(to directory: String) throws -> [String] {
         do {
-            try json.rendered().write(toFile: path, atomically: true, encoding: .utf8)
+            return try ReportFiles.write(document, to: directory, json: true)
         } catch {
-            throw RunError("cannot write \(path): \(error.localizedDescription)")
+            throw RunError(error.description)
         }
-        return path
     }
+
+    /// The report as `recstream report` reads it back.
+    public var document: ReportDocument { ReportDocument(built: json) }
 }

@@ -216,3 +216,26 @@ public struct OutputSettings: Sendable, Equatable {
     /// Show progress on standard error while running.
     public var progress: Bool
 }
+
+extension Scenario {
+    /// A fingerprint of everything that decides the results except the seed (which a
+    /// report gives beside it): FNV-1a over the settings as this build of recstream reads
+    /// them, with the transport (`kafka`) and `output`, which do not change results,
+    /// left out. Same fingerprint, same seed, same recstream: the same results.
+    public var fingerprint: String {
+        var s = self
+        s.seed = 0
+        s.kafka = KafkaSettings(brokers: nil, topicPrefix: "", partitions: 1, replicationFactor: 1, stallTimeoutSeconds: 1, properties: [:])
+        s.output = OutputSettings(directory: nil, progress: false)
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in String(reflecting: s).utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return String(hash, radix: 16).leftPadded(to: 16)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

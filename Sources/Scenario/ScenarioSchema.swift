@@ -164,7 +164,7 @@ extension Scenario {
             Property("properties", .propertyMap, "librdkafka properties for every client, as kcat's -X key=value.", default: [:]),
         ])), "The Kafka transport.", default: [:]),
         Property("output", .object(ObjectSchema("Reports.", [
-            Property("directory", .nullable(.string(minLength: 1)), "Where report.json goes; `--out` overrides it. null writes no files.", default: .null),
+            Property("directory", .nullable(.string(minLength: 1)), "Where the report files (report.json, report.html, per-tick CSVs) go; `--out` overrides it. null writes no files.", default: .null),
             Property("progress", .boolean, "Show progress on standard error.", default: true),
         ])), "Reports.", default: [:]),
     ])

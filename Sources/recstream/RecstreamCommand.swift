@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RecCore
 
 @main
 struct Recstream: ParsableCommand {
@@ -10,8 +11,8 @@ struct Recstream: ParsableCommand {
             Exit codes: 0 success, 1 runtime failure (a broker away, a stalled run), \
             2 bad input (a malformed scenario, a bad option).
             """,
-        version: "0.1.0",
-        subcommands: [Run.self, Offline.self, Validate.self, Schema.self, Broker.self, Bench.self]
+        version: recstreamVersion,
+        subcommands: [Run.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Bench.self]
     )
 }
 

@@ -3,6 +3,7 @@ import Allocator
 import Foundation
 import Kafka
 import RecStream
+import Report
 import Scenario
 
 struct Run: ParsableCommand {
@@ -27,7 +28,7 @@ struct Run: ParsableCommand {
     @Option(help: "Bootstrap servers of a Kafka cluster to use instead of the embedded broker.")
     var brokers: String?
 
-    @Option(help: "Write report.json here (overrides output.directory).")
+    @Option(help: "Write report.json, report.html and per-tick CSVs here (overrides output.directory).")
     var out: String?
 
     @Flag(help: "Write the latent state (items; every user's interests each tick) as truth.jsonl in the output directory.")
@@ -83,6 +84,15 @@ struct Run: ParsableCommand {
             throw Exit.badInput
         }
         let directory = out ?? s.output.directory
+        // A report directory that cannot be written is bad input, found before the run.
+        if let directory {
+            do {
+                try ReportFiles.checkWritable(directory)
+            } catch {
+                printError("error: \(error)")
+                throw Exit.badInput
+            }
+        }
         if exportTruth {
             guard let directory else {
                 printError("error: --export-truth needs an output directory (--out, or output.directory in the scenario)")
@@ -103,11 +113,16 @@ struct Run: ParsableCommand {
             run.options = options
             if showProgress {
                 printError("\(s.name): \(s.arms.count) arms, \(s.population.users) users, \(s.ticks) ticks on \(s.kafka.brokers ?? "the embedded broker (\(run.bootstrapServers))")")
-                run.onProgress = { tick, ticks in
-                    let width = 30
-                    let done = Int(tick + 1) * width / ticks
-                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: done))\(String(repeating: ".", count: width - done))] tick \(tick + 1)/\(ticks)".utf8))
-                    if Int(tick + 1) == ticks { FileHandle.standardError.write(Data("\n".utf8)) }
+                let started = ContinuousClock.now
+                run.onProgress = { progress in
+                    let width = 30, ticks = progress.ticks, done = progress.tick + 1
+                    let bar = String(repeating: "#", count: done * width / ticks) + String(repeating: ".", count: width - done * width / ticks)
+                    let elapsed = (ContinuousClock.now - started) / .seconds(1)
+                    let rate = Double(progress.messages) / max(elapsed, 1e-9)
+                    let eta = elapsed / Double(done) * Double(ticks - done)
+                    let line = String(format: "\r[%@] tick %d/%d  %.0f events/s  ETA %@   ", bar, done, ticks, rate, done == ticks ? "0s" : formatETA(eta))
+                    FileHandle.standardError.write(Data(line.utf8))
+                    if done == ticks { FileHandle.standardError.write(Data("\n".utf8)) }
                 }
             }
             let report = try run.run()
@@ -117,8 +132,8 @@ struct Run: ParsableCommand {
                          report.run.runSeconds, report.run.messagesPerSecond, report.run.populationSeconds, report.run.setupSeconds,
                          report.run.partitions))
             if let directory {
-                let path = try report.write(to: directory)
-                print("Report: \(path)")
+                let paths = try report.write(to: directory)
+                print("Report: \(paths[0]) (with report.html and \(paths.count - 2) per-tick CSV\(paths.count == 3 ? "" : "s"); `recstream report \(directory)` re-renders them)")
             }
             if let truth = options.truthPath { print("Truth: \(truth)") }
             if stats { print(AllocatorStats.current().description) }
@@ -130,4 +145,12 @@ struct Run: ParsableCommand {
             throw Exit.runtimeFailure
         }
     }
+}
+
+/// "42s", "3m05s", "1h02m".
+func formatETA(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    if s < 60 { return "\(s)s" }
+    if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
 }

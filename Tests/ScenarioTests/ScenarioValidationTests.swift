@@ -226,3 +226,23 @@ struct JSONTests {
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(text) }
     }
 }
+
+@Suite("Scenario fingerprint")
+struct ScenarioFingerprintTests {
+    @Test("the transport, the output and the seed leave it; anything that changes results changes it")
+    func fingerprint() throws {
+        let s = try Scenario.decode(base)
+        #expect(s.fingerprint.count == 16)
+        var t = s
+        t.seed = 99
+        t.kafka.partitions = 16
+        t.kafka.properties = ["a": "b"]
+        t.output.directory = "elsewhere"
+        #expect(t.fingerprint == s.fingerprint)
+        t.ticks += 1
+        #expect(t.fingerprint != s.fingerprint)
+        var u = s
+        u.arms[1].policy = .epsilonGreedy(epsilon: 0.21)
+        #expect(u.fingerprint != s.fingerprint)
+    }
+}

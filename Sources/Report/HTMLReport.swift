@@ -1,0 +1,103 @@
+import Foundation
+import RecCore
+
+/// `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing
+/// fetched) with the results table, a forest plot of the lifts, and each metric over ticks
+/// per arm with its 95% band.
+public enum HTMLReport {
+    public static func html(_ report: ReportDocument) -> String {
+        let table = ResultsTable(report)
+        let arms = report.arms
+        let colors = arms.indices.map { SVGChart.palette[$0 % SVGChart.palette.count] }
+        let warmup = report.warmupTicks
+        var body = "<h1>\(escape(table.title))</h1>\n"
+        if let description = report.scenario["description"]?.stringValue, !description.isEmpty {
+            body += "<p class=\"question\">\(escape(description))</p>\n"
+        }
+
+        body += "<h2>Results</h2>\n<table>\n<thead><tr>" + table.header.map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+        for row in table.rows {
+            body += "<tr>" + row.enumerated().map { i, cell in
+                let tone = cell.tone == .better ? " class=\"better\"" : cell.tone == .worse ? " class=\"worse\"" : ""
+                return i == 0 ? "<th>\(escape(cell.text))</th>" : "<td\(tone)>\(escape(cell.text))</td>"
+            }.joined() + "</tr>\n"
+        }
+        body += "</tbody>\n</table>\n" + table.notes.map { "<p class=\"note\">\(escape($0))</p>\n" }.joined()
+
+        // Forest plot: each treatment's lift on each per-user metric and CTR.
+        var forest: [(label: String, color: String, estimate: Double, low: Double, high: Double)] = []
+        for (label, key) in [("view seconds / user", "viewSeconds"), ("GMV / user", "gmv"), ("clicks / user", "clicks"), ("purchases / user", "purchases")] {
+            for t in report.treatments {
+                let m = arms[t]["perUser"]?[key]
+                if let c = m?["cupedVsControl"] {
+                    forest.append(("\(label), \(report.name(t))", colors[t], number(c["relativeLift"]), number(c["relativeLow95"]), number(c["relativeHigh95"])))
+                } else if let l = m?["relativeLiftVsControl"] {
+                    forest.append(("\(label), \(report.name(t))", colors[t], number(l["estimate"]), number(l["low95"]), number(l["high95"])))
+                }
+            }
+        }
+        for t in report.treatments {
+            if let r = arms[t]["ctrVsControl"] {
+                forest.append(("CTR, \(report.name(t))", colors[t], number(r["relativeLift"]), number(r["relativeLow95"]), number(r["relativeHigh95"])))
+            }
+        }
+        if !forest.isEmpty {
+            body += "<h2>Lifts over \(escape(report.name(report.controlIndex)))</h2>\n" + SVGChart.forest(forest) + "\n"
+        }
+
+        body += "<h2>Over the run</h2>\n"
+        let since = warmup > 0 ? " since the split (in the warm-up: since the start)" : " so far"
+        for (title, key) in [("View seconds per user", "viewSeconds"), ("GMV per user", "gmv"), ("Clicks per user", "clicks")] {
+            let lines = arms.indices.map { i in
+                let c = arms[i]["series"]?["cumulativePerUser"]?[key]
+                let mean = numbers(c?["mean"]), se = numbers(c?["standardError"])
+                let ok = mean.count == se.count
+                return SVGChart.Line(name: report.name(i), color: colors[i], values: mean,
+                                     low: ok ? zip(mean, se).map { $0 - 1.959963984540054 * $1 } : [],
+                                     high: ok ? zip(mean, se).map { $0 + 1.959963984540054 * $1 } : [])
+            }
+            body += "<h3>\(title)\(since), with 95% bands</h3>\n" + SVGChart.lines(lines, warmup: warmup) + "\n"
+        }
+        let ctr = arms.indices.map { i in
+            let clicks = numbers(arms[i]["series"]?["clicks"]), impressions = numbers(arms[i]["series"]?["impressions"])
+            return SVGChart.Line(name: report.name(i), color: colors[i],
+                                 values: zip(clicks, impressions).map { $1 > 0 ? $0 / $1 : .nan })
+        }
+        body += "<h3>CTR in each tick</h3>\n" + SVGChart.lines(ctr, warmup: warmup, percent: true) + "\n"
+        let models = arms.indices.filter { arms[$0]["model"] != nil }
+        if !models.isEmpty {
+            let auc = models.map { SVGChart.Line(name: report.name($0), color: colors[$0], values: numbers(arms[$0]["model"]?["progressiveAUC"])) }
+            body += "<h3>Model AUC in each tick (scored before learning from it)</h3>\n" + SVGChart.lines(auc, warmup: warmup) + "\n"
+        }
+
+        if let run = report.root["run"] {
+            body += "<h2>Run</h2>\n<p class=\"note\">Brokers: \(escape(run["brokers"]?.stringValue ?? "?")), "
+                + "\(integerText(run["partitions"])) partition(s); world built in \(String(format: "%.2f", number(run["populationSeconds"]))) s, "
+                + "run \(String(format: "%.2f", number(run["runSeconds"]))) s (\(String(format: "%.0f", number(run["messagesPerSecond"]))) messages/s). "
+                + "Timings vary between runs; everything above is a function of the scenario and its seed.</p>\n"
+        }
+        return """
+            <!DOCTYPE html>
+            <html lang="en">
+            <head>
+            <meta charset="utf-8">
+            <title>\(escape(table.title))</title>
+            <style>
+            body { font: 14px/1.45 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; color: #222; }
+            h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; } h3 { font-size: 1em; font-weight: 600; }
+            table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+            th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+            th:first-child { text-align: left; }
+            td.better { color: #1a7f37; font-weight: 600; } td.worse { color: #c62828; font-weight: 600; }
+            .note { color: #555; font-size: 0.92em; } .question { font-style: italic; }
+            svg { display: block; margin: 0.5em 0 1.5em; font: 11px system-ui, sans-serif; }
+            svg .note { fill: #666; }
+            </style>
+            </head>
+            <body>
+            \(body)</body>
+            </html>
+
+            """
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import RecCore
+
+/// The results table: one column per arm, one row per metric, then each treatment's lift
+/// over the control with its interval. Built as a grid of cells, which the terminal
+/// (`text`) and the HTML page (`HTMLReport`) lay out each in their own way.
+public struct ResultsTable: Sendable {
+    public struct Cell: Sendable, Equatable {
+        public enum Tone: Sendable { case plain, better, worse }
+        public var text: String
+        /// A lift whose 95% interval excludes 0 is `better` or `worse`.
+        public var tone: Tone = .plain
+    }
+
+    public var title: String
+    public var header: [String]
+    public var rows: [[Cell]]
+    public var notes: [String]
+
+    /// Rows in display order: label, the key in each arm's `perUser` (per-user metrics)
+    /// or the arm-level key, and the scenario metric that shows it.
+    static let layout: [(label: String, key: String, metric: String, perUser: Bool)] = [
+        ("view seconds / user", "viewSeconds", "viewSeconds", true),
+        ("GMV / user", "gmv", "gmv", true),
+        ("clicks / user", "clicks", "clicks", true),
+        ("impressions / user", "impressions", "impressions", true),
+        ("purchases / user", "purchases", "purchases", true),
+        ("CTR", "ctr", "ctr", false),
+        ("catalog coverage", "coverage", "coverage", false),
+    ]
+
+    public init(_ report: ReportDocument) {
+        let arms = report.arms, control = report.controlIndex, treatments = report.treatments
+        let s = report.scenario
+        let shown = Set((s["metrics"].flatMap { v -> [String]? in
+            guard case .array(let a) = v else { return nil }
+            return a.compactMap(\.stringValue)
+        }) ?? Self.layout.map(\.metric))
+        title = "\(s["name"]?.stringValue ?? "scenario"): seed \(s["seed"].map { $0.rendered(pretty: false) } ?? "?"), \(report.ticks) ticks, "
+            + "\(integerText(s["users"])) users, \(integerText(s["items"])) items"
+        header = ["metric"] + arms.indices.map { $0 == control ? "\(report.name($0)) (control)" : report.name($0) }
+            + treatments.map { "\(report.name($0)) vs control (95% CI)" }
+
+        var rows: [[Cell]] = []
+        rows.append([Cell(text: "users")] + arms.map { Cell(text: integerText($0["users"])) } + treatments.map { _ in Cell(text: "") })
+        for row in Self.layout where shown.contains(row.metric) {
+            var cells = [Cell(text: row.label)]
+            for arm in arms {
+                if row.perUser {
+                    let m = arm["perUser"]?[row.key]
+                    cells.append(Cell(text: "\(formatNumber(number(m?["mean"]))) ± \(formatNumber(1.959963984540054 * number(m?["standardError"])))"))
+                } else {
+                    cells.append(Cell(text: formatPercent(number(arm[row.key]))))
+                }
+            }
+            for t in treatments {
+                let arm = arms[t]
+                if row.perUser {
+                    let m = arm["perUser"]?[row.key]
+                    if let cuped = m?["cupedVsControl"] {
+                        cells.append(Self.lift(number(cuped["relativeLift"]), number(cuped["relativeLow95"]), number(cuped["relativeHigh95"])))
+                    } else {
+                        let l = m?["relativeLiftVsControl"]
+                        cells.append(Self.lift(number(l?["estimate"]), number(l?["low95"]), number(l?["high95"])))
+                    }
+                } else if row.key == "ctr" {
+                    let r = arm["ctrVsControl"]
+                    cells.append(Self.lift(number(r?["relativeLift"]), number(r?["relativeLow95"]), number(r?["relativeHigh95"])))
+                } else {
+                    let v = number(arm[row.key]), b = number(arms[control][row.key])
+                    cells.append(Cell(text: b == 0 || b.isNaN ? "" : formatSignedPercent(v / b - 1)))
+                }
+            }
+            rows.append(cells)
+        }
+        let auc = arms.map { Self.settledAUC($0["model"]) }
+        if auc.contains(where: { $0 != nil }) {
+            rows.append([Cell(text: "model AUC (progressive)")] + auc.map { Cell(text: $0.map { String(format: "%.3f", $0) } ?? "-") }
+                        + treatments.map { _ in Cell(text: "") })
+        }
+        self.rows = rows
+
+        let controlName = report.name(control)
+        var notes = ["± is a 95% interval of the per-user mean. Lifts are relative to \(controlName), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit)."]
+        if auc.contains(where: { $0 != nil }) {
+            notes.append("Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.")
+        }
+        let warmup = report.warmupTicks
+        if warmup > 0 {
+            let reductions = treatments.map { number(arms[$0]["perUser"]?["viewSeconds"]?["cupedVsControl"]?["varianceReduction"]) }.filter(\.isFinite)
+            let reduction = reductions.isEmpty ? "" : String(format: " (variance of the view-seconds difference down %.0f%%)", 100 * reductions.reduce(0, +) / Double(reductions.count))
+            notes.append("Per-user metrics count ticks \(warmup)-\(report.ticks - 1); lifts are CUPED-adjusted by each user's warm-up ticks 0-\(warmup - 1)\(reduction).")
+        }
+        let srm = number(report.results["sampleRatio"]?["pValue"])
+        if srm < 0.001 {
+            notes.append("WARNING: sample ratio mismatch (chi-square p = \(String(format: "%.2g", srm))): users are not split as the shares say; do not trust the lifts.")
+        } else if !srm.isNaN {
+            notes.append("Users per arm match the shares (sample-ratio chi-square p = \(String(format: "%.2f", srm))). p-values, Holm-adjusted across arms and metrics, are in report.json.")
+        }
+        let dead = integer(report.results["messages"]?["deadLetters"]) ?? 0
+        if dead > 0 { notes.append("\(dead) messages did not decode and went to the dead-letter topic.") }
+        self.notes = notes
+    }
+
+    /// "+12.3% [+5.0%, +19.6%]", toned when the interval excludes 0.
+    static func lift(_ lift: Double, _ low: Double, _ high: Double) -> Cell {
+        let text = "\(formatSignedPercent(lift)) [\(formatSignedPercent(low)), \(formatSignedPercent(high))]"
+        guard low > 0 || high < 0 else { return Cell(text: text) }
+        return Cell(text: text, tone: lift > 0 ? .better : .worse)
+    }
+
+    /// Progressive AUC over the last half of the run's ticks (the model's settled
+    /// quality), weighted by each tick's samples.
+    static func settledAUC(_ model: JSONValue?) -> Double? {
+        let auc = numbers(model?["progressiveAUC"]), samples = numbers(model?["samples"])
+        guard !auc.isEmpty, auc.count == samples.count else { return nil }
+        let from = auc.count - max(1, auc.count / 2)
+        var total = 0.0, weighted = 0.0
+        for i in from..<auc.count where !auc[i].isNaN {
+            total += samples[i]
+            weighted += auc[i] * samples[i]
+        }
+        return total > 0 ? weighted / total : nil
+    }
+
+    /// The table as the terminal shows it, with ANSI colours for lifts when `color` is true.
+    public func text(color: Bool) -> String {
+        func shown(_ c: Cell) -> String {
+            guard color else { return c.text }
+            switch c.tone {
+            case .plain: return c.text
+            case .better: return "\u{1B}[32m" + c.text + "\u{1B}[0m"
+            case .worse: return "\u{1B}[31m" + c.text + "\u{1B}[0m"
+            }
+        }
+        let lines = [header] + rows.map { $0.map(\.text) }
+        let widths = (0..<header.count).map { col in lines.map { $0[col].count }.max()! }
+        func line(_ cells: [String], _ visible: [String]) -> String {
+            var out = ""
+            for col in cells.indices {
+                let pad = String(repeating: " ", count: widths[col] - visible[col].count)
+                if col > 0 { out += "   " }
+                out += col == 0 ? cells[col] + pad : pad + cells[col]
+            }
+            while out.hasSuffix(" ") { out.removeLast() }
+            return out + "\n"
+        }
+        var out = title + "\n\n"
+        out += line(header, header)
+        out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n"
+        for row in rows { out += line(row.map(shown), row.map(\.text)) }
+        out += "\n" + notes.map { $0 + "\n" }.joined()
+        return out
+    }
+}
+
+func formatNumber(_ x: Double) -> String {
+    guard x.isFinite else { return "n/a" }
+    if abs(x) >= 1000 { return String(format: "%.0f", x) }
+    if abs(x) >= 10 { return String(format: "%.1f", x) }
+    return String(format: "%.3f", x)
+}
+
+func formatPercent(_ x: Double) -> String { x.isFinite ? String(format: "%.2f%%", x * 100) : "n/a" }
+
+func formatSignedPercent(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f%%", x * 100) : "n/a" }
