@@ -25,6 +25,12 @@ public struct ExperimentResults: Sendable {
 
     public var control: Int { scenario.controlArm }
 
+    /// The relative lift of a treatment arm over the control the report leads with:
+    /// CUPED-adjusted when the run had a warm-up, else the delta method's.
+    public func relativeLift(_ arm: Int, _ metric: PerUserMetric) -> RelativeLift {
+        cuped(arm, metric)?.relativeLift ?? RelativeLift(a: arms[control].perUser(metric), b: arms[arm].perUser(metric))
+    }
+
     /// Are users split across arms as the shares say?
     public var sampleRatio: SampleRatioCheck {
         SampleRatioCheck(counts: arms.map(\.users), shares: scenario.arms.map(\.share))
@@ -32,19 +38,19 @@ public struct ExperimentResults: Sendable {
 
     /// CUPED for a treatment arm against the control, with each user's warm-up value of
     /// the metric as covariate; nil when the run had no warm-up.
-    func cuped(_ arm: Int, _ metric: PerUserMetric) -> Cuped? {
+    public func cuped(_ arm: Int, _ metric: PerUserMetric) -> Cuped? {
         guard let xA = arms[control].covariate(metric), let xB = arms[arm].covariate(metric) else { return nil }
         return Cuped(yA: arms[control].perUser(metric), xA: xA, yB: arms[arm].perUser(metric), xB: xB)
     }
 
     /// The p-value the report leads with: CUPED's when the run had a warm-up, else Welch's.
-    func pValue(_ arm: Int, _ metric: PerUserMetric) -> Double {
+    public func pValue(_ arm: Int, _ metric: PerUserMetric) -> Double {
         cuped(arm, metric)?.adjusted.pValue ?? WelchTest(a: arms[control].perUser(metric), b: arms[arm].perUser(metric)).pValue
     }
 
     /// Holm-adjusted p-values of every treatment arm x per-user metric comparison, keyed
     /// "arm/metric" (one family: all the lifts the report shows).
-    var holmAdjusted: [String: Double] {
+    public var holmAdjusted: [String: Double] {
         var keys: [String] = [], p: [Double] = []
         for (i, arm) in arms.enumerated() where i != control {
             for metric in PerUserMetric.allCases {
@@ -56,7 +62,7 @@ public struct ExperimentResults: Sendable {
     }
 
     /// CTR (clicks / impressions, user as the unit) of an arm against the control.
-    func ctrComparison(_ arm: Int) -> RatioComparison {
+    public func ctrComparison(_ arm: Int) -> RatioComparison {
         let c = arms[control], t = arms[arm]
         return RatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
                                numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
@@ -73,6 +79,7 @@ public struct ExperimentResults: Sendable {
             var o: JSONObject = [
                 "name": .string(arm.name),
                 "control": .bool(i == control),
+                "learnsFromOwnTraffic": .bool(scenario.arms[i].learnsFromOwnTraffic),
                 "users": .integer(Int64(arm.users)),
                 "activeUsers": .integer(Int64(arm.activeUsers)),
                 "requests": .integer(Int64(arm.totalRequests)),

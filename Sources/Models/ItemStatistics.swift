@@ -5,6 +5,8 @@
 public struct ItemStatistics: Sendable {
     public private(set) var impressions: [Float] = []
     public private(set) var clicks: [Float] = []
+    /// Impressions over every item (a Double: it outgrows a Float's exact integers).
+    public private(set) var totalImpressions: Double = 0
 
     public init(items: Int = 0) {
         impressions = [Float](repeating: 0, count: items)
@@ -26,12 +28,18 @@ public struct ItemStatistics: Sendable {
     public mutating func recordImpression(_ item: UInt32) {
         grow(to: Int(item))
         impressions[Int(item)] += 1
+        totalImpressions += 1
     }
 
     @inline(__always)
     public mutating func recordClick(_ item: UInt32) {
         grow(to: Int(item))
         clicks[Int(item)] += 1
+    }
+
+    @inline(__always)
+    public func impressionCount(_ item: UInt32) -> Float {
+        Int(item) < impressions.count ? impressions[Int(item)] : 0
     }
 
     @inline(__always)

@@ -74,6 +74,35 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
         return k
     }
 
+    /// A Gamma(shape, 1) draw (Marsaglia and Tsang's squeeze; shapes below 1 through
+    /// Gamma(shape + 1) * U^(1/shape)).
+    public mutating func nextGamma(_ shape: Double) -> Double {
+        precondition(shape > 0, "a Gamma shape must be positive")
+        if shape < 1 {
+            var u = nextDouble()
+            while u <= 0 { u = nextDouble() }
+            return nextGamma(shape + 1) * pow(u, 1 / shape)
+        }
+        let d = shape - 1.0 / 3.0, c = 1 / (9 * d).squareRoot()
+        while true {
+            var x: Double, v: Double
+            repeat {
+                x = nextGaussian()
+                v = 1 + c * x
+            } while v <= 0
+            v = v * v * v
+            let u = nextDouble()
+            if u < 1 - 0.0331 * x * x * x * x { return d * v }
+            if u > 0, log(u) < 0.5 * x * x + d * (1 - v + log(v)) { return d * v }
+        }
+    }
+
+    /// A Beta(a, b) draw, as X / (X + Y) of two Gamma draws.
+    public mutating func nextBeta(_ a: Double, _ b: Double) -> Double {
+        let x = nextGamma(a), y = nextGamma(b)
+        return x / (x + y)
+    }
+
     /// A standard normal draw (Box-Muller; one of the pair is discarded for simplicity).
     public mutating func nextGaussian() -> Double {
         var u = nextDouble()

@@ -91,6 +91,9 @@ public struct ResultsTable: Sendable {
             let reduction = reductions.isEmpty ? "" : String(format: " (variance of the view-seconds difference down %.0f%%)", 100 * reductions.reduce(0, +) / Double(reductions.count))
             notes.append("Per-user metrics count ticks \(warmup)-\(report.ticks - 1); lifts are CUPED-adjusted by each user's warm-up ticks 0-\(warmup - 1)\(reduction).")
         }
+        if arms.contains(where: { $0["learnsFromOwnTraffic"] == .bool(true) }) {
+            notes.append("Arms that learn from their own traffic also differ by the chance path of what they learned; these intervals count user-to-user noise only. `recstream run --seeds N` shows how results spread over seeds.")
+        }
         let srm = number(report.results["sampleRatio"]?["pValue"])
         if srm < 0.001 {
             notes.append("WARNING: sample ratio mismatch (chi-square p = \(String(format: "%.2g", srm))): users are not split as the shares say; do not trust the lifts.")

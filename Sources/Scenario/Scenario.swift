@@ -106,6 +106,17 @@ public struct CatalogSettings: Sendable, Equatable {
 
 /// One arm of the experiment: how it retrieves candidates, ranks them and builds a slate.
 public struct ArmSettings: Sendable, Equatable {
+    /// Does what the arm serves depend on what its own users did (a model, popularity, or
+    /// a bandit policy learned from its feedback)? Then all its users share one learned
+    /// state, and chance in that state's path is part of the arm's result.
+    public var learnsFromOwnTraffic: Bool {
+        if case .popularity = retrieval { return true }
+        switch policy {
+        case .ucb, .thompson: return true
+        default: return ranking != .random
+        }
+    }
+
     public var name: String
     /// Share of users assigned to this arm.
     public var share: Double
@@ -157,6 +168,11 @@ public enum Policy: Sendable, Equatable {
     case epsilonGreedy(epsilon: Double)
     /// At each position, a candidate drawn with probability proportional to exp(score / T).
     case softmax(temperature: Double)
+    /// Greedy on the standardised score plus bonus * sqrt(ln(N + 1) / (n + 1)).
+    case ucb(bonus: Double)
+    /// Greedy on draws from each item's Beta posterior of click-through; propensities
+    /// estimated from `propensitySamples` resamples.
+    case thompson(priorClicks: Double, priorImpressions: Double, propensitySamples: Int)
 }
 
 public struct ExperimentSettings: Sendable, Equatable {

@@ -75,6 +75,12 @@ extension Scenario {
             if case .sequence(let m) = arm.ranking, m.topK > m.maxHistory {
                 issues.append(ScenarioIssue("arms[\(i)].ranking.topK", "must be at most arms[\(i)].ranking.maxHistory (\(m.maxHistory)), got \(m.topK)"))
             }
+            if case .ucb = arm.policy, arm.ranking == .random {
+                issues.append(ScenarioIssue("arms[\(i)].policy", "ucb adds a bonus to a model's scores; with random ranking there are none (choose a ranking, or thompson)"))
+            }
+            if case .thompson(let a, let b, _) = arm.policy, b <= a {
+                issues.append(ScenarioIssue("arms[\(i)].policy.priorImpressions", "must be greater than arms[\(i)].policy.priorClicks (\(format(a))), got \(format(b))"))
+            }
             if arm.candidates > catalog.items {
                 issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at most catalog.items (\(catalog.items)), got \(arm.candidates)"))
             }
@@ -159,6 +165,9 @@ extension Scenario {
             let policy: Policy = switch pol["type"].string {
             case "epsilon-greedy": .epsilonGreedy(epsilon: pol["epsilon"].double)
             case "softmax": .softmax(temperature: pol["temperature"].double)
+            case "ucb": .ucb(bonus: pol["bonus"].double)
+            case "thompson": .thompson(priorClicks: pol["priorClicks"].double, priorImpressions: pol["priorImpressions"].double,
+                                       propensitySamples: pol["propensitySamples"].int)
             default: .greedy
             }
             return ArmSettings(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,

@@ -51,6 +51,14 @@ extension Scenario {
         .init("softmax", "A candidate drawn with probability proportional to exp(score / temperature).", [
             Property("temperature", .number(minimum: 0, exclusiveMinimum: true), "Softmax temperature (scores are standardised first).", default: 1),
         ]),
+        .init("ucb", "Greedy on the standardised score plus an upper-confidence bonus, bonus * sqrt(ln(N + 1) / (n + 1)), for an item shown n of the arm's N impressions.", [
+            Property("bonus", .number(minimum: 0, maximum: 100), "Weight of the uncertainty bonus, in standard deviations of the scores.", default: 1),
+        ]),
+        .init("thompson", "Thompson sampling: each candidate's click-through rate drawn from its Beta posterior (the arm's own impressions and clicks), best draws first. Replaces the ranking model's scores.", [
+            Property("priorClicks", .number(minimum: 0, maximum: 1_000_000, exclusiveMinimum: true), "Beta prior: pseudo-clicks.", default: 1),
+            Property("priorImpressions", .number(minimum: 0, maximum: 1_000_000, exclusiveMinimum: true), "Beta prior: pseudo-impressions (more than priorClicks).", default: 20),
+            Property("propensitySamples", .integer(minimum: 1, maximum: 100_000), "Resamples per request to estimate each shown item's propensity (Thompson has no closed form); each costs a Beta draw per candidate.", default: 16),
+        ]),
     ])
 
     static let positionBias = TaggedSchema("position bias", "How likely a user is to examine each position of a slate.", [

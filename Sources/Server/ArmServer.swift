@@ -10,6 +10,8 @@ import Scenario
 /// policy put that item at that position (conditional on the positions before it).
 /// With random ranking every ordering of the candidates is equally likely, so the
 /// propensity at position j of n candidates is 1 / (n - j) whatever the policy.
+/// Thompson sampling has no closed form: its propensity is the marginal probability of
+/// the item at that position, estimated by resampling the posteriors.
 ///
 /// All scratch space is allocated once; serving a request allocates nothing.
 public struct ArmServer: Sendable {
@@ -28,6 +30,8 @@ public struct ArmServer: Sendable {
     var scores: [Float]
     var order: [Int32]
     var taken: [Bool]
+    var hits: [Int] = []
+    var shownIndex: [Int] = []
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -71,7 +75,7 @@ public struct ArmServer: Sendable {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
         retrieve(&rng)
         score(statistics, model: model, history: histories?.history(of: request.header.user), &rng)
-        select(k: min(Int(request.slateSize), candidates.count), &rng, into: &slate)
+        select(k: min(Int(request.slateSize), candidates.count), statistics: statistics, &rng, into: &slate)
     }
 
     mutating func retrieve(_ rng: inout RandomStream) {
@@ -115,6 +119,19 @@ public struct ArmServer: Sendable {
         case .ctr(let a, let b):
             for i in 0..<n { scores[i] = statistics.smoothedCTR(candidates[i], priorClicks: Float(a), priorImpressions: Float(b)) }
         }
+        switch settings.policy {
+        case .ucb(let bonus):
+            // Standardised, so the bonus means the same for every model.
+            standardiseScores()
+            let total = log(statistics.totalImpressions + 1)
+            for i in 0..<n {
+                scores[i] += Float(bonus * (total / (Double(statistics.impressionCount(candidates[i])) + 1)).squareRoot())
+            }
+        case .thompson(let a, let b, _):
+            for i in 0..<n { scores[i] = Float(thompsonDraw(candidates[i], statistics, a, b, &rng)) }
+        default:
+            break
+        }
         // Best first; equal scores by item id, so the order is a function of the inputs.
         for i in 0..<n { order[i] = Int32(i) }
         order.withUnsafeMutableBufferPointer { o in
@@ -126,10 +143,30 @@ public struct ArmServer: Sendable {
         }
     }
 
-    mutating func select(k: Int, _ rng: inout RandomStream, into slate: inout [SlateEntry]) {
+    /// z-scores of the candidates' scores (all 0 when they are all equal).
+    mutating func standardiseScores() {
+        let n = candidates.count
+        var mean = 0.0, squares = 0.0
+        for i in 0..<n { mean += Double(scores[i]) }
+        mean /= Double(n)
+        for i in 0..<n { squares += (Double(scores[i]) - mean) * (Double(scores[i]) - mean) }
+        let sd = (squares / Double(n)).squareRoot()
+        for i in 0..<n { scores[i] = sd > 0 ? Float((Double(scores[i]) - mean) / sd) : 0 }
+    }
+
+    /// A draw of the item's click-through rate from its Beta posterior: prior Beta(a, b - a)
+    /// updated with the arm's clicks and non-clicks.
+    func thompsonDraw(_ item: ItemID, _ statistics: ItemStatistics, _ a: Double, _ b: Double, _ rng: inout RandomStream) -> Double {
+        let clicks = Double(statistics.clickCount(item)), shown = Double(statistics.impressionCount(item))
+        return rng.nextBeta(a + clicks, b - a + max(0, shown - clicks))
+    }
+
+    mutating func select(k: Int, statistics: ItemStatistics, _ rng: inout RandomStream, into slate: inout [SlateEntry]) {
         let n = candidates.count
         for i in 0..<n { taken[i] = false }
-        let uniform = settings.ranking == .random
+        // Random scores make every ordering equally likely, unless Thompson replaced them.
+        let uniform: Bool
+        if case .thompson = settings.policy { uniform = false } else { uniform = settings.ranking == .random }
         var nextBest = 0  // index into `order` of the best candidate not yet taken
         func advance(_ nextBest: inout Int, _ taken: [Bool], _ order: [Int32]) {
             while nextBest < n && taken[Int(order[nextBest])] { nextBest += 1 }
@@ -152,12 +189,45 @@ public struct ArmServer: Sendable {
                 propensity = Float(epsilon / Double(remaining)) + (chosen == best ? Float(1 - epsilon) : 0)
             case .softmax(let temperature):
                 (chosen, propensity) = drawSoftmax(temperature: temperature, &rng)
+            case .ucb, .thompson:
+                // Greedy on the index (UCB) or the posterior draws (Thompson); Thompson's
+                // propensities are estimated once the slate is complete.
+                chosen = Int(order[nextBest])
+                propensity = 1
             }
             if uniform { propensity = 1 / Float(remaining) }
             taken[chosen] = true
             advance(&nextBest, taken, order)
             slate.append(SlateEntry(item: candidates[chosen], propensity: propensity))
         }
+        if case .thompson(let a, let b, let samples) = settings.policy, k > 0 {
+            estimateThompsonPropensities(slate: &slate, k: k, statistics: statistics, a: a, b: b, samples: samples, &rng)
+        }
+    }
+
+    /// The chance that each shown item lands at its position when the posteriors are
+    /// drawn again: (1 + resamples that put it there) / (1 + resamples), counting the draw
+    /// that built the slate, so an estimate is never 0.
+    mutating func estimateThompsonPropensities(slate: inout [SlateEntry], k: Int, statistics: ItemStatistics,
+                                              a: Double, b: Double, samples: Int, _ rng: inout RandomStream) {
+        let n = candidates.count, first = slate.count - k
+        // The draws go into `scores`, no longer needed once the slate is built.
+        hits.removeAll(keepingCapacity: true)
+        shownIndex.removeAll(keepingCapacity: true)
+        for j in 0..<k {
+            hits.append(1)
+            shownIndex.append(candidates.firstIndex(of: slate[first + j].item)!)
+        }
+        for _ in 0..<samples {
+            for i in 0..<n { scores[i] = Float(thompsonDraw(candidates[i], statistics, a, b, &rng)) }
+            for j in 0..<k {
+                let mine = scores[shownIndex[j]]
+                var above = 0
+                for i in 0..<n where scores[i] > mine || (scores[i] == mine && candidates[i] < candidates[shownIndex[j]]) { above += 1 }
+                if above == j { hits[j] += 1 }
+            }
+        }
+        for j in 0..<k { slate[first + j].propensity = Float(hits[j]) / Float(samples + 1) }
     }
 
     /// The index of the `n`-th candidate not yet taken, in candidate order.

@@ -22,6 +22,9 @@ struct Run: ParsableCommand {
     @Option(help: "Override the scenario's seed.")
     var seed: UInt64?
 
+    @Option(help: "Run this many seeds (from the scenario's seed, or --seed) and report how often each lift is significant: an A/A test's false-positive rate, or an A/B's power.")
+    var seeds: Int?
+
     @Option(help: "Override the partitions per topic.")
     var partitions: Int?
 
@@ -107,6 +110,10 @@ struct Run: ParsableCommand {
             options.truthPath = (directory as NSString).appendingPathComponent("truth.jsonl")
         }
         let showProgress = s.output.progress && isatty(STDERR_FILENO) != 0
+        if let seeds {
+            try sweep(s, seeds: seeds, directory: directory, showProgress: showProgress)
+            return
+        }
 
         do {
             let run = try LockstepRun(scenario: s)
@@ -143,6 +150,48 @@ struct Run: ParsableCommand {
         } catch let error as RunError {
             printError("error: \(error)")
             throw Exit.runtimeFailure
+        }
+    }
+}
+
+extension Run {
+    /// `--seeds N`: the scenario over N seeds, and how often each comparison came out
+    /// significant.
+    func sweep(_ s: Scenario, seeds: Int, directory: String?, showProgress: Bool) throws {
+        guard (2...100_000).contains(seeds) else {
+            printError("error: --seeds must be between 2 and 100000, got \(seeds)")
+            throw Exit.badInput
+        }
+        guard s.arms.count > 1 else {
+            printError("error: --seeds compares arms, and \(scenario) has one")
+            throw Exit.badInput
+        }
+        var sweep = SeedSweep(scenario: s, seeds: seeds)
+        let started = ContinuousClock.now
+        do {
+            try sweep.run { done in
+                guard showProgress else { return }
+                let elapsed = (ContinuousClock.now - started) / .seconds(1)
+                let eta = elapsed / Double(done) * Double(seeds - done)
+                FileHandle.standardError.write(Data("\rseed \(done)/\(seeds)  ETA \(done == seeds ? "0s" : formatETA(eta))   \(done == seeds ? "\n" : "")".utf8))
+            }
+        } catch let error as KafkaError {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        } catch let error as RunError {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        }
+        print(sweep.table())
+        if let directory {
+            let path = (directory as NSString).appendingPathComponent("seeds.json")
+            do {
+                try sweep.json.rendered().write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                printError("error: cannot write \(path): \(error.localizedDescription)")
+                throw Exit.runtimeFailure
+            }
+            print("Report: \(path)")
         }
     }
 }

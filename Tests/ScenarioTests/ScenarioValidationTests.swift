@@ -96,16 +96,22 @@ struct ScenarioValidationTests {
         }, ["s.json: arms[1].policy.epsilon: must be between 0 and 1, got 1.5"]),
         ("unknown policy", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "epsilon-gredy"]])]
-        }, ["s.json: arms[0].policy.type: unknown policy 'epsilon-gredy' (did you mean 'epsilon-greedy'?); one of greedy, epsilon-greedy, softmax"]),
+        }, ["s.json: arms[0].policy.type: unknown policy 'epsilon-gredy' (did you mean 'epsilon-greedy'?); one of greedy, epsilon-greedy, softmax, ucb, thompson"]),
         ("policy without type", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["epsilon": 0.1]])]
-        }, ["s.json: arms[0].policy.type: required; one of greedy, epsilon-greedy, softmax"]),
+        }, ["s.json: arms[0].policy.type: required; one of greedy, epsilon-greedy, softmax, ucb, thompson"]),
         ("parameter on a policy without parameters", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "greedy", "epsilon": 0.1]])]
         }, ["s.json: arms[0].policy.epsilon: unknown key; 'greedy' takes no parameters"]),
         ("zero temperature", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "softmax", "temperature": 0]])]
         }, ["s.json: arms[0].policy.temperature: must be greater than 0, got 0"]),
+        ("ucb over random scores", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "ucb"]])]
+        }, ["s.json: arms[0].policy: ucb adds a bonus to a model's scores; with random ranking there are none (choose a ranking, or thompson)"]),
+        ("a Thompson prior with more clicks than impressions", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "thompson", "priorClicks": 5, "priorImpressions": 5]])]
+        }, ["s.json: arms[0].policy.priorImpressions: must be greater than arms[0].policy.priorClicks (5), got 5"]),
         ("misspelt arm key", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "polcy": ["type": "greedy"]])]
         }, ["s.json: arms[0].polcy: unknown key (did you mean 'policy'?)"]),

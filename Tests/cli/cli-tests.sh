@@ -47,6 +47,9 @@ mkdir -p "$tmp/old" && echo '{"recstream": {"reportVersion": 1}}' >"$tmp/old/rep
 check "report names a report version it cannot read" 2 "report version 1; this recstream reads version 2" "$bin" report "$tmp/old"
 touch "$tmp/a-file"
 check "an unwritable report directory is bad input, found before the run" 2 "cannot create the report directory $tmp/a-file/out" "$bin" run scenarios/quickstart.json --quiet --out "$tmp/a-file/out"
+check "--seeds runs the scenario over seeds and writes seeds.json" 0 "aa-test over 3 seeds \(1000-1002\): how often each arm differs from A" "$bin" run scenarios/aa-test.json --seeds 3 --quiet --out "$tmp/seeds"
+check "seeds.json has every seed" 0 "1000, 1001, 1002" python3 -c "import json; print(', '.join(map(str, json.load(open('$tmp/seeds/seeds.json'))['seeds'])))"
+check "--seeds 1 is bad input" 2 "--seeds must be between 2 and 100000, got 1" "$bin" run scenarios/aa-test.json --seeds 1
 printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' >"$tmp/no-output.json"
 check "--export-truth without an output directory is bad input" 2 "needs an output directory" "$bin" run "$tmp/no-output.json" --export-truth
 check "an empty --out is bad input" 2 "--out must not be empty" "$bin" run "$tmp/no-output.json" --out ""

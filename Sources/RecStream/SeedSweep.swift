@@ -1,0 +1,172 @@
+import Experiment
+import Foundation
+import Kafka
+import RecCore
+import Report
+import Scenario
+
+/// The same scenario run over many seeds, to see how often each comparison comes out
+/// significant. With identical arms (an A/A test) that share is the false-positive rate,
+/// which a sound engine keeps near alpha; with different arms it is the power.
+public struct SeedSweep: Sendable {
+    public let scenario: Scenario
+    public let seeds: [UInt64]
+    public let alpha: Double
+    /// Per seed, per treatment arm, per compared metric: the outcome.
+    public private(set) var outcomes: [[[Outcome]]] = []
+
+    public struct Outcome: Sendable, Equatable {
+        public var pValue: Double
+        public var pValueHolm: Double
+        public var lift: Double
+    }
+
+    /// The compared metrics, in table order: the per-user metrics, then CTR.
+    public static let metrics: [(label: String, key: String, perUser: PerUserMetric?)] =
+        PerUserMetric.allCases.map { (label(of: $0), $0.rawValue, $0) } + [("CTR", "ctr", nil)]
+
+    static func label(of m: PerUserMetric) -> String {
+        switch m {
+        case .viewSeconds: "view seconds / user"
+        case .gmv: "GMV / user"
+        case .clicks: "clicks / user"
+        case .impressions: "impressions / user"
+        case .purchases: "purchases / user"
+        }
+    }
+
+    public init(scenario: Scenario, seeds: Int, alpha: Double = 0.05) {
+        self.scenario = scenario
+        self.seeds = (0..<UInt64(seeds)).map { scenario.seed &+ $0 }
+        self.alpha = alpha
+    }
+
+    /// Runs every seed in turn, each on topics of its own (on one embedded broker, or on
+    /// the scenario's cluster), and keeps what the comparisons gave.
+    public mutating func run(progress: ((Int) -> Void)? = nil) throws {
+        outcomes = []
+        let broker = scenario.kafka.brokers == nil ? try EmbeddedBroker() : nil
+        for (i, seed) in seeds.enumerated() {
+            var s = scenario
+            s.seed = seed
+            s.output.directory = nil
+            s.kafka.topicPrefix += "-seed\(seed)"
+            let results = try LockstepRun(scenario: s, broker: broker).run().results
+            let holm = results.holmAdjusted
+            var perArm: [[Outcome]] = []
+            for arm in results.arms.indices where arm != results.control {
+                perArm.append(Self.metrics.map { m in
+                    if let pu = m.perUser {
+                        return Outcome(pValue: results.pValue(arm, pu), pValueHolm: holm["\(results.arms[arm].name)/\(pu.rawValue)"] ?? .nan,
+                                       lift: results.relativeLift(arm, pu).lift)
+                    }
+                    let r = results.ctrComparison(arm)
+                    return Outcome(pValue: r.relativePValue, pValueHolm: .nan, lift: r.relativeLift)
+                })
+            }
+            outcomes.append(perArm)
+            progress?(i + 1)
+        }
+    }
+
+    var treatments: [Int] { scenario.arms.indices.filter { $0 != scenario.controlArm } }
+
+    /// The share of seeds in which a comparison was significant, with a Wilson 95% interval.
+    public func share(arm t: Int, metric m: Int, holm: Bool = false) -> (share: Double, low: Double, high: Double) {
+        let significant = outcomes.filter { ($0[t][m].pValue < alpha && !holm) || (holm && $0[t][m].pValueHolm < alpha) }.count
+        return Self.wilson(significant, outcomes.count)
+    }
+
+    /// Seeds in which at least one of the arm's Holm-adjusted comparisons was significant:
+    /// the family-wise error rate Holm controls.
+    public func familyShare(arm t: Int) -> (share: Double, low: Double, high: Double) {
+        Self.wilson(outcomes.filter { $0[t].contains { $0.pValueHolm < alpha } }.count, outcomes.count)
+    }
+
+    /// The lift averaged over seeds, with a t interval that takes the seed (a whole world,
+    /// split and learned path) as the unit: the honest interval when arms learn from their
+    /// own traffic, whose single-run intervals count user noise only.
+    public func meanLift(arm t: Int, metric m: Int) -> (mean: Double, low: Double, high: Double) {
+        let lifts = outcomes.map { $0[t][m].lift }.filter(\.isFinite)
+        let e = MeanEstimate(lifts)
+        guard lifts.count > 1, e.standardError.isFinite else { return (e.mean, .nan, .nan) }
+        let q = StudentT.quantile(0.975, df: Double(lifts.count - 1))
+        return (e.mean, e.mean - q * e.standardError, e.mean + q * e.standardError)
+    }
+
+    /// Wilson's score interval for k successes in n (95%).
+    static func wilson(_ k: Int, _ n: Int) -> (share: Double, low: Double, high: Double) {
+        guard n > 0 else { return (.nan, .nan, .nan) }
+        let z = 1.959963984540054, nn = Double(n), p = Double(k) / nn
+        let centre = (p + z * z / (2 * nn)) / (1 + z * z / nn)
+        let half = z / (1 + z * z / nn) * (p * (1 - p) / nn + z * z / (4 * nn * nn)).squareRoot()
+        return (p, max(0, centre - half), min(1, centre + half))
+    }
+
+    public func table() -> String {
+        let control = scenario.arms[scenario.controlArm].name
+        var lines: [[String]] = [["metric"]]
+        for t in treatments {
+            let name = scenario.arms[t].name
+            lines[0] += ["\(name): p < \(alpha) [95% CI]", "Holm p < \(alpha)", "mean lift [95% CI over seeds]"]
+        }
+        for (m, metric) in Self.metrics.enumerated() {
+            var row = [metric.label]
+            for (i, _) in treatments.enumerated() {
+                let s = share(arm: i, metric: m)
+                row.append(String(format: "%.1f%% [%.1f%%, %.1f%%]", 100 * s.share, 100 * s.low, 100 * s.high))
+                row.append(metric.perUser == nil ? "" : String(format: "%.1f%%", 100 * share(arm: i, metric: m, holm: true).share))
+                let l = meanLift(arm: i, metric: m)
+                row.append(l.mean.isNaN ? "n/a" : l.low.isNaN ? String(format: "%+.2f%%", 100 * l.mean)
+                           : String(format: "%+.2f%% [%+.2f%%, %+.2f%%]", 100 * l.mean, 100 * l.low, 100 * l.high))
+            }
+            lines.append(row)
+        }
+        var family = ["any per-user metric (Holm)"]
+        for (i, _) in treatments.enumerated() {
+            let f = familyShare(arm: i)
+            family += ["", String(format: "%.1f%%", 100 * f.share), ""]
+        }
+        lines.append(family)
+        let widths = lines[0].indices.map { c in lines.map { $0[c].count }.max()! }
+        var out = "\(scenario.name) over \(seeds.count) seeds (\(seeds.first!)-\(seeds.last!)): how often each arm differs from \(control) at alpha \(alpha)\n\n"
+        for (k, line) in lines.enumerated() {
+            out += line.enumerated().map { c, cell in
+                c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[c] - cell.count) + cell
+            }.joined(separator: "   ") + "\n"
+            if k == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
+        }
+        out += "\nEach seed is a new world, a new split and a new learned path. Where the arms are identical (an A/A test) the share is the false-positive rate: near \(Int(alpha * 100))% "
+            + "per metric, and at most \(Int(alpha * 100))% for the Holm family, when the statistics are sound. Where they differ it is the power.\n"
+            + "The mean lift's interval takes the seed as the unit, so it includes the chance in what learning arms learned.\n"
+        return out
+    }
+
+    public var json: JSONValue {
+        var arms: [JSONValue] = []
+        for (i, t) in treatments.enumerated() {
+            var metrics = JSONObject()
+            for (m, metric) in Self.metrics.enumerated() {
+                let s = share(arm: i, metric: m)
+                var o: JSONObject = [
+                    "significantShare": .number(s.share), "low95": .number(s.low), "high95": .number(s.high),
+                    "pValues": .array(outcomes.map { .number($0[i][m].pValue) }),
+                    "lifts": .array(outcomes.map { .number($0[i][m].lift) }),
+                    "meanLift": .number(meanLift(arm: i, metric: m).mean),
+                    "meanLiftLow95": .number(meanLift(arm: i, metric: m).low), "meanLiftHigh95": .number(meanLift(arm: i, metric: m).high),
+                ]
+                if metric.perUser != nil { o["significantShareHolm"] = .number(share(arm: i, metric: m, holm: true).share) }
+                metrics[metric.key] = .object(o)
+            }
+            arms.append(["name": .string(scenario.arms[t].name), "familyWiseShareHolm": .number(familyShare(arm: i).share), "metrics": .object(metrics)])
+        }
+        return [
+            "recstream": ["version": .string(recstreamVersion)],
+            "scenario": ["name": .string(scenario.name), "fingerprint": .string(scenario.fingerprint),
+                         "control": .string(scenario.arms[scenario.controlArm].name)],
+            "seeds": .array(seeds.map { .integer(Int64(bitPattern: $0)) }),
+            "alpha": .number(alpha),
+            "arms": .array(arms),
+        ]
+    }
+}

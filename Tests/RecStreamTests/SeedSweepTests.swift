@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+@testable import Experiment
+@testable import RecStream
+@testable import Scenario
+
+@Suite("Seed sweeps", .serialized)
+struct SeedSweepTests {
+    /// Two identical arms in a small world, with a warm-up (so CUPED is in play).
+    func aa(seed: UInt64 = 500) throws -> Scenario {
+        try Scenario.decode("""
+        {
+          "name": "aa", "seed": \(seed), "ticks": 5,
+          "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "history": {"median": 20, "max": 100}},
+          "catalog": {"items": 300, "topCategories": 3, "subcategories": 2, "topics": 8, "arrivalsPerTick": 1},
+          "arms": [
+            {"name": "A", "share": 0.5, "candidates": 20},
+            {"name": "A2", "share": 0.5, "candidates": 20}
+          ],
+          "experiment": {"warmupTicks": 1},
+          "kafka": {"partitions": 1, "topicPrefix": "aa"}
+        }
+        """)
+    }
+
+    @Test("an A/A test over 200 seeds rejects at about alpha: the statistics are calibrated")
+    func falsePositiveRate() throws {
+        var sweep = SeedSweep(scenario: try aa(), seeds: 200)
+        try sweep.run()
+        #expect(sweep.outcomes.count == 200)
+        var pooled = 0, tests = 0
+        for m in SeedSweep.metrics.indices {
+            let rate = sweep.share(arm: 0, metric: m).share
+            pooled += sweep.outcomes.filter { $0[0][m].pValue < 0.05 }.count
+            tests += sweep.outcomes.count
+            // Each metric alone: within a loose band (binomial noise over 200 seeds is
+            // +-1.5 points; sparse purchases make GMV's t-test a little conservative).
+            #expect(rate <= 0.10, "\(SeedSweep.metrics[m].label): \(rate)")
+        }
+        let rate = Double(pooled) / Double(tests)
+        #expect(rate >= 0.02 && rate <= 0.08, "pooled false-positive rate \(rate)")
+        let view = sweep.share(arm: 0, metric: 0).share
+        #expect(view >= 0.02 && view <= 0.08, "view seconds false-positive rate \(view)")
+        #expect(sweep.familyShare(arm: 0).share <= 0.08, "Holm family-wise rate \(sweep.familyShare(arm: 0).share)")
+    }
+
+    @Test("a real difference is found in most seeds (power), and the JSON has every seed")
+    func power() throws {
+        var s = try aa()
+        s.arms[1].ranking = .ctr(priorClicks: 1, priorImpressions: 20)
+        s.arms[1].retrieval = .popularity(explore: 0.3)
+        var sweep = SeedSweep(scenario: s, seeds: 10)
+        try sweep.run()
+        #expect(sweep.share(arm: 0, metric: 2).share >= 0.5)  // clicks / user
+        guard case .array(let arms)? = sweep.json["arms"], case .array(let p)? = arms.first?["metrics"]?["clicks"]?["pValues"] else {
+            Issue.record("no per-seed p-values in the JSON")
+            return
+        }
+        #expect(p.count == 10)
+        #expect(sweep.table().contains("how often each arm differs from A at alpha 0.05"))
+    }
+
+    @Test("Wilson intervals match the known values")
+    func wilson() {
+        let w = SeedSweep.wilson(10, 200)
+        // Computed with the score-interval formula in Python: 0.027382645600764, 0.089578148138776.
+        #expect(abs(w.low - 0.027382645600764) < 1e-12 && abs(w.high - 0.089578148138776) < 1e-12)
+        #expect(SeedSweep.wilson(0, 20).low == 0)
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Testing
+@testable import Models
+@testable import RecCore
+@testable import Scenario
+@testable import Server
+
+/// A catalog of 30 items whose click-through rates the arm has learned unevenly: item i
+/// shown 40 times with i / 3 clicks, so later items look better and have tighter posteriors.
+func learned() -> ItemStatistics {
+    var s = ItemStatistics(items: 30)
+    for i in 0..<30 {
+        for _ in 0..<40 { s.recordImpression(UInt32(i)) }
+        for _ in 0..<(i / 3) { s.recordClick(UInt32(i)) }
+    }
+    return s
+}
+
+func server(_ policy: Policy, ranking: Ranking = .ctr(priorClicks: 1, priorImpressions: 20), candidates: Int = 30) -> ArmServer {
+    ArmServer(settings: ArmSettings(name: "t", share: 1, candidates: candidates, retrieval: .random, ranking: ranking, policy: policy),
+              armIndex: 0, catalogSize: 30, seed: 11)
+}
+
+/// Serves the same user `n` times (different sequence numbers, so different draws) and
+/// returns, per position, how often each item was there and the mean logged propensity.
+func serveMany(_ policy: Policy, n: Int, slate: Int = 3) -> (counts: [[Int]], propensity: [[Double]]) {
+    var s = server(policy)
+    let stats = learned()
+    var counts = [[Int]](repeating: [Int](repeating: 0, count: 30), count: slate)
+    var sums = [[Double]](repeating: [Double](repeating: 0, count: 30), count: slate)
+    var out: [SlateEntry] = []
+    for q in 0..<n {
+        out.removeAll()
+        s.serve(Request(RecordHeader(arm: 0, tick: 0, user: 5, sequence: UInt32(q)), slateSize: UInt16(slate)), statistics: stats, into: &out)
+        for (j, e) in out.enumerated() {
+            counts[j][Int(e.item)] += 1
+            sums[j][Int(e.item)] += Double(e.propensity)
+        }
+    }
+    let mean = zip(counts, sums).map { c, s in zip(c, s).map { $1 / Double(max($0, 1)) } }
+    return (counts, mean)
+}
+
+@Suite("Slate policies and their propensities")
+struct PolicyTests {
+    @Test("greedy and UCB are deterministic, with propensity 1")
+    func deterministic() {
+        for policy in [Policy.greedy, .ucb(bonus: 1)] {
+            let r = serveMany(policy, n: 20)
+            for j in 0..<3 {
+                #expect(r.counts[j].filter { $0 > 0 }.count == 1, "\(policy) position \(j)")
+                #expect(r.propensity[j].contains(1), "\(policy)")
+            }
+        }
+    }
+
+    @Test("UCB's bonus puts a barely-shown item above a better-known, slightly better one")
+    func ucbExplores() {
+        var stats = ItemStatistics(items: 30)
+        for i in 0..<28 { for _ in 0..<400 { stats.recordImpression(UInt32(i)) } }
+        for _ in 0..<400 { stats.recordImpression(28) }
+        for _ in 0..<40 { stats.recordClick(28) }  // smoothed CTR 41/420
+        for _ in 0..<10 { stats.recordImpression(29) }
+        stats.recordClick(29)  // smoothed CTR 2/30, from 10 impressions
+        var greedy = server(.greedy), ucb = server(.ucb(bonus: 3))
+        var a: [SlateEntry] = [], b: [SlateEntry] = []
+        let request = Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 2)
+        greedy.serve(request, statistics: stats, into: &a)
+        ucb.serve(request, statistics: stats, into: &b)
+        #expect(a.map(\.item) == [28, 29])
+        #expect(b.map(\.item) == [29, 28])
+    }
+
+    /// The logged propensity of an item at position 0 is the chance the policy puts it
+    /// there: over many requests, the observed frequency.
+    @Test("logged propensities at the first position match how often each item lands there",
+          arguments: [Policy.epsilonGreedy(epsilon: 0.3), .softmax(temperature: 0.7), .thompson(priorClicks: 1, priorImpressions: 20, propensitySamples: 200)])
+    func propensitiesMatchFrequencies(policy: Policy) {
+        let n = 6000
+        let r = serveMany(policy, n: n)
+        for item in 0..<30 where r.counts[0][item] >= 100 {
+            let frequency = Double(r.counts[0][item]) / Double(n)
+            let logged = r.propensity[0][item]
+            // Binomial noise of the frequency (and, for Thompson, of the estimate).
+            let tolerance = 4 * (frequency * (1 - frequency) / Double(n)).squareRoot() + (policy == .softmax(temperature: 0.7) || policy == .epsilonGreedy(epsilon: 0.3) ? 0.002 : 0.03)
+            #expect(abs(frequency - logged) <= tolerance, "\(policy) item \(item): frequency \(frequency), logged \(logged)")
+        }
+    }
+
+    @Test("Thompson's propensities at later positions are the marginal chances too")
+    func thompsonLaterPositions() {
+        let n = 4000
+        let r = serveMany(.thompson(priorClicks: 1, priorImpressions: 20, propensitySamples: 200), n: n)
+        for j in 1..<3 {
+            for item in 0..<30 where r.counts[j][item] >= 200 {
+                let frequency = Double(r.counts[j][item]) / Double(n)
+                #expect(abs(frequency - r.propensity[j][item]) <= 4 * (frequency * (1 - frequency) / Double(n)).squareRoot() + 0.03,
+                        "position \(j) item \(item): frequency \(frequency), logged \(r.propensity[j][item])")
+            }
+        }
+    }
+
+    @Test("Thompson ignores a random ranking's scores and logs estimated propensities")
+    func thompsonOnRandomRanking() {
+        var s = server(.thompson(priorClicks: 1, priorImpressions: 20, propensitySamples: 50), ranking: .random)
+        var out: [SlateEntry] = []
+        s.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 5), statistics: learned(), into: &out)
+        #expect(out.count == 5)
+        #expect(out.allSatisfy { $0.propensity > 0 && $0.propensity <= 1 })
+        #expect(out.contains { $0.propensity != 1 / Float(30 - out.firstIndex(of: $0)!) })
+    }
+}
+
+@Suite("Gamma and Beta draws")
+struct DistributionTests {
+    @Test("Beta(a, b) and Gamma(k) draws have the right mean and variance", arguments: [(2.0, 5.0), (0.5, 0.5), (30.0, 200.0)])
+    func beta(a: Double, b: Double) {
+        var rng = RandomStream(seed: 3, .policy, 1, 2)
+        let n = 200_000
+        var sum = 0.0, squares = 0.0
+        for _ in 0..<n {
+            let x = rng.nextBeta(a, b)
+            sum += x
+            squares += x * x
+        }
+        let mean = sum / Double(n), variance = squares / Double(n) - mean * mean
+        let m = a / (a + b), v = a * b / ((a + b) * (a + b) * (a + b + 1))
+        #expect(abs(mean - m) < 5 * (v / Double(n)).squareRoot())
+        #expect(abs(variance - v) / v < 0.03)
+    }
+}
