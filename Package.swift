@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
-            dependencies: ["RecStream", "Report", "Kafka", "Scenario"],
+            dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario"],
             swiftSettings: strict
         ),
     ]

@@ -28,6 +28,26 @@ public struct ArmMetrics: Sendable {
     var warmup: [PerUserMetric: [Double]] = [:]
     /// Ticks counted as warm-up (0 when the run has none).
     public private(set) var warmupTicks = 0
+    /// The top slot of every slate (after the warm-up): what off-policy estimates of this
+    /// arm's policy are checked against.
+    public private(set) var topSlot = TopSlot()
+
+    public struct TopSlot: Sendable, Equatable {
+        public var requests = 0
+        public var clicks = 0
+        public var viewSeconds = 0.0
+        public var viewSecondsSquares = 0.0
+        /// Mean click per slate at the top slot, and its standard error.
+        public var clickRate: (value: Double, standardError: Double) {
+            let p = Double(clicks) / Double(requests)
+            return (p, (p * (1 - p) / Double(requests - 1)).squareRoot())
+        }
+        /// Mean view seconds per slate from the top slot, and its standard error.
+        public var viewSecondsRate: (value: Double, standardError: Double) {
+            let n = Double(requests), m = viewSeconds / n
+            return (m, (max(0, viewSecondsSquares - n * m * m) / (n - 1) / n).squareRoot())
+        }
+    }
 
     public struct TickTotals: Sendable, Equatable {
         public var requests = 0
@@ -54,6 +74,7 @@ public struct ArmMetrics: Sendable {
     public mutating func recordRequest(slot: Int) {
         requests[slot] += 1
         current.requests += 1
+        topSlot.requests += 1
     }
 
     @inline(__always)
@@ -73,6 +94,11 @@ public struct ArmMetrics: Sendable {
             viewSeconds[slot] += Double(f.viewSeconds)
             current.clicks += 1
             current.viewSeconds += Double(f.viewSeconds)
+            if f.position == 0 {
+                topSlot.clicks += 1
+                topSlot.viewSeconds += Double(f.viewSeconds)
+                topSlot.viewSecondsSquares += Double(f.viewSeconds) * Double(f.viewSeconds)
+            }
         case .purchase:
             purchases[slot] += 1
             gmv[slot] += Double(f.amount)
@@ -101,6 +127,7 @@ public struct ArmMetrics: Sendable {
         }
         for i in shown.indices { shown[i] = false }
         distinctShown = 0
+        topSlot = TopSlot()
     }
 
     /// The same metric per user over the warm-up ticks, if the run had any.

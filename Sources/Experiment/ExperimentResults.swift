@@ -14,12 +14,16 @@ public struct ExperimentResults: Sendable {
     public let messages: [String: Int]
     /// Per arm with a learned sequence model: how it predicted each tick before learning.
     public let modelEvaluations: [[TickEvaluation]]
+    /// Arms' policies estimated off-policy from other arms' logs.
+    public let offPolicy: [OffPolicyComparison]
 
-    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, modelEvaluations: [[TickEvaluation]] = [], messages: [String: Int]) {
+    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, modelEvaluations: [[TickEvaluation]] = [],
+                offPolicy: [OffPolicyComparison] = [], messages: [String: Int]) {
         self.scenario = scenario
         self.arms = arms
         self.catalogSize = catalogSize
         self.modelEvaluations = modelEvaluations
+        self.offPolicy = offPolicy
         self.messages = messages
     }
 
@@ -174,6 +178,32 @@ public struct ExperimentResults: Sendable {
                 "pValue": .number(sampleRatio.pValue),
             ],
             "arms": .array(armValues),
+            "offPolicy": .array(offPolicy.map(offPolicyJSON)),
+        ]
+    }
+
+    /// An off-policy comparison: each estimator's interval, the value the target arm
+    /// measured, the estimate's bias against it and whether the interval covers it.
+    func offPolicyJSON(_ c: OffPolicyComparison) -> JSONValue {
+        func reward(_ e: OffPolicyEstimate, measured: (value: Double, standardError: Double)) -> JSONValue {
+            var o: JSONObject = ["directMethod": .number(e.directMethod), "meanWeight": .number(e.meanWeight)]
+            for (name, i) in [("ips", e.ips), ("snips", e.snips), ("dr", e.doublyRobust)] {
+                o[name] = [
+                    "estimate": .number(i.estimate), "standardError": .number(i.standardError),
+                    "low95": .number(i.low), "high95": .number(i.high),
+                    "bias": .number(i.estimate - measured.value),
+                    "covers": .bool(i.low <= measured.value && measured.value <= i.high),
+                ]
+            }
+            o["measured"] = ["value": .number(measured.value), "standardError": .number(measured.standardError)]
+            return .object(o)
+        }
+        let target = arms[c.target].topSlot
+        return [
+            "logging": .string(arms[c.logging].name), "target": .string(arms[c.target].name),
+            "unit": "the top slot of a slate", "slates": .integer(Int64(c.clicks.count)),
+            "clicks": reward(c.clicks, measured: target.clickRate),
+            "viewSeconds": reward(c.viewSeconds, measured: target.viewSecondsRate),
         ]
     }
 

@@ -72,3 +72,18 @@ public struct OffPolicyEstimate: Sendable, Equatable {
         Interval(estimate: estimate, standardError: se, low: estimate - 1.959963984540054 * se, high: estimate + 1.959963984540054 * se)
     }
 }
+
+/// One arm's policy evaluated off-policy on another arm's log: the top slot's clicks and
+/// view seconds per slate, estimated from the logging arm's traffic, to be set against
+/// what the target arm measured running the policy itself.
+public struct OffPolicyComparison: Sendable {
+    public var logging: Int
+    public var target: Int
+    public var clicks = OffPolicyEstimate()
+    public var viewSeconds = OffPolicyEstimate()
+
+    public init(logging: Int, target: Int) {
+        self.logging = logging
+        self.target = target
+    }
+}

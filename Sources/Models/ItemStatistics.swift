@@ -7,6 +7,9 @@ public struct ItemStatistics: Sendable {
     public private(set) var clicks: [Float] = []
     /// Impressions over every item (a Double: it outgrows a Float's exact integers).
     public private(set) var totalImpressions: Double = 0
+    /// Clicks and their view seconds over every item.
+    public private(set) var totalClicks: Double = 0
+    public private(set) var totalViewSeconds: Double = 0
 
     public init(items: Int = 0) {
         impressions = [Float](repeating: 0, count: items)
@@ -32,10 +35,15 @@ public struct ItemStatistics: Sendable {
     }
 
     @inline(__always)
-    public mutating func recordClick(_ item: UInt32) {
+    public mutating func recordClick(_ item: UInt32, viewSeconds: Float = 0) {
         grow(to: Int(item))
         clicks[Int(item)] += 1
+        totalClicks += 1
+        totalViewSeconds += Double(viewSeconds)
     }
+
+    /// Mean view seconds per click so far (0 before any click).
+    public var meanViewSecondsPerClick: Double { totalClicks > 0 ? totalViewSeconds / totalClicks : 0 }
 
     @inline(__always)
     public func impressionCount(_ item: UInt32) -> Float {

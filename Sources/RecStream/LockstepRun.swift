@@ -105,6 +105,11 @@ public final class LockstepRun {
                        seed: s.seed &+ UInt64(arm))
         }
         var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems) }
+        // Off-policy evaluation: each arm whose policy explores logs, for every other arm
+        // that differs from it in policy only, the chance that policy had of its top item.
+        let evaluated = offPolicyTargets(s)
+        for arm in servers.indices { servers[arm].offPolicyTargets = evaluated[arm].map { s.arms[$0].policy } }
+        var offPolicy = evaluated.enumerated().map { logging, targets in targets.map { OffPolicyComparison(logging: logging, target: $0) } }
         let users = UInt32(population.userCount)
         let truth = try options.truthPath.map { try TruthWriter(path: $0) }
         try truth?.write(population.itemTruthLines())
@@ -166,6 +171,7 @@ public final class LockstepRun {
             //    each into its own buffer. Slates are then sent in (user, sequence) order.
             mark = .now
             for arm in armRequests.indices { armRequests[arm].removeAll(keepingCapacity: true) }
+            for arm in servers.indices { servers[arm].clearOffPolicyLog() }
             for (i, r) in requests.enumerated() {
                 armRequests[warmingUp ? control : Int(r.header.arm)].append(i)
                 metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
@@ -244,6 +250,11 @@ public final class LockstepRun {
                 }
                 metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
             }
+            if !warmingUp {
+                for arm in offPolicy.indices where !offPolicy[arm].isEmpty {
+                    estimateOffPolicy(log: servers[arm].offPolicyLog, feedback: byArm[arm], into: &offPolicy[arm])
+                }
+            }
             // Arms learn independently (no arm reads another's state), so they train at once.
             let work = ArmWork(trainers: trainers, feedback: byArm)
             DispatchQueue.concurrentPerform(iterations: trainers.count) { arm in
@@ -266,6 +277,7 @@ public final class LockstepRun {
         let results = ExperimentResults(
             scenario: s, arms: metrics, catalogSize: population.catalog.count,
             modelEvaluations: trainers.map { $0.sequence?.evaluations ?? [] },
+            offPolicy: offPolicy.flatMap { $0 },
             messages: [
                 "requests": requestStage.received, "recommendations": slateStage.received, "feedback": feedbackStage.received,
                 "deadLetters": requestStage.deadLetters + slateStage.deadLetters + feedbackStage.deadLetters,
@@ -322,6 +334,59 @@ public final class LockstepRun {
                 throw RunError("topics \(topics.all.filter { counts[$0] == nil }) did not appear on \(bootstrapServers) within \(format(seconds: Double(timeoutMs) / 1000))")
             }
             Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+}
+
+/// For each arm, the arms whose policy can be evaluated on its log: arms that retrieve,
+/// rank and take candidates as it does (so the same scores feed both policies) and whose
+/// policy has a closed form (not Thompson), when this arm's policy explores (its logged
+/// propensities are below 1, so other choices have support).
+func offPolicyTargets(_ s: Scenario) -> [[Int]] {
+    s.arms.indices.map { l in
+        let logging = s.arms[l]
+        let explores: Bool
+        switch logging.policy {
+        case .epsilonGreedy(let e): explores = e > 0
+        case .softmax, .thompson: explores = true
+        case .greedy, .ucb: explores = logging.ranking == .random
+        }
+        guard explores else { return [] }
+        return Array(s.arms.indices.filter { t in
+            let target = s.arms[t]
+            if case .thompson = target.policy { return false }
+            return t != l && target.retrieval == logging.retrieval && target.ranking == logging.ranking
+                && target.candidates == logging.candidates && target.policy != logging.policy
+        }.prefix(OffPolicyRecord.maxTargets))
+    }
+}
+
+/// Joins one arm's served top items with their feedback (both in (user, sequence) order)
+/// and adds each to the estimates of every target policy: reward 1 or 0 for a click on the
+/// top item, and its view seconds.
+func estimateOffPolicy(log: [OffPolicyRecord], feedback: [Feedback], into comparisons: inout [OffPolicyComparison]) {
+    var f = 0
+    for record in log {
+        var click = 0.0, seconds = 0.0
+        let key = (record.user, record.sequence)
+        while f < feedback.count && (feedback[f].header.user, feedback[f].header.sequence) < key { f += 1 }
+        var g = f
+        while g < feedback.count && (feedback[g].header.user, feedback[g].header.sequence) == key {
+            if feedback[g].event == .click && feedback[g].position == 0 {
+                click = 1
+                seconds = Double(feedback[g].viewSeconds)
+            }
+            g += 1
+        }
+        let vbar = record.viewSecondsPerClick
+        for t in comparisons.indices {
+            let p = record.targetProbability[t]
+            guard !p.isNaN else { continue }
+            let dm = record.targetPredictedClick[t]
+            comparisons[t].clicks.add(targetProbability: p, loggingPropensity: record.loggingPropensity, reward: click,
+                                      predicted: record.predictedClick, predictedUnderTarget: dm)
+            comparisons[t].viewSeconds.add(targetProbability: p, loggingPropensity: record.loggingPropensity, reward: seconds,
+                                           predicted: record.predictedClick * vbar, predictedUnderTarget: dm * vbar)
         }
     }
 }

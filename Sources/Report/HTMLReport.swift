@@ -24,6 +24,15 @@ public enum HTMLReport {
         }
         body += "</tbody>\n</table>\n" + table.notes.map { "<p class=\"note\">\(escape($0))</p>\n" }.joined()
 
+        if table.offPolicy.count > 1 {
+            body += "<h2>Off-policy estimates</h2>\n<p class=\"note\">Each policy's top-slot click rate estimated from another arm's log (same candidates and scores), against what its own arm measured.</p>\n<table>\n<thead><tr>"
+                + table.offPolicy[0].map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+            for row in table.offPolicy.dropFirst() {
+                body += "<tr>" + row.enumerated().map { i, cell in i == 0 ? "<th>\(escape(cell))</th>" : "<td>\(escape(cell))</td>" }.joined() + "</tr>\n"
+            }
+            body += "</tbody>\n</table>\n"
+        }
+
         // Forest plot: each treatment's lift on each per-user metric and CTR.
         var forest: [(label: String, color: String, estimate: Double, low: Double, high: Double)] = []
         for (label, key) in [("view seconds / user", "viewSeconds"), ("GMV / user", "gmv"), ("clicks / user", "clicks"), ("purchases / user", "purchases")] {

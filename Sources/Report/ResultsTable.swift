@@ -16,6 +16,9 @@ public struct ResultsTable: Sendable {
     public var header: [String]
     public var rows: [[Cell]]
     public var notes: [String]
+    /// Off-policy estimates of each evaluated policy's top-slot click rate: a header row
+    /// and one row per (target, logging arm); empty when none were evaluated.
+    public var offPolicy: [[String]]
 
     /// Rows in display order: label, the key in each arm's `perUser` (per-user metrics)
     /// or the arm-level key, and the scenario metric that shows it.
@@ -82,6 +85,26 @@ public struct ResultsTable: Sendable {
 
         let controlName = report.name(control)
         var notes = ["± is a 95% interval of the per-user mean. Lifts are relative to \(controlName), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit)."]
+        var offPolicy: [[String]] = []
+        if case .array(let comparisons)? = report.results["offPolicy"], !comparisons.isEmpty {
+            offPolicy.append(["policy of", "from the log of", "slates", "mean weight", "measured", "IPS (95% CI)", "SNIPS (95% CI)", "DR (95% CI)", "DR covers"])
+            for c in comparisons {
+                let clicks = c["clicks"]
+                func cell(_ key: String) -> String {
+                    let e = clicks?[key]
+                    return "\(formatPercent(number(e?["estimate"]))) [\(formatPercent(number(e?["low95"]))), \(formatPercent(number(e?["high95"])))]"
+                }
+                let measured = clicks?["measured"]
+                offPolicy.append([
+                    c["target"]?.stringValue ?? "?", c["logging"]?.stringValue ?? "?", integerText(c["slates"]),
+                    String(format: "%.3f", number(clicks?["meanWeight"])),
+                    "\(formatPercent(number(measured?["value"]))) ± \(formatPercent(1.959963984540054 * number(measured?["standardError"])))",
+                    cell("ips"), cell("snips"), cell("dr"),
+                    clicks?["dr"]?["covers"] == .bool(true) ? "yes" : "no",
+                ])
+            }
+        }
+        self.offPolicy = offPolicy
         if auc.contains(where: { $0 != nil }) {
             notes.append("Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.")
         }
@@ -153,6 +176,18 @@ public struct ResultsTable: Sendable {
         out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n"
         for row in rows { out += line(row.map(shown), row.map(\.text)) }
         out += "\n" + notes.map { $0 + "\n" }.joined()
+        if !offPolicy.isEmpty {
+            out += "\nOff-policy: each policy's top-slot click rate estimated from another arm's log (same candidates and scores), against what its own arm measured:\n\n"
+            let w = offPolicy[0].indices.map { c in offPolicy.map { $0[c].count }.max()! }
+            for (i, row) in offPolicy.enumerated() {
+                out += row.enumerated().map { c, cell in
+                    c < 2 ? cell.padding(toLength: w[c], withPad: " ", startingAt: 0) : String(repeating: " ", count: w[c] - cell.count) + cell
+                }.joined(separator: "   ") + "\n"
+                if i == 0 { out += w.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
+            }
+            out += "\nThe estimates read the logging arm's learned state; the measured value comes from the target arm's own, so a miss can be the two arms' learning diverging as well as the estimator. "
+                + "A mean weight far from 1 flags propensities that are off (Thompson's are estimated; few propensitySamples overstate small ones, and IPS then reads low; SNIPS corrects for it). View seconds: offPolicy in report.json.\n"
+        }
         return out
     }
 }

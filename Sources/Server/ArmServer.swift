@@ -32,6 +32,14 @@ public struct ArmServer: Sendable {
     var taken: [Bool]
     var hits: [Int] = []
     var shownIndex: [Int] = []
+    /// The ranking's scores before a policy changed them (UCB, Thompson).
+    var baseScores: [Float]
+
+    /// Policies of other arms to evaluate off-policy on this arm's top slot: for each
+    /// request served, the chance each would have put the shown top item there.
+    public var offPolicyTargets: [Policy] = []
+    /// One record per request served since `clearOffPolicyLog()`, in serving order.
+    public private(set) var offPolicyLog: [OffPolicyRecord] = []
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -45,6 +53,7 @@ public struct ArmServer: Sendable {
         scores = [Float](repeating: 0, count: settings.candidates)
         order = [Int32](repeating: 0, count: settings.candidates)
         taken = [Bool](repeating: false, count: settings.candidates)
+        baseScores = scores
     }
 
     /// Takes in the catalog feed: which items exist and can be served.
@@ -75,8 +84,14 @@ public struct ArmServer: Sendable {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
         retrieve(&rng)
         score(statistics, model: model, history: histories?.history(of: request.header.user), &rng)
+        let first = slate.count
         select(k: min(Int(request.slateSize), candidates.count), statistics: statistics, &rng, into: &slate)
+        if !offPolicyTargets.isEmpty, slate.count > first {
+            logOffPolicy(request, shown: slate[first], statistics: statistics)
+        }
     }
+
+    public mutating func clearOffPolicyLog() { offPolicyLog.removeAll(keepingCapacity: true) }
 
     mutating func retrieve(_ rng: inout RandomStream) {
         candidates.removeAll(keepingCapacity: true)
@@ -118,6 +133,9 @@ public struct ArmServer: Sendable {
             for i in 0..<n { scores[i] = statistics.clickCount(candidates[i]) }
         case .ctr(let a, let b):
             for i in 0..<n { scores[i] = statistics.smoothedCTR(candidates[i], priorClicks: Float(a), priorImpressions: Float(b)) }
+        }
+        if !offPolicyTargets.isEmpty {
+            for i in 0..<n { baseScores[i] = scores[i] }
         }
         switch settings.policy {
         case .ucb(let bonus):
@@ -264,5 +282,94 @@ public struct ArmServer: Sendable {
         }
         let w = exp((Double(scores[last]) - mean) / sd / temperature - top)
         return (last, Float(w / total))
+    }
+
+    // MARK: Off-policy evaluation
+
+    /// For the request just served: the logging propensity of the top item, the reward
+    /// model's prediction for it, and for each target policy the chance it would have put
+    /// that item on top and its expected predicted reward (the direct method's term), all
+    /// from the same candidates and ranking scores. The reward model is the arm's smoothed
+    /// click-through rate of the item (1 click in 20 impressions as prior).
+    mutating func logOffPolicy(_ request: Request, shown: SlateEntry, statistics: ItemStatistics) {
+        let n = candidates.count
+        guard let top = candidates.firstIndex(of: shown.item) else { return }
+        func q(_ i: Int) -> Double { Double(statistics.smoothedCTR(candidates[i], priorClicks: 1, priorImpressions: 20)) }
+        var record = OffPolicyRecord(user: request.header.user, sequence: request.header.sequence,
+                                     loggingPropensity: Double(shown.propensity), predictedClick: q(top),
+                                     viewSecondsPerClick: statistics.meanViewSecondsPerClick)
+        // The best candidate by score (ties to the lower id), as greedy would take it.
+        func argmax(_ value: (Int) -> Double) -> Int {
+            var best = 0
+            for i in 1..<n where (value(i), candidates[best]) > (value(best), candidates[i]) { best = i }
+            return best
+        }
+        var mean = 0.0, squares = 0.0, meanQ = 0.0
+        for i in 0..<n { mean += Double(baseScores[i]); meanQ += q(i) }
+        mean /= Double(n)
+        meanQ /= Double(n)
+        for i in 0..<n { squares += (Double(baseScores[i]) - mean) * (Double(baseScores[i]) - mean) }
+        let sd = (squares / Double(n)).squareRoot()
+        func z(_ i: Int) -> Double { sd > 0 ? (Double(baseScores[i]) - mean) / sd : 0 }
+        let greedy = argmax { Double(self.baseScores[$0]) }
+        for (t, policy) in offPolicyTargets.enumerated() where t < OffPolicyRecord.maxTargets {
+            var p = Double.nan, dm = Double.nan
+            switch policy {
+            case .greedy:
+                p = top == greedy ? 1 : 0
+                dm = q(greedy)
+            case .epsilonGreedy(let e):
+                p = e / Double(n) + (top == greedy ? 1 - e : 0)
+                dm = e * meanQ + (1 - e) * q(greedy)
+            case .softmax(let temperature):
+                var largest = -Double.infinity
+                for i in 0..<n { largest = max(largest, z(i) / temperature) }
+                var total = 0.0, weighted = 0.0
+                for i in 0..<n {
+                    let w = exp(z(i) / temperature - largest)
+                    total += w
+                    weighted += w * q(i)
+                }
+                p = exp(z(top) / temperature - largest) / total
+                dm = weighted / total
+            case .ucb(let bonus):
+                let logTotal = log(statistics.totalImpressions + 1)
+                let best = argmax { z($0) + bonus * (logTotal / (Double(statistics.impressionCount(self.candidates[$0])) + 1)).squareRoot() }
+                p = top == best ? 1 : 0
+                dm = q(best)
+            case .thompson:
+                break  // no closed form; not evaluated
+            }
+            record.targetProbability[t] = p
+            record.targetPredictedClick[t] = dm
+        }
+        offPolicyLog.append(record)
+    }
+}
+
+/// What off-policy evaluation needs of one served request, before its feedback arrives.
+public struct OffPolicyRecord: Sendable {
+    public static let maxTargets = 8
+    public var user: UserID
+    public var sequence: UInt32
+    /// The logging policy's chance of the top item it showed.
+    public var loggingPropensity: Double
+    /// The reward model's click probability for that item.
+    public var predictedClick: Double
+    /// The arm's mean view seconds per click so far: the view-seconds reward model is
+    /// predictedClick times this.
+    public var viewSecondsPerClick: Double
+    /// Per target policy: the chance it would have put the shown item on top, and its
+    /// expected predicted click over the candidates. NaN where not evaluated.
+    public var targetProbability = InlineTargets()
+    public var targetPredictedClick = InlineTargets()
+}
+
+/// A fixed-size row of per-target values, stored inline (no allocation per request).
+public struct InlineTargets: Sendable {
+    var values: (Double, Double, Double, Double, Double, Double, Double, Double) = (.nan, .nan, .nan, .nan, .nan, .nan, .nan, .nan)
+    public subscript(i: Int) -> Double {
+        get { withUnsafeBytes(of: values) { $0.load(fromByteOffset: i * 8, as: Double.self) } }
+        set { withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: newValue, toByteOffset: i * 8, as: Double.self) } }
     }
 }

@@ -44,7 +44,7 @@ public final class ArmTrainer {
         for f in feedback {
             switch f.event {
             case .impression: statistics.recordImpression(f.item)
-            case .click: statistics.recordClick(f.item)
+            case .click: statistics.recordClick(f.item, viewSeconds: f.viewSeconds)
             case .purchase: break
             }
         }

@@ -129,3 +129,33 @@ struct DistributionTests {
         #expect(abs(variance - v) / v < 0.03)
     }
 }
+
+@Suite("Off-policy logging")
+struct OffPolicyLoggingTests {
+    @Test("a policy evaluated on its own log has weight 1: target probabilities agree with logged propensities",
+          arguments: [Policy.epsilonGreedy(epsilon: 0.3), .softmax(temperature: 0.7)])
+    func selfConsistent(policy: Policy) {
+        var s = server(policy)
+        s.offPolicyTargets = [policy, .greedy]
+        let stats = learned()
+        var out: [SlateEntry] = []
+        for q in 0..<300 {
+            out.removeAll()
+            s.serve(Request(RecordHeader(arm: 0, tick: 0, user: 2, sequence: UInt32(q)), slateSize: 3), statistics: stats, into: &out)
+        }
+        #expect(s.offPolicyLog.count == 300)
+        for r in s.offPolicyLog {
+            #expect(abs(r.targetProbability[0] / r.loggingPropensity - 1) < 1e-6)
+            #expect(r.targetProbability[1] == 0 || r.targetProbability[1] == 1)
+            #expect(r.predictedClick > 0 && r.predictedClick < 1)
+            #expect(r.targetProbability[2].isNaN)  // no third target
+        }
+        // Greedy always takes the best-scored item, 27 (27-29 tie on 9 clicks; the lowest
+        // id wins), so its direct-method term is that item's predicted click.
+        let q27 = Double(stats.smoothedCTR(27, priorClicks: 1, priorImpressions: 20))
+        #expect(s.offPolicyLog.allSatisfy { $0.targetPredictedClick[1] == q27 })
+        #expect(s.offPolicyLog.contains { $0.targetProbability[1] == 1 } && s.offPolicyLog.contains { $0.targetProbability[1] == 0 })
+        s.clearOffPolicyLog()
+        #expect(s.offPolicyLog.isEmpty)
+    }
+}
