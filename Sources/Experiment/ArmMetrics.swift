@@ -13,8 +13,17 @@ public struct ArmMetrics: Sendable {
     var purchases: [UInt32]
     var viewSeconds: [Double]
     var gmv: [Double]
-    /// Which items this arm has shown at least once.
-    var shown: [Bool]
+    /// Ticks in which the user asked for at least one slate: retention.
+    var activeTicks: [UInt32]
+    var lastActive: [Int32]
+    /// Impressions per item (the item-level measures: coverage, exposure Gini, long tail).
+    var exposures: [UInt32]
+    /// Clicks per item in its first `newItemTicks` ticks (page views of new items).
+    var earlyClicks: [UInt32]
+    let newItemTicks: Int
+    /// Regret against the oracle on the sampled slates: expected clicks the oracle's slate
+    /// would have had minus the served slate's.
+    public private(set) var regret = Regret()
     var distinctShown = 0
     /// Per tick: clicks, view seconds, GMV.
     public private(set) var series: [TickTotals] = []
@@ -56,9 +65,33 @@ public struct ArmMetrics: Sendable {
         public var purchases = 0
         public var viewSeconds = 0.0
         public var gmv = 0.0
+        /// Summed regret of the tick's sampled slates, and how many were sampled.
+        public var regret = 0.0
+        public var regretSamples = 0
     }
 
-    public init(name: String, users: Int, items: Int) {
+    public struct Regret: Sendable, Equatable {
+        public var samples = 0
+        public var sum = 0.0, squares = 0.0, oracle = 0.0
+        mutating func add(_ r: Double, oracle o: Double) {
+            samples += 1
+            sum += r
+            squares += r * r
+            oracle += o
+        }
+        /// Mean expected clicks lost per slate, with its standard error.
+        public var mean: Double { samples > 0 ? sum / Double(samples) : .nan }
+        public var standardError: Double {
+            guard samples > 1 else { return .nan }
+            let n = Double(samples), m = sum / n
+            return (max(0, squares - n * m * m) / (n - 1) / n).squareRoot()
+        }
+        /// Share of the oracle's expected clicks the served slates achieved.
+        public var shareOfOracle: Double { oracle > 0 ? 1 - sum / oracle : .nan }
+    }
+
+    public init(name: String, users: Int, items: Int, newItemTicks: Int = 5) {
+        self.newItemTicks = newItemTicks
         self.name = name
         self.users = users
         requests = [UInt32](repeating: 0, count: users)
@@ -67,33 +100,51 @@ public struct ArmMetrics: Sendable {
         purchases = requests
         viewSeconds = [Double](repeating: 0, count: users)
         gmv = viewSeconds
-        shown = [Bool](repeating: false, count: items)
+        activeTicks = requests
+        lastActive = [Int32](repeating: -1, count: users)
+        exposures = [UInt32](repeating: 0, count: items)
+        earlyClicks = exposures
     }
 
     @inline(__always)
-    public mutating func recordRequest(slot: Int) {
+    public mutating func recordRequest(slot: Int, tick: Tick) {
+        if lastActive[slot] != Int32(tick) {
+            lastActive[slot] = Int32(tick)
+            activeTicks[slot] += 1
+        }
         requests[slot] += 1
         current.requests += 1
         topSlot.requests += 1
     }
 
+    mutating func grow(to item: Int) {
+        let n = max(item + 1, exposures.count * 2)
+        exposures.append(contentsOf: repeatElement(0, count: n - exposures.count))
+        earlyClicks.append(contentsOf: repeatElement(0, count: n - earlyClicks.count))
+    }
+
+    /// Records a feedback event of a user of this arm; `itemBorn` is the tick the item
+    /// arrived (0 for the initial catalog).
     @inline(__always)
-    public mutating func record(_ f: Feedback, slot: Int) {
+    public mutating func record(_ f: Feedback, slot: Int, itemBorn: Int32 = 0) {
         switch f.event {
         case .impression:
             impressions[slot] += 1
             current.impressions += 1
             let item = Int(f.item)
-            if item >= shown.count { shown.append(contentsOf: repeatElement(false, count: item + 1 - shown.count)) }
-            if !shown[item] {
-                shown[item] = true
-                distinctShown += 1
-            }
+            if item >= exposures.count { grow(to: item) }
+            if exposures[item] == 0 { distinctShown += 1 }
+            exposures[item] += 1
         case .click:
             clicks[slot] += 1
             viewSeconds[slot] += Double(f.viewSeconds)
             current.clicks += 1
             current.viewSeconds += Double(f.viewSeconds)
+            let item = Int(f.item)
+            if Int(f.header.tick) - Int(itemBorn) < newItemTicks {
+                if item >= earlyClicks.count { grow(to: item) }
+                earlyClicks[item] += 1
+            }
             if f.position == 0 {
                 topSlot.clicks += 1
                 topSlot.viewSeconds += Double(f.viewSeconds)
@@ -105,6 +156,13 @@ public struct ArmMetrics: Sendable {
             current.purchases += 1
             current.gmv += Double(f.amount)
         }
+    }
+
+    /// One sampled slate's expected clicks against the oracle's.
+    public mutating func recordRegret(served: Double, oracle: Double) {
+        regret.add(oracle - served, oracle: oracle)
+        current.regret += oracle - served
+        current.regretSamples += 1
     }
 
     public mutating func endTick() {
@@ -122,12 +180,13 @@ public struct ArmMetrics: Sendable {
         for metric in PerUserMetric.allCases { warmup[metric] = perUser(metric) }
         warmupTicks = series.count
         for i in 0..<users {
-            requests[i] = 0; impressions[i] = 0; clicks[i] = 0; purchases[i] = 0
+            requests[i] = 0; impressions[i] = 0; clicks[i] = 0; purchases[i] = 0; activeTicks[i] = 0
             viewSeconds[i] = 0; gmv[i] = 0
         }
-        for i in shown.indices { shown[i] = false }
+        for i in exposures.indices { exposures[i] = 0 }
         distinctShown = 0
         topSlot = TopSlot()
+        regret = Regret()
     }
 
     /// The same metric per user over the warm-up ticks, if the run had any.
@@ -142,6 +201,7 @@ public struct ArmMetrics: Sendable {
         case .clicks: clicks.map(Double.init)
         case .impressions: impressions.map(Double.init)
         case .purchases: purchases.map(Double.init)
+        case .activeTicks: activeTicks.map(Double.init)
         }
     }
 
@@ -154,8 +214,41 @@ public struct ArmMetrics: Sendable {
     public var activeUsers: Int { requests.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } }
     public var ctr: Double { totalImpressions == 0 ? .nan : Double(totalClicks) / Double(totalImpressions) }
     public var itemsShown: Int { distinctShown }
+
+    /// Gini coefficient of impressions over the first `items` items (those never shown
+    /// count as 0): 0 when every item is shown equally, near 1 when a few take it all.
+    public func exposureGini(items: Int) -> Double {
+        var x = (0..<items).map { $0 < exposures.count ? Double(exposures[$0]) : 0 }
+        x.sort()
+        let total = x.reduce(0, +)
+        guard total > 0, items > 1 else { return .nan }
+        var weighted = 0.0
+        for (i, v) in x.enumerated() { weighted += Double(2 * (i + 1) - items - 1) * v }
+        return weighted / (Double(items) * total)
+    }
+
+    /// Share of impressions that went to items `head` does not mark.
+    public func longTailShare(head: [Bool]) -> Double {
+        var tail = 0.0, total = 0.0
+        for (i, e) in exposures.enumerated() where e > 0 {
+            total += Double(e)
+            if i >= head.count || !head[i] { tail += Double(e) }
+        }
+        return total > 0 ? tail / total : .nan
+    }
+
+    /// Of the items born in `eligible` (ticks whose window of `newItemTicks` ended within
+    /// the run), how many reached `views` clicks in their window, and how many there were.
+    public func newItemsReaching(_ views: Int, born: [Int32], eligible: Range<Int>) -> (reached: Int, items: Int) {
+        var reached = 0, items = 0
+        for (i, b) in born.enumerated() where eligible.contains(Int(b)) {
+            items += 1
+            if i < earlyClicks.count && earlyClicks[i] >= UInt32(views) { reached += 1 }
+        }
+        return (reached, items)
+    }
 }
 
 public enum PerUserMetric: String, Sendable, CaseIterable {
-    case viewSeconds, gmv, clicks, impressions, purchases
+    case viewSeconds, gmv, clicks, impressions, purchases, activeTicks
 }

@@ -3,6 +3,17 @@ import RecCore
 import Report
 import Scenario
 
+/// Facts of the catalog the item-level measures need: when each item arrived, and which
+/// items are the head of the popularity prior (the rest is the long tail).
+public struct ItemFacts: Sendable {
+    public var born: [Int32]
+    public var head: [Bool]
+    public init(born: [Int32], head: [Bool]) {
+        self.born = born
+        self.head = head
+    }
+}
+
 /// The outcome of an experiment: per-arm metrics and their comparison with the control.
 /// Everything here is a function of (scenario, seed): no timings, no transport details,
 /// so two runs can be compared bit for bit through `json`.
@@ -16,12 +27,15 @@ public struct ExperimentResults: Sendable {
     public let modelEvaluations: [[TickEvaluation]]
     /// Arms' policies estimated off-policy from other arms' logs.
     public let offPolicy: [OffPolicyComparison]
+    /// What the item-level measures need to know of the catalog.
+    public let items: ItemFacts
 
-    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, modelEvaluations: [[TickEvaluation]] = [],
-                offPolicy: [OffPolicyComparison] = [], messages: [String: Int]) {
+    public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, items: ItemFacts? = nil,
+                modelEvaluations: [[TickEvaluation]] = [], offPolicy: [OffPolicyComparison] = [], messages: [String: Int]) {
         self.scenario = scenario
         self.arms = arms
         self.catalogSize = catalogSize
+        self.items = items ?? ItemFacts(born: [Int32](repeating: 0, count: catalogSize), head: [Bool](repeating: false, count: catalogSize))
         self.modelEvaluations = modelEvaluations
         self.offPolicy = offPolicy
         self.messages = messages
@@ -95,7 +109,27 @@ public struct ExperimentResults: Sendable {
                 "ctr": .number(arm.ctr),
                 "itemsShown": .integer(Int64(arm.itemsShown)),
                 "coverage": .number(Double(arm.itemsShown) / Double(catalogSize)),
+                "exposureGini": .number(arm.exposureGini(items: catalogSize)),
+                "longTailShare": .number(arm.longTailShare(head: items.head)),
             ]
+            let e = scenario.experiment
+            let pv = arm.newItemsReaching(e.newItemViews, born: items.born, eligible: max(1, e.warmupTicks)..<max(1, scenario.ticks - e.newItemTicks + 1))
+            o["newItems"] = [
+                "views": .integer(Int64(e.newItemViews)), "ticks": .integer(Int64(e.newItemTicks)),
+                "reached": .integer(Int64(pv.reached)), "items": .integer(Int64(pv.items)),
+                "share": .number(pv.items > 0 ? Double(pv.reached) / Double(pv.items) : .nan),
+            ]
+            o["regret"] = [
+                "samples": .integer(Int64(arm.regret.samples)), "mean": .number(arm.regret.mean),
+                "standardError": .number(arm.regret.standardError), "shareOfOracle": .number(arm.regret.shareOfOracle),
+            ]
+            if i != control {
+                let diff = arm.regret.mean - c.regret.mean
+                let se = (arm.regret.standardError * arm.regret.standardError + c.regret.standardError * c.regret.standardError).squareRoot()
+                o["regretVsControl"] = [
+                    "difference": .number(diff), "low95": .number(diff - 1.959963984540054 * se), "high95": .number(diff + 1.959963984540054 * se),
+                ]
+            }
             var perUser = JSONObject()
             for metric in PerUserMetric.allCases {
                 let e = MeanEstimate(arm.perUser(metric))
@@ -159,6 +193,7 @@ public struct ExperimentResults: Sendable {
                 "purchases": .array(arm.series.map { .integer(Int64($0.purchases)) }),
                 "viewSeconds": .array(arm.series.map { .number($0.viewSeconds) }),
                 "gmv": .array(arm.series.map { .number($0.gmv) }),
+                "regret": .array(arm.series.map { .number($0.regretSamples > 0 ? $0.regret / Double($0.regretSamples) : .nan) }),
                 "cumulativePerUser": .object(cumulative),
             ]
             armValues.append(.object(o))

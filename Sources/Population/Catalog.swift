@@ -138,6 +138,15 @@ public struct Catalog: Sendable {
     }
 
     @inline(__always)
+    /// The head of the catalog: the `share` of items (of every item so far) with the
+    /// highest prior popularity; the rest is the long tail.
+    public func popularHead(share: Double) -> [Bool] {
+        let order = (0..<count).sorted { (popularity[$0], $1) > (popularity[$1], $0) }
+        var head = [Bool](repeating: false, count: count)
+        for i in order.prefix(Int((Double(count) * share).rounded())) { head[i] = true }
+        return head
+    }
+
     public func vector(_ item: ItemID) -> UnsafeBufferPointer<Float> {
         vectors.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[Int(item) * dim..<(Int(item) + 1) * dim]) }
     }

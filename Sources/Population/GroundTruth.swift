@@ -54,6 +54,35 @@ extension Population {
         return scored.prefix(k).map(\.1)
     }
 
+    /// Expected clicks of a slate for the user now: the sum over positions of the true
+    /// click probability at that position (exact under the position-based model; under
+    /// the cascade model, an upper bound that orders slates the same way).
+    public func expectedClicks(user: UserID, slate: some Collection<ItemID>) -> Double {
+        let m = model
+        var total = 0.0
+        for (position, item) in slate.enumerated() {
+            total += Double(m.examination(position) * m.attraction(Int(user), Int(item), affinity: m.affinity(Int(user), Int(item))))
+        }
+        return total
+    }
+
+    /// Expected clicks of the oracle's slate of `k`: the k most attractive live items,
+    /// most attractive on top (examination falls with position, so this is the best order).
+    public func oracleExpectedClicks(user: UserID, k: Int) -> Double {
+        let m = model
+        var best = [Float](repeating: 0, count: k)  // descending
+        for item in catalog.liveItems {
+            let a = m.attraction(Int(user), Int(item), affinity: m.affinity(Int(user), Int(item)))
+            guard a > best[k - 1] else { continue }
+            var j = k - 1
+            while j > 0 && best[j - 1] < a { best[j] = best[j - 1]; j -= 1 }
+            best[j] = a
+        }
+        var total = 0.0
+        for j in 0..<k { total += Double(m.examination(j) * best[j]) }
+        return total
+    }
+
     /// How relevant a history behaviour is to a target item, in [0, 1]: the cosine of
     /// their topic vectors, floored at 0 (the graded relevance of retrieval NDCG).
     public func relevance(of behaviour: ItemID, to target: ItemID) -> Float {

@@ -104,7 +104,9 @@ public final class LockstepRun {
                        categories: population.catalog.subcategory.map(UInt32.init), categoryCount: categoryCount,
                        seed: s.seed &+ UInt64(arm))
         }
-        var metrics = s.arms.enumerated().map { ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems) }
+        var metrics = s.arms.enumerated().map {
+            ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems, newItemTicks: s.experiment.newItemTicks)
+        }
         // Off-policy evaluation: each arm whose policy explores logs, for every other arm
         // that differs from it in policy only, the chance that policy had of its top item.
         let evaluated = offPolicyTargets(s)
@@ -174,7 +176,7 @@ public final class LockstepRun {
             for arm in servers.indices { servers[arm].clearOffPolicyLog() }
             for (i, r) in requests.enumerated() {
                 armRequests[warmingUp ? control : Int(r.header.arm)].append(i)
-                metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]))
+                metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]), tick: tick)
             }
             servers.withUnsafeMutableBufferPointer { serverBuffer in
                 armSlates.withUnsafeMutableBufferPointer { slateBuffer in
@@ -214,6 +216,19 @@ public final class LockstepRun {
             slateHeaders.sort { ($0.header.header.user, $0.header.header.sequence) < ($1.header.header.user, $1.header.header.sequence) }
             timings.serve += ContinuousClock.now - mark
 
+            // 2b. Regret against the oracle, on a sample of the slates (the truth is the
+            //     simulator's; no arm sees it).
+            if !warmingUp && s.experiment.regretSample > 0 {
+                mark = .now
+                for (h, start) in slateHeaders where regretSampled(h.header, seed: s.seed, share: s.experiment.regretSample) {
+                    let entries = slateEntries[start..<start + h.itemCount].lazy.map(\.item)
+                    let served = population.expectedClicks(user: h.header.user, slate: entries)
+                    let oracle = population.oracleExpectedClicks(user: h.header.user, k: h.itemCount)
+                    metrics[Int(h.header.arm)].recordRegret(served: served, oracle: oracle)
+                }
+                timings.statistics += ContinuousClock.now - mark
+            }
+
             // 3. Users respond; purchases from earlier clicks land now.
             mark = .now
             outgoing.removeAll(keepingCapacity: true)
@@ -248,7 +263,7 @@ public final class LockstepRun {
                 } else {
                     byArm[arm].append(f)
                 }
-                metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]))
+                metrics[arm].record(f, slot: Int(assignment.slot[Int(f.header.user)]), itemBorn: population.catalog.bornTick[Int(f.item)])
             }
             if !warmingUp {
                 for arm in offPolicy.indices where !offPolicy[arm].isEmpty {
@@ -276,6 +291,7 @@ public final class LockstepRun {
 
         let results = ExperimentResults(
             scenario: s, arms: metrics, catalogSize: population.catalog.count,
+            items: ItemFacts(born: population.catalog.bornTick, head: population.catalog.popularHead(share: 0.2)),
             modelEvaluations: trainers.map { $0.sequence?.evaluations ?? [] },
             offPolicy: offPolicy.flatMap { $0 },
             messages: [
@@ -336,6 +352,14 @@ public final class LockstepRun {
             Thread.sleep(forTimeInterval: 0.05)
         }
     }
+}
+
+/// Whether a slate is in the regret sample: a hash of (seed, user, sequence), so the sample
+/// is the same whatever the partitioning.
+@inline(__always)
+func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
+    let x = SplitMix64.mix(seed ^ 0x5245_4752_4554 ^ (UInt64(h.user) << 32 | UInt64(h.sequence)))
+    return Double(x >> 11) * 0x1p-53 < share
 }
 
 /// For each arm, the arms whose policy can be evaluated on its log: arms that retrieve,
@@ -463,6 +487,8 @@ public struct PhaseTimings: Sendable {
     public var serve = Duration.zero
     public var respond = Duration.zero
     public var train = Duration.zero
+    /// Regret against the oracle (the simulator's own bookkeeping, not the system's).
+    public var statistics = Duration.zero
 }
 
 extension Duration {

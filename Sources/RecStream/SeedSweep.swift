@@ -32,6 +32,7 @@ public struct SeedSweep: Sendable {
         case .clicks: "clicks / user"
         case .impressions: "impressions / user"
         case .purchases: "purchases / user"
+        case .activeTicks: "active ticks / user"
         }
     }
 

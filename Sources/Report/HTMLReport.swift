@@ -73,6 +73,10 @@ public enum HTMLReport {
                                  values: zip(clicks, impressions).map { $1 > 0 ? $0 / $1 : .nan })
         }
         body += "<h3>CTR in each tick</h3>\n" + SVGChart.lines(ctr, warmup: warmup, percent: true) + "\n"
+        let regret = arms.indices.map { SVGChart.Line(name: report.name($0), color: colors[$0], values: numbers(arms[$0]["series"]?["regret"])) }
+        if regret.contains(where: { $0.values.contains(where: \.isFinite) }) {
+            body += "<h3>Regret against the oracle in each tick (expected clicks lost per sampled slate)</h3>\n" + SVGChart.lines(regret, warmup: warmup) + "\n"
+        }
         let models = arms.indices.filter { arms[$0]["model"] != nil }
         if !models.isEmpty {
             let auc = models.map { SVGChart.Line(name: report.name($0), color: colors[$0], values: numbers(arms[$0]["model"]?["progressiveAUC"])) }

@@ -28,8 +28,13 @@ public struct ResultsTable: Sendable {
         ("clicks / user", "clicks", "clicks", true),
         ("impressions / user", "impressions", "impressions", true),
         ("purchases / user", "purchases", "purchases", true),
+        ("active ticks / user", "activeTicks", "activeTicks", true),
         ("CTR", "ctr", "ctr", false),
         ("catalog coverage", "coverage", "coverage", false),
+        ("regret (clicks/slate)", "regret", "regret", false),
+        ("new items reaching N", "newItems", "newItems", false),
+        ("exposure Gini", "exposureGini", "exposureGini", false),
+        ("long-tail share", "longTailShare", "longTailShare", false),
     ]
 
     public init(_ report: ReportDocument) {
@@ -47,9 +52,22 @@ public struct ResultsTable: Sendable {
         var rows: [[Cell]] = []
         rows.append([Cell(text: "users")] + arms.map { Cell(text: integerText($0["users"])) } + treatments.map { _ in Cell(text: "") })
         for row in Self.layout where shown.contains(row.metric) {
-            var cells = [Cell(text: row.label)]
+            var label = row.label
+            if row.key == "newItems", let n = arms.first?["newItems"] {
+                label = "new items reaching \(integerText(n["views"])) clicks in \(integerText(n["ticks"])) ticks"
+            }
+            if row.key == "regret" && arms.allSatisfy({ integer($0["regret"]?["samples"]) ?? 0 == 0 }) { continue }
+            var cells = [Cell(text: label)]
             for arm in arms {
-                if row.perUser {
+                if row.key == "regret" {
+                    let r = arm["regret"]
+                    cells.append(Cell(text: "\(formatNumber(number(r?["mean"]))) ± \(formatNumber(1.959963984540054 * number(r?["standardError"])))"))
+                } else if row.key == "newItems" {
+                    let n = arm["newItems"]
+                    cells.append(Cell(text: "\(formatPercent(number(n?["share"]))) (\(integerText(n?["reached"]))/\(integerText(n?["items"])))"))
+                } else if row.key == "exposureGini" {
+                    cells.append(Cell(text: String(format: "%.3f", number(arm[row.key]))))
+                } else if row.perUser {
                     let m = arm["perUser"]?[row.key]
                     cells.append(Cell(text: "\(formatNumber(number(m?["mean"]))) ± \(formatNumber(1.959963984540054 * number(m?["standardError"])))"))
                 } else {
@@ -66,6 +84,18 @@ public struct ResultsTable: Sendable {
                         let l = m?["relativeLiftVsControl"]
                         cells.append(Self.lift(number(l?["estimate"]), number(l?["low95"]), number(l?["high95"])))
                     }
+                } else if row.key == "regret" {
+                    // Less regret is better: tone by the sign of the difference.
+                    let d = arm["regretVsControl"]
+                    let (diff, low, high) = (number(d?["difference"]), number(d?["low95"]), number(d?["high95"]))
+                    let text = diff.isFinite ? String(format: "%+.3f [%+.3f, %+.3f]", diff, low, high) : "n/a"
+                    cells.append(Cell(text: text, tone: high < 0 ? .better : low > 0 ? .worse : .plain))
+                } else if row.key == "newItems" {
+                    let v = number(arm["newItems"]?["share"]), b = number(arms[control]["newItems"]?["share"])
+                    cells.append(Cell(text: v.isFinite && b.isFinite ? String(format: "%+.1f points", 100 * (v - b)) : ""))
+                } else if row.key == "exposureGini" {
+                    let v = number(arm[row.key]), b = number(arms[control][row.key])
+                    cells.append(Cell(text: v.isFinite && b.isFinite ? String(format: "%+.3f", v - b) : ""))
                 } else if row.key == "ctr" {
                     let r = arm["ctrVsControl"]
                     cells.append(Self.lift(number(r?["relativeLift"]), number(r?["relativeLow95"]), number(r?["relativeHigh95"])))

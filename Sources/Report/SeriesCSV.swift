@@ -9,7 +9,7 @@ public enum SeriesCSV {
     public static let header = [
         "tick", "phase", "requests", "impressions", "clicks", "purchases", "view_seconds", "gmv", "ctr",
         "view_seconds_per_user", "view_seconds_per_user_se", "gmv_per_user", "gmv_per_user_se",
-        "clicks_per_user", "clicks_per_user_se", "model_auc", "model_logloss", "model_samples",
+        "clicks_per_user", "clicks_per_user_se", "model_auc", "model_logloss", "model_samples", "regret",
     ]
 
     /// The CSV of arm `arm` of `report`.
@@ -32,6 +32,7 @@ public enum SeriesCSV {
             fields.append(impressions > 0 ? field(clicks / impressions) : "")
             fields += cumulative.map { field($0, t) }
             fields += model.map { field($0, t) }
+            fields.append(field(numbers(s?["regret"]), t))
             out += fields.joined(separator: ",") + "\r\n"
         }
         return out

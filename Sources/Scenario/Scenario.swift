@@ -183,11 +183,16 @@ public struct ExperimentSettings: Sendable, Equatable {
     /// Ticks before the split: the control arm serves every user, every arm learns from
     /// that log, and each user's metrics in them become the CUPED covariate.
     public var warmupTicks: Int
+    /// PV-N: clicks a new item needs in its first `newItemTicks` ticks in an arm.
+    public var newItemViews: Int
+    public var newItemTicks: Int
+    /// Share of slates whose regret against the oracle is computed.
+    public var regretSample: Double
 }
 
 /// Metrics the results table shows.
 public enum Metric: String, Sendable, CaseIterable {
-    case viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage
+    case viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, exposureGini, longTailShare
 }
 
 /// The offline experiment's knobs.

@@ -175,7 +175,8 @@ extension Scenario {
         }
         let e = r["experiment"]
         experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name,
-                                         warmupTicks: e["warmupTicks"].int)
+                                         warmupTicks: e["warmupTicks"].int, newItemViews: e["newItemViews"].int,
+                                         newItemTicks: e["newItemTicks"].int, regretSample: e["regretSample"].double)
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
         let off = r["offline"]
         offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,

@@ -151,6 +151,9 @@ extension Scenario {
         Property("experiment", .object(ObjectSchema("How users are split and compared.", [
             Property("salt", .string(minLength: 1), "Mixed into the user-to-arm hash; change it to reshuffle users.", default: "recstream"),
             Property("control", .nullable(.string(minLength: 1)), "The arm lifts are measured against (default: the first arm).", default: .null),
+            Property("newItemViews", .integer(minimum: 1, maximum: 1_000_000_000), "PV-N: a new item counts as reaching its audience with this many clicks (page views) in an arm within newItemTicks of arriving.", default: 5),
+            Property("newItemTicks", .integer(minimum: 1, maximum: 1_000_000), "PV-N's window: ticks after an item arrives.", default: 5),
+            Property("regretSample", .number(minimum: 0, maximum: 1), "Share of slates (after the warm-up) whose regret against the oracle is computed; each costs a pass over the live catalog.", default: 0.05),
             Property("warmupTicks", .integer(minimum: 0, maximum: 1_000_000), "Ticks before the split in which the control arm serves everyone and every arm learns from that log; each user's metrics in them are the CUPED covariate. 0: no warm-up, no CUPED.", default: 0),
         ])), "How users are split and compared.", default: [:]),
         Property("metrics", .array(.string(oneOf: Metric.allCases.map(\.rawValue)), minItems: 1), "Metrics the results table shows.",

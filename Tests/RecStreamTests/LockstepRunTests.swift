@@ -75,6 +75,13 @@ struct LockstepRunTests {
         #expect(dare.reduce(0) { $0 + $1.samples } == r.arms[1].totalImpressions)
         #expect(r.modelEvaluations[0].isEmpty)
         #expect(report.run.partitions == 4 && report.run.embedded)
+        for arm in r.arms {
+            // About 5% of slates are checked against the oracle, which no slate beats.
+            #expect(arm.regret.samples > 0 && arm.regret.samples < arm.totalRequests / 5)
+            #expect(arm.regret.mean > 0 && arm.regret.shareOfOracle > 0 && arm.regret.shareOfOracle < 1)
+            #expect(arm.perUser(.activeTicks).allSatisfy { $0 <= Double(s.ticks) })
+            #expect(arm.perUser(.activeTicks).reduce(0, +) <= Double(arm.totalRequests))
+        }
     }
 
     @Test("in the warm-up the control serves everyone: warm-up ticks do not depend on the treatments")

@@ -65,7 +65,7 @@ struct ReportTests {
         #expect(!page.contains("href="))
         #expect(page.contains("pop &lt;b&gt;&amp;") && !page.contains("pop <b>"))
         #expect(page.contains("Does &quot;popularity&quot; win?"))
-        #expect(page.components(separatedBy: "<svg").count - 1 == 6)  // forest, 3 per-user, CTR, model AUC
+        #expect(page.components(separatedBy: "<svg").count - 1 == 7)  // forest, 3 per-user, CTR, regret, model AUC
         #expect(page.contains("<td class=\"better\">") || page.contains("<td class=\"worse\">") || page.contains("<td>"))
     }
 

@@ -137,7 +137,7 @@ struct ScenarioValidationTests {
             o["experiment"] = ["warmupTicks": 10]
         }, ["s.json: experiment.warmupTicks: must be less than ticks (10), so the experiment has ticks of its own, got 10"]),
         ("unknown metric", edited { $0["metrics"] = ["ctr", "gvm"] },
-         ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, coverage"]),
+         ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, exposureGini, longTailShare"]),
         ("nested kafka property", edited { $0["kafka"] = ["properties": ["a": ["b": 1]]] },
          ["s.json: kafka.properties.a: expected a string, number or boolean, got an object"]),
         ("bad topic prefix", edited { $0["kafka"] = ["topicPrefix": "my topics"] },
