@@ -31,6 +31,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C layer: librdkafka (with its mock cluster), a shim for the variadic calls
@@ -67,7 +68,10 @@ let package = Package(
         .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
         .target(
             name: "RecStream",
-            dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment", "Report"],
+            dependencies: [
+                "Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment", "Report",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             swiftSettings: strict
         ),
         .target(

@@ -1,6 +1,7 @@
 import Dispatch
 import Experiment
 import Foundation
+import Histogram
 import Kafka
 import Models
 import Population
@@ -130,6 +131,8 @@ public final class LockstepRun {
         var slateStarts: [(Int, Int)] = []
         var asked: [Request] = []
         var timings = PhaseTimings()
+        // Time to serve each request (retrieve, score, build the slate), per arm, in ns.
+        var latency = s.arms.map { _ in Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three) }
 
         let control = s.controlArm
         for t in 0..<s.ticks {
@@ -181,10 +184,12 @@ public final class LockstepRun {
             servers.withUnsafeMutableBufferPointer { serverBuffer in
                 armSlates.withUnsafeMutableBufferPointer { slateBuffer in
                     slateStarts.withUnsafeMutableBufferPointer { startBuffer in
-                        let work = ServeWork(servers: serverBuffer, slates: slateBuffer, starts: startBuffer,
-                                             trainers: trainers, requests: requests, byArm: armRequests)
-                        DispatchQueue.concurrentPerform(iterations: work.servers.count) { arm in
-                            work.serve(arm: arm)
+                        latency.withUnsafeMutableBufferPointer { latencyBuffer in
+                            let work = ServeWork(servers: serverBuffer, slates: slateBuffer, starts: startBuffer, latency: latencyBuffer,
+                                                 trainers: trainers, requests: requests, byArm: armRequests)
+                            DispatchQueue.concurrentPerform(iterations: work.servers.count) { arm in
+                                work.serve(arm: arm)
+                            }
                         }
                     }
                 }
@@ -306,7 +311,8 @@ public final class LockstepRun {
             run: RunInfo(bootstrapServers: bootstrapServers, embedded: embedded != nil, partitions: partitions[topics.requests]!,
                          setupSeconds: (setupDone - started).seconds, populationSeconds: (populationReady - setupDone).seconds,
                          runSeconds: runSeconds,
-                         messagesPerSecond: Double(messageCount) / max(runSeconds, 1e-9), phases: timings))
+                         messagesPerSecond: Double(messageCount) / max(runSeconds, 1e-9), phases: timings,
+                         serveLatency: zip(s.arms, latency).map { ServeLatency(arm: $0.name, histogram: $1) }))
     }
 
     /// Creates the run's topics (on the embedded broker, or through the admin API) and
@@ -432,6 +438,7 @@ struct ServeWork: @unchecked Sendable {
     let servers: UnsafeMutableBufferPointer<ArmServer>
     let slates: UnsafeMutableBufferPointer<[SlateEntry]>
     let starts: UnsafeMutableBufferPointer<(Int, Int)>
+    let latency: UnsafeMutableBufferPointer<Histogram<UInt64>>
     let trainers: [ArmTrainer]
     let requests: [Request]
     let byArm: [[Int]]
@@ -439,10 +446,14 @@ struct ServeWork: @unchecked Sendable {
     func serve(arm: Int) {
         slates[arm].removeAll(keepingCapacity: true)
         let trainer = trainers[arm]
+        let clock = ContinuousClock()
         for i in byArm[arm] {
             let start = slates[arm].count
+            let began = clock.now
             servers[arm].serve(requests[i], statistics: trainer.statistics, model: trainer.sequence?.model,
                                histories: trainer.sequence?.histories, into: &slates[arm])
+            let elapsed = clock.now - began
+            _ = latency[arm].record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
             starts[i] = (start, slates[arm].count - start)
         }
     }

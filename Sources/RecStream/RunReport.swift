@@ -1,5 +1,6 @@
 import Experiment
 import Foundation
+import Histogram
 import RecCore
 import Report
 
@@ -15,6 +16,34 @@ public struct RunInfo: Sendable {
     public var runSeconds: Double
     public var messagesPerSecond: Double
     public var phases: PhaseTimings
+    /// Per arm: how long serving a request took (retrieve, score, build the slate).
+    public var serveLatency: [ServeLatency] = []
+}
+
+/// One arm's serving latency, from an HDR histogram of every request (3 significant digits).
+public struct ServeLatency: Sendable {
+    public var arm: String
+    public var requests: Int
+    /// Nanoseconds at the 50th, 99th and 99.9th percentiles, and the largest.
+    public var p50, p99, p999, max: UInt64
+
+    init(arm: String, histogram h: Histogram<UInt64>) {
+        self.arm = arm
+        requests = Int(h.totalCount)
+        p50 = h.totalCount > 0 ? h.valueAtPercentile(50) : 0
+        p99 = h.totalCount > 0 ? h.valueAtPercentile(99) : 0
+        p999 = h.totalCount > 0 ? h.valueAtPercentile(99.9) : 0
+        max = h.totalCount > 0 ? h.max : 0
+    }
+
+    /// "3.1 / 9.8 / 21 µs"
+    public var summary: String {
+        func us(_ ns: UInt64) -> String {
+            let u = Double(ns) / 1000
+            return u >= 100 ? String(format: "%.0f", u) : u >= 10 ? String(format: "%.1f", u) : String(format: "%.2f", u)
+        }
+        return "\(us(p50)) / \(us(p99)) / \(us(p999)) µs"
+    }
 }
 
 /// What `recstream run` writes: the results (a function of scenario and seed) and, in a
@@ -40,7 +69,15 @@ public struct RunReport: Sendable {
                 "phaseSeconds": [
                     "requests": .number(run.phases.requests.seconds), "serve": .number(run.phases.serve.seconds),
                     "respond": .number(run.phases.respond.seconds), "train": .number(run.phases.train.seconds),
+                    "regret": .number(run.phases.statistics.seconds),
                 ],
+                "serveLatencyMicroseconds": .array(run.serveLatency.map { l in
+                    [
+                        "arm": .string(l.arm), "requests": .integer(Int64(l.requests)),
+                        "p50": .number(Double(l.p50) / 1000), "p99": .number(Double(l.p99) / 1000),
+                        "p999": .number(Double(l.p999) / 1000), "max": .number(Double(l.max) / 1000),
+                    ]
+                }),
             ],
         ]
     }

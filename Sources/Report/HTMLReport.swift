@@ -88,6 +88,14 @@ public enum HTMLReport {
                 + "\(integerText(run["partitions"])) partition(s); world built in \(String(format: "%.2f", number(run["populationSeconds"]))) s, "
                 + "run \(String(format: "%.2f", number(run["runSeconds"]))) s (\(String(format: "%.0f", number(run["messagesPerSecond"]))) messages/s). "
                 + "Timings vary between runs; everything above is a function of the scenario and its seed.</p>\n"
+            if case .array(let latency)? = run["serveLatencyMicroseconds"], !latency.isEmpty {
+                body += "<table>\n<thead><tr><th>serving latency (µs)</th><th>requests</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th></tr></thead>\n<tbody>\n"
+                for l in latency {
+                    body += "<tr><th>\(escape(l["arm"]?.stringValue ?? "?"))</th><td>\(integerText(l["requests"]))</td>"
+                        + ["p50", "p99", "p999", "max"].map { "<td>\(formatNumber(number(l[$0])))</td>" }.joined() + "</tr>\n"
+                }
+                body += "</tbody>\n</table>\n"
+            }
         }
         return """
             <!DOCTYPE html>

@@ -138,6 +138,8 @@ struct Run: ParsableCommand {
                          (report.results.messages["requests"] ?? 0) + (report.results.messages["recommendations"] ?? 0) + (report.results.messages["feedback"] ?? 0),
                          report.run.runSeconds, report.run.messagesPerSecond, report.run.populationSeconds, report.run.setupSeconds,
                          report.run.partitions))
+            print("Serving latency per request, p50 / p99 / p99.9 (HDR histograms): "
+                  + report.run.serveLatency.map { "\($0.arm) \($0.summary)" }.joined(separator: "; ") + ".")
             if let directory {
                 let paths = try report.write(to: directory)
                 print("Report: \(paths[0]) (with report.html and \(paths.count - 2) per-tick CSV\(paths.count == 3 ? "" : "s"); `recstream report \(directory)` re-renders them)")

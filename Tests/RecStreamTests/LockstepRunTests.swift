@@ -75,6 +75,9 @@ struct LockstepRunTests {
         #expect(dare.reduce(0) { $0 + $1.samples } == r.arms[1].totalImpressions)
         #expect(r.modelEvaluations[0].isEmpty)
         #expect(report.run.partitions == 4 && report.run.embedded)
+        // Every request's serving time went into its arm's latency histogram.
+        #expect(report.run.serveLatency.map(\.requests) == r.arms.map(\.totalRequests))
+        #expect(report.run.serveLatency.allSatisfy { $0.p50 > 0 && $0.p50 <= $0.p99 && $0.p99 <= $0.p999 && $0.p999 <= $0.max })
         for arm in r.arms {
             // About 5% of slates are checked against the oracle, which no slate beats.
             #expect(arm.regret.samples > 0 && arm.regret.samples < arm.totalRequests / 5)
