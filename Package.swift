@@ -76,7 +76,7 @@ let package = Package(
         ),
         .target(
             name: "Bench",
-            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator"],
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "RecStream"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -83,6 +83,9 @@ public final class LockstepRun {
             c.setDefault("group.id", "recstream-\(s.kafka.topicPrefix)-\(stage)")
             c.setDefault("fetch.wait.max.ms", "1")  // the mock holds empty fetches this long
             c.setDefault("auto.offset.reset", "error")  // never skip silently
+            // Keep fetching while a phase is still producing: a fetcher that pauses at
+            // the default 100k queued messages can fall behind a broker's retention.
+            c.setDefault("queued.min.messages", "10000000")
             let consumer = try KafkaConsumer(configuration: c)
             var start: [Int32: Int64] = [:]
             for p in 0..<Int32(partitions[topic]!) {
@@ -156,31 +159,34 @@ public final class LockstepRun {
             let catalogSize = population.catalog.count
 
             // 1. Users ask for slates.
-            var mark = ContinuousClock.now
+            var clock = PhaseClock()
             asked.removeAll(keepingCapacity: true)
             population.requests(at: tick, into: &asked)
-            for request in asked {
-                try requestStage.send(producer, user: request.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(request, into: scratch)]))
-            }
+            clock.lap(&timings.population)
             requests.removeAll(keepingCapacity: true)
-            try requestStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+            let takeRequest = { (bytes: UnsafeRawBufferPointer) throws(WireError) in
                 let r = try Wire.decodeRequest(bytes)
                 try check(r.header, users: users, tick: tick, assignment: assignment)
                 requests.append(r)
             }
+            for request in asked {
+                try requestStage.send(producer, user: request.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(request, into: scratch)]),
+                                      deadLetterTopic: topics.deadLetter, takeRequest)
+            }
+            try requestStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick, takeRequest)
             requests.sort { ($0.header.user, $0.header.sequence) < ($1.header.user, $1.header.sequence) }
             if slateStarts.count < requests.count { slateStarts = Array(repeating: (0, 0), count: requests.count) }
-            timings.requests += ContinuousClock.now - mark
+            clock.lap(&timings.kafka)
 
             // 2. Each arm serves its users; arms are independent, so they serve at once,
             //    each into its own buffer. Slates are then sent in (user, sequence) order.
-            mark = .now
             for arm in armRequests.indices { armRequests[arm].removeAll(keepingCapacity: true) }
             for arm in servers.indices { servers[arm].clearOffPolicyLog() }
             for (i, r) in requests.enumerated() {
                 armRequests[warmingUp ? control : Int(r.header.arm)].append(i)
                 metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]), tick: tick)
             }
+            clock.lap(&timings.statistics)
             servers.withUnsafeMutableBufferPointer { serverBuffer in
                 armSlates.withUnsafeMutableBufferPointer { slateBuffer in
                     slateStarts.withUnsafeMutableBufferPointer { startBuffer in
@@ -194,17 +200,10 @@ public final class LockstepRun {
                     }
                 }
             }
-            for (i, r) in requests.enumerated() {
-                let arm = warmingUp ? control : Int(r.header.arm)
-                let (start, count) = slateStarts[i]
-                let n = armSlates[arm].withUnsafeBufferPointer {
-                    Wire.encodeSlate(r.header, policy: UInt16(arm), entries: UnsafeBufferPointer(rebasing: $0[start..<start + count]), into: scratch)
-                }
-                try slateStage.send(producer, user: r.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<n]))
-            }
+            clock.lap(&timings.serve)
             slateHeaders.removeAll(keepingCapacity: true)
             slateEntries.removeAll(keepingCapacity: true)
-            try slateStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+            let takeSlate = { (bytes: UnsafeRawBufferPointer) throws(WireError) in
                 let start = slateEntries.count
                 let h = try Wire.decodeSlate(bytes, appendingTo: &slateEntries)
                 do throws(WireError) {
@@ -218,31 +217,37 @@ public final class LockstepRun {
                 }
                 slateHeaders.append((h, start))
             }
+            for (i, r) in requests.enumerated() {
+                let arm = warmingUp ? control : Int(r.header.arm)
+                let (start, count) = slateStarts[i]
+                let n = armSlates[arm].withUnsafeBufferPointer {
+                    Wire.encodeSlate(r.header, policy: UInt16(arm), entries: UnsafeBufferPointer(rebasing: $0[start..<start + count]), into: scratch)
+                }
+                try slateStage.send(producer, user: r.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<n]),
+                                    deadLetterTopic: topics.deadLetter, takeSlate)
+            }
+            try slateStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick, takeSlate)
             slateHeaders.sort { ($0.header.header.user, $0.header.header.sequence) < ($1.header.header.user, $1.header.header.sequence) }
-            timings.serve += ContinuousClock.now - mark
+            clock.lap(&timings.kafka)
 
             // 2b. Regret against the oracle, on a sample of the slates (the truth is the
             //     simulator's; no arm sees it).
             if !warmingUp && s.experiment.regretSample > 0 {
-                mark = .now
                 for (h, start) in slateHeaders where regretSampled(h.header, seed: s.seed, share: s.experiment.regretSample) {
                     let entries = slateEntries[start..<start + h.itemCount].lazy.map(\.item)
                     let served = population.expectedClicks(user: h.header.user, slate: entries)
                     let oracle = population.oracleExpectedClicks(user: h.header.user, k: h.itemCount)
                     metrics[Int(h.header.arm)].recordRegret(served: served, oracle: oracle)
                 }
-                timings.statistics += ContinuousClock.now - mark
+                clock.lap(&timings.statistics)
             }
 
             // 3. Users respond; purchases from earlier clicks land now.
-            mark = .now
             outgoing.removeAll(keepingCapacity: true)
             population.respond(to: slateHeaders, entries: slateEntries, at: tick, into: &outgoing)
-            for f in outgoing {
-                try feedbackStage.send(producer, user: f.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(f, into: scratch)]))
-            }
+            clock.lap(&timings.population)
             feedback.removeAll(keepingCapacity: true)
-            try feedbackStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick) { (bytes) throws(WireError) in
+            let takeFeedback = { (bytes: UnsafeRawBufferPointer) throws(WireError) in
                 let f = try Wire.decodeFeedback(bytes)
                 try check(f.header, users: users, tick: tick, assignment: assignment)
                 guard Int(f.item) < catalogSize else {
@@ -250,16 +255,20 @@ public final class LockstepRun {
                 }
                 feedback.append(f)
             }
+            for f in outgoing {
+                try feedbackStage.send(producer, user: f.header.user, UnsafeRawBufferPointer(rebasing: scratch[..<Wire.encode(f, into: scratch)]),
+                                       deadLetterTopic: topics.deadLetter, takeFeedback)
+            }
+            try feedbackStage.drain(producer, deadLetterTopic: topics.deadLetter, stallSeconds: stall, tick: tick, takeFeedback)
             feedback.sort {
                 ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue)
                     < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue)
             }
-            timings.respond += ContinuousClock.now - mark
+            clock.lap(&timings.kafka)
 
             // 4. Each arm learns from its own feedback, and the experiment counts it. In
             //    the warm-up every arm learns from the whole log (the control's, as a new
             //    model is trained on production logs), so arms start the split alike.
-            mark = .now
             for arm in byArm.indices { byArm[arm].removeAll(keepingCapacity: true) }
             for f in feedback {
                 let arm = Int(f.header.arm)
@@ -275,19 +284,22 @@ public final class LockstepRun {
                     estimateOffPolicy(log: servers[arm].offPolicyLog, feedback: byArm[arm], into: &offPolicy[arm])
                 }
             }
+            clock.lap(&timings.statistics)
             // Arms learn independently (no arm reads another's state), so they train at once.
             let work = ArmWork(trainers: trainers, feedback: byArm)
             DispatchQueue.concurrentPerform(iterations: trainers.count) { arm in
                 work.trainers[arm].apply(tick: tick, feedback: work.feedback[arm][...])
             }
+            for arm in servers.indices { servers[arm].refresh(from: trainers[arm].statistics) }
+            clock.lap(&timings.train)
             for arm in servers.indices {
-                servers[arm].refresh(from: trainers[arm].statistics)
                 metrics[arm].endTick()
                 if t + 1 == s.experiment.warmupTicks { metrics[arm].endWarmup() }
             }
+            clock.lap(&timings.statistics)
             population.endTick(tick)
             try truth?.write(population.userTruthLines(tick: tick))
-            timings.train += ContinuousClock.now - mark
+            clock.lap(&timings.population)
             onProgress?(RunProgress(tick: t, ticks: s.ticks,
                                     messages: requestStage.received + slateStage.received + feedbackStage.received))
         }
@@ -492,18 +504,40 @@ final class TruthWriter {
     }
 }
 
-/// Where the time went, per phase of the loop (including transport).
+/// Where the time of the loop went.
 public struct PhaseTimings: Sendable {
-    public var requests = Duration.zero
+    /// The simulated users: requests, responses, the end of each tick.
+    public var population = Duration.zero
+    /// Kafka: encoding, producing, consuming, decoding and ordering every record.
+    public var kafka = Duration.zero
+    /// The arms' servers: retrieval, scoring, slates.
     public var serve = Duration.zero
-    public var respond = Duration.zero
+    /// The arms' trainers, and servers taking in what they learned.
     public var train = Duration.zero
-    /// Regret against the oracle (the simulator's own bookkeeping, not the system's).
+    /// The experiment's bookkeeping: metrics, regret against the oracle, off-policy logs.
     public var statistics = Duration.zero
+
+    public var total: Duration { population + kafka + serve + train + statistics }
+    /// Each phase's share of `total`, in the order population, kafka, serve, train, statistics.
+    public var shares: [(name: String, share: Double)] {
+        let t = max(total.seconds, 1e-12)
+        return [("population", population.seconds / t), ("kafka", kafka.seconds / t), ("serve", serve.seconds / t),
+                ("train", train.seconds / t), ("statistics", statistics.seconds / t)]
+    }
+}
+
+/// Adds the time since the last lap to a phase.
+struct PhaseClock {
+    var mark = ContinuousClock.now
+    mutating func lap(_ phase: inout Duration) {
+        let now = ContinuousClock.now
+        phase += now - mark
+        mark = now
+    }
 }
 
 extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
 /// How far a run has got, after a tick.

@@ -67,9 +67,9 @@ public struct RunReport: Sendable {
                 "runSeconds": .number(run.runSeconds),
                 "messagesPerSecond": .number(run.messagesPerSecond),
                 "phaseSeconds": [
-                    "requests": .number(run.phases.requests.seconds), "serve": .number(run.phases.serve.seconds),
-                    "respond": .number(run.phases.respond.seconds), "train": .number(run.phases.train.seconds),
-                    "regret": .number(run.phases.statistics.seconds),
+                    "population": .number(run.phases.population.seconds), "kafka": .number(run.phases.kafka.seconds),
+                    "serve": .number(run.phases.serve.seconds), "train": .number(run.phases.train.seconds),
+                    "statistics": .number(run.phases.statistics.seconds),
                 ],
                 "serveLatencyMicroseconds": .array(run.serveLatency.map { l in
                     [

@@ -4,6 +4,9 @@ import RecCore
 
 /// One stage of the lockstep loop over one topic: everything sent in a phase is flushed,
 /// then consumed back (by the stage's own consumer) until every message has arrived.
+/// While a phase sends, `poll` takes in what has already come back, so consumption runs
+/// beside production (a broker with bounded logs, like the embedded one at 5 MiB per
+/// partition, never drops what the stage has not read yet, and the phase ends sooner).
 ///
 /// Nothing is skipped: offsets are checked for gaps, a message that does not decode is
 /// copied to the dead-letter topic with the reason in a header (and counted), and a phase
@@ -33,6 +36,44 @@ final class StageChannel {
         sent += 1
     }
 
+    /// Sends one record, and after every `pollEvery` records takes in what has come back.
+    @inline(__always)
+    func send(_ producer: KafkaProducer, user: UserID, _ bytes: UnsafeRawBufferPointer, deadLetterTopic: String,
+              _ handle: (UnsafeRawBufferPointer) throws(WireError) -> Void) throws {
+        try send(producer, user: user, bytes)
+        if sent & (Self.pollEvery - 1) == 0 { try poll(producer, deadLetterTopic: deadLetterTopic, handle) }
+    }
+
+    static let pollEvery = 4096
+
+    /// Takes in, without waiting, whatever messages of this phase have already arrived.
+    func poll(_ producer: KafkaProducer, deadLetterTopic: String, _ handle: (UnsafeRawBufferPointer) throws(WireError) -> Void) throws {
+        while received < sent {
+            let got = try take(producer, deadLetterTopic: deadLetterTopic, timeoutMilliseconds: 0, handle)
+            received += got
+            if got == 0 { return }
+        }
+    }
+
+    /// One batch from the consumer: offsets checked, each payload handed to `handle` or,
+    /// if it does not decode, to the dead-letter topic.
+    private func take(_ producer: KafkaProducer, deadLetterTopic: String, timeoutMilliseconds: Int32,
+                      _ handle: (UnsafeRawBufferPointer) throws(WireError) -> Void) throws -> Int {
+        try consumer.consumeBatch(timeoutMilliseconds: timeoutMilliseconds) { batch in
+            for message in batch {
+                try tracker.record(partition: message.partition, offset: message.offset)
+                do {
+                    try handle(message.value)
+                } catch {
+                    try producer.send(to: deadLetterTopic, key: message.key, value: message.value,
+                                      header: ("recstream-error", "\(topic.name) [\(message.partition)] @\(message.offset): \(error)"))
+                    deadLetters += 1
+                }
+            }
+            return batch.count
+        }
+    }
+
     /// Flushes the producer, then consumes until every message sent in this phase has come
     /// back, handing each payload to `handle`.
     func drain(_ producer: KafkaProducer, deadLetterTopic: String, stallSeconds: Double, tick: Tick,
@@ -47,19 +88,7 @@ final class StageChannel {
         var lastProgress = ContinuousClock.now
         let stall = Duration.milliseconds(Int64(stallSeconds * 1000))
         while received < sent {
-            let got = try consumer.consumeBatch(timeoutMilliseconds: 5) { batch in
-                for message in batch {
-                    try tracker.record(partition: message.partition, offset: message.offset)
-                    do {
-                        try handle(message.value)
-                    } catch {
-                        try producer.send(to: deadLetterTopic, key: message.key, value: message.value,
-                                          header: ("recstream-error", "\(topic.name) [\(message.partition)] @\(message.offset): \(error)"))
-                        deadLetters += 1
-                    }
-                }
-                return batch.count
-            }
+            let got = try take(producer, deadLetterTopic: deadLetterTopic, timeoutMilliseconds: 5, handle)
             received += got
             if got > 0 {
                 lastProgress = .now

@@ -10,11 +10,12 @@ struct Bench: ParsableCommand {
             NAME is one of: kafka (Swift Kafka layer vs a plain C loop over librdkafka on the \
             embedded broker), models (DARE and TWIN training samples/s and scoring \
             candidates/s in the PyTorch reference's configurations), population (slate responses and history generation per second, \
-            memory per user and per history entry), wire (encode/decode ns per record). Build \
-            with -c release for meaningful figures.
+            memory per user and per history entry), wire (encode/decode ns per record), e2e (user steps per second through \
+            the embedded broker for the quickstart and a 100k-user world, random and DARE, with the share of time per \
+            phase). Build with -c release for meaningful figures.
             """)
 
-    @Argument(help: "kafka, models, population or wire.")
+    @Argument(help: "kafka, models, population, wire or e2e.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -26,7 +27,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Repeats; the median is reported.")
     var repeats: Int?
 
-    @Flag(help: "Smaller sizes, for a quick look (population).")
+    @Flag(help: "Smaller sizes, for a quick look (population, models, e2e).")
     var quick = false
 
     func run() throws {
@@ -55,12 +56,16 @@ struct Bench: ParsableCommand {
                 var b = ModelsBench()
                 if quick { b.lengths = [1000]; b.vocabulary = 100_000; b.steps = 5; b.scoreCalls = 20 }
                 report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "e2e":
+                var b = EndToEndBench(quick: quick)
+                b.threads = nil
+                report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire")
+                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e")
                 throw Exit.badInput
             }
         } catch let error as BenchError {
