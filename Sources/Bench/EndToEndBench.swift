@@ -22,7 +22,7 @@ public struct EndToEndBench: Sendable {
         let large = quick ? 20_000 : 100_000
         cases = [
             Case(name: "quickstart", scenario: Self.quickstart, repeats: quick ? 1 : 3),
-            Case(name: "large (\(large / 1000)k users, \(large / 1000)k items), random policy", scenario: Self.large(users: large, items: large, dare: false), repeats: 1),
+            Case(name: "large (\(large / 1000)k users, \(large / 1000)k items), random policy", scenario: Self.large(users: large, items: large, dare: false), repeats: quick ? 1 : 3),
             Case(name: "large (\(large / 1000)k users, \(large / 1000)k items), DARE over 200 candidates, L = 1000, training online",
                  scenario: Self.large(users: large, items: large, dare: true), repeats: 1),
         ]
