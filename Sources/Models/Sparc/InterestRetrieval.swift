@@ -1,0 +1,96 @@
+import Foundation
+import RecCore
+
+/// A retrieved candidate and where it came from (for the report and off-policy logs).
+public struct RetrievedCandidate: Sendable, Equatable {
+    public var item: ItemID
+    public var score: Float
+    /// The interest (level-0 code) whose query found it; -1 for single-vector retrieval.
+    public var interest: Int32
+    /// Chosen by exploration rather than as one of the user's top interests.
+    public var explored: Bool
+    /// The probability the interest had in the user's distribution when it was chosen.
+    public var interestProbability: Float
+}
+
+/// The `count` best items by score, kept in a bounded min-heap: O(n log count).
+struct TopK {
+    var heap: [(Float, ItemID)] = []
+    let count: Int
+    init(_ count: Int) {
+        self.count = count
+        heap.reserveCapacity(count)
+    }
+    @inline(__always)
+    mutating func offer(_ score: Float, _ item: ItemID) {
+        if heap.count < count {
+            heap.append((score, item))
+            var i = heap.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard worse(heap[i], heap[parent]) else { break }
+                heap.swapAt(i, parent)
+                i = parent
+            }
+        } else if worse(heap[0], (score, item)) {
+            heap[0] = (score, item)
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count && worse(heap[l], heap[m]) { m = l }
+                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if m == i { break }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+    }
+    /// a ranks below b: lower score, or equal score and higher id.
+    @inline(__always)
+    func worse(_ a: (Float, ItemID), _ b: (Float, ItemID)) -> Bool { a.0 < b.0 || (a.0 == b.0 && a.1 > b.1) }
+    /// Best first.
+    func sorted() -> [(Float, ItemID)] { heap.sorted { worse($1, $0) } }
+}
+
+extension InterestTowers {
+    /// Single-vector retrieval: the `count` live items with the highest u . x, exactly.
+    public func retrieve(_ u: UnsafePointer<Float>, live: [ItemID], count: Int) -> [RetrievedCandidate] {
+        var top = TopK(count)
+        let d = settings.dim
+        itemVectors.withUnsafeBufferPointer { x in
+            for item in live where Int(item) < items { top.offer(dot(u, x.baseAddress! + Int(item) * d, d), item) }
+        }
+        return top.sorted().map { RetrievedCandidate(item: $0.1, score: $0.0, interest: -1, explored: false, interestProbability: 1) }
+    }
+
+    /// The query of interest k: u_k = u + e0_k.
+    public func interestQuery(_ u: UnsafePointer<Float>, _ k: Int, into out: UnsafeMutablePointer<Float>) {
+        let e = quantizer!.interestVector(k)
+        for j in 0..<settings.dim { out[j] = u[j] + e[j] }
+    }
+
+    /// The `count` items with the highest q . x among the live items: exactly over every
+    /// item (`probes` nil), or through the inverted index, over the `probes` buckets with
+    /// the highest bound q . e0_k + |q| radius_k on what they can hold, as an IVF index
+    /// searches for inner products.
+    public func retrieve(query q: UnsafePointer<Float>, count: Int, live: [ItemID], probes: Int?) -> [(Float, ItemID)] {
+        var top = TopK(count)
+        let d = settings.dim
+        itemVectors.withUnsafeBufferPointer { x in
+            guard let probes, let quantizer else {
+                for item in live where Int(item) < items { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
+                return
+            }
+            var nearest = TopK(min(probes, quantizer.codes[0]))
+            let norm = dot(q, q, d).squareRoot()
+            for k in 0..<quantizer.codes[0] where !index.buckets[k].isEmpty {
+                nearest.offer(dot(q, quantizer.interestVector(k), d) + norm * (k < radius.count ? radius[k] : 0), ItemID(k))
+            }
+            for (_, k) in nearest.heap {
+                for item in index.buckets[Int(k)] { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
+            }
+        }
+        return top.sorted()
+    }
+}
