@@ -104,8 +104,10 @@ public final class LockstepRun {
         var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: initialItems, seed: s.seed) }
         let categoryCount = s.catalog.topCategories * s.catalog.subcategories
         let trainers = s.arms.enumerated().map { arm, settings in
-            ArmTrainer(items: initialItems, ranking: settings.ranking, users: population.userCount, histories: population.histories,
-                       categories: population.catalog.subcategory.map(UInt32.init), categoryCount: categoryCount,
+            ArmTrainer(items: initialItems, ranking: settings.ranking, retrieval: settings.retrieval, users: population.userCount,
+                       histories: population.histories, categories: population.catalog.subcategory.map(UInt32.init), categoryCount: categoryCount,
+                       content: ItemContent(tokens: population.catalog.tokens, tokensPerItem: s.catalog.tokensPerItem,
+                                            vocabulary: s.catalog.vocabulary, live: population.catalog.alive),
                        seed: s.seed &+ UInt64(arm))
         }
         var metrics = s.arms.enumerated().map {
@@ -152,7 +154,7 @@ public final class LockstepRun {
                 let categories = population.catalog.subcategory.map(UInt32.init)
                 for arm in servers.indices {
                     servers[arm].updateCatalog(live: population.catalog.liveItems, count: population.catalog.count)
-                    trainers[arm].updateCatalog(categories: categories, categoryCount: categoryCount)
+                    trainers[arm].updateCatalog(categories: categories, categoryCount: categoryCount, tokens: population.catalog.tokens)
                 }
                 try truth?.write(population.itemTruthLines(from: itemsBefore))
             }
@@ -287,8 +289,10 @@ public final class LockstepRun {
             clock.lap(&timings.statistics)
             // Arms learn independently (no arm reads another's state), so they train at once.
             let work = ArmWork(trainers: trainers, feedback: byArm)
+            let alive = population.catalog.alive
             DispatchQueue.concurrentPerform(iterations: trainers.count) { arm in
                 work.trainers[arm].apply(tick: tick, feedback: work.feedback[arm][...])
+                work.trainers[arm].endTick(live: alive)
             }
             for arm in servers.indices { servers[arm].refresh(from: trainers[arm].statistics) }
             clock.lap(&timings.train)
@@ -463,7 +467,8 @@ struct ServeWork: @unchecked Sendable {
             let start = slates[arm].count
             let began = clock.now
             servers[arm].serve(requests[i], statistics: trainer.statistics, model: trainer.sequence?.model,
-                               histories: trainer.sequence?.histories, into: &slates[arm])
+                               histories: trainer.sequence?.histories, towers: trainer.towers?.towers,
+                               interestUsers: trainer.towers?.users, into: &slates[arm])
             let elapsed = clock.now - began
             _ = latency[arm].record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
             starts[i] = (start, slates[arm].count - start)

@@ -110,7 +110,10 @@ public struct ArmSettings: Sendable, Equatable {
     /// a bandit policy learned from its feedback)? Then all its users share one learned
     /// state, and chance in that state's path is part of the arm's result.
     public var learnsFromOwnTraffic: Bool {
-        if case .popularity = retrieval { return true }
+        switch retrieval {
+        case .popularity, .towers: return true
+        case .random: break
+        }
         switch policy {
         case .ucb, .thompson: return true
         default: return ranking != .random
@@ -133,6 +136,38 @@ public enum Retrieval: Sendable, Equatable {
     /// The items with the most clicks in this arm so far (its own traffic only), with a
     /// share `explore` of the candidates drawn uniformly at random instead.
     case popularity(explore: Double)
+    /// Item and user towers learned online: single-vector (two-tower) retrieval, or SPARC's
+    /// multi-interest retrieval when `serving` is set.
+    case towers(TowerRetrieval)
+}
+
+/// The retrieval towers' knobs (see `Scenario.schema`).
+public struct TowerRetrieval: Sendable, Equatable {
+    public var dim: Int
+    public var historyLength: Int
+    public var learningRate: Double
+    public var temperature: Double
+    public var batchSize: Int
+    /// Residual levels' code counts (SPARC); empty for the two-tower baseline.
+    public var codes: [Int] = []
+    /// SPARC's serving (nil: single-vector retrieval).
+    public var serving: SparcServing?
+}
+
+/// How SPARC chooses interests and splits candidates among them.
+public struct SparcServing: Sendable, Equatable {
+    public var interests: Int
+    public var explore: Int
+    public var exploreTemperature: Double
+    public var exploreQuota: Int
+    public var minQuota: Int
+    /// Rank each interest's bucket by u (false), or search with u + e0_k (true).
+    public var conditioned: Bool
+    /// Index buckets per top interest with a conditioned query; 0 is exact search.
+    public var probes: Int
+    public var smoothing: Double
+    public var mix: Double
+    public var discoveryBelow: Double
 }
 
 public enum Ranking: Sendable, Equatable {

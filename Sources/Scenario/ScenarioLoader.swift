@@ -81,6 +81,16 @@ extension Scenario {
             if case .thompson(let a, let b, _) = arm.policy, b <= a {
                 issues.append(ScenarioIssue("arms[\(i)].policy.priorImpressions", "must be greater than arms[\(i)].policy.priorClicks (\(format(a))), got \(format(b))"))
             }
+            if case .towers(let t) = arm.retrieval, let s = t.serving {
+                if s.interests > t.codes[0] {
+                    issues.append(ScenarioIssue("arms[\(i)].retrieval.interests", "must be at most the level-0 codes (\(t.codes[0])), got \(s.interests)"))
+                } else if s.interests + s.explore > t.codes[0] {
+                    issues.append(ScenarioIssue("arms[\(i)].retrieval.explore", "interests + explore (\(s.interests + s.explore)) must be at most the level-0 codes (\(t.codes[0]))"))
+                }
+                if s.interests * s.minQuota + s.explore * s.exploreQuota > arm.candidates {
+                    issues.append(ScenarioIssue("arms[\(i)].retrieval", "the quotas (\(s.interests) x minQuota \(s.minQuota) + \(s.explore) x exploreQuota \(s.exploreQuota)) do not fit arms[\(i)].candidates (\(arm.candidates))"))
+                }
+            }
             if arm.candidates > catalog.items {
                 issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at most catalog.items (\(catalog.items)), got \(arm.candidates)"))
             }
@@ -147,7 +157,22 @@ extension Scenario {
             arrivalsPerTick: c["arrivalsPerTick"].double, retireProbability: c["retireProbability"].double)
         arms = r["arms"].array.map { a in
             let rt = a["retrieval"]
-            let retrieval: Retrieval = rt["type"].string == "popularity" ? .popularity(explore: rt["explore"].double) : .random
+            let retrieval: Retrieval
+            switch rt["type"].string {
+            case "popularity": retrieval = .popularity(explore: rt["explore"].double)
+            case "two-tower", "sparc":
+                var t = TowerRetrieval(dim: rt["dim"].int, historyLength: rt["historyLength"].int, learningRate: rt["learningRate"].double,
+                                       temperature: rt["temperature"].double, batchSize: rt["batchSize"].int)
+                if rt["type"].string == "sparc" {
+                    t.codes = rt["codes"].intArray
+                    t.serving = SparcServing(interests: rt["interests"].int, explore: rt["explore"].int, exploreTemperature: rt["exploreTemperature"].double,
+                                             exploreQuota: rt["exploreQuota"].int, minQuota: rt["minQuota"].int,
+                                             conditioned: rt["query"].string == "conditioned", probes: rt["probes"].int,
+                                             smoothing: rt["smoothing"].double, mix: rt["mix"].double, discoveryBelow: rt["discoveryBelow"].double)
+                }
+                retrieval = .towers(t)
+            default: retrieval = .random
+            }
             let rk = a["ranking"]
             let ranking: Ranking = switch rk["type"].string {
             case "popularity": .popularity
@@ -204,6 +229,10 @@ struct Resolved {
     var int: Int {
         if case .integer(let i) = value { return Int(i) }
         preconditionFailure("expected an integer in a resolved scenario")
+    }
+    var intArray: [Int] {
+        guard case .array(let items) = value else { preconditionFailure("expected an array in a resolved scenario") }
+        return items.map { Resolved($0).int }
     }
     var double: Double {
         guard let d = value.doubleValue else { preconditionFailure("expected a number in a resolved scenario") }

@@ -6,7 +6,29 @@ extension Scenario {
         .init("popularity", "The items with the most clicks in this arm so far, plus a share of random items.", [
             Property("explore", .number(minimum: 0, maximum: 1), "Share of the candidates drawn uniformly at random, so that new items can earn clicks.", default: 0.2),
         ]),
+        .init("two-tower", "Single-vector retrieval: the items whose tower vector best matches the user's (the mean of their recent clicks), learned online from the arm's clicks.", towerProperties),
+        .init("sparc", "SPARC: interests as codes of a residual-quantized codebook over the item vectors, a probability over them per user, retrieval for several interests at once including unexplored ones.", towerProperties + [
+            Property("codes", .array(.integer(minimum: 1, maximum: 4096), minItems: 1, maxItems: 8), "Codes per residual level; level 0's are the interests.", default: [64, 32, 32]),
+            Property("interests", .integer(minimum: 1, maximum: 64), "Top interests retrieved for, by the user's probability.", default: 4),
+            Property("explore", .integer(minimum: 0, maximum: 64), "Further interests drawn at exploreTemperature among codes the user has not engaged with lately.", default: 2),
+            Property("exploreTemperature", .number(minimum: 0, maximum: 1000, exclusiveMinimum: true), "Draws are proportional to p^(1/T): above 1 flattens the distribution toward the long tail.", default: 2),
+            Property("exploreQuota", .integer(minimum: 1, maximum: 100_000), "Candidates per explored interest.", default: 10),
+            Property("minQuota", .integer(minimum: 1, maximum: 100_000), "Candidates at least per top interest; beyond, quotas follow the probabilities.", default: 5),
+            Property("query", .string(oneOf: ["bucket", "conditioned"]), "bucket: each interest's items (its bucket of the index) ranked by the user vector; conditioned: the query u + e0_k, trained label-aware, searched through `probes` buckets of the index.", default: "bucket"),
+            Property("probes", .integer(minimum: 0, maximum: 4096), "With query conditioned: buckets of the index searched per top interest; 0 searches every item exactly.", default: 8),
+            Property("smoothing", .number(minimum: 0, maximum: 1), "Each engagement moves the user's running interest distribution this far toward its code.", default: 0.1),
+            Property("mix", .number(minimum: 0, maximum: 1), "Serving distribution: p^mix times running^(1 - mix), normalised (1 is the towers' distribution alone).", default: 0.7),
+            Property("discoveryBelow", .number(minimum: 0, maximum: 1), "A first click on an interest whose probability was below this when served counts as a discovery.", default: 0.05),
+        ]),
     ])
+
+    static let towerProperties: [Property] = [
+        Property("dim", .integer(minimum: 1, maximum: 1024), "Width of item and user vectors.", default: 32),
+        Property("historyLength", .integer(minimum: 1, maximum: 10_000), "Recent clicks the user vector averages.", default: 50),
+        Property("learningRate", .number(minimum: 0, maximum: 10, exclusiveMinimum: true), "Adam learning rate of the towers.", default: 0.01),
+        Property("temperature", .number(minimum: 0, maximum: 100, exclusiveMinimum: true), "In-batch InfoNCE temperature.", default: 0.1),
+        Property("batchSize", .integer(minimum: 1, maximum: 1_000_000), "Impressions per training step.", default: 256),
+    ]
 
     static func sequenceProperties(_ dims: [Property]) -> [Property] {
         dims + [

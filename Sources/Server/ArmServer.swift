@@ -40,6 +40,17 @@ public struct ArmServer: Sendable {
     public var offPolicyTargets: [Policy] = []
     /// One record per request served since `clearOffPolicyLog()`, in serving order.
     public private(set) var offPolicyLog: [OffPolicyRecord] = []
+    /// SPARC: where each shown item came from (interest, its probability, explored or
+    /// not), per request served since `clearOffPolicyLog()`, in serving order.
+    public private(set) var interestLog: [InterestLogEntry] = []
+    /// Tower retrieval: each candidate's source, aligned with `candidates`; and each
+    /// candidate item's index in `candidates` (valid where its stamp is current).
+    var sources: [RetrievedCandidate] = []
+    var candidateIndex: [Int32]
+    var userVector: [Float] = []
+    var distribution: [Double] = []
+    var serving: [Double] = []
+    var chosen: [Int] = []
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -54,6 +65,7 @@ public struct ArmServer: Sendable {
         order = [Int32](repeating: 0, count: settings.candidates)
         taken = [Bool](repeating: false, count: settings.candidates)
         baseScores = scores
+        candidateIndex = [Int32](repeating: 0, count: catalogSize)
     }
 
     /// Takes in the catalog feed: which items exist and can be served.
@@ -62,6 +74,7 @@ public struct ArmServer: Sendable {
         if isLive.count < count {
             isLive.append(contentsOf: repeatElement(false, count: count - isLive.count))
             seenStamp.append(contentsOf: repeatElement(0, count: count - seenStamp.count))
+            candidateIndex.append(contentsOf: repeatElement(0, count: count - candidateIndex.count))
         }
         for i in isLive.indices { isLive[i] = false }
         for item in live { isLive[Int(item)] = true }
@@ -80,18 +93,34 @@ public struct ArmServer: Sendable {
     /// Builds the slate for `request`, appending its entries to `slate`. A sequence model
     /// (DARE, TWIN) scores with the user's history as the arm's trainer holds it.
     public mutating func serve(_ request: Request, statistics: ItemStatistics, model: RankingModel? = nil,
-                               histories: UserHistories? = nil, into slate: inout [SlateEntry]) {
+                               histories: UserHistories? = nil, towers: InterestTowers? = nil, interestUsers: InterestUsers? = nil,
+                               into slate: inout [SlateEntry]) {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
-        retrieve(&rng)
+        if case .towers(let t) = settings.retrieval {
+            guard let towers, let interestUsers else { preconditionFailure("a tower-retrieval arm is served without its towers") }
+            retrieveWithTowers(request.header.user, t, towers, interestUsers, &rng)
+        } else {
+            retrieve(&rng)
+        }
         score(statistics, model: model, history: histories?.history(of: request.header.user), &rng)
         let first = slate.count
         select(k: min(Int(request.slateSize), candidates.count), statistics: statistics, &rng, into: &slate)
         if !offPolicyTargets.isEmpty, slate.count > first {
             logOffPolicy(request, shown: slate[first], statistics: statistics)
         }
+        if case .towers(let t) = settings.retrieval, t.serving != nil {
+            for e in slate[first...] {
+                let s = sources[Int(candidateIndex[Int(e.item)])]
+                interestLog.append(InterestLogEntry(user: request.header.user, sequence: request.header.sequence, item: e.item,
+                                                    interest: s.interest, probability: s.interestProbability, explored: s.explored))
+            }
+        }
     }
 
-    public mutating func clearOffPolicyLog() { offPolicyLog.removeAll(keepingCapacity: true) }
+    public mutating func clearOffPolicyLog() {
+        offPolicyLog.removeAll(keepingCapacity: true)
+        interestLog.removeAll(keepingCapacity: true)
+    }
 
     mutating func retrieve(_ rng: inout RandomStream) {
         candidates.removeAll(keepingCapacity: true)
@@ -115,6 +144,116 @@ public struct ArmServer: Sendable {
                 seenStamp[Int(item)] = stamp
                 candidates.append(item)
             }
+        }
+    }
+
+    /// Two-tower or SPARC retrieval into `candidates` (and each one's source into `sources`).
+    ///
+    /// SPARC (shared/baselines/sparc-reference.md section 3): the user's serving
+    /// distribution is p^mix pi^(1 - mix), normalised, from the towers' p(k | u) and the
+    /// user's running distribution pi; the `interests` most probable codes are retrieved
+    /// for, with quotas following their probabilities; `explore` more codes are drawn in
+    /// proportion to p^(1/T) among codes the user has not clicked lately, each retrieving
+    /// `exploreQuota` items of its own bucket. An interest's items are its bucket ranked
+    /// by u (the default), or found with the query u_k = u + e0_k through the index. The
+    /// union, deduplicated, is ordered by p_k sigma(score) and cut to `candidates`; random
+    /// live items fill what the buckets could not.
+    mutating func retrieveWithTowers(_ user: UserID, _ t: TowerRetrieval, _ towers: InterestTowers, _ users: InterestUsers,
+                                     _ rng: inout RandomStream) {
+        candidates.removeAll(keepingCapacity: true)
+        sources.removeAll(keepingCapacity: true)
+        stamp &+= 1
+        if stamp == 0 {
+            for i in seenStamp.indices { seenStamp[i] = 0 }
+            stamp = 1
+        }
+        let d = towers.settings.dim
+        if userVector.count != d { userVector = [Float](repeating: 0, count: d) }
+        userVector.withUnsafeMutableBufferPointer { towers.servingUserVector(users.recent(user), into: $0.baseAddress!) }
+        func add(_ item: ItemID, _ source: RetrievedCandidate) {
+            guard Int(item) < seenStamp.count, isLive[Int(item)], seenStamp[Int(item)] != stamp, candidates.count < settings.candidates else { return }
+            seenStamp[Int(item)] = stamp
+            candidateIndex[Int(item)] = Int32(candidates.count)
+            candidates.append(item)
+            sources.append(source)
+        }
+        if let s = t.serving, let quantizer = towers.quantizer {
+            let k0 = quantizer.codes[0]
+            if distribution.count != k0 {
+                distribution = [Double](repeating: 0, count: k0)
+                serving = distribution
+            }
+            userVector.withUnsafeBufferPointer { u in distribution.withUnsafeMutableBufferPointer { towers.interestDistribution(u.baseAddress!, into: $0.baseAddress!) } }
+            let running = users.running(user)
+            var total = 0.0
+            for k in 0..<k0 {
+                serving[k] = pow(distribution[k], s.mix) * pow(Double(running[k]), 1 - s.mix)
+                total += serving[k]
+            }
+            for k in 0..<k0 { serving[k] = total > 0 ? serving[k] / total : 1 / Double(k0) }
+            // The top interests, most probable first (ties to the lower code).
+            chosen.removeAll(keepingCapacity: true)
+            for _ in 0..<min(s.interests, k0) {
+                var best = -1
+                for k in 0..<k0 where !chosen.contains(k) && (best < 0 || serving[k] > serving[best]) { best = k }
+                chosen.append(best)
+            }
+            let exploit = chosen.count
+            // Exploration among codes the user has not clicked lately.
+            var weights = [Double](repeating: 0, count: k0)
+            for k in 0..<k0 where !chosen.contains(k) { weights[k] = pow(serving[k], 1 / s.exploreTemperature) }
+            for item in users.recent(user) where Int(item) < towers.index.codeOf.count {
+                let c = Int(towers.index.codeOf[Int(item)])
+                if c >= 0 { weights[c] = 0 }
+            }
+            for _ in 0..<s.explore {
+                let sum = weights.reduce(0, +)
+                guard sum > 0 else { break }
+                var r = rng.nextDouble() * sum, pick = -1
+                for k in 0..<k0 where weights[k] > 0 {
+                    pick = k
+                    if r < weights[k] { break }
+                    r -= weights[k]
+                }
+                guard pick >= 0 else { break }
+                chosen.append(pick)
+                weights[pick] = 0
+            }
+            // Quotas, retrieval, merge.
+            let exploreTotal = (chosen.count - exploit) * s.exploreQuota
+            let budget = max(0, settings.candidates - exploreTotal)
+            let exploitMass = chosen.prefix(exploit).reduce(0.0) { $0 + serving[$1] }
+            var merged: [(Float, ItemID, RetrievedCandidate)] = []
+            var query = [Float](repeating: 0, count: d)
+            for (n, k) in chosen.enumerated() {
+                let explored = n >= exploit
+                let quota = explored ? s.exploreQuota : max(s.minQuota, Int((Double(budget) * serving[k] / max(exploitMass, 1e-12)).rounded()))
+                let found: [(Float, ItemID)]
+                if s.conditioned {
+                    userVector.withUnsafeBufferPointer { u in query.withUnsafeMutableBufferPointer { towers.interestQuery(u.baseAddress!, k, into: $0.baseAddress!) } }
+                    found = query.withUnsafeBufferPointer { q in
+                        explored ? towers.retrieve(query: q.baseAddress!, bucket: k, count: quota)
+                            : towers.retrieve(query: q.baseAddress!, count: quota, live: liveItems, probes: s.probes == 0 ? nil : s.probes)
+                    }
+                } else {
+                    found = userVector.withUnsafeBufferPointer { towers.retrieve(query: $0.baseAddress!, bucket: k, count: quota) }
+                }
+                for (score, item) in found {
+                    let key = Float(serving[k]) / (1 + exp(-score))
+                    merged.append((key, item, RetrievedCandidate(item: item, score: score, interest: Int32(k), explored: explored,
+                                                                 interestProbability: Float(serving[k]))))
+                }
+            }
+            merged.sort { ($0.0, $1.1) > ($1.0, $0.1) }
+            for (_, item, source) in merged { add(item, source) }
+        } else {
+            let found = userVector.withUnsafeBufferPointer { towers.retrieve($0.baseAddress!, live: liveItems, count: settings.candidates) }
+            for c in found { add(c.item, c) }
+        }
+        // What the towers could not fill, random live items fill (as other retrieval does).
+        let wanted = min(settings.candidates, liveItems.count)
+        while candidates.count < wanted {
+            add(liveItems[rng.nextInt(below: liveItems.count)], RetrievedCandidate(item: 0, score: 0, interest: -1, explored: false, interestProbability: 0))
         }
     }
 
@@ -372,4 +511,16 @@ public struct InlineTargets: Sendable {
         get { withUnsafeBytes(of: values) { $0.load(fromByteOffset: i * 8, as: Double.self) } }
         set { withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: newValue, toByteOffset: i * 8, as: Double.self) } }
     }
+}
+
+/// Where a shown item came from, under SPARC retrieval.
+public struct InterestLogEntry: Sendable, Equatable {
+    public var user: UserID
+    public var sequence: UInt32
+    public var item: ItemID
+    /// The level-0 code whose retrieval found it (-1: filled in at random).
+    public var interest: Int32
+    /// That interest's probability in the user's serving distribution.
+    public var probability: Float
+    public var explored: Bool
 }

@@ -8,14 +8,23 @@ import Scenario
 public final class ArmTrainer {
     public private(set) var statistics: ItemStatistics
     public let sequence: SequenceLearner?
+    /// Retrieval towers (two-tower or SPARC), when the arm retrieves with them.
+    public let towers: TowerLearner?
     public private(set) var eventsApplied = 0
 
     /// - Parameters:
     ///   - histories: the users' logged histories, which a sequence model starts from.
     ///   - categories: each item's category (the catalog feed).
-    public init<H: HistorySource>(items: Int, ranking: Ranking, users: Int, histories: H,
-                                  categories: [UInt32], categoryCount: Int, seed: UInt64) {
+    public init<H: HistorySource>(items: Int, ranking: Ranking, retrieval: Retrieval = .random, users: Int, histories: H,
+                                  categories: [UInt32], categoryCount: Int, content: ItemContent? = nil, seed: UInt64) {
         statistics = ItemStatistics(items: items)
+        if case .towers(let t) = retrieval, let content {
+            towers = TowerLearner(t, users: users, histories: histories, categories: categories, categoryCount: categoryCount,
+                                  tokens: content.tokens, tokensPerItem: content.tokensPerItem, vocabulary: content.vocabulary,
+                                  live: content.live, seed: seed &+ 0x70_77)
+        } else {
+            towers = nil
+        }
         if case .sequence(let m) = ranking {
             var s = RankingModelSettings()
             s.design = EmbeddingDesign(rawValue: m.design) ?? .dare
@@ -35,8 +44,15 @@ public final class ArmTrainer {
     }
 
     /// Takes in the catalog feed (new items get embedding rows).
-    public func updateCatalog(categories: [UInt32], categoryCount: Int) {
+    public func updateCatalog(categories: [UInt32], categoryCount: Int, tokens: [UInt32] = []) {
         sequence?.model.updateCatalog(categories: categories, categoryCount: categoryCount)
+        towers?.updateCatalog(categories: categories, categoryCount: categoryCount, tokens: tokens)
+    }
+
+    /// The end of a tick: the towers take in what they learned for serving (`live` marks
+    /// the items retrieval may return).
+    public func endTick(live: [Bool]) {
+        towers?.endTick(live: live)
     }
 
     /// Applies one tick's feedback of this arm, sorted by (user, sequence, position, event).
@@ -49,6 +65,22 @@ public final class ArmTrainer {
             }
         }
         sequence?.learn(tick: tick, feedback: feedback)
+        towers?.learn(feedback)
         eventsApplied += feedback.count
+    }
+}
+
+/// What the retrieval towers read of the catalog: each item's content tokens and whether
+/// it can be served.
+public struct ItemContent: Sendable {
+    public var tokens: [UInt32]
+    public var tokensPerItem: Int
+    public var vocabulary: Int
+    public var live: [Bool]
+    public init(tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, live: [Bool]) {
+        self.tokens = tokens
+        self.tokensPerItem = tokensPerItem
+        self.vocabulary = vocabulary
+        self.live = live
     }
 }

@@ -100,10 +100,11 @@ struct SparcTests {
         #expect(index.count == truth.filter { $0 >= 0 }.count)
     }
 
-    func towers(codes: [Int]) -> InterestTowers {
+    func towers(codes: [Int], labelAware: Bool = false) -> InterestTowers {
         var s = TowerSettings()
         s.dim = 8
         s.codes = codes
+        s.labelAware = labelAware
         s.historyLength = 4
         s.seed = 3
         let items = 30, tokensPerItem = 3
@@ -115,6 +116,8 @@ struct SparcTests {
     func batch() -> [InterestTowers.Example] {
         [
             .init(history: [1, 2, 3], item: 4, clicked: true),
+            .init(history: [1, 2, 3], item: 18, clicked: false),  // the same slate: one user vector
+            .init(history: [1, 2, 3], item: 19, clicked: true),
             .init(history: [5], item: 6, clicked: false),
             .init(history: [7, 8], item: 9, clicked: true),
             .init(history: [], item: 10, clicked: true),
@@ -123,9 +126,9 @@ struct SparcTests {
         ]
     }
 
-    @Test("tower gradients match central finite differences", arguments: [[Int](), [6, 4]])
-    func gradients(codes: [Int]) {
-        let model = towers(codes: codes)
+    @Test("tower gradients match central finite differences", arguments: [([Int](), false), ([6, 4], false), ([6, 4], true)])
+    func gradients(codes: [Int], labelAware: Bool) {
+        let model = towers(codes: codes, labelAware: labelAware)
         if let q = model.quantizer {
             // Codes on the item vectors as they are, so the interest loss has something to say.
             var v = [Float](repeating: 0, count: 30 * 8)
@@ -219,5 +222,18 @@ struct SparcTests {
         }
         let mean = recalls.reduce(0, +) / Double(recalls.count)
         #expect(mean >= 0.95, "recall@200 \(mean)")
+    }
+
+    @Test("items that arrived since the last refresh are not retrieved until they have a vector")
+    func arrivalsWaitForRefresh() {
+        let model = towers(codes: [])
+        model.refresh(live: [Bool](repeating: true, count: 30))
+        model.updateCatalog(categories: (0..<60).map { UInt32($0 % 4) }, tokens: (0..<180).map { UInt32(($0 * 7) % 20) }, categoryCount: 4)
+        #expect(model.items == 60 && model.vectorCount == 30)
+        let u = [Float](repeating: 1, count: 8)
+        let found = u.withUnsafeBufferPointer { model.retrieve($0.baseAddress!, live: (0..<60).map { ItemID($0) }, count: 50) }
+        #expect(found.count == 30 && found.allSatisfy { $0.item < 30 })
+        model.refresh(live: [Bool](repeating: true, count: 60))
+        #expect(model.vectorCount == 60)
     }
 }

@@ -147,6 +147,29 @@ struct LockstepRunTests {
         #expect(r.messages["deadLetters"] == 0)
     }
 
+    @Test("two-tower and SPARC arms learn and serve online, the same with 1 and 3 partitions")
+    func towerArms() throws {
+        func scenario(_ partitions: Int) throws -> Scenario {
+            try Scenario.decode("""
+            {"name": "towers", "seed": 4, "ticks": 5,
+             "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "history": {"median": 20, "max": 100}},
+             "catalog": {"items": 400, "topCategories": 4, "subcategories": 3, "topics": 12, "arrivalsPerTick": 3},
+             "arms": [
+               {"name": "two-tower", "share": 0.5, "candidates": 40, "retrieval": {"type": "two-tower", "dim": 8, "batchSize": 64}, "ranking": {"type": "ctr"}},
+               {"name": "sparc", "share": 0.5, "candidates": 40, "retrieval": {"type": "sparc", "dim": 8, "batchSize": 64, "codes": [16, 8], "interests": 3, "explore": 1}, "ranking": {"type": "ctr"}}
+             ],
+             "experiment": {"warmupTicks": 1},
+             "kafka": {"partitions": \(partitions), "topicPrefix": "towers"}}
+            """)
+        }
+        let one = try LockstepRun(scenario: scenario(1)).run().results
+        let three = try LockstepRun(scenario: scenario(3)).run().results
+        #expect(one.json.rendered() == three.json.rendered())
+        for arm in one.arms {
+            #expect(arm.totalClicks > 0 && arm.totalImpressions == arm.totalRequests * 5, "\(arm.name)")
+        }
+    }
+
     @Test("a broker that goes down mid-run and comes back gives the same results")
     func brokerOutage() throws {
         let clean = try results(smallScenario(prefix: "clean"))

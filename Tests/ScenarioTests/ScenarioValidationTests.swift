@@ -112,6 +112,16 @@ struct ScenarioValidationTests {
         ("a Thompson prior with more clicks than impressions", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "thompson", "priorClicks": 5, "priorImpressions": 5]])]
         }, ["s.json: arms[0].policy.priorImpressions: must be greater than arms[0].policy.priorClicks (5), got 5"]),
+        ("more SPARC interests than codes", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "retrieval": ["type": "sparc", "codes": [4, 4], "interests": 5]])]
+        }, ["s.json: arms[0].retrieval.interests: must be at most the level-0 codes (4), got 5"]),
+        ("SPARC quotas that do not fit the candidates", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "candidates": 20, "retrieval": ["type": "sparc", "interests": 4, "minQuota": 5, "explore": 2, "exploreQuota": 10]])]
+        }, ["s.json: arms[0].retrieval: the quotas (4 x minQuota 5 + 2 x exploreQuota 10) do not fit arms[0].candidates (20)"]),
+        ("a level of 0 codes and a temperature of 0", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "retrieval": ["type": "sparc", "codes": [64, 0], "exploreTemperature": 0]])]
+        }, ["s.json: arms[0].retrieval.codes[1]: must be between 1 and 4096, got 0",
+            "s.json: arms[0].retrieval.exploreTemperature: must be greater than 0 and at most 1000, got 0"]),
         ("misspelt arm key", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "polcy": ["type": "greedy"]])]
         }, ["s.json: arms[0].polcy: unknown key (did you mean 'policy'?)"]),

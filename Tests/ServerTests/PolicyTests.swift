@@ -159,3 +159,70 @@ struct OffPolicyLoggingTests {
         #expect(s.offPolicyLog.isEmpty)
     }
 }
+
+/// A population-free history source: every user has clicked items 0-4.
+struct FixedHistories: HistorySource {
+    let entries = (0..<5).map { HistoryEntry(item: ItemID($0), tick: -1) }
+    func history(of user: UserID) -> UnsafeBufferPointer<HistoryEntry> {
+        entries.withUnsafeBufferPointer { $0 }
+    }
+}
+
+@Suite("Tower retrieval in the server")
+struct TowerRetrievalTests {
+    func setup(serving: SparcServing?) -> (ArmServer, InterestTowers, InterestUsers) {
+        var t = TowerSettings()
+        t.dim = 8
+        t.codes = serving == nil ? [] : [16, 4]
+        let items = 400
+        let towers = InterestTowers(t, categories: (0..<items).map { UInt32($0 % 5) }, tokens: (0..<(items * 2)).map { UInt32($0 % 50) },
+                                    tokensPerItem: 2, vocabulary: 50, categoryCount: 5)
+        let live = [Bool](repeating: true, count: items)
+        towers.refresh(live: live)
+        if let q = towers.quantizer {
+            towers.itemVectors.withUnsafeBufferPointer { q.update($0.baseAddress!, count: items) }
+            towers.refresh(live: live)
+        }
+        let users = InterestUsers(users: 3, length: 10, codes: t.codes.first ?? 0, histories: FixedHistories())
+        let retrieval = TowerRetrieval(dim: 8, historyLength: 10, learningRate: 0.01, temperature: 0.1, batchSize: 16,
+                                       codes: t.codes, serving: serving)
+        let server = ArmServer(settings: ArmSettings(name: "s", share: 1, candidates: 60, retrieval: .towers(retrieval), ranking: .ctr(priorClicks: 1, priorImpressions: 20),
+                                                     policy: .greedy), armIndex: 0, catalogSize: items, seed: 5)
+        return (server, towers, users)
+    }
+
+    @Test("two-tower retrieval takes the items that best match the user vector")
+    func twoTower() {
+        var (server, towers, users) = setup(serving: nil)
+        var slate: [SlateEntry] = []
+        server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 5), statistics: ItemStatistics(items: 400),
+                     towers: towers, interestUsers: users, into: &slate)
+        #expect(server.candidates.count == 60 && Set(server.candidates).count == 60)
+        var u = [Float](repeating: 0, count: 8)
+        u.withUnsafeMutableBufferPointer { towers.servingUserVector(users.recent(1), into: $0.baseAddress!) }
+        let best = u.withUnsafeBufferPointer { towers.retrieve($0.baseAddress!, live: (0..<400).map { ItemID($0) }, count: 60) }
+        #expect(Set(server.candidates) == Set(best.map(\.item)))
+        #expect(server.interestLog.isEmpty)
+    }
+
+    @Test("SPARC retrieves for its top interests and explores others, logging where each shown item came from")
+    func sparc() {
+        let serving = SparcServing(interests: 3, explore: 2, exploreTemperature: 2, exploreQuota: 5, minQuota: 5, conditioned: false,
+                                   probes: 0, smoothing: 0.1, mix: 0.7, discoveryBelow: 0.05)
+        var (server, towers, users) = setup(serving: serving)
+        var slate: [SlateEntry] = []
+        server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 10), statistics: ItemStatistics(items: 400),
+                     towers: towers, interestUsers: users, into: &slate)
+        #expect(server.candidates.count == 60 && Set(server.candidates).count == 60)
+        let fromTowers = server.sources.filter { $0.interest >= 0 }
+        let interests = Set(fromTowers.map(\.interest))
+        #expect(interests.count <= 5 && interests.count >= 3)
+        // Every candidate an interest found is in that interest's bucket.
+        for s in fromTowers { #expect(towers.index.codeOf[Int(s.item)] == s.interest) }
+        // Explored interests are none of the codes the user clicked lately.
+        let recentCodes = Set(users.recent(1).map { towers.index.codeOf[Int($0)] })
+        for s in fromTowers where s.explored { #expect(!recentCodes.contains(s.interest)) }
+        #expect(server.interestLog.count == 10)
+        #expect(server.interestLog.allSatisfy { $0.user == 1 && $0.sequence == 0 })
+    }
+}

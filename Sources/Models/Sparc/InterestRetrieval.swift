@@ -11,6 +11,14 @@ public struct RetrievedCandidate: Sendable, Equatable {
     public var explored: Bool
     /// The probability the interest had in the user's distribution when it was chosen.
     public var interestProbability: Float
+
+    public init(item: ItemID, score: Float, interest: Int32, explored: Bool, interestProbability: Float) {
+        self.item = item
+        self.score = score
+        self.interest = interest
+        self.explored = explored
+        self.interestProbability = interestProbability
+    }
 }
 
 /// The `count` best items by score, kept in a bounded min-heap: O(n log count).
@@ -59,9 +67,19 @@ extension InterestTowers {
         var top = TopK(count)
         let d = settings.dim
         itemVectors.withUnsafeBufferPointer { x in
-            for item in live where Int(item) < items { top.offer(dot(u, x.baseAddress! + Int(item) * d, d), item) }
+            for item in live where Int(item) < vectorCount { top.offer(dot(u, x.baseAddress! + Int(item) * d, d), item) }
         }
         return top.sorted().map { RetrievedCandidate(item: $0.1, score: $0.0, interest: -1, explored: false, interestProbability: 1) }
+    }
+
+    /// The `count` items of interest k's bucket with the highest q . x.
+    public func retrieve(query q: UnsafePointer<Float>, bucket k: Int, count: Int) -> [(Float, ItemID)] {
+        var top = TopK(count)
+        let d = settings.dim
+        itemVectors.withUnsafeBufferPointer { x in
+            for item in index.buckets[k] { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
+        }
+        return top.sorted()
     }
 
     /// The query of interest k: u_k = u + e0_k.
@@ -79,7 +97,7 @@ extension InterestTowers {
         let d = settings.dim
         itemVectors.withUnsafeBufferPointer { x in
             guard let probes, let quantizer else {
-                for item in live where Int(item) < items { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
+                for item in live where Int(item) < vectorCount { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
                 return
             }
             var nearest = TopK(min(probes, quantizer.codes[0]))

@@ -17,6 +17,9 @@ public struct TowerSettings: Sendable, Equatable {
     public var contrastiveWeight: Float = 1
     public var learningRate: Float = 0.01
     public var batchSize = 256
+    /// Train with the query conditioned on the positive's interest, q = u + e0_c (the
+    /// label-aware trick); off, the towers learn u . x and interests only choose buckets.
+    public var labelAware = false
     public var seed: UInt64 = 1
     public init() {}
     public var multiInterest: Bool { !codes.isEmpty }
@@ -28,9 +31,11 @@ public struct TowerSettings: Sendable, Equatable {
 /// - Item tower: x_i = e_id[i] + e_cat[category(i)] + mean over its tokens of e_tok[t].
 /// - User tower: u = mean of x over the user's last `historyLength` clicks (before the
 ///   event being learned).
-/// - Score: s = q . x_i, with q = u for the two-tower baseline and, for SPARC,
-///   q = u + e0_{c0(i)}: the user conditioned on the item's interest (the label-aware
-///   query, so that at serving u_k = u + e0_k retrieves interest k's items).
+/// - Score: s = q . x_i, with q = u; with `labelAware`, q = u + e0_{c0(i)}: the user
+///   conditioned on the item's interest, so that at serving u_k = u + e0_k retrieves
+///   interest k's items. (Measured: the conditioned query lets the loss lean on the code
+///   vector, which also separates in-batch negatives of other interests, and u learns
+///   less; so by default interests choose buckets and u ranks within them.)
 /// - Losses per mini-batch of impressions: BCE of sigma(s) against the click; in-batch
 ///   InfoNCE over the batch's clicks at temperature tau; for SPARC, the interest
 ///   cross-entropy -log p(c0(i) | u), with p(k | u) = softmax_k(u . e0_k / tau_p), tied to
@@ -73,6 +78,9 @@ public final class InterestTowers {
     }
 
     public var items: Int { itemCategory.count }
+    /// Items with a cached vector (those known at the last `refresh()`): serving reads no
+    /// further, so an item that arrived since is not served until its vector exists.
+    public var vectorCount: Int { itemVectors.count / settings.dim }
 
     /// Takes in new items (the catalog feed): their categories and tokens.
     public func updateCatalog(categories: [UInt32], tokens: [UInt32], categoryCount: Int) {
@@ -117,7 +125,7 @@ public final class InterestTowers {
         guard !history.isEmpty else { return }
         let share = 1 / Float(history.count)
         itemVectors.withUnsafeBufferPointer { x in
-            for h in history where Int(h) < items {
+            for h in history where Int(h) < vectorCount {
                 let row = x.baseAddress! + Int(h) * d
                 for k in 0..<d { out[k] += share * row[k] }
             }
@@ -161,10 +169,19 @@ public final class InterestTowers {
         var du = [Float](repeating: 0, count: n * d), dx = [Float](repeating: 0, count: n * d)
         var scratch = [Float](repeating: 0, count: d)
         var code = [Int](repeating: 0, count: n)
+        // Examples from one slate share their history: the user vector is computed once per
+        // run of consecutive examples with the same history, and its gradient sent back once.
+        var leader = [Int](repeating: 0, count: n)
         for (b, e) in batch.enumerated() {
-            u.withUnsafeMutableBufferPointer { ub in
-                scratch.withUnsafeMutableBufferPointer { s in
-                    Array(e.history).withUnsafeBufferPointer { h in userVector(h, into: ub.baseAddress! + b * d, scratch: s.baseAddress!) }
+            if b > 0, batch[b - 1].history.count == e.history.count, batch[b - 1].history.elementsEqual(e.history) {
+                leader[b] = leader[b - 1]
+                for k in 0..<d { u[b * d + k] = u[leader[b] * d + k] }
+            } else {
+                leader[b] = b
+                u.withUnsafeMutableBufferPointer { ub in
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        e.history.withUnsafeBufferPointer { h in userVector(h, into: ub.baseAddress! + b * d, scratch: s.baseAddress!) }
+                    }
                 }
             }
             x.withUnsafeMutableBufferPointer { itemVector(Int(e.item), into: $0.baseAddress! + b * d) }
@@ -172,8 +189,10 @@ public final class InterestTowers {
             if let quantizer {
                 // The item's interest as the codebook stands (no gradient to the codes).
                 code[b] = x.withUnsafeBufferPointer { quantizer.interest(of: $0.baseAddress! + b * d) }
-                let e0 = quantizer.interestVector(code[b])
-                for k in 0..<d { q[b * d + k] += e0[k] }
+                if settings.labelAware {
+                    let e0 = quantizer.interestVector(code[b])
+                    for k in 0..<d { q[b * d + k] += e0[k] }
+                }
             }
         }
         var total: Float = 0
@@ -227,10 +246,14 @@ public final class InterestTowers {
             }
         }
         guard accumulate else { return total }
-        // Back through the towers: u to the history items, x to its tables.
+        // Back through the towers: x to its tables; u (summed over the examples sharing
+        // it) to the history items.
+        for b in (0..<n).reversed() where leader[b] != b {
+            for k in 0..<d { du[leader[b] * d + k] += du[b * d + k] }
+        }
         for (b, e) in batch.enumerated() {
             backItem(Int(e.item), dx, b * d)
-            if !e.history.isEmpty {
+            if leader[b] == b && !e.history.isEmpty {
                 let share = 1 / Float(e.history.count)
                 for k in 0..<d { du[b * d + k] *= share }
                 for h in e.history { backItem(Int(h), du, b * d) }
