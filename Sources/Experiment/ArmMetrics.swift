@@ -1,3 +1,4 @@
+import Foundation
 import RecCore
 
 /// What one arm did, accumulated from the requests and feedback that crossed the
@@ -24,6 +25,14 @@ public struct ArmMetrics: Sendable {
     /// Regret against the oracle on the sampled slates: expected clicks the oracle's slate
     /// would have had minus the served slate's.
     public private(set) var regret = Regret()
+    /// SPARC: per user, the interests they have clicked in (a bitset), and how many of
+    /// those first clicks came in an interest below the discovery threshold when served.
+    var engaged: [UInt64] = []
+    var wordsPerUser = 0
+    public private(set) var discoveries = 0
+    public private(set) var firstEngagements = 0
+    /// What the arm's interest model looked like at the end (SPARC arms only).
+    public var interestSummary: InterestSummary?
     var distinctShown = 0
     /// Per tick: clicks, view seconds, GMV.
     public private(set) var series: [TickTotals] = []
@@ -215,6 +224,21 @@ public struct ArmMetrics: Sendable {
     public var ctr: Double { totalImpressions == 0 ? .nan : Double(totalClicks) / Double(totalImpressions) }
     public var itemsShown: Int { distinctShown }
 
+    /// A click on an item SPARC retrieved for `interest`, which had `probability` in the
+    /// user's serving distribution: the user's first click in that interest counts as a
+    /// discovery when the probability was below `threshold`.
+    public mutating func recordInterestClick(slot: Int, interest: Int, probability: Float, codes: Int, threshold: Double) {
+        if wordsPerUser == 0 {
+            wordsPerUser = (codes + 63) / 64
+            engaged = [UInt64](repeating: 0, count: users * wordsPerUser)
+        }
+        let word = slot * wordsPerUser + interest / 64, bit = UInt64(1) << UInt64(interest % 64)
+        guard engaged[word] & bit == 0 else { return }
+        engaged[word] |= bit
+        firstEngagements += 1
+        if Double(probability) < threshold { discoveries += 1 }
+    }
+
     /// Gini coefficient of impressions over the first `items` items (those never shown
     /// count as 0): 0 when every item is shown equally, near 1 when a few take it all.
     public func exposureGini(items: Int) -> Double {
@@ -251,4 +275,54 @@ public struct ArmMetrics: Sendable {
 
 public enum PerUserMetric: String, Sendable, CaseIterable {
     case viewSeconds, gmv, clicks, impressions, purchases, activeTicks
+}
+
+/// The state of a SPARC arm's interests at the end of a run, against the world's truth.
+public struct InterestSummary: Sendable, Equatable {
+    public var codes: Int
+    /// Level-0 codes holding at least one live item.
+    public var codesInUse: Int
+    /// exp(entropy) of the codebook's level-0 usage.
+    public var perplexity: Double
+    public var deadCodes: Int
+    public var restarts: Int
+    /// Share of items whose code's most common true topic is their own.
+    public var purity: Double
+    /// Normalised mutual information of codes and true topics (sqrt normalisation).
+    public var nmi: Double
+
+    public init(codes: Int, codesInUse: Int, perplexity: Double, deadCodes: Int, restarts: Int, purity: Double, nmi: Double) {
+        (self.codes, self.codesInUse, self.perplexity, self.deadCodes, self.restarts, self.purity, self.nmi) =
+            (codes, codesInUse, perplexity, deadCodes, restarts, purity, nmi)
+    }
+
+    /// Purity and NMI of a clustering (`code`, -1 for unassigned) against `topic`.
+    public static func agreement(code: [Int32], topic: [Int]) -> (purity: Double, nmi: Double) {
+        var joint: [Int: [Int: Int]] = [:], codeCount: [Int: Int] = [:], topicCount: [Int: Int] = [:]
+        var n = 0
+        for (i, c) in code.enumerated() where c >= 0 && i < topic.count {
+            joint[Int(c), default: [:]][topic[i], default: 0] += 1
+            codeCount[Int(c), default: 0] += 1
+            topicCount[topic[i], default: 0] += 1
+            n += 1
+        }
+        guard n > 0 else { return (.nan, .nan) }
+        let purity = Double(joint.values.reduce(0) { $0 + ($1.values.max() ?? 0) }) / Double(n)
+        let nn = Double(n)
+        // Sums in key order: a dictionary's order changes from run to run, and the bits of a
+        // floating-point sum with it.
+        var mi = 0.0
+        for c in joint.keys.sorted() {
+            let row = joint[c]!
+            for t in row.keys.sorted() {
+                let pxy = Double(row[t]!) / nn
+                mi += pxy * log(pxy / (Double(codeCount[c]!) / nn * Double(topicCount[t]!) / nn))
+            }
+        }
+        func entropy(_ counts: [Int: Int]) -> Double {
+            counts.keys.sorted().reduce(0.0) { $0 - Double(counts[$1]!) / nn * log(Double(counts[$1]!) / nn) }
+        }
+        let h = (entropy(codeCount) * entropy(topicCount)).squareRoot()
+        return (purity, h > 0 ? mi / h : .nan)
+    }
 }

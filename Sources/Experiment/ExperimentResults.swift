@@ -123,6 +123,15 @@ public struct ExperimentResults: Sendable {
                 "samples": .integer(Int64(arm.regret.samples)), "mean": .number(arm.regret.mean),
                 "standardError": .number(arm.regret.standardError), "shareOfOracle": .number(arm.regret.shareOfOracle),
             ]
+            if let s = arm.interestSummary {
+                o["interests"] = [
+                    "codes": .integer(Int64(s.codes)), "codesInUse": .integer(Int64(s.codesInUse)), "perplexity": .number(s.perplexity),
+                    "deadCodes": .integer(Int64(s.deadCodes)), "restarts": .integer(Int64(s.restarts)),
+                    "purity": .number(s.purity), "nmi": .number(s.nmi),
+                    "firstEngagements": .integer(Int64(arm.firstEngagements)), "discoveries": .integer(Int64(arm.discoveries)),
+                    "discoveriesPerUser": .number(Double(arm.discoveries) / Double(max(arm.users, 1))),
+                ]
+            }
             if i != control {
                 let diff = arm.regret.mean - c.regret.mean
                 let se = (arm.regret.standardError * arm.regret.standardError + c.regret.standardError * c.regret.standardError).squareRoot()

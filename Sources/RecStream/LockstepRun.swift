@@ -285,6 +285,11 @@ public final class LockstepRun {
                 for arm in offPolicy.indices where !offPolicy[arm].isEmpty {
                     estimateOffPolicy(log: servers[arm].offPolicyLog, feedback: byArm[arm], into: &offPolicy[arm])
                 }
+                for arm in servers.indices {
+                    guard case .towers(let t) = s.arms[arm].retrieval, let serving = t.serving else { continue }
+                    countDiscoveries(log: servers[arm].interestLog, feedback: byArm[arm], codes: t.codes[0], threshold: serving.discoveryBelow,
+                                     slot: { Int(assignment.slot[Int($0)]) }, into: &metrics[arm])
+                }
             }
             clock.lap(&timings.statistics)
             // Arms learn independently (no arm reads another's state), so they train at once.
@@ -310,6 +315,15 @@ public final class LockstepRun {
         try producer.flush(timeoutMilliseconds: Int32(stall * 1000))
         let finished = ContinuousClock.now
 
+        // What each SPARC arm's interests became, against the world's true topics.
+        for arm in trainers.indices {
+            guard let learner = trainers[arm].towers, let q = learner.towers.quantizer else { continue }
+            let index = learner.towers.index
+            let agreement = InterestSummary.agreement(code: index.codeOf, topic: population.catalog.topic.map(Int.init))
+            metrics[arm].interestSummary = InterestSummary(
+                codes: q.codes[0], codesInUse: index.buckets.filter { !$0.isEmpty }.count, perplexity: q.perplexity,
+                deadCodes: q.deadCodes(level: 0), restarts: q.restarts, purity: agreement.purity, nmi: agreement.nmi)
+        }
         let results = ExperimentResults(
             scenario: s, arms: metrics, catalogSize: population.catalog.count,
             items: ItemFacts(born: population.catalog.bornTick, head: population.catalog.popularHead(share: 0.2)),
@@ -382,6 +396,29 @@ public final class LockstepRun {
 func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
     let x = SplitMix64.mix(seed ^ 0x5245_4752_4554 ^ (UInt64(h.user) << 32 | UInt64(h.sequence)))
     return Double(x >> 11) * 0x1p-53 < share
+}
+
+/// Joins a SPARC arm's log of where shown items came from with the tick's clicks (both in
+/// (user, sequence) order) and counts each user's first click in an interest, and the
+/// discoveries among them.
+func countDiscoveries(log: [InterestLogEntry], feedback: [Feedback], codes: Int, threshold: Double,
+                      slot: (UserID) -> Int, into metrics: inout ArmMetrics) {
+    var l = 0
+    for f in feedback where f.event == .click {
+        let key = (f.header.user, f.header.sequence)
+        while l < log.count && (log[l].user, log[l].sequence) < key { l += 1 }
+        var m = l
+        while m < log.count && (log[m].user, log[m].sequence) == key {
+            if log[m].item == f.item {
+                if log[m].interest >= 0 {
+                    metrics.recordInterestClick(slot: slot(f.header.user), interest: Int(log[m].interest), probability: log[m].probability,
+                                                codes: codes, threshold: threshold)
+                }
+                break
+            }
+            m += 1
+        }
+    }
 }
 
 /// For each arm, the arms whose policy can be evaluated on its log: arms that retrieve,

@@ -106,6 +106,14 @@ public struct ResultsTable: Sendable {
             }
             rows.append(cells)
         }
+        if arms.contains(where: { $0["interests"] != nil }) {
+            rows.append([Cell(text: "interests discovered / user")] + arms.map { a in
+                Cell(text: a["interests"].map { String(format: "%.3f", number($0["discoveriesPerUser"])) } ?? "-")
+            } + treatments.map { _ in Cell(text: "") })
+            rows.append([Cell(text: "interest codes: purity / NMI")] + arms.map { a in
+                Cell(text: a["interests"].map { String(format: "%.2f / %.2f", number($0["purity"]), number($0["nmi"])) } ?? "-")
+            } + treatments.map { _ in Cell(text: "") })
+        }
         let auc = arms.map { Self.settledAUC($0["model"]) }
         if auc.contains(where: { $0 != nil }) {
             rows.append([Cell(text: "model AUC (progressive)")] + auc.map { Cell(text: $0.map { String(format: "%.3f", $0) } ?? "-") }
@@ -135,6 +143,9 @@ public struct ResultsTable: Sendable {
             }
         }
         self.offPolicy = offPolicy
+        if arms.contains(where: { $0["interests"] != nil }) {
+            notes.append("Interests discovered: a user's first click in an interest whose probability was below the arm's discoveryBelow when served. Purity and NMI: the items' level-0 codes at the end against the world's true topics.")
+        }
         if auc.contains(where: { $0 != nil }) {
             notes.append("Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.")
         }

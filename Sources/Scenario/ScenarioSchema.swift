@@ -18,7 +18,7 @@ extension Scenario {
             Property("probes", .integer(minimum: 0, maximum: 4096), "With query conditioned: buckets of the index searched per top interest; 0 searches every item exactly.", default: 8),
             Property("smoothing", .number(minimum: 0, maximum: 1), "Each engagement moves the user's running interest distribution this far toward its code.", default: 0.1),
             Property("mix", .number(minimum: 0, maximum: 1), "Serving distribution: p^mix times running^(1 - mix), normalised (1 is the towers' distribution alone).", default: 0.7),
-            Property("discoveryBelow", .number(minimum: 0, maximum: 1), "A first click on an interest whose probability was below this when served counts as a discovery.", default: 0.05),
+            Property("discoveryBelow", .number(minimum: 0, maximum: 1), "A first click on an interest whose probability was below this when served counts as a discovery (uniform over 64 codes is 0.016).", default: 0.01),
         ]),
     ])
 

@@ -57,3 +57,27 @@ struct ItemMeasuresTests {
         #expect(m.perUser(.impressions) == [0, 0])
     }
 }
+
+@Suite("Interest measures")
+struct InterestMeasuresTests {
+    @Test("purity and NMI: 1 for codes that are the topics, 0 for codes that say nothing of them")
+    func agreement() {
+        let same = InterestSummary.agreement(code: [0, 0, 1, 1, 2, 2], topic: [5, 5, 6, 6, 7, 7])
+        #expect(same.purity == 1 && abs(same.nmi - 1) < 1e-12)
+        // Each code holds one item of each topic: knowing the code says nothing.
+        let none = InterestSummary.agreement(code: [0, 0, 1, 1], topic: [5, 6, 5, 6])
+        #expect(none.purity == 0.5 && abs(none.nmi) < 1e-12)
+        // Unassigned items (-1) are left out.
+        #expect(InterestSummary.agreement(code: [-1, 0, 0], topic: [9, 5, 5]).purity == 1)
+    }
+
+    @Test("a discovery is a user's first click in an interest that was improbable when served")
+    func discoveries() {
+        var m = ArmMetrics(name: "s", users: 2, items: 10)
+        m.recordInterestClick(slot: 0, interest: 3, probability: 0.005, codes: 64, threshold: 0.01)  // first, improbable
+        m.recordInterestClick(slot: 0, interest: 3, probability: 0.001, codes: 64, threshold: 0.01)  // not the first
+        m.recordInterestClick(slot: 0, interest: 4, probability: 0.5, codes: 64, threshold: 0.01)    // first, expected
+        m.recordInterestClick(slot: 1, interest: 3, probability: 0.002, codes: 64, threshold: 0.01)  // another user's first
+        #expect(m.firstEngagements == 3 && m.discoveries == 2)
+    }
+}

@@ -168,6 +168,12 @@ struct LockstepRunTests {
         for arm in one.arms {
             #expect(arm.totalClicks > 0 && arm.totalImpressions == arm.totalRequests * 5, "\(arm.name)")
         }
+        // The SPARC arm reports its interests; clicks on what it retrieved count as first
+        // engagements; the two-tower arm has none of this.
+        let sparc = try #require(one.arms[1].interestSummary)
+        #expect(sparc.codes == 16 && sparc.codesInUse > 1 && sparc.purity > 0 && sparc.purity <= 1)
+        #expect(one.arms[1].firstEngagements > 0 && one.arms[1].discoveries <= one.arms[1].firstEngagements)
+        #expect(one.arms[0].interestSummary == nil && one.arms[0].firstEngagements == 0)
     }
 
     @Test("a broker that goes down mid-run and comes back gives the same results")
