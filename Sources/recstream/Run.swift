@@ -115,7 +115,7 @@ struct Run: ParsableCommand {
             return
         }
 
-        do {
+        try failingAtRuntime {
             let run = try LockstepRun(scenario: s)
             run.options = options
             if showProgress {
@@ -146,13 +146,21 @@ struct Run: ParsableCommand {
             }
             if let truth = options.truthPath { print("Truth: \(truth)") }
             if stats { print(AllocatorStats.current().description) }
-        } catch let error as KafkaError {
-            printError("error: \(error)")
-            throw Exit.runtimeFailure
-        } catch let error as RunError {
-            printError("error: \(error)")
-            throw Exit.runtimeFailure
         }
+    }
+}
+
+/// Runs `body`; a broker that goes away or a run that fails is an error message and
+/// exit 1 (anything else propagates as it is).
+func failingAtRuntime(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as KafkaError {
+        printError("error: \(error)")
+        throw Exit.runtimeFailure
+    } catch let error as RunError {
+        printError("error: \(error)")
+        throw Exit.runtimeFailure
     }
 }
 
@@ -170,19 +178,13 @@ extension Run {
         }
         var sweep = SeedSweep(scenario: s, seeds: seeds)
         let started = ContinuousClock.now
-        do {
+        try failingAtRuntime {
             try sweep.run { done in
                 guard showProgress else { return }
                 let elapsed = (ContinuousClock.now - started) / .seconds(1)
                 let eta = elapsed / Double(done) * Double(seeds - done)
                 FileHandle.standardError.write(Data("\rseed \(done)/\(seeds)  ETA \(done == seeds ? "0s" : formatETA(eta))   \(done == seeds ? "\n" : "")".utf8))
             }
-        } catch let error as KafkaError {
-            printError("error: \(error)")
-            throw Exit.runtimeFailure
-        } catch let error as RunError {
-            printError("error: \(error)")
-            throw Exit.runtimeFailure
         }
         print(sweep.table())
         if let directory {
