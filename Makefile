@@ -30,6 +30,8 @@ bench: deps
 	.build/release/recstream bench models
 	.build/release/recstream bench population
 	.build/release/recstream bench wire
+	.build/release/recstream bench sparc
+	.build/release/recstream bench e2e
 
 # Regenerates scenarios/schema.json after a change to the scenario schema.
 schema:

@@ -12,10 +12,11 @@ struct Bench: ParsableCommand {
             candidates/s in the PyTorch reference's configurations), population (slate responses and history generation per second, \
             memory per user and per history entry), wire (encode/decode ns per record), e2e (user steps per second through \
             the embedded broker for the quickstart and a 100k-user world, random and DARE, with the share of time per \
-            phase). Build with -c release for meaningful figures.
+            phase), sparc (SPARC retrieval latency over 1M items, tower training, memory). Build with -c release for \
+            meaningful figures.
             """)
 
-    @Argument(help: "kafka, models, population, wire or e2e.")
+    @Argument(help: "kafka, models, population, wire, e2e or sparc.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -60,12 +61,16 @@ struct Bench: ParsableCommand {
                 var b = EndToEndBench(quick: quick)
                 b.threads = nil
                 report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "sparc":
+                var b = SparcBench()
+                if quick { b.items = 100_000; b.requests = 100; b.trainingBatches = 5 }
+                report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e")
+                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc")
                 throw Exit.badInput
             }
         } catch let error as BenchError {

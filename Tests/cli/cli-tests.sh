@@ -54,7 +54,8 @@ printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' 
 check "--export-truth without an output directory is bad input" 2 "needs an output directory" "$bin" run "$tmp/no-output.json" --export-truth
 check "an empty --out is bad input" 2 "--out must not be empty" "$bin" run "$tmp/no-output.json" --out ""
 check "offline refuses a scenario without sequence models" 2 "no arm ranks with a sequence model" "$bin" offline scenarios/quickstart.json
-check "bench rejects an unknown name" 2 "unknown benchmark 'nope'; one of kafka, models, population, wire, e2e" "$bin" bench nope
+check "bench rejects an unknown name" 2 "unknown benchmark 'nope'; one of kafka, models, population, wire, e2e, sparc" "$bin" bench nope
+check "bench sparc --quick reports retrieval percentiles" 0 '"retrieval 4 x top-200' bash -c "'$bin' bench sparc --quick --json | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='sparc' and any('p99' in x['name'] for x in r['results']); print(json.dumps(r))\""
 check "bench --json has the documented shape" 0 '"ratio"' bash -c "'$bin' bench kafka --json --messages 20000 --repeats 1 | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='kafka'; assert all(set(x)>={'name','unit','median','baseline','ratio'} for x in r['results']); print(json.dumps(r))\""
 
 # The standalone broker prints its address, serves kcat-style clients, stops on SIGTERM.
