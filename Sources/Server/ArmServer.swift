@@ -117,6 +117,16 @@ public struct ArmServer: Sendable {
         }
     }
 
+    /// The candidates tower retrieval gives a user, in retrieval order (the offline
+    /// retrieval check calls this; serving goes through `serve`).
+    public mutating func retrieveCandidates(for user: UserID, sequence: UInt32, towers: InterestTowers, users: InterestUsers) -> [ItemID] {
+        guard case .towers(let t) = settings.retrieval else { return [] }
+        var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(user), UInt64(sequence))
+        retrieveWithTowers(user, t, towers, users, &rng)
+        // Only what the towers found: random fill-ins are not retrieval.
+        return zip(candidates, sources).filter { $0.1.interestProbability > 0 }.map(\.0)
+    }
+
     public mutating func clearOffPolicyLog() {
         offPolicyLog.removeAll(keepingCapacity: true)
         interestLog.removeAll(keepingCapacity: true)

@@ -33,18 +33,32 @@ struct Offline: ParsableCommand {
         }
         if let seed { s.seed = seed }
         let experiment = OfflineExperiment(scenario: s)
-        let cells: [OfflineExperiment.Cell]
-        do {
-            cells = try experiment.run(progress: { if isatty(STDERR_FILENO) != 0 { printError($0) } })
-        } catch let error as RunError {
-            printError("error: \(error)")
+        let retrieval = OfflineRetrieval(scenario: s)
+        guard !experiment.models.isEmpty || !retrieval.arms.isEmpty else {
+            printError("error: \(s.name): no arm ranks with a sequence model (dare, twin, twin-proj or din) or retrieves with towers (two-tower, sparc); nothing to compare offline")
             throw Exit.badInput
         }
-        print(OfflineExperiment.table(cells, seeds: s.offline.seeds))
+        let progress: (String) -> Void = { if isatty(STDERR_FILENO) != 0 { printError($0) } }
+        var document: JSONValue = .null
+        if !experiment.models.isEmpty {
+            let cells = try experiment.run(progress: progress)
+            print(OfflineExperiment.table(cells, seeds: s.offline.seeds))
+            document = OfflineExperiment.json(cells, scenario: s)
+        } else {
+            document = ["scenario": .string(s.name), "seed": .integer(Int64(bitPattern: s.seed)), "seeds": .integer(Int64(s.offline.seeds))]
+        }
+        if !retrieval.arms.isEmpty {
+            let rows = retrieval.run(progress: progress)
+            print(OfflineRetrieval.table(rows, seeds: s.offline.seeds))
+            if case .object(var o) = document {
+                o["retrieval"] = OfflineRetrieval.json(rows)
+                document = .object(o)
+            }
+        }
         if let directory = out ?? s.output.directory {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let path = (directory as NSString).appendingPathComponent("offline.json")
-            try OfflineExperiment.json(cells, scenario: s).rendered().write(toFile: path, atomically: true, encoding: .utf8)
+            try document.rendered().write(toFile: path, atomically: true, encoding: .utf8)
             print("Report: \(path)")
         }
     }

@@ -53,7 +53,7 @@ check "--seeds 1 is bad input" 2 "--seeds must be between 2 and 100000, got 1" "
 printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' >"$tmp/no-output.json"
 check "--export-truth without an output directory is bad input" 2 "needs an output directory" "$bin" run "$tmp/no-output.json" --export-truth
 check "an empty --out is bad input" 2 "--out must not be empty" "$bin" run "$tmp/no-output.json" --out ""
-check "offline refuses a scenario without sequence models" 2 "no arm ranks with a sequence model" "$bin" offline scenarios/quickstart.json
+check "offline refuses a scenario without sequence models or towers" 2 "no arm ranks with a sequence model \(dare, twin, twin-proj or din\) or retrieves with towers" "$bin" offline scenarios/quickstart.json
 check "bench rejects an unknown name" 2 "unknown benchmark 'nope'; one of kafka, models, population, wire, e2e, sparc" "$bin" bench nope
 check "bench sparc --quick reports retrieval percentiles" 0 '"retrieval 4 x top-200' bash -c "'$bin' bench sparc --quick --json | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='sparc' and any('p99' in x['name'] for x in r['results']); print(json.dumps(r))\""
 check "bench --json has the documented shape" 0 '"ratio"' bash -c "'$bin' bench kafka --json --messages 20000 --repeats 1 | python3 -c \"import json,sys; r=json.load(sys.stdin); assert r['bench']=='kafka'; assert all(set(x)>={'name','unit','median','baseline','ratio'} for x in r['results']); print(json.dumps(r))\""
