@@ -33,6 +33,9 @@ public struct ArmMetrics: Sendable {
     public private(set) var firstEngagements = 0
     /// What the arm's interest model looked like at the end (SPARC arms only).
     public var interestSummary: InterestSummary?
+    /// A few users' most probable interests after each tick (SPARC arms only): how their
+    /// distributions evolved.
+    public var interestTrace: [InterestTrace] = []
     var distinctShown = 0
     /// Per tick: clicks, view seconds, GMV.
     public private(set) var series: [TickTotals] = []
@@ -324,5 +327,17 @@ public struct InterestSummary: Sendable, Equatable {
         }
         let h = (entropy(codeCount) * entropy(topicCount)).squareRoot()
         return (purity, h > 0 ? mi / h : .nan)
+    }
+}
+
+/// One user's top interests, with their serving probabilities, after each tick.
+public struct InterestTrace: Sendable, Equatable {
+    public var user: UserID
+    /// Per tick: (code, probability), most probable first.
+    public var ticks: [[(code: Int, probability: Double)]] = []
+    public init(user: UserID) { self.user = user }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.user == b.user && a.ticks.count == b.ticks.count
+            && zip(a.ticks, b.ticks).allSatisfy { x, y in x.count == y.count && zip(x, y).allSatisfy { $0.code == $1.code && $0.probability == $1.probability } }
     }
 }

@@ -130,6 +130,12 @@ public struct ExperimentResults: Sendable {
                     "purity": .number(s.purity), "nmi": .number(s.nmi),
                     "firstEngagements": .integer(Int64(arm.firstEngagements)), "discoveries": .integer(Int64(arm.discoveries)),
                     "discoveriesPerUser": .number(Double(arm.discoveries) / Double(max(arm.users, 1))),
+                    "trace": .array(arm.interestTrace.map { trace in
+                        [
+                            "user": .integer(Int64(trace.user)),
+                            "top": .array(trace.ticks.map { tick in .array(tick.map { ["code": .integer(Int64($0.code)), "p": .number($0.probability)] }) }),
+                        ]
+                    }),
                 ]
             }
             if i != control {

@@ -301,6 +301,7 @@ public final class LockstepRun {
             }
             for arm in servers.indices { servers[arm].refresh(from: trainers[arm].statistics) }
             clock.lap(&timings.train)
+            traceInterests(trainers: trainers, metrics: &metrics, scenario: s, assignment: assignment)
             for arm in servers.indices {
                 metrics[arm].endTick()
                 if t + 1 == s.experiment.warmupTicks { metrics[arm].endWarmup() }
@@ -396,6 +397,38 @@ public final class LockstepRun {
 func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
     let x = SplitMix64.mix(seed ^ 0x5245_4752_4554 ^ (UInt64(h.user) << 32 | UInt64(h.sequence)))
     return Double(x >> 11) * 0x1p-53 < share
+}
+
+/// Users whose interests the report follows, per SPARC arm: the first `tracedUsers`
+/// assigned to it.
+let tracedUsers = 8
+
+/// Appends, for each SPARC arm, its traced users' top interests after this tick.
+func traceInterests(trainers: [ArmTrainer], metrics: inout [ArmMetrics], scenario s: Scenario, assignment: ArmAssignment) {
+    for arm in trainers.indices {
+        guard case .towers(let t) = s.arms[arm].retrieval, let serving = t.serving, let learner = trainers[arm].towers,
+              let q = learner.towers.quantizer else { continue }
+        if metrics[arm].interestTrace.isEmpty {
+            let users = (0..<assignment.arm.count).filter { Int(assignment.arm[$0]) == arm }.prefix(tracedUsers)
+            metrics[arm].interestTrace = users.map { InterestTrace(user: UserID($0)) }
+        }
+        let k0 = q.codes[0], d = learner.towers.settings.dim
+        var u = [Float](repeating: 0, count: d), p = [Double](repeating: 0, count: k0), out = p
+        for i in metrics[arm].interestTrace.indices {
+            let user = metrics[arm].interestTrace[i].user
+            u.withUnsafeMutableBufferPointer { learner.towers.servingUserVector(learner.users.recent(user), into: $0.baseAddress!) }
+            u.withUnsafeBufferPointer { ub in
+                p.withUnsafeMutableBufferPointer { pb in
+                    out.withUnsafeMutableBufferPointer {
+                        learner.towers.servingDistribution(ub.baseAddress!, running: learner.users.running(user), mix: serving.mix,
+                                                           towerDistribution: pb.baseAddress!, into: $0.baseAddress!)
+                    }
+                }
+            }
+            let top = (0..<k0).sorted { (out[$0], $1) > (out[$1], $0) }.prefix(3).map { (code: $0, probability: out[$0]) }
+            metrics[arm].interestTrace[i].ticks.append(Array(top))
+        }
+    }
 }
 
 /// Joins a SPARC arm's log of where shown items came from with the tick's clicks (both in

@@ -77,6 +77,23 @@ public enum HTMLReport {
         if regret.contains(where: { $0.values.contains(where: \.isFinite) }) {
             body += "<h3>Regret against the oracle in each tick (expected clicks lost per sampled slate)</h3>\n" + SVGChart.lines(regret, warmup: warmup) + "\n"
         }
+        // SPARC: how a few users' interest distributions evolved (their top codes each tick).
+        for i in arms.indices {
+            guard case .array(let traces)? = arms[i]["interests"]?["trace"], !traces.isEmpty else { continue }
+            body += "<h3>\(escape(report.name(i))): how users' interests evolved (probability of each interest while it was among their top 3)</h3>\n"
+            for trace in traces.prefix(3) {
+                guard case .array(let ticks)? = trace["top"] else { continue }
+                var codes: [Int] = []
+                for t in ticks { if case .array(let top) = t { for e in top { if let c = integer(e["code"]), !codes.contains(c) { codes.append(c) } } } }
+                let lines = codes.prefix(8).enumerated().map { n, code in
+                    SVGChart.Line(name: "interest \(code)", color: SVGChart.palette[n % SVGChart.palette.count], values: ticks.map { t -> Double in
+                        guard case .array(let top) = t else { return .nan }
+                        return top.first { integer($0["code"]) == code }.map { number($0["p"]) } ?? .nan
+                    })
+                }
+                body += "<p class=\"note\">user \(integerText(trace["user"]))</p>\n" + SVGChart.lines(lines, warmup: warmup) + "\n"
+            }
+        }
         let models = arms.indices.filter { arms[$0]["model"] != nil }
         if !models.isEmpty {
             let auc = models.map { SVGChart.Line(name: report.name($0), color: colors[$0], values: numbers(arms[$0]["model"]?["progressiveAUC"])) }

@@ -193,14 +193,14 @@ public struct ArmServer: Sendable {
                 distribution = [Double](repeating: 0, count: k0)
                 serving = distribution
             }
-            userVector.withUnsafeBufferPointer { u in distribution.withUnsafeMutableBufferPointer { towers.interestDistribution(u.baseAddress!, into: $0.baseAddress!) } }
-            let running = users.running(user)
-            var total = 0.0
-            for k in 0..<k0 {
-                serving[k] = pow(distribution[k], s.mix) * pow(Double(running[k]), 1 - s.mix)
-                total += serving[k]
+            userVector.withUnsafeBufferPointer { u in
+                distribution.withUnsafeMutableBufferPointer { p in
+                    serving.withUnsafeMutableBufferPointer { out in
+                        towers.servingDistribution(u.baseAddress!, running: users.running(user), mix: s.mix,
+                                                   towerDistribution: p.baseAddress!, into: out.baseAddress!)
+                    }
+                }
             }
-            for k in 0..<k0 { serving[k] = total > 0 ? serving[k] / total : 1 / Double(k0) }
             // The top interests, most probable first (ties to the lower code).
             chosen.removeAll(keepingCapacity: true)
             for _ in 0..<min(s.interests, k0) {

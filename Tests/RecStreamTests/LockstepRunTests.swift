@@ -174,6 +174,15 @@ struct LockstepRunTests {
         #expect(sparc.codes == 16 && sparc.codesInUse > 1 && sparc.purity > 0 && sparc.purity <= 1)
         #expect(one.arms[1].firstEngagements > 0 && one.arms[1].discoveries <= one.arms[1].firstEngagements)
         #expect(one.arms[0].interestSummary == nil && one.arms[0].firstEngagements == 0)
+        // The report follows 8 of the SPARC arm's users: their top 3 interests each tick.
+        let trace = one.arms[1].interestTrace
+        #expect(trace.count == 8 && trace.allSatisfy { $0.ticks.count == 5 })
+        for t in trace {
+            for top in t.ticks {
+                #expect(top.count == 3 && top[0].probability >= top[1].probability && top[1].probability >= top[2].probability)
+                #expect(top.allSatisfy { $0.probability > 0 && $0.probability <= 1 })
+            }
+        }
     }
 
     @Test("a broker that goes down mid-run and comes back gives the same results")

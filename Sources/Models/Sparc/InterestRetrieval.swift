@@ -82,6 +82,22 @@ extension InterestTowers {
         return top.sorted()
     }
 
+    /// The user's serving distribution over interests: p(k | u)^mix x pi_k^(1 - mix),
+    /// normalised, from the towers' distribution (`towerDistribution`, filled here) and
+    /// the user's running one.
+    public func servingDistribution(_ u: UnsafePointer<Float>, running: UnsafeBufferPointer<Float>, mix: Double,
+                                    towerDistribution p: UnsafeMutablePointer<Double>, into out: UnsafeMutablePointer<Double>) {
+        guard let q = quantizer else { return }
+        let k0 = q.codes[0]
+        interestDistribution(u, into: p)
+        var total = 0.0
+        for k in 0..<k0 {
+            out[k] = pow(p[k], mix) * pow(Double(running[k]), 1 - mix)
+            total += out[k]
+        }
+        for k in 0..<k0 { out[k] = total > 0 ? out[k] / total : 1 / Double(k0) }
+    }
+
     /// The query of interest k: u_k = u + e0_k.
     public func interestQuery(_ u: UnsafePointer<Float>, _ k: Int, into out: UnsafeMutablePointer<Float>) {
         let e = quantizer!.interestVector(k)
