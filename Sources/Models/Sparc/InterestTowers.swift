@@ -15,6 +15,11 @@ public struct TowerSettings: Sendable, Equatable {
     public var interestTemperature: Float = 1
     public var interestWeight: Float = 0.5
     public var contrastiveWeight: Float = 1
+    /// The RQ-VAE's commitment term, beta sum over levels |r_l - sg(e_l)|^2 on each
+    /// example's item vector, weighted by `quantizerWeight` (SPARC only; the codebook
+    /// itself moves by EMA, so its own term is dropped, as the reference's option B says).
+    public var commitment: Float = 0.25
+    public var quantizerWeight: Float = 1
     public var learningRate: Float = 0.01
     public var batchSize = 256
     /// Train with the query conditioned on the positive's interest, q = u + e0_c (the
@@ -227,6 +232,27 @@ public final class InterestTowers {
                     for k in 0..<d {
                         du[i * d + k] += g * x[j * d + k]
                         dx[j * d + k] += g * q[i * d + k]
+                    }
+                }
+            }
+        }
+        // The commitment term: each item vector pulled toward its residual codes. With the
+        // encoder and decoder the identity, r_0 = x and r_{l+1} = r_l - e_l, so
+        // d/dx sum_l |r_l - e_l|^2 = 2 sum_l (r_l - e_l); the codes are constants here.
+        if let quantizer, settings.quantizerWeight > 0 {
+            let w = settings.quantizerWeight * settings.commitment / Float(n)
+            var codes = [Int32](repeating: 0, count: quantizer.levels)
+            var r = [Float](repeating: 0, count: d)
+            for b in 0..<n {
+                x.withUnsafeBufferPointer { xb in codes.withUnsafeMutableBufferPointer { quantizer.encode(xb.baseAddress! + b * d, into: $0.baseAddress!) } }
+                for k in 0..<d { r[k] = x[b * d + k] }
+                for l in 0..<quantizer.levels {
+                    let e = quantizer.codebook.withUnsafeBufferPointer { $0.baseAddress! + quantizer.code(l, Int(codes[l])) }
+                    for k in 0..<d {
+                        let diff = r[k] - e[k]
+                        total += w * diff * diff
+                        dx[b * d + k] += 2 * w * diff
+                        r[k] = diff
                     }
                 }
             }
