@@ -51,6 +51,10 @@ public struct ArmServer: Sendable {
     var distribution: [Double] = []
     var serving: [Double] = []
     var chosen: [Int] = []
+    var weights: [Double] = []
+    var query: [Float] = []
+    var top = TopItems(), probing = TopItems()
+    var merged: [(key: Float, item: ItemID, source: RetrievedCandidate)] = []
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -210,8 +214,8 @@ public struct ArmServer: Sendable {
             }
             let exploit = chosen.count
             // Exploration among codes the user has not clicked lately.
-            var weights = [Double](repeating: 0, count: k0)
-            for k in 0..<k0 where !chosen.contains(k) { weights[k] = pow(serving[k], 1 / s.exploreTemperature) }
+            if weights.count != k0 { weights = [Double](repeating: 0, count: k0) }
+            for k in 0..<k0 { weights[k] = chosen.contains(k) ? 0 : pow(serving[k], 1 / s.exploreTemperature) }
             for item in users.recent(user) where Int(item) < towers.index.codeOf.count {
                 let c = Int(towers.index.codeOf[Int(item)])
                 if c >= 0 { weights[c] = 0 }
@@ -233,32 +237,38 @@ public struct ArmServer: Sendable {
             let exploreTotal = (chosen.count - exploit) * s.exploreQuota
             let budget = max(0, settings.candidates - exploreTotal)
             let exploitMass = chosen.prefix(exploit).reduce(0.0) { $0 + serving[$1] }
-            var merged: [(Float, ItemID, RetrievedCandidate)] = []
-            var query = [Float](repeating: 0, count: d)
+            merged.removeAll(keepingCapacity: true)
+            if query.count != d { query = [Float](repeating: 0, count: d) }
             for (n, k) in chosen.enumerated() {
                 let explored = n >= exploit
                 let quota = explored ? s.exploreQuota : max(s.minQuota, Int((Double(budget) * serving[k] / max(exploitMass, 1e-12)).rounded()))
-                let found: [(Float, ItemID)]
+                top.reset(count: quota)
                 if s.conditioned {
                     userVector.withUnsafeBufferPointer { u in query.withUnsafeMutableBufferPointer { towers.interestQuery(u.baseAddress!, k, into: $0.baseAddress!) } }
-                    found = query.withUnsafeBufferPointer { q in
-                        explored ? towers.retrieve(query: q.baseAddress!, bucket: k, count: quota)
-                            : towers.retrieve(query: q.baseAddress!, count: quota, live: liveItems, probes: s.probes == 0 ? nil : s.probes)
+                    query.withUnsafeBufferPointer { q in
+                        if explored {
+                            towers.retrieve(query: q.baseAddress!, bucket: k, into: &top)
+                        } else {
+                            towers.retrieve(query: q.baseAddress!, live: liveItems, probes: s.probes == 0 ? nil : s.probes, into: &top, probing: &probing)
+                        }
                     }
                 } else {
-                    found = userVector.withUnsafeBufferPointer { towers.retrieve(query: $0.baseAddress!, bucket: k, count: quota) }
+                    userVector.withUnsafeBufferPointer { towers.retrieve(query: $0.baseAddress!, bucket: k, into: &top) }
                 }
-                for (score, item) in found {
-                    let key = Float(serving[k]) / (1 + exp(-score))
-                    merged.append((key, item, RetrievedCandidate(item: item, score: score, interest: Int32(k), explored: explored,
-                                                                 interestProbability: Float(serving[k]))))
+                for (score, item) in top.heap {
+                    merged.append((Float(serving[k]) / (1 + exp(-score)), item,
+                                   RetrievedCandidate(item: item, score: score, interest: Int32(k), explored: explored, interestProbability: Float(serving[k]))))
                 }
             }
-            merged.sort { ($0.0, $1.1) > ($1.0, $0.1) }
-            for (_, item, source) in merged { add(item, source) }
+            merged.sort { ($0.key, $1.item) > ($1.key, $0.item) }
+            for m in merged { add(m.item, m.source) }
         } else {
-            let found = userVector.withUnsafeBufferPointer { towers.retrieve($0.baseAddress!, live: liveItems, count: settings.candidates) }
-            for c in found { add(c.item, c) }
+            top.reset(count: settings.candidates)
+            userVector.withUnsafeBufferPointer { towers.retrieve($0.baseAddress!, live: liveItems, into: &top) }
+            top.sortBestFirst()
+            for (score, item) in top.heap {
+                add(item, RetrievedCandidate(item: item, score: score, interest: -1, explored: false, interestProbability: 1))
+            }
         }
         // What the towers could not fill, random live items fill (as other retrieval does).
         let wanted = min(settings.candidates, liveItems.count)

@@ -21,65 +21,88 @@ public struct RetrievedCandidate: Sendable, Equatable {
     }
 }
 
-/// The `count` best items by score, kept in a bounded min-heap: O(n log count).
-struct TopK {
-    var heap: [(Float, ItemID)] = []
-    let count: Int
-    init(_ count: Int) {
+/// The `count` best items by score, kept in a bounded min-heap: O(n log count). Reused
+/// across requests (`reset`), it allocates nothing once its capacity has grown.
+public struct TopItems: Sendable {
+    public private(set) var heap: [(score: Float, item: ItemID)] = []
+    public private(set) var count = 0
+    public init(_ count: Int = 0) { reset(count: count) }
+
+    public mutating func reset(count: Int) {
         self.count = count
+        heap.removeAll(keepingCapacity: true)
         heap.reserveCapacity(count)
     }
+
     @inline(__always)
-    mutating func offer(_ score: Float, _ item: ItemID) {
+    public mutating func offer(_ score: Float, _ item: ItemID) {
         if heap.count < count {
             heap.append((score, item))
             var i = heap.count - 1
             while i > 0 {
                 let parent = (i - 1) / 2
-                guard worse(heap[i], heap[parent]) else { break }
+                guard Self.worse(heap[i], heap[parent]) else { break }
                 heap.swapAt(i, parent)
                 i = parent
             }
-        } else if worse(heap[0], (score, item)) {
+        } else if count > 0 && Self.worse(heap[0], (score, item)) {
             heap[0] = (score, item)
             var i = 0
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var m = i
-                if l < heap.count && worse(heap[l], heap[m]) { m = l }
-                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if l < heap.count && Self.worse(heap[l], heap[m]) { m = l }
+                if r < heap.count && Self.worse(heap[r], heap[m]) { m = r }
                 if m == i { break }
                 heap.swapAt(i, m)
                 i = m
             }
         }
     }
+
     /// a ranks below b: lower score, or equal score and higher id.
     @inline(__always)
-    func worse(_ a: (Float, ItemID), _ b: (Float, ItemID)) -> Bool { a.0 < b.0 || (a.0 == b.0 && a.1 > b.1) }
-    /// Best first.
-    func sorted() -> [(Float, ItemID)] { heap.sorted { worse($1, $0) } }
+    static func worse(_ a: (score: Float, item: ItemID), _ b: (score: Float, item: ItemID)) -> Bool {
+        a.score < b.score || (a.score == b.score && a.item > b.item)
+    }
+
+    /// Orders the kept items best first, in place (the heap is spent: `reset` before reuse).
+    public mutating func sortBestFirst() { heap.sort { Self.worse($1, $0) } }
+
+    /// Best first, as a new array.
+    func sorted() -> [(Float, ItemID)] { heap.sorted { Self.worse($1, $0) }.map { ($0.score, $0.item) } }
 }
 
 extension InterestTowers {
     /// Single-vector retrieval: the `count` live items with the highest u . x, exactly.
     public func retrieve(_ u: UnsafePointer<Float>, live: [ItemID], count: Int) -> [RetrievedCandidate] {
-        var top = TopK(count)
-        let d = settings.dim
+        var top = TopItems(count)
+        retrieve(u, live: live, into: &top)
+        top.sortBestFirst()
+        return top.heap.map { RetrievedCandidate(item: $0.item, score: $0.score, interest: -1, explored: false, interestProbability: 1) }
+    }
+
+    /// The live items with the highest q . x, exactly, into `top` (as many as it keeps).
+    public func retrieve(_ q: UnsafePointer<Float>, live: [ItemID], into top: inout TopItems) {
+        let d = settings.dim, n = vectorCount
         itemVectors.withUnsafeBufferPointer { x in
-            for item in live where Int(item) < vectorCount { top.offer(dot(u, x.baseAddress! + Int(item) * d, d), item) }
+            for item in live where Int(item) < n { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
         }
-        return top.sorted().map { RetrievedCandidate(item: $0.1, score: $0.0, interest: -1, explored: false, interestProbability: 1) }
     }
 
     /// The `count` items of interest k's bucket with the highest q . x.
     public func retrieve(query q: UnsafePointer<Float>, bucket k: Int, count: Int) -> [(Float, ItemID)] {
-        var top = TopK(count)
+        var top = TopItems(count)
+        retrieve(query: q, bucket: k, into: &top)
+        return top.sorted()
+    }
+
+    /// Interest k's items with the highest q . x, into `top`.
+    public func retrieve(query q: UnsafePointer<Float>, bucket k: Int, into top: inout TopItems) {
         let d = settings.dim
         itemVectors.withUnsafeBufferPointer { x in
             for item in index.buckets[k] { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
         }
-        return top.sorted()
     }
 
     /// The user's serving distribution over interests: p(k | u)^mix x pi_k^(1 - mix),
@@ -109,22 +132,23 @@ extension InterestTowers {
     /// the highest bound q . e0_k + |q| radius_k on what they can hold, as an IVF index
     /// searches for inner products.
     public func retrieve(query q: UnsafePointer<Float>, count: Int, live: [ItemID], probes: Int?) -> [(Float, ItemID)] {
-        var top = TopK(count)
-        let d = settings.dim
-        itemVectors.withUnsafeBufferPointer { x in
-            guard let probes, let quantizer else {
-                for item in live where Int(item) < vectorCount { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
-                return
-            }
-            var nearest = TopK(min(probes, quantizer.codes[0]))
-            let norm = dot(q, q, d).squareRoot()
-            for k in 0..<quantizer.codes[0] where !index.buckets[k].isEmpty {
-                nearest.offer(dot(q, quantizer.interestVector(k), d) + norm * (k < radius.count ? radius[k] : 0), ItemID(k))
-            }
-            for (_, k) in nearest.heap {
-                for item in index.buckets[Int(k)] { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
-            }
-        }
+        var top = TopItems(count), nearest = TopItems()
+        retrieve(query: q, live: live, probes: probes, into: &top, probing: &nearest)
         return top.sorted()
+    }
+
+    /// The same into `top`; `probing` is scratch for choosing the buckets.
+    public func retrieve(query q: UnsafePointer<Float>, live: [ItemID], probes: Int?, into top: inout TopItems, probing nearest: inout TopItems) {
+        guard let probes, let quantizer else {
+            retrieve(q, live: live, into: &top)
+            return
+        }
+        let d = settings.dim
+        nearest.reset(count: min(probes, quantizer.codes[0]))
+        let norm = dot(q, q, d).squareRoot()
+        for k in 0..<quantizer.codes[0] where !index.buckets[k].isEmpty {
+            nearest.offer(dot(q, quantizer.interestVector(k), d) + norm * (k < radius.count ? radius[k] : 0), ItemID(k))
+        }
+        for (_, k) in nearest.heap { retrieve(query: q, bucket: Int(k), into: &top) }
     }
 }
