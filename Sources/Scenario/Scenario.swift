@@ -150,6 +150,10 @@ public struct TowerRetrieval: Sendable, Equatable {
     public var batchSize: Int
     /// Residual levels' code counts (SPARC); empty for the two-tower baseline.
     public var codes: [Int] = []
+    /// Dead-code restarts: checked every `restartEvery` steps, for codes whose moving
+    /// usage fell below `deadBelow`.
+    public var restartEvery = 50
+    public var deadBelow = 0.05
     /// SPARC's serving (nil: single-vector retrieval).
     public var serving: SparcServing?
 }

@@ -165,6 +165,8 @@ extension Scenario {
                                        temperature: rt["temperature"].double, batchSize: rt["batchSize"].int)
                 if rt["type"].string == "sparc" {
                     t.codes = rt["codes"].intArray
+                    t.restartEvery = rt["restartEvery"].int
+                    t.deadBelow = rt["deadBelow"].double
                     t.serving = SparcServing(interests: rt["interests"].int, explore: rt["explore"].int, exploreTemperature: rt["exploreTemperature"].double,
                                              exploreQuota: rt["exploreQuota"].int, minQuota: rt["minQuota"].int,
                                              conditioned: rt["query"].string == "conditioned", probes: rt["probes"].int,

@@ -8,7 +8,9 @@ extension Scenario {
         ]),
         .init("two-tower", "Single-vector retrieval: the items whose tower vector best matches the user's (the mean of their recent clicks), learned online from the arm's clicks.", towerProperties),
         .init("sparc", "SPARC: interests as codes of a residual-quantized codebook over the item vectors, a probability over them per user, retrieval for several interests at once including unexplored ones.", towerProperties + [
-            Property("codes", .array(.integer(minimum: 1, maximum: 4096), minItems: 1, maxItems: 8), "Codes per residual level; level 0's are the interests.", default: [64, 32, 32]),
+            Property("codes", .array(.integer(minimum: 1, maximum: 4096), minItems: 1, maxItems: 8), "Codes per residual level; level 0's are the interests.", default: [64, 64, 64]),
+            Property("restartEvery", .integer(minimum: 1, maximum: 1_000_000), "Training steps between checks for dead codes.", default: 50),
+            Property("deadBelow", .number(minimum: 0, maximum: 1_000_000), "A code whose moving average of items per step falls below this is dead and restarts on a recent item vector; at decay 0.99 an unused code falls from 1 to 0.05 in about 300 steps.", default: 0.05),
             Property("interests", .integer(minimum: 1, maximum: 64), "Top interests retrieved for, by the user's probability.", default: 4),
             Property("explore", .integer(minimum: 0, maximum: 64), "Further interests drawn at exploreTemperature among codes the user has not engaged with lately.", default: 2),
             Property("exploreTemperature", .number(minimum: 0, maximum: 1000, exclusiveMinimum: true), "Draws are proportional to p^(1/T): above 1 flattens the distribution toward the long tail.", default: 2),
@@ -23,7 +25,7 @@ extension Scenario {
     ])
 
     static let towerProperties: [Property] = [
-        Property("dim", .integer(minimum: 1, maximum: 1024), "Width of item and user vectors.", default: 32),
+        Property("dim", .integer(minimum: 1, maximum: 1024), "Width of item and user vectors (and of the codes).", default: 64),
         Property("historyLength", .integer(minimum: 1, maximum: 10_000), "Recent clicks the user vector averages.", default: 50),
         Property("learningRate", .number(minimum: 0, maximum: 10, exclusiveMinimum: true), "Adam learning rate of the towers.", default: 0.01),
         Property("temperature", .number(minimum: 0, maximum: 100, exclusiveMinimum: true), "In-batch InfoNCE temperature.", default: 0.1),

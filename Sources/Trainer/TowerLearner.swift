@@ -28,6 +28,8 @@ public final class TowerLearner {
         t.learningRate = Float(settings.learningRate)
         t.batchSize = settings.batchSize
         t.labelAware = settings.serving?.conditioned ?? false
+        t.restartEvery = settings.restartEvery
+        t.deadBelow = Float(settings.deadBelow)
         t.seed = seed
         towers = InterestTowers(t, categories: categories, tokens: tokens, tokensPerItem: tokensPerItem, vocabulary: vocabulary,
                                 categoryCount: categoryCount)

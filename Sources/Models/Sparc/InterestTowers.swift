@@ -25,6 +25,9 @@ public struct TowerSettings: Sendable, Equatable {
     /// Train with the query conditioned on the positive's interest, q = u + e0_c (the
     /// label-aware trick); off, the towers learn u . x and interests only choose buckets.
     public var labelAware = false
+    /// Dead-code restarts: every `restartEvery` steps, codes used less than `deadBelow`.
+    public var restartEvery = 50
+    public var deadBelow: Float = 0.05
     public var seed: UInt64 = 1
     public init() {}
     public var multiInterest: Bool { !codes.isEmpty }
@@ -77,7 +80,7 @@ public final class InterestTowers {
         itemCategory = categories
         itemTokens = tokens
         self.tokensPerItem = tokensPerItem
-        quantizer = settings.multiInterest ? ResidualQuantizer(dim: d, codes: settings.codes, seed: settings.seed) : nil
+        quantizer = settings.multiInterest ? ResidualQuantizer(dim: d, codes: settings.codes, deadThreshold: settings.deadBelow, seed: settings.seed) : nil
         sparse = [idTable, categoryTable, tokenTable].map { SparseGradient(rows: $0.rows, dim: d) }
         index = InterestIndex(codes: settings.codes.first ?? 1)
     }
@@ -318,7 +321,7 @@ public final class InterestTowers {
                 for (i, e) in clicked.enumerated() { itemVector(Int(e.item), into: v.baseAddress! + i * settings.dim) }
             }
             vectors.withUnsafeBufferPointer { quantizer.update($0.baseAddress!, count: clicked.count) }
-            if step % 50 == 0 { quantizer.restartDeadCodes() }
+            if step % settings.restartEvery == 0 { quantizer.restartDeadCodes() }
         }
         return l
     }
