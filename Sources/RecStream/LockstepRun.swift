@@ -103,11 +103,13 @@ public final class LockstepRun {
         let assignment = population.assignment
         var servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: initialItems, seed: s.seed) }
         let categoryCount = s.catalog.topCategories * s.catalog.subcategories
+        let userFeatures = (0..<population.userCount).map { population.features(of: UserID($0)) }
         let trainers = s.arms.enumerated().map { arm, settings in
             ArmTrainer(items: initialItems, ranking: settings.ranking, retrieval: settings.retrieval, users: population.userCount,
                        histories: population.histories, categories: population.catalog.subcategory.map(UInt32.init), categoryCount: categoryCount,
-                       content: ItemContent(tokens: population.catalog.tokens, tokensPerItem: s.catalog.tokensPerItem,
-                                            vocabulary: s.catalog.vocabulary, live: population.catalog.alive),
+                       content: TowerInputs(tokens: population.catalog.tokens, tokensPerItem: s.catalog.tokensPerItem,
+                                            vocabulary: s.catalog.vocabulary, live: population.catalog.alive,
+                                            userFeatures: userFeatures),
                        seed: s.seed &+ UInt64(arm))
         }
         var metrics = s.arms.enumerated().map {
@@ -420,7 +422,8 @@ func traceInterests(trainers: [ArmTrainer], metrics: inout [ArmMetrics], scenari
             u.withUnsafeBufferPointer { ub in
                 p.withUnsafeMutableBufferPointer { pb in
                     out.withUnsafeMutableBufferPointer {
-                        learner.towers.servingDistribution(ub.baseAddress!, running: learner.users.running(user), mix: serving.mix,
+                        learner.towers.servingDistribution(ub.baseAddress!, features: learner.users.features(user), running: learner.users.running(user),
+                                                           mix: serving.mix,
                                                            towerDistribution: pb.baseAddress!, into: $0.baseAddress!)
                     }
                 }

@@ -64,7 +64,8 @@ public struct OfflineRetrieval {
         let categoryCount = c.settings.topCategories * c.settings.subcategories
         let learner = TowerLearner(arm.retrieval, users: world.userCount, histories: world.histories,
                                    categories: c.subcategory.map(UInt32.init), categoryCount: categoryCount, tokens: c.tokens,
-                                   tokensPerItem: c.settings.tokensPerItem, vocabulary: c.settings.vocabulary, live: c.alive, seed: seed)
+                                   tokensPerItem: c.settings.tokensPerItem, vocabulary: c.settings.vocabulary, live: c.alive,
+                                   userFeatures: (0..<world.userCount).map { world.features(of: UserID($0)) }, seed: seed)
         // Logged impressions as feedback: one slate per sample, the click when labelled 1.
         for _ in 0..<epochs {
             var feedback: [Feedback] = []

@@ -154,6 +154,8 @@ public struct TowerRetrieval: Sendable, Equatable {
     /// usage fell below `deadBelow`.
     public var restartEvery = 50
     public var deadBelow = 0.05
+    /// Feed user features to the interest tower.
+    public var userFeatures = false
     /// SPARC's serving (nil: single-vector retrieval).
     public var serving: SparcServing?
 }

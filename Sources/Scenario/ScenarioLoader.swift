@@ -167,6 +167,7 @@ extension Scenario {
                     t.codes = rt["codes"].intArray
                     t.restartEvery = rt["restartEvery"].int
                     t.deadBelow = rt["deadBelow"].double
+                    t.userFeatures = rt["userFeatures"].bool
                     t.serving = SparcServing(interests: rt["interests"].int, explore: rt["explore"].int, exploreTemperature: rt["exploreTemperature"].double,
                                              exploreQuota: rt["exploreQuota"].int, minQuota: rt["minQuota"].int,
                                              conditioned: rt["query"].string == "conditioned", probes: rt["probes"].int,

@@ -10,6 +10,7 @@ extension Scenario {
         .init("sparc", "SPARC: interests as codes of a residual-quantized codebook over the item vectors, a probability over them per user, retrieval for several interests at once including unexplored ones.", towerProperties + [
             Property("codes", .array(.integer(minimum: 1, maximum: 4096), minItems: 1, maxItems: 8), "Codes per residual level; level 0's are the interests.", default: [64, 64, 64]),
             Property("restartEvery", .integer(minimum: 1, maximum: 1_000_000), "Training steps between checks for dead codes.", default: 50),
+            Property("userFeatures", .boolean, "Feed the users' features (segment, region, activity) to the interest tower beside their recent behaviour. Off by default: in the sparc-exploration world they made the distribution follow segments, and SPARC lost a third of its clicks.", default: false),
             Property("deadBelow", .number(minimum: 0, maximum: 1_000_000), "A code whose moving average of items per step falls below this is dead and restarts on a recent item vector; at decay 0.99 an unused code falls from 1 to 0.05 in about 300 steps.", default: 0.05),
             Property("interests", .integer(minimum: 1, maximum: 64), "Top interests retrieved for, by the user's probability.", default: 4),
             Property("explore", .integer(minimum: 0, maximum: 64), "Further interests drawn at exploreTemperature among codes the user has not engaged with lately.", default: 2),

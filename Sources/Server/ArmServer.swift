@@ -200,7 +200,7 @@ public struct ArmServer: Sendable {
             userVector.withUnsafeBufferPointer { u in
                 distribution.withUnsafeMutableBufferPointer { p in
                     serving.withUnsafeMutableBufferPointer { out in
-                        towers.servingDistribution(u.baseAddress!, running: users.running(user), mix: s.mix,
+                        towers.servingDistribution(u.baseAddress!, features: users.features(user), running: users.running(user), mix: s.mix,
                                                    towerDistribution: p.baseAddress!, into: out.baseAddress!)
                     }
                 }

@@ -16,12 +16,12 @@ public final class ArmTrainer {
     ///   - histories: the users' logged histories, which a sequence model starts from.
     ///   - categories: each item's category (the catalog feed).
     public init<H: HistorySource>(items: Int, ranking: Ranking, retrieval: Retrieval = .random, users: Int, histories: H,
-                                  categories: [UInt32], categoryCount: Int, content: ItemContent? = nil, seed: UInt64) {
+                                  categories: [UInt32], categoryCount: Int, content: TowerInputs? = nil, seed: UInt64) {
         statistics = ItemStatistics(items: items)
         if case .towers(let t) = retrieval, let content {
             towers = TowerLearner(t, users: users, histories: histories, categories: categories, categoryCount: categoryCount,
                                   tokens: content.tokens, tokensPerItem: content.tokensPerItem, vocabulary: content.vocabulary,
-                                  live: content.live, seed: seed &+ 0x70_77)
+                                  live: content.live, userFeatures: content.userFeatures, seed: seed &+ 0x70_77)
         } else {
             towers = nil
         }
@@ -70,17 +70,19 @@ public final class ArmTrainer {
     }
 }
 
-/// What the retrieval towers read of the catalog: each item's content tokens and whether
-/// it can be served.
-public struct ItemContent: Sendable {
+/// What the retrieval towers read of the world: each item's content tokens and whether it
+/// can be served, and each user's observable features.
+public struct TowerInputs: Sendable {
     public var tokens: [UInt32]
     public var tokensPerItem: Int
     public var vocabulary: Int
     public var live: [Bool]
-    public init(tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, live: [Bool]) {
+    public var userFeatures: [UserFeatures]
+    public init(tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, live: [Bool], userFeatures: [UserFeatures] = []) {
         self.tokens = tokens
         self.tokensPerItem = tokensPerItem
         self.vocabulary = vocabulary
         self.live = live
+        self.userFeatures = userFeatures
     }
 }

@@ -12,13 +12,14 @@ public final class TowerLearner {
     public let settings: TowerRetrieval
     // The batch being gathered: examples pointing into one history buffer.
     var historyBuffer: [UInt32] = []
-    var pending: [(start: Int, count: Int, item: UInt32, clicked: Bool)] = []
+    var pending: [(start: Int, count: Int, user: UserID, item: UInt32, clicked: Bool)] = []
     var slateClicks: [ItemID] = []
     public private(set) var steps = 0
     public private(set) var lastLoss: Float = .nan
 
     public init<H: HistorySource>(_ settings: TowerRetrieval, users: Int, histories: H, categories: [UInt32], categoryCount: Int,
-                                  tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, live: [Bool], seed: UInt64) {
+                                  tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, live: [Bool], userFeatures: [UserFeatures] = [],
+                                  seed: UInt64) {
         self.settings = settings
         var t = TowerSettings()
         t.dim = settings.dim
@@ -33,7 +34,8 @@ public final class TowerLearner {
         t.seed = seed
         towers = InterestTowers(t, categories: categories, tokens: tokens, tokensPerItem: tokensPerItem, vocabulary: vocabulary,
                                 categoryCount: categoryCount)
-        self.users = InterestUsers(users: users, length: settings.historyLength, codes: settings.codes.first ?? 0, histories: histories)
+        self.users = InterestUsers(users: users, length: settings.historyLength, codes: settings.codes.first ?? 0, histories: histories,
+                                   features: settings.userFeatures ? userFeatures : [])
         // Codes start on the item vectors as first drawn, so interests exist from tick 0.
         towers.refresh(live: live)
         if let q = towers.quantizer {
@@ -67,7 +69,7 @@ public final class TowerLearner {
                     users.appendRecent(user, to: &historyBuffer)
                     count = historyBuffer.count - start
                 }
-                pending.append((start, count, f.item, slateClicks.contains(f.item)))
+                pending.append((start, count, user, f.item, slateClicks.contains(f.item)))
             }
             for item in slateClicks {
                 let code = Int(item) < towers.index.codeOf.count ? Int(towers.index.codeOf[Int(item)]) : -1
@@ -85,7 +87,10 @@ public final class TowerLearner {
     }
 
     func trainPending() {
-        let examples = pending.map { InterestTowers.Example(history: historyBuffer[$0.start..<($0.start + $0.count)], item: $0.item, clicked: $0.clicked) }
+        let examples = pending.map {
+            InterestTowers.Example(history: historyBuffer[$0.start..<($0.start + $0.count)], features: users.features($0.user),
+                                   item: $0.item, clicked: $0.clicked)
+        }
         lastLoss = towers.train(examples)
         steps += 1
         pending.removeAll(keepingCapacity: true)

@@ -115,9 +115,12 @@ struct SparcTests {
 
     func batch() -> [InterestTowers.Example] {
         [
-            .init(history: [1, 2, 3], item: 4, clicked: true),
-            .init(history: [1, 2, 3], item: 18, clicked: false),  // the same slate: one user vector
-            .init(history: [1, 2, 3], item: 19, clicked: true),
+            .init(history: [1, 2, 3], features: UserFeatures(segment: 2, region: 1, activityBucket: 0), item: 4, clicked: true),
+            // The same slate: one user vector.
+            .init(history: [1, 2, 3], features: UserFeatures(segment: 2, region: 1, activityBucket: 0), item: 18, clicked: false),
+            .init(history: [1, 2, 3], features: UserFeatures(segment: 2, region: 1, activityBucket: 0), item: 19, clicked: true),
+            // The same history, another user: the same user vector, other features.
+            .init(history: [1, 2, 3], features: UserFeatures(segment: 3, region: 0, activityBucket: 2), item: 20, clicked: true),
             .init(history: [5], item: 6, clicked: false),
             .init(history: [7, 8], item: 9, clicked: true),
             .init(history: [], item: 10, clicked: true),
@@ -139,8 +142,9 @@ struct SparcTests {
         for i in model.sparse.indices { model.sparse[i].clear() }
         _ = model.loss(b, accumulate: true)
         var checked = 0
-        for (t, table) in [model.idTable, model.categoryTable, model.tokenTable].enumerated() {
-            for row in 0..<table.rows {
+        let featureRows = [2, 3, 256, 257, 512, 514, 100]  // those the batch uses, and one it does not
+        for (t, table) in [model.idTable, model.categoryTable, model.tokenTable, model.featureTable].enumerated() {
+            for row in (t == 3 ? featureRows : Array(0..<table.rows)) {
                 for d in 0..<table.dim {
                     let slot = model.sparse[t].slotOfRow[row]
                     let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
@@ -157,7 +161,7 @@ struct SparcTests {
                 }
             }
         }
-        #expect(checked == (30 + 4 + 20) * 8)
+        #expect(checked == (30 + 4 + 20 + 7) * 8)
     }
 
     @Test("a user's interest distribution sums to 1 and moves toward the codes they engage with")

@@ -105,14 +105,18 @@ extension InterestTowers {
         }
     }
 
-    /// The user's serving distribution over interests: p(k | u)^mix x pi_k^(1 - mix),
-    /// normalised, from the towers' distribution (`towerDistribution`, filled here) and
-    /// the user's running one.
-    public func servingDistribution(_ u: UnsafePointer<Float>, running: UnsafeBufferPointer<Float>, mix: Double,
+    /// The user's serving distribution over interests: p(k | u, f)^mix x pi_k^(1 - mix),
+    /// normalised, from the interest tower's distribution (`towerDistribution`, filled
+    /// here; `features` join the behaviour summary u there) and the user's running one.
+    public func servingDistribution(_ u: UnsafePointer<Float>, features: UserFeatures?, running: UnsafeBufferPointer<Float>, mix: Double,
                                     towerDistribution p: UnsafeMutablePointer<Double>, into out: UnsafeMutablePointer<Double>) {
         guard let q = quantizer else { return }
         let k0 = q.codes[0]
-        interestDistribution(u, into: p)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: settings.dim) { input in
+            input.baseAddress!.update(from: u, count: settings.dim)
+            addFeatures(features, into: input.baseAddress!)
+            interestDistribution(input.baseAddress!, into: p)
+        }
         var total = 0.0
         for k in 0..<k0 {
             out[k] = pow(p[k], mix) * pow(Double(running[k]), 1 - mix)

@@ -46,8 +46,11 @@ public struct TowerSettings: Sendable, Equatable {
 ///   less; so by default interests choose buckets and u ranks within them.)
 /// - Losses per mini-batch of impressions: BCE of sigma(s) against the click; in-batch
 ///   InfoNCE over the batch's clicks at temperature tau; for SPARC, the interest
-///   cross-entropy -log p(c0(i) | u), with p(k | u) = softmax_k(u . e0_k / tau_p), tied to
-///   the codes themselves so it follows them as they move.
+///   cross-entropy -log p(c0(i) | u, f), with the interest tower
+///   p(k | u, f) = softmax_k((u + f) . e0_k / tau_p) over the user's behaviour summary u
+///   and features f = e_segment + e_region + e_activity, tied to the codes themselves so
+///   it follows them as they move. (Features feed the interest tower only: added to the
+///   retrieval query they made both towers retrieve worse, offline and online.)
 /// - The codebook learns by EMA on the clicked items' vectors (shared/baselines/
 ///   sparc-reference.md section 2.3, option B); gradients do not reach it.
 ///
@@ -56,6 +59,8 @@ public struct TowerSettings: Sendable, Equatable {
 public final class InterestTowers {
     public let settings: TowerSettings
     let idTable, categoryTable, tokenTable: EmbeddingTable
+    /// User features: 256 segment rows, 256 region rows, 3 activity rows.
+    let featureTable: EmbeddingTable
     var itemCategory: [UInt32]
     var itemTokens: [UInt32]
     let tokensPerItem: Int
@@ -77,11 +82,12 @@ public final class InterestTowers {
         idTable = EmbeddingTable(rows: items, dim: d, seed: settings.seed, tableID: 20, initScale: scale)
         categoryTable = EmbeddingTable(rows: categoryCount, dim: d, seed: settings.seed, tableID: 21, initScale: scale)
         tokenTable = EmbeddingTable(rows: vocabulary, dim: d, seed: settings.seed, tableID: 22, initScale: scale)
+        featureTable = EmbeddingTable(rows: 256 + 256 + 3, dim: d, seed: settings.seed, tableID: 23, initScale: 0.1 * scale)
         itemCategory = categories
         itemTokens = tokens
         self.tokensPerItem = tokensPerItem
         quantizer = settings.multiInterest ? ResidualQuantizer(dim: d, codes: settings.codes, deadThreshold: settings.deadBelow, seed: settings.seed) : nil
-        sparse = [idTable, categoryTable, tokenTable].map { SparseGradient(rows: $0.rows, dim: d) }
+        sparse = [idTable, categoryTable, tokenTable, featureTable].map { SparseGradient(rows: $0.rows, dim: d) }
         index = InterestIndex(codes: settings.codes.first ?? 1)
     }
 
@@ -112,6 +118,19 @@ public final class InterestTowers {
             let tok = tokenTable.row(Int(itemTokens[item * tokensPerItem + t]))
             for k in 0..<d { out[k] += share * tok[k] }
         }
+    }
+
+    /// The feature rows of a user: segment, region, activity.
+    @inline(__always)
+    static func featureRows(_ f: UserFeatures) -> (Int, Int, Int) {
+        (Int(f.segment), 256 + Int(f.region), 512 + min(Int(f.activityBucket), 2))
+    }
+
+    func addFeatures(_ f: UserFeatures?, into out: UnsafeMutablePointer<Float>) {
+        guard let f else { return }
+        let (a, b, c) = Self.featureRows(f), d = settings.dim
+        let ra = featureTable.row(a), rb = featureTable.row(b), rc = featureTable.row(c)
+        for k in 0..<d { out[k] += ra[k] + rb[k] + rc[k] }
     }
 
     /// u into `out`: the mean of the history items' vectors (zero for an empty history).
@@ -160,10 +179,12 @@ public final class InterestTowers {
     /// and whether it was clicked.
     public struct Example {
         public var history: ArraySlice<UInt32>
+        public var features: UserFeatures?
         public var item: UInt32
         public var clicked: Bool
-        public init(history: ArraySlice<UInt32>, item: UInt32, clicked: Bool) {
+        public init(history: ArraySlice<UInt32>, features: UserFeatures? = nil, item: UInt32, clicked: Bool) {
             self.history = history
+            self.features = features
             self.item = item
             self.clicked = clicked
         }
@@ -264,13 +285,24 @@ public final class InterestTowers {
         if let quantizer, !positives.isEmpty {
             let codes = quantizer.codes[0], lambda = settings.interestWeight
             var dist = [Double](repeating: 0, count: codes)
+            var input = [Float](repeating: 0, count: d), dInput = input
             for i in positives {
-                u.withUnsafeBufferPointer { ub in dist.withUnsafeMutableBufferPointer { interestDistribution(ub.baseAddress! + i * d, into: $0.baseAddress!) } }
+                for j in 0..<d { input[j] = u[i * d + j]; dInput[j] = 0 }
+                input.withUnsafeMutableBufferPointer { addFeatures(batch[i].features, into: $0.baseAddress!) }
+                input.withUnsafeBufferPointer { ib in dist.withUnsafeMutableBufferPointer { interestDistribution(ib.baseAddress!, into: $0.baseAddress!) } }
                 total += lambda * -Float(log(max(dist[code[i]], 1e-30))) / p
                 for k in 0..<codes {
                     let g = lambda * (Float(dist[k]) - (k == code[i] ? 1 : 0)) / (p * settings.interestTemperature)
                     let e = quantizer.interestVector(k)
-                    for j in 0..<d { du[i * d + j] += g * e[j] }
+                    for j in 0..<d { dInput[j] += g * e[j] }
+                }
+                for j in 0..<d { du[i * d + j] += dInput[j] }
+                if accumulate, let f = batch[i].features {
+                    let (r0, r1, r2) = Self.featureRows(f)
+                    for row in [r0, r1, r2] {
+                        let slot = sparse[3].slot(row)
+                        for j in 0..<d { sparse[3].gradients[slot + j] += dInput[j] }
+                    }
                 }
             }
         }
@@ -313,7 +345,7 @@ public final class InterestTowers {
         let l = loss(batch, accumulate: true)
         step += 1
         let adam = AdamSettings(learningRate: settings.learningRate)
-        for (table, g) in zip([idTable, categoryTable, tokenTable], sparse) { table.applyAdam(g, step: step, adam) }
+        for (table, g) in zip([idTable, categoryTable, tokenTable, featureTable], sparse) { table.applyAdam(g, step: step, adam) }
         if let quantizer {
             let clicked = batch.filter(\.clicked)
             var vectors = [Float](repeating: 0, count: clicked.count * settings.dim)

@@ -14,9 +14,13 @@ public final class InterestUsers {
     /// users x codes, each row a distribution; a row is uniform until its first engagement.
     var running: [Float]
     var touched: [Bool]
+    /// Each user's observable features (empty: none).
+    let userFeatures: [UserFeatures]
 
     /// - Parameter histories: each user's logged behaviours; the last `length` seed the ring.
-    public init<H: HistorySource>(users: Int, length: Int, codes: Int, histories: H) {
+    public init<H: HistorySource>(users: Int, length: Int, codes: Int, histories: H, features: [UserFeatures] = []) {
+        precondition(features.isEmpty || features.count == users, "features for every user, or none")
+        userFeatures = features
         self.users = users
         self.length = length
         self.codes = codes
@@ -37,6 +41,12 @@ public final class InterestUsers {
         ring[base + Int(next[user])] = item
         next[user] = (next[user] + 1) % Int32(length)
         count[user] = min(count[user] + 1, Int32(length))
+    }
+
+    /// The user's features, if the towers were given any.
+    @inline(__always)
+    public func features(_ user: UserID) -> UserFeatures? {
+        userFeatures.isEmpty ? nil : userFeatures[Int(user)]
     }
 
     /// The user's recent clicks (in no particular order).
