@@ -467,13 +467,14 @@ func offPolicyTargets(_ s: Scenario) -> [[Int]] {
         let explores: Bool
         switch logging.policy {
         case .epsilonGreedy(let e): explores = e > 0
-        case .softmax, .thompson: explores = true
+        case .softmax, .thompson, .interestSampling: explores = true
         case .greedy, .ucb: explores = logging.ranking == .random
         }
         guard explores else { return [] }
         return Array(s.arms.indices.filter { t in
             let target = s.arms[t]
             if case .thompson = target.policy { return false }
+            if case .interestSampling = target.policy { return false }
             return t != l && target.retrieval == logging.retrieval && target.ranking == logging.ranking
                 && target.candidates == logging.candidates && target.policy != logging.policy
         }.prefix(OffPolicyRecord.maxTargets))

@@ -115,7 +115,7 @@ public struct ArmSettings: Sendable, Equatable {
         case .random: break
         }
         switch policy {
-        case .ucb, .thompson: return true
+        case .ucb, .thompson, .interestSampling: return true
         default: return ranking != .random
         }
     }
@@ -214,6 +214,10 @@ public enum Policy: Sendable, Equatable {
     /// Greedy on draws from each item's Beta posterior of click-through; propensities
     /// estimated from `propensitySamples` resamples.
     case thompson(priorClicks: Double, priorImpressions: Double, propensitySamples: Int)
+    /// SPARC's interest sampling (SPARC retrieval only): at each position an interest is
+    /// drawn, in proportion to p^(1/T) among the interests the remaining candidates came
+    /// from, and its best-ranked remaining candidate is shown.
+    case interestSampling(temperature: Double)
 }
 
 public struct ExperimentSettings: Sendable, Equatable {

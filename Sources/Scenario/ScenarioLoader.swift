@@ -75,6 +75,13 @@ extension Scenario {
             if case .sequence(let m) = arm.ranking, m.topK > m.maxHistory {
                 issues.append(ScenarioIssue("arms[\(i)].ranking.topK", "must be at most arms[\(i)].ranking.maxHistory (\(m.maxHistory)), got \(m.topK)"))
             }
+            if case .interestSampling = arm.policy {
+                var sparc = false
+                if case .towers(let t) = arm.retrieval, t.serving != nil { sparc = true }
+                if !sparc {
+                    issues.append(ScenarioIssue("arms[\(i)].policy", "interest-sampling draws among SPARC's interests; it needs retrieval type sparc"))
+                }
+            }
             if case .ucb = arm.policy, arm.ranking == .random {
                 issues.append(ScenarioIssue("arms[\(i)].policy", "ucb adds a bonus to a model's scores; with random ranking there are none (choose a ranking, or thompson)"))
             }
@@ -194,6 +201,7 @@ extension Scenario {
             case "epsilon-greedy": .epsilonGreedy(epsilon: pol["epsilon"].double)
             case "softmax": .softmax(temperature: pol["temperature"].double)
             case "ucb": .ucb(bonus: pol["bonus"].double)
+            case "interest-sampling": .interestSampling(temperature: pol["temperature"].double)
             case "thompson": .thompson(priorClicks: pol["priorClicks"].double, priorImpressions: pol["priorImpressions"].double,
                                        propensitySamples: pol["propensitySamples"].int)
             default: .greedy

@@ -84,6 +84,9 @@ extension Scenario {
             Property("priorImpressions", .number(minimum: 0, maximum: 1_000_000, exclusiveMinimum: true), "Beta prior: pseudo-impressions (more than priorClicks).", default: 20),
             Property("propensitySamples", .integer(minimum: 1, maximum: 100_000), "Resamples per request to estimate each shown item's propensity (Thompson has no closed form); each costs a Beta draw per candidate.", default: 16),
         ]),
+        .init("interest-sampling", "SPARC's interest sampling (with SPARC retrieval): each position draws an interest in proportion to p^(1/temperature) among those the remaining candidates came from, and shows that interest's best-ranked remaining candidate.", [
+            Property("temperature", .number(minimum: 0, maximum: 1000, exclusiveMinimum: true), "Above 1 flattens the interests' probabilities toward the long tail.", default: 1),
+        ]),
     ])
 
     static let positionBias = TaggedSchema("position bias", "How likely a user is to examine each position of a slate.", [

@@ -55,6 +55,11 @@ public struct ArmServer: Sendable {
     var query: [Float] = []
     var top = TopItems(), probing = TopItems()
     var merged: [(key: Float, item: ItemID, source: RetrievedCandidate)] = []
+    /// Interest sampling: each interest's best untaken candidate and its weight, and
+    /// which interests a position has seen (by stamp).
+    var firsts: [(candidate: Int, weight: Double)] = []
+    var interestSeen: [UInt32] = []
+    var interestStamp: UInt32 = 0
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -371,6 +376,8 @@ public struct ArmServer: Sendable {
                 // propensities are estimated once the slate is complete.
                 chosen = Int(order[nextBest])
                 propensity = 1
+            case .interestSampling(let temperature):
+                (chosen, propensity) = drawInterest(temperature: temperature, &rng)
             }
             if uniform { propensity = 1 / Float(remaining) }
             taken[chosen] = true
@@ -405,6 +412,42 @@ public struct ArmServer: Sendable {
             }
         }
         for j in 0..<k { slate[first + j].propensity = Float(hits[j]) / Float(samples + 1) }
+    }
+
+    /// SPARC's interest sampling: an interest drawn in proportion to p^(1/T) among those the
+    /// untaken candidates came from (each interest once, whatever its number of
+    /// candidates), then its best-ranked untaken candidate. The propensity is the draw's
+    /// probability: within the interest the choice is certain.
+    mutating func drawInterest(temperature: Double, _ rng: inout RandomStream) -> (Int, Float) {
+        let n = candidates.count
+        // The best untaken candidate of each interest, in rank order (`order`).
+        var total = 0.0
+        firsts.removeAll(keepingCapacity: true)
+        interestStamp &+= 1
+        if interestStamp == 0 {
+            for k in interestSeen.indices { interestSeen[k] = 0 }
+            interestStamp = 1
+        }
+        for r in 0..<n {
+            let i = Int(order[r])
+            guard !taken[i], i < sources.count else { continue }
+            // Random fill-ins (interest -1) form an interest of their own.
+            let slot = Int(sources[i].interest) + 1
+            if slot >= interestSeen.count { interestSeen.append(contentsOf: repeatElement(0, count: slot + 1 - interestSeen.count)) }
+            guard interestSeen[slot] != interestStamp else { continue }
+            interestSeen[slot] = interestStamp
+            let p = Double(max(sources[i].interestProbability, 1e-12))
+            let w = pow(p, 1 / temperature)
+            firsts.append((i, w))
+            total += w
+        }
+        var u = rng.nextDouble() * total
+        for f in firsts {
+            if u < f.weight { return (f.candidate, Float(f.weight / total)) }
+            u -= f.weight
+        }
+        let last = firsts[firsts.count - 1]
+        return (last.candidate, Float(last.weight / total))
     }
 
     /// The index of the `n`-th candidate not yet taken, in candidate order.
@@ -496,8 +539,8 @@ public struct ArmServer: Sendable {
                 let best = argmax { z($0) + bonus * (logTotal / (Double(statistics.impressionCount(self.candidates[$0])) + 1)).squareRoot() }
                 p = top == best ? 1 : 0
                 dm = q(best)
-            case .thompson:
-                break  // no closed form; not evaluated
+            case .thompson, .interestSampling:
+                break  // no closed form from these scores; not evaluated
             }
             record.targetProbability[t] = p
             record.targetPredictedClick[t] = dm

@@ -96,16 +96,19 @@ struct ScenarioValidationTests {
         }, ["s.json: arms[1].policy.epsilon: must be between 0 and 1, got 1.5"]),
         ("unknown policy", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "epsilon-gredy"]])]
-        }, ["s.json: arms[0].policy.type: unknown policy 'epsilon-gredy' (did you mean 'epsilon-greedy'?); one of greedy, epsilon-greedy, softmax, ucb, thompson"]),
+        }, ["s.json: arms[0].policy.type: unknown policy 'epsilon-gredy' (did you mean 'epsilon-greedy'?); one of greedy, epsilon-greedy, softmax, ucb, thompson, interest-sampling"]),
         ("policy without type", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["epsilon": 0.1]])]
-        }, ["s.json: arms[0].policy.type: required; one of greedy, epsilon-greedy, softmax, ucb, thompson"]),
+        }, ["s.json: arms[0].policy.type: required; one of greedy, epsilon-greedy, softmax, ucb, thompson, interest-sampling"]),
         ("parameter on a policy without parameters", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "greedy", "epsilon": 0.1]])]
         }, ["s.json: arms[0].policy.epsilon: unknown key; 'greedy' takes no parameters"]),
         ("zero temperature", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "softmax", "temperature": 0]])]
         }, ["s.json: arms[0].policy.temperature: must be greater than 0, got 0"]),
+        ("interest sampling without SPARC", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "interest-sampling"]])]
+        }, ["s.json: arms[0].policy: interest-sampling draws among SPARC's interests; it needs retrieval type sparc"]),
         ("ucb over random scores", edited { o in
             o["arms"] = [arm(["name": "a", "share": 1, "policy": ["type": "ucb"]])]
         }, ["s.json: arms[0].policy: ucb adds a bonus to a model's scores; with random ranking there are none (choose a ranking, or thompson)"]),

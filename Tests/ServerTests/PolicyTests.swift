@@ -170,7 +170,7 @@ struct FixedHistories: HistorySource {
 
 @Suite("Tower retrieval in the server")
 struct TowerRetrievalTests {
-    func setup(serving: SparcServing?) -> (ArmServer, InterestTowers, InterestUsers) {
+    func setup(serving: SparcServing?, policy: Policy = .greedy) -> (ArmServer, InterestTowers, InterestUsers) {
         var t = TowerSettings()
         t.dim = 8
         t.codes = serving == nil ? [] : [16, 4]
@@ -187,7 +187,7 @@ struct TowerRetrievalTests {
         let retrieval = TowerRetrieval(dim: 8, historyLength: 10, learningRate: 0.01, temperature: 0.1, batchSize: 16,
                                        codes: t.codes, serving: serving)
         let server = ArmServer(settings: ArmSettings(name: "s", share: 1, candidates: 60, retrieval: .towers(retrieval), ranking: .ctr(priorClicks: 1, priorImpressions: 20),
-                                                     policy: .greedy), armIndex: 0, catalogSize: items, seed: 5)
+                                                     policy: policy), armIndex: 0, catalogSize: items, seed: 5)
         return (server, towers, users)
     }
 
@@ -224,5 +224,30 @@ struct TowerRetrievalTests {
         for s in fromTowers where s.explored { #expect(!recentCodes.contains(s.interest)) }
         #expect(server.interestLog.count == 10)
         #expect(server.interestLog.allSatisfy { $0.user == 1 && $0.sequence == 0 })
+    }
+
+    @Test("interest sampling logs the chance of the interest it drew, which is how often its item comes first")
+    func interestSampling() {
+        let serving = SparcServing(interests: 3, explore: 1, exploreTemperature: 2, exploreQuota: 5, minQuota: 5, conditioned: false,
+                                   probes: 0, smoothing: 0.1, mix: 0.7, discoveryBelow: 0.01)
+        var (server, towers, users) = setup(serving: serving, policy: .interestSampling(temperature: 0.5))
+        var counts: [ItemID: Int] = [:], logged: [ItemID: Double] = [:]
+        var slate: [SlateEntry] = []
+        let n = 3000
+        for q in 0..<n {
+            slate.removeAll()
+            // The same user and state each time: only the draws differ (by sequence).
+            server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: UInt32(q)), slateSize: 4), statistics: ItemStatistics(items: 400),
+                         towers: towers, interestUsers: users, into: &slate)
+            counts[slate[0].item, default: 0] += 1
+            logged[slate[0].item] = Double(slate[0].propensity)
+            #expect(slate.allSatisfy { $0.propensity > 0 && $0.propensity <= 1 })
+        }
+        #expect(counts.count >= 2)
+        for (item, c) in counts where c >= 100 {
+            let frequency = Double(c) / Double(n)
+            #expect(abs(frequency - logged[item]!) <= 4 * (frequency * (1 - frequency) / Double(n)).squareRoot() + 0.005,
+                    "item \(item): frequency \(frequency), logged \(logged[item]!)")
+        }
     }
 }
