@@ -80,13 +80,13 @@ public enum HTMLReport {
         // SPARC: how a few users' interest distributions evolved (their top codes each tick).
         for i in arms.indices {
             guard case .array(let traces)? = arms[i]["interests"]?["trace"], !traces.isEmpty else { continue }
-            body += "<h3>\(escape(report.name(i))): how users' interests evolved (probability of each interest while it was among their top 3)</h3>\n"
+            body += "<h3>\(escape(report.name(i))): how users' interests evolved (probability of each interest, #code, while it was among their top 3)</h3>\n"
             for trace in traces.prefix(3) {
                 guard case .array(let ticks)? = trace["top"] else { continue }
                 var codes: [Int] = []
                 for t in ticks { if case .array(let top) = t { for e in top { if let c = integer(e["code"]), !codes.contains(c) { codes.append(c) } } } }
                 let lines = codes.prefix(8).enumerated().map { n, code in
-                    SVGChart.Line(name: "interest \(code)", color: SVGChart.palette[n % SVGChart.palette.count], values: ticks.map { t -> Double in
+                    SVGChart.Line(name: "#\(code)", color: SVGChart.palette[n % SVGChart.palette.count], values: ticks.map { t -> Double in
                         guard case .array(let top) = t else { return .nan }
                         return top.first { integer($0["code"]) == code }.map { number($0["p"]) } ?? .nan
                     })
