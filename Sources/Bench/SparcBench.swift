@@ -111,6 +111,8 @@ public struct SparcBench: Sendable {
         results.append(BenchResult(name: "memory: codebook", unit: "bytes", samples: [Double(codebookBytes)]))
         results.append(BenchResult(name: "memory: interest index", unit: "bytes/item", samples: [Double(indexBytes) / Double(items)]))
         results.append(BenchResult(name: "memory: item vectors (serving cache)", unit: "bytes/item", samples: [Double(vectorBytes) / Double(items)]))
+        let layoutBytes = (towers.bucketRows.count + towers.bucketItems.count) * 4 + towers.bucketStart.count * 8
+        results.append(BenchResult(name: "memory: buckets laid out for search", unit: "bytes/item", samples: [Double(layoutBytes) / Double(items)]))
         let sizes = towers.index.buckets.map { Double($0.count) }
         let entropy = sizes.filter { $0 > 0 }.reduce(0.0) { $0 - $1 / Double(items) * log($1 / Double(items)) }
         let notes = [

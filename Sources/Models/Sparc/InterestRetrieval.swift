@@ -97,11 +97,15 @@ extension InterestTowers {
         return top.sorted()
     }
 
-    /// Interest k's items with the highest q . x, into `top`.
+    /// Interest k's items with the highest q . x, into `top` (one sequential pass over the
+    /// bucket's rows as the last refresh laid them out).
     public func retrieve(query q: UnsafePointer<Float>, bucket k: Int, into top: inout TopItems) {
-        let d = settings.dim
-        itemVectors.withUnsafeBufferPointer { x in
-            for item in index.buckets[k] { top.offer(dot(q, x.baseAddress! + Int(item) * d, d), item) }
+        guard k + 1 < bucketStart.count else { return }
+        let d = settings.dim, from = bucketStart[k], to = bucketStart[k + 1]
+        bucketRows.withUnsafeBufferPointer { rows in
+            bucketItems.withUnsafeBufferPointer { ids in
+                for j in from..<to { top.offer(dot(q, rows.baseAddress! + j * d, d), ids[j]) }
+            }
         }
     }
 

@@ -74,6 +74,12 @@ public final class InterestTowers {
     /// Per level-0 code, the largest |x - e0_k| of its items: with it, q . e0_k + |q| radius
     /// bounds q . x over the bucket, which orders the buckets an index search probes.
     public private(set) var radius: [Float] = []
+    /// The index's buckets laid out for search: each bucket's items and their vectors
+    /// side by side (bucket k at `bucketStart[k]..<bucketStart[k + 1]`), so a bucket is
+    /// read in one sequential pass instead of rows scattered over the item cache.
+    public private(set) var bucketStart: [Int] = []
+    public private(set) var bucketItems: [UInt32] = []
+    public private(set) var bucketRows: [Float] = []
 
     public init(_ settings: TowerSettings, categories: [UInt32], tokens: [UInt32], tokensPerItem: Int, vocabulary: Int, categoryCount: Int) {
         self.settings = settings
@@ -376,6 +382,25 @@ public final class InterestTowers {
             }
         }
         updateRadii()
+        layOutBuckets()
+    }
+
+    func layOutBuckets() {
+        let d = settings.dim
+        bucketStart.removeAll(keepingCapacity: true)
+        bucketItems.removeAll(keepingCapacity: true)
+        bucketRows.removeAll(keepingCapacity: true)
+        bucketRows.reserveCapacity(index.count * d)
+        itemVectors.withUnsafeBufferPointer { x in
+            for bucket in index.buckets {
+                bucketStart.append(bucketItems.count)
+                for item in bucket {
+                    bucketItems.append(item)
+                    bucketRows.append(contentsOf: UnsafeBufferPointer(start: x.baseAddress! + Int(item) * d, count: d))
+                }
+            }
+        }
+        bucketStart.append(bucketItems.count)
     }
 
     func updateRadii() {
@@ -406,5 +431,6 @@ public final class InterestTowers {
             index.set(UInt32(i), code: k)
         }
         updateRadii()
+        layOutBuckets()
     }
 }
