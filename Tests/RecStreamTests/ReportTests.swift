@@ -58,7 +58,8 @@ struct ReportTests {
         var s = try smallScenario()
         s.arms[2].name = "pop <b>&"
         s.description = "Does \"popularity\" win?"
-        let page = HTMLReport.html(try LockstepRun(scenario: s).run().document)
+        let document = try LockstepRun(scenario: s).run().document
+        let page = HTMLReport.html(document)
         #expect(page.hasPrefix("<!DOCTYPE html>"))
         #expect(!page.contains("<script"))
         #expect(!page.contains("src="))
@@ -66,7 +67,13 @@ struct ReportTests {
         #expect(page.contains("pop &lt;b&gt;&amp;") && !page.contains("pop <b>"))
         #expect(page.contains("Does &quot;popularity&quot; win?"))
         #expect(page.components(separatedBy: "<svg").count - 1 == 7)  // forest, 3 per-user, CTR, regret, model AUC
-        #expect(page.contains("<td class=\"better\">") || page.contains("<td class=\"worse\">") || page.contains("<td>"))
+        // The results table: a header row and one row per row of the terminal table, each
+        // with a cell per column.
+        let table = ResultsTable(document)
+        let results = page.components(separatedBy: "<table>")[1].components(separatedBy: "</table>")[0]
+        #expect(results.components(separatedBy: "<tr>").count - 1 == table.rows.count + 1)
+        #expect(results.components(separatedBy: "<th>").count - 1 + results.components(separatedBy: "<td").count - 1
+                == (table.rows.count + 1) * table.header.count)
     }
 
     @Test("file names are safe and distinct whatever the arm names")
