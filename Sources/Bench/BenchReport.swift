@@ -57,15 +57,7 @@ public struct BenchReport: Sendable {
         for r in results {
             rows.append([r.name, r.unit, figure(r.median), r.baseline.map(figure) ?? "-", r.ratio.map { String(format: "%.2fx", $0) } ?? "-"])
         }
-        let widths = (0..<5).map { c in rows.map { $0[c].count }.max()! }
-        var out = ""
-        for (i, row) in rows.enumerated() {
-            out += row.enumerated().map { c, cell in
-                let pad = String(repeating: " ", count: widths[c] - cell.count)
-                return c < 2 ? cell + pad : pad + cell
-            }.joined(separator: "   ") + "\n"
-            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-        }
+        var out = alignedTable(rows, leftAligned: 2)
         for note in notes { out += note + "\n" }
         return out
     }

@@ -162,7 +162,8 @@ public struct ExperimentResults: Sendable {
                         "relative": .number(w.meanA == 0 ? .nan : w.difference / w.meanA),
                         "t": .number(w.t), "df": .number(w.degreesOfFreedom), "pValue": .number(w.pValue),
                     ]
-                    if let cu = cuped(i, metric) {
+                    let cu = cuped(i, metric)
+                    if let cu {
                         m["cupedVsControl"] = [
                             "method": "cuped (warm-up value as covariate) + welch-t",
                             "theta": .number(cu.theta),
@@ -174,7 +175,7 @@ public struct ExperimentResults: Sendable {
                         ]
                     }
                     m["pValueHolm"] = .number(holm["\(arm.name)/\(metric.rawValue)"] ?? .nan)
-                    m["pValueHolmOf"] = .string(cuped(i, metric) == nil ? "differenceVsControl" : "cupedVsControl")
+                    m["pValueHolmOf"] = .string(cu == nil ? "differenceVsControl" : "cupedVsControl")
                 }
                 perUser[metric.rawValue] = .object(m)
             }

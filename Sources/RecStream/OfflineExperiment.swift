@@ -1,4 +1,5 @@
 import Dispatch
+import Experiment
 import Foundation
 import Models
 import Population
@@ -144,15 +145,7 @@ public struct OfflineExperiment {
         for c in cells {
             rows.append([c.model, "\(c.dim)", interval(c.auc), interval(c.gauc), interval(c.logLoss), interval(c.ndcg)])
         }
-        let widths = (0..<6).map { col in rows.map { $0[col].count }.max()! }
-        var out = ""
-        for (i, row) in rows.enumerated() {
-            out += row.enumerated().map { col, cell in
-                let pad = String(repeating: " ", count: widths[col] - cell.count)
-                return col == 0 ? cell + pad : pad + cell
-            }.joined(separator: "   ").trimmingCharacters(in: .whitespaces) + "\n"
-            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-        }
+        var out = alignedTable(rows)
         out += "\nMean over \(seeds) world(s) ± half-width of a 95% t interval. Retrieval NDCG: the search stage's kept behaviours, in its order, against the true relevance of each behaviour to the target.\n"
         return out
     }
@@ -183,14 +176,7 @@ public struct OfflineExperiment {
         let mean = xs.reduce(0, +) / Double(max(n, 1))
         guard n > 1 else { return (mean, .nan) }
         let sd = (xs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n - 1)).squareRoot()
-        return (mean, tQuantile975(df: n - 1) * sd / Double(n).squareRoot())
-    }
-
-    /// The 0.975 quantile of Student's t (scipy.stats.t.ppf), tabulated to 30 degrees of freedom.
-    static func tQuantile975(df: Int) -> Double {
-        let table: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-                               2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-        return df <= 30 ? table[df - 1] : 1.959964 + 2.4 / Double(df)
+        return (mean, StudentT.quantile(0.975, df: Double(n - 1)) * sd / Double(n).squareRoot())
     }
 }
 

@@ -86,15 +86,22 @@ public struct OfflineRetrieval {
         var recall = [Double](repeating: 0, count: Self.ks.count), ndcg = recall
         for (u, user) in users.enumerated() {
             let retrieved = server.retrieveCandidates(for: user, sequence: 0, towers: learner.towers, users: learner.users)
+            // Discounted gains once per list; each K reads a prefix of the running sums.
             let truth = oracle[u]
+            func discounted(_ list: ArraySlice<ItemID>) -> [Double] {
+                var sum = 0.0
+                return list.enumerated().map { r, item in
+                    sum += Double(world.trueClickProbability(user: user, item: item)) / log2(Double(r) + 2)
+                    return sum
+                }
+            }
+            let dcg = discounted(retrieved.prefix(Self.ks.max()!)), idcg = discounted(truth[...])
+            let rankInTruth = Dictionary(uniqueKeysWithValues: truth.enumerated().map { ($1, $0) })
             for (j, k) in Self.ks.enumerated() {
-                let ideal = Set(truth.prefix(k))
                 let top = retrieved.prefix(k)
-                recall[j] += Double(top.filter { ideal.contains($0) }.count) / Double(k)
-                var dcg = 0.0, idcg = 0.0
-                for (r, item) in top.enumerated() { dcg += Double(world.trueClickProbability(user: user, item: item)) / log2(Double(r) + 2) }
-                for (r, item) in truth.prefix(k).enumerated() { idcg += Double(world.trueClickProbability(user: user, item: item)) / log2(Double(r) + 2) }
-                ndcg[j] += idcg > 0 ? dcg / idcg : 0
+                recall[j] += Double(top.filter { (rankInTruth[$0] ?? k) < k }.count) / Double(k)
+                let ideal = idcg.isEmpty ? 0 : idcg[min(k, idcg.count) - 1]
+                ndcg[j] += ideal > 0 && !dcg.isEmpty ? dcg[min(k, dcg.count) - 1] / ideal : 0
             }
         }
         return (recall.map { $0 / Double(users.count) }, ndcg.map { $0 / Double(users.count) })
@@ -105,15 +112,7 @@ public struct OfflineRetrieval {
         for r in rows {
             lines.append([r.arm, "\(r.k)", OfflineExperiment.interval(r.recall), OfflineExperiment.interval(r.ndcg)])
         }
-        let widths = (0..<4).map { col in lines.map { $0[col].count }.max()! }
-        var out = ""
-        for (i, line) in lines.enumerated() {
-            out += line.enumerated().map { col, cell in
-                let pad = String(repeating: " ", count: widths[col] - cell.count)
-                return col == 0 ? cell + pad : pad + cell
-            }.joined(separator: "   ") + "\n"
-            if i == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-        }
+        var out = alignedTable(lines)
         out += "\nMean over \(seeds) world(s) ± half-width of a 95% t interval. Recall@K: share of the oracle's top K (true click probability over the live catalog) among the retrieved top K; NDCG@K: the retrieved order weighed by true click probabilities against the oracle's.\n"
         return out
     }

@@ -74,7 +74,7 @@ public struct SeedSweep: Sendable {
 
     /// The share of seeds in which a comparison was significant, with a Wilson 95% interval.
     public func share(arm t: Int, metric m: Int, holm: Bool = false) -> (share: Double, low: Double, high: Double) {
-        let significant = outcomes.filter { ($0[t][m].pValue < alpha && !holm) || (holm && $0[t][m].pValueHolm < alpha) }.count
+        let significant = outcomes.filter { (holm ? $0[t][m].pValueHolm : $0[t][m].pValue) < alpha }.count
         return Self.wilson(significant, outcomes.count)
     }
 
@@ -129,14 +129,8 @@ public struct SeedSweep: Sendable {
             family += ["", String(format: "%.1f%%", 100 * f.share), ""]
         }
         lines.append(family)
-        let widths = lines[0].indices.map { c in lines.map { $0[c].count }.max()! }
         var out = "\(scenario.name) over \(seeds.count) seeds (\(seeds.first!)-\(seeds.last!)): how often each arm differs from \(control) at alpha \(alpha)\n\n"
-        for (k, line) in lines.enumerated() {
-            out += line.enumerated().map { c, cell in
-                c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[c] - cell.count) + cell
-            }.joined(separator: "   ") + "\n"
-            if k == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-        }
+        out += alignedTable(lines)
         out += "\nEach seed is a new world, a new split and a new learned path. Where the arms are identical (an A/A test) the share is the false-positive rate: near \(Int(alpha * 100))% "
             + "per metric, and at most \(Int(alpha * 100))% for the Holm family, when the statistics are sound. Where they differ it is the power.\n"
             + "The mean lift's interval takes the seed as the unit, so it includes the chance in what learning arms learned.\n"

@@ -200,32 +200,12 @@ public struct ResultsTable: Sendable {
             case .worse: return "\u{1B}[31m" + c.text + "\u{1B}[0m"
             }
         }
-        let lines = [header] + rows.map { $0.map(\.text) }
-        let widths = (0..<header.count).map { col in lines.map { $0[col].count }.max()! }
-        func line(_ cells: [String], _ visible: [String]) -> String {
-            var out = ""
-            for col in cells.indices {
-                let pad = String(repeating: " ", count: widths[col] - visible[col].count)
-                if col > 0 { out += "   " }
-                out += col == 0 ? cells[col] + pad : pad + cells[col]
-            }
-            while out.hasSuffix(" ") { out.removeLast() }
-            return out + "\n"
-        }
         var out = title + "\n\n"
-        out += line(header, header)
-        out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n"
-        for row in rows { out += line(row.map(shown), row.map(\.text)) }
+        out += alignedTable([header] + rows.map { $0.map(\.text) }, shown: [header] + rows.map { $0.map(shown) })
         out += "\n" + notes.map { $0 + "\n" }.joined()
         if !offPolicy.isEmpty {
             out += "\nOff-policy: each policy's top-slot click rate estimated from another arm's log (same candidates and scores), against what its own arm measured:\n\n"
-            let w = offPolicy[0].indices.map { c in offPolicy.map { $0[c].count }.max()! }
-            for (i, row) in offPolicy.enumerated() {
-                out += row.enumerated().map { c, cell in
-                    c < 2 ? cell.padding(toLength: w[c], withPad: " ", startingAt: 0) : String(repeating: " ", count: w[c] - cell.count) + cell
-                }.joined(separator: "   ") + "\n"
-                if i == 0 { out += w.map { String(repeating: "-", count: $0) }.joined(separator: "   ") + "\n" }
-            }
+            out += alignedTable(offPolicy, leftAligned: 2)
             out += "\nThe estimates read the logging arm's learned state; the measured value comes from the target arm's own, so a miss can be the two arms' learning diverging as well as the estimator. "
                 + "A mean weight far from 1 flags propensities that are off (Thompson's are estimated; few propensitySamples overstate small ones, and IPS then reads low; SNIPS corrects for it). View seconds: offPolicy in report.json.\n"
         }

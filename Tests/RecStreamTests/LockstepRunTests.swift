@@ -320,9 +320,11 @@ struct OfflineExperimentTests {
 
     @Test("t quantiles match scipy's")
     func tQuantiles() {
-        #expect(OfflineExperiment.tQuantile975(df: 2) == 4.303)
-        #expect(OfflineExperiment.tQuantile975(df: 10) == 2.228)
+        // scipy.stats.t.ppf(0.975, 2) = 4.302652729911275; t.ppf(0.975, 10) = 2.2281388519649385.
         let (mean, half) = OfflineExperiment.meanAndHalfWidth([1, 2, 3])
-        #expect(mean == 2 && abs(half - 4.303 / 3.0.squareRoot()) < 1e-12)
+        #expect(mean == 2 && abs(half - 4.302652729911275 / 3.0.squareRoot()) < 1e-9)
+        let (_, half10) = OfflineExperiment.meanAndHalfWidth((0..<11).map(Double.init))
+        let sd10 = (110.0 / 10).squareRoot()
+        #expect(abs(half10 - 2.2281388519649385 * sd10 / 11.0.squareRoot()) < 1e-9)
     }
 }

@@ -13,7 +13,6 @@ public final class InterestUsers {
     var next: [Int32]
     /// users x codes, each row a distribution; a row is uniform until its first engagement.
     var running: [Float]
-    var touched: [Bool]
     /// Each user's observable features (empty: none).
     let userFeatures: [UserFeatures]
 
@@ -28,7 +27,6 @@ public final class InterestUsers {
         count = [Int32](repeating: 0, count: users)
         next = count
         running = codes > 0 ? [Float](repeating: 1 / Float(codes), count: users * codes) : []
-        touched = [Bool](repeating: false, count: codes > 0 ? users : 0)
         for u in 0..<users {
             let h = histories.history(of: UserID(u))
             for e in h.suffix(length) { push(u, e.item) }
@@ -67,7 +65,6 @@ public final class InterestUsers {
         let base = Int(user) * codes
         for k in 0..<codes { running[base + k] *= 1 - smoothing }
         running[base + code] += smoothing
-        touched[Int(user)] = true
     }
 
     /// The user's running distribution over interests.

@@ -29,7 +29,6 @@ public final class ResidualQuantizer {
     let recentCapacity = 256
     var rng: RandomStream
     public private(set) var restarts = 0
-    public private(set) var updates = 0
     var initialised: [Bool]
 
     public init(dim: Int, codes: [Int], decay: Float = 0.99, epsilon: Float = 1e-5, deadThreshold: Float = 0.05, seed: UInt64) {
@@ -107,7 +106,6 @@ public final class ResidualQuantizer {
     /// batch a level sees initialises its codes on random residuals of that batch.
     public func update(_ batch: UnsafePointer<Float>, count: Int) {
         guard count > 0 else { return }
-        updates += 1
         var residual = [Float](repeating: 0, count: count * dim)
         residual.withUnsafeMutableBufferPointer { r in r.baseAddress!.update(from: batch, count: count * dim) }
         var counts = [Float](repeating: 0, count: codes.max()!)
