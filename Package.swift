@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
-            dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario"],
+            dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],
             swiftSettings: strict
         ),
     ]

@@ -30,18 +30,28 @@ def default(v, required):
     return "`" + json.dumps(v["default"]) + "`"
 
 
+def tagged(v, p, dflt, variant, rows):
+    """A tagged object (one of several `type`s): a row for it, then each variant's keys
+    (recursively, for a tagged object inside a variant)."""
+    types = ", ".join(f"`{o['properties']['type']['const']}`" for o in v["oneOf"])
+    rows.append((f"`{p}`{variant}", "object", dflt, f"{v['description']} `type`: {types}"))
+    for o in v["oneOf"]:
+        name = o["properties"]["type"]["const"]
+        for pk, pv in o["properties"].items():
+            if pk == "type":
+                continue
+            if "oneOf" in pv:
+                tagged(pv, f"{p}.{pk}", default(pv, False), f" ({name})", rows)
+            else:
+                rows.append((f"`{p}.{pk}` ({name})", pv.get("type", ""), default(pv, False), pv["description"] + ranges(pv)))
+
+
 def walk(node, path, rows):
     required = set(node.get("required", []))
     for key, v in node.get("properties", {}).items():
         p = f"{path}.{key}" if path else key
         if "oneOf" in v:
-            types = ", ".join(f"`{o['properties']['type']['const']}`" for o in v["oneOf"])
-            rows.append((f"`{p}`", "object", default(v, key in required), f"{v['description']} `type`: {types}"))
-            for o in v["oneOf"]:
-                name = o["properties"]["type"]["const"]
-                for pk, pv in o["properties"].items():
-                    if pk != "type":
-                        rows.append((f"`{p}.{pk}` ({name})", pv.get("type", ""), default(pv, False), pv["description"] + ranges(pv)))
+            tagged(v, p, default(v, key in required), "", rows)
         elif v.get("type") == "object" and "properties" in v:
             walk(v, p, rows)
         elif v.get("type") == "array" and v["items"].get("type") == "object":

@@ -22,6 +22,12 @@ public struct ArmMetrics: Sendable {
     /// Clicks per item in its first `newItemTicks` ticks (page views of new items).
     var earlyClicks: [UInt32]
     let newItemTicks: Int
+    /// Impressions and clicks of items younger than `newItemTicks` that arrived during the
+    /// run (tick 1 on): how well the arm serves items nobody knew at the start.
+    public private(set) var youngImpressions = 0
+    public private(set) var youngClicks = 0
+    /// Click-through rate of young items (NaN when none were shown).
+    public var youngCTR: Double { youngImpressions > 0 ? Double(youngClicks) / Double(youngImpressions) : .nan }
     /// Regret against the oracle on the sampled slates: expected clicks the oracle's slate
     /// would have had minus the served slate's.
     public private(set) var regret = Regret()
@@ -147,6 +153,7 @@ public struct ArmMetrics: Sendable {
             if item >= exposures.count { grow(to: item) }
             if exposures[item] == 0 { distinctShown += 1 }
             exposures[item] += 1
+            if itemBorn >= 1 && Int(f.header.tick) - Int(itemBorn) < newItemTicks { youngImpressions += 1 }
         case .click:
             clicks[slot] += 1
             viewSeconds[slot] += Double(f.viewSeconds)
@@ -156,6 +163,7 @@ public struct ArmMetrics: Sendable {
             if Int(f.header.tick) - Int(itemBorn) < newItemTicks {
                 if item >= earlyClicks.count { grow(to: item) }
                 earlyClicks[item] += 1
+                if itemBorn >= 1 { youngClicks += 1 }
             }
             if f.position == 0 {
                 topSlot.clicks += 1
@@ -197,6 +205,8 @@ public struct ArmMetrics: Sendable {
         }
         for i in exposures.indices { exposures[i] = 0 }
         distinctShown = 0
+        youngImpressions = 0
+        youngClicks = 0
         topSlot = TopSlot()
         regret = Regret()
     }

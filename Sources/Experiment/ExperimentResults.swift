@@ -119,6 +119,10 @@ public struct ExperimentResults: Sendable {
                 "reached": .integer(Int64(pv.reached)), "items": .integer(Int64(pv.items)),
                 "share": .number(pv.items > 0 ? Double(pv.reached) / Double(pv.items) : .nan),
             ]
+            o["newItemCtr"] = [
+                "ticks": .integer(Int64(e.newItemTicks)), "impressions": .integer(Int64(arm.youngImpressions)),
+                "clicks": .integer(Int64(arm.youngClicks)), "ctr": .number(arm.youngCTR),
+            ]
             o["regret"] = [
                 "samples": .integer(Int64(arm.regret.samples)), "mean": .number(arm.regret.mean),
                 "standardError": .number(arm.regret.standardError), "shareOfOracle": .number(arm.regret.shareOfOracle),

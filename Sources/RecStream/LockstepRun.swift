@@ -154,9 +154,11 @@ public final class LockstepRun {
             let itemsBefore = population.catalog.count
             if population.advanceCatalog(to: tick) {
                 let categories = population.catalog.subcategory.map(UInt32.init)
+                let arrived = population.catalog.bornTick.indices.map { $0 < initialItems ? Int32.min : population.catalog.bornTick[$0] }
                 for arm in servers.indices {
-                    servers[arm].updateCatalog(live: population.catalog.liveItems, count: population.catalog.count)
-                    trainers[arm].updateCatalog(categories: categories, categoryCount: categoryCount, tokens: population.catalog.tokens)
+                    servers[arm].updateCatalog(live: population.catalog.liveItems, count: population.catalog.count, arrived: arrived)
+                    trainers[arm].updateCatalog(categories: categories, categoryCount: categoryCount, tokens: population.catalog.tokens,
+                                                live: population.catalog.liveItems)
                 }
                 try truth?.write(population.itemTruthLines(from: itemsBefore))
             }
@@ -330,7 +332,7 @@ public final class LockstepRun {
         let results = ExperimentResults(
             scenario: s, arms: metrics, catalogSize: population.catalog.count,
             items: ItemFacts(born: population.catalog.bornTick, head: population.catalog.popularHead(share: 0.2)),
-            modelEvaluations: trainers.map { $0.sequence?.evaluations ?? [] },
+            modelEvaluations: trainers.map(\.evaluations),
             offPolicy: offPolicy.flatMap { $0 },
             messages: [
                 "requests": requestStage.received, "recommendations": slateStage.received, "feedback": feedbackStage.received,
@@ -542,7 +544,8 @@ struct ServeWork: @unchecked Sendable {
             let began = clock.now
             servers[arm].serve(requests[i], statistics: trainer.statistics, model: trainer.sequence?.model,
                                histories: trainer.sequence?.histories, towers: trainer.towers?.towers,
-                               interestUsers: trainer.towers?.users, into: &slates[arm])
+                               interestUsers: trainer.towers?.users, poly: trainer.poly?.model, polyHistories: trainer.poly?.histories,
+                               into: &slates[arm])
             let elapsed = clock.now - began
             _ = latency[arm].record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
             starts[i] = (start, slates[arm].count - start)

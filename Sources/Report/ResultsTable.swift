@@ -33,6 +33,7 @@ public struct ResultsTable: Sendable {
         ("catalog coverage", "coverage", "coverage", false),
         ("regret (clicks/slate)", "regret", "regret", false),
         ("new items reaching N", "newItems", "newItems", false),
+        ("CTR of new items", "newItemCtr", "newItemCtr", false),
         ("exposure Gini", "exposureGini", "exposureGini", false),
         ("long-tail share", "longTailShare", "longTailShare", false),
     ]
@@ -57,6 +58,11 @@ public struct ResultsTable: Sendable {
                 label = "new items reaching \(integerText(n["views"])) clicks in \(integerText(n["ticks"])) ticks"
             }
             if row.key == "regret" && arms.allSatisfy({ integer($0["regret"]?["samples"]) ?? 0 == 0 }) { continue }
+            if row.key == "newItemCtr" {
+                // Only where new items were shown (a world without arrivals has none).
+                guard arms.contains(where: { integer($0["newItemCtr"]?["impressions"]) ?? 0 > 0 }) else { continue }
+                if let n = arms.first?["newItemCtr"] { label = "CTR of new items (< \(integerText(n["ticks"])) ticks old)" }
+            }
             var cells = [Cell(text: label)]
             for arm in arms {
                 if row.key == "regret" {
@@ -67,6 +73,9 @@ public struct ResultsTable: Sendable {
                     cells.append(Cell(text: "\(formatPercent(number(n?["share"]))) (\(integerText(n?["reached"]))/\(integerText(n?["items"])))"))
                 } else if row.key == "exposureGini" {
                     cells.append(Cell(text: String(format: "%.3f", number(arm[row.key]))))
+                } else if row.key == "newItemCtr" {
+                    let n = arm["newItemCtr"]
+                    cells.append(Cell(text: "\(formatPercent(number(n?["ctr"]))) (\(integerText(n?["clicks"]))/\(integerText(n?["impressions"])))"))
                 } else if row.perUser {
                     let m = arm["perUser"]?[row.key]
                     cells.append(Cell(text: "\(formatNumber(number(m?["mean"]))) ± \(formatNumber(1.959963984540054 * number(m?["standardError"])))"))
@@ -96,6 +105,9 @@ public struct ResultsTable: Sendable {
                 } else if row.key == "exposureGini" {
                     let v = number(arm[row.key]), b = number(arms[control][row.key])
                     cells.append(Cell(text: v.isFinite && b.isFinite ? String(format: "%+.3f", v - b) : ""))
+                } else if row.key == "newItemCtr" {
+                    let v = number(arm["newItemCtr"]?["ctr"]), b = number(arms[control]["newItemCtr"]?["ctr"])
+                    cells.append(Cell(text: v.isFinite && b.isFinite && b > 0 ? formatSignedPercent(v / b - 1) : ""))
                 } else if row.key == "ctr" {
                     let r = arm["ctrVsControl"]
                     cells.append(Self.lift(number(r?["relativeLift"]), number(r?["relativeLow95"]), number(r?["relativeHigh95"])))
@@ -147,7 +159,7 @@ public struct ResultsTable: Sendable {
             notes.append("Interests discovered: a user's first click in an interest whose probability was below the arm's discoveryBelow when served. Purity and NMI: the items' level-0 codes at the end against the world's true topics.")
         }
         if auc.contains(where: { $0 != nil }) {
-            notes.append("Model AUC: how the arm's sequence model ranked each tick's impressions before learning from them, over the last half of the run.")
+            notes.append("Model AUC: how the arm's ranking model (a blend's: its sequence model) ranked each tick's impressions before learning from them, over the last half of the run.")
         }
         let warmup = report.warmupTicks
         if warmup > 0 {

@@ -186,6 +186,45 @@ public enum Ranking: Sendable, Equatable {
     case ctr(priorClicks: Double, priorImpressions: Double)
     /// A long-sequence model (DARE, TWIN or DIN) trained online on the arm's feedback.
     case sequence(SequenceModelSettings)
+    /// EmbSum-style poly-attention over content tokens, trained online on the arm's feedback.
+    case poly(PolyRankingSettings)
+    /// Poly's scores for items younger than `youngTicks` (arrived during the run), a
+    /// sequence model's for the rest; both are click probabilities, so they compare.
+    case blend(young: PolyRankingSettings, established: SequenceModelSettings, youngTicks: Int)
+
+    /// The sequence model the arm trains, if any.
+    public var sequenceModel: SequenceModelSettings? {
+        switch self {
+        case .sequence(let m), .blend(_, let m, _): m
+        default: nil
+        }
+    }
+
+    /// The poly-attention model the arm trains, if any.
+    public var polyModel: PolyRankingSettings? {
+        switch self {
+        case .poly(let p), .blend(let p, _, _): p
+        default: nil
+        }
+    }
+}
+
+/// The poly-attention model's knobs, as the scenario gives them (see `Scenario.schema`).
+public struct PolyRankingSettings: Sendable, Equatable {
+    public var dim: Int
+    public var userCodes: Int
+    public var contentCodes: Int
+    public var sessions: Int
+    public var sessionSize: Int
+    public var negatives: Int
+    /// "learned" or "plain".
+    public var matching: String
+    public var temperature: Double
+    public var summaryWeight: Double
+    public var summaryTokens: Int
+    public var learningRate: Double
+    /// Slates per training step.
+    public var batchSize: Int
 }
 
 /// A long-sequence ranking model's knobs, as the scenario gives them.
@@ -237,7 +276,7 @@ public struct ExperimentSettings: Sendable, Equatable {
 
 /// Metrics the results table shows.
 public enum Metric: String, Sendable, CaseIterable {
-    case viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, exposureGini, longTailShare
+    case viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, newItemCtr, exposureGini, longTailShare
 }
 
 /// The offline experiment's knobs.
@@ -248,6 +287,8 @@ public struct OfflineSettings: Sendable, Equatable {
     public var testSamples: Int
     public var epochs: Int
     public var relevantShare: Double
+    /// Share of items held out of training (scored in test only): the cold-start column.
+    public var coldShare: Double = 0
 }
 
 public struct KafkaSettings: Sendable, Equatable {

@@ -72,8 +72,12 @@ extension Scenario {
             if arm.candidates < population.slateSize {
                 issues.append(ScenarioIssue("arms[\(i)].candidates", "must be at least population.slateSize (\(population.slateSize)), got \(arm.candidates)"))
             }
-            if case .sequence(let m) = arm.ranking, m.topK > m.maxHistory {
-                issues.append(ScenarioIssue("arms[\(i)].ranking.topK", "must be at most arms[\(i)].ranking.maxHistory (\(m.maxHistory)), got \(m.topK)"))
+            if let m = arm.ranking.sequenceModel, m.topK > m.maxHistory {
+                let at = if case .blend = arm.ranking { "arms[\(i)].ranking.established" } else { "arms[\(i)].ranking" }
+                issues.append(ScenarioIssue("\(at).topK", "must be at most \(at).maxHistory (\(m.maxHistory)), got \(m.topK)"))
+            }
+            if let p = arm.ranking.polyModel, p.summaryTokens > catalog.vocabulary {
+                issues.append(ScenarioIssue("arms[\(i)].ranking.summaryTokens", "the catalog defines \(catalog.vocabulary) content tokens (catalog.vocabulary); the summary cannot predict \(p.summaryTokens) of them"))
             }
             if case .interestSampling = arm.policy {
                 var sparc = false
@@ -184,16 +188,28 @@ extension Scenario {
             default: retrieval = .random
             }
             let rk = a["ranking"]
+            func sequence(_ r: Resolved) -> SequenceModelSettings {
+                let type = r["type"].string
+                return SequenceModelSettings(
+                    design: type,
+                    attentionDim: type == "dare" ? r["attentionDim"].int : r["dim"].int,
+                    representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
+                    topK: r["topK"].int, maxHistory: r["maxHistory"].int,
+                    learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
+            }
+            func poly(_ r: Resolved) -> PolyRankingSettings {
+                PolyRankingSettings(
+                    dim: r["dim"].int, userCodes: r["userCodes"].int, contentCodes: r["contentCodes"].int,
+                    sessions: r["sessions"].int, sessionSize: r["sessionSize"].int, negatives: r["negatives"].int,
+                    matching: r["matching"].string, temperature: r["temperature"].double, summaryWeight: r["summaryWeight"].double,
+                    summaryTokens: r["summaryTokens"].int, learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
+            }
             let ranking: Ranking = switch rk["type"].string {
             case "popularity": .popularity
             case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
-            case "dare", "twin", "twin-proj", "din":
-                .sequence(SequenceModelSettings(
-                    design: rk["type"].string,
-                    attentionDim: rk["type"].string == "dare" ? rk["attentionDim"].int : rk["dim"].int,
-                    representationDim: rk["type"].string == "dare" ? rk["representationDim"].int : rk["dim"].int,
-                    topK: rk["topK"].int, maxHistory: rk["maxHistory"].int,
-                    learningRate: rk["learningRate"].double, batchSize: rk["batchSize"].int))
+            case "dare", "twin", "twin-proj", "din": .sequence(sequence(rk))
+            case "poly": .poly(poly(rk))
+            case "blend": .blend(young: poly(rk), established: sequence(rk["established"]), youngTicks: rk["youngTicks"].int)
             default: .random
             }
             let pol = a["policy"]
@@ -216,7 +232,8 @@ extension Scenario {
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
         let off = r["offline"]
         offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,
-                                  testSamples: off["testSamples"].int, epochs: off["epochs"].int, relevantShare: off["relevantShare"].double)
+                                  testSamples: off["testSamples"].int, epochs: off["epochs"].int, relevantShare: off["relevantShare"].double,
+                                  coldShare: off["coldShare"].double)
         let k = r["kafka"]
         kafka = KafkaSettings(brokers: k["brokers"].optionalString, topicPrefix: k["topicPrefix"].string,
                               partitions: k["partitions"].int, replicationFactor: k["replicationFactor"].int,

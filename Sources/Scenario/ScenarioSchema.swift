@@ -42,9 +42,8 @@ extension Scenario {
         ]
     }
 
-    static let ranking = TaggedSchema("ranking model", "How candidates are scored.", [
-        .init("random", "Random scores."),
-        .init("popularity", "Click counts learned online from the arm's feedback."),
+    /// The long-sequence models (also what a blend uses for established items).
+    static let sequenceVariants: [TaggedSchema.Variant] = [
         .init("dare", "DARE: decoupled attention and representation embeddings with top-K search over the history, trained online.",
               sequenceProperties([
                   Property("attentionDim", .integer(minimum: 1, maximum: 1024), "Attention embedding size per field (item, category, time).", default: 16),
@@ -62,6 +61,32 @@ extension Scenario {
               sequenceProperties([
                   Property("dim", .integer(minimum: 1, maximum: 1024), "Embedding size per field (item, category, time).", default: 16),
               ])),
+    ]
+
+    static let polyProperties: [Property] = [
+        Property("dim", .integer(minimum: 1, maximum: 1024), "Width of token states, content vectors and poly embeddings.", default: 64),
+        Property("userCodes", .integer(minimum: 1, maximum: 1024), "m: context codes attending over the user's sessions and summary (user poly-embeddings).", default: 32),
+        Property("contentCodes", .integer(minimum: 1, maximum: 1024), "n: context codes attending over an item's content tokens (content poly-embeddings).", default: 4),
+        Property("sessions", .integer(minimum: 1, maximum: 1000), "g: sessions of the history read (the last g x sessionSize clicks).", default: 15),
+        Property("sessionSize", .integer(minimum: 1, maximum: 1000), "p: clicks per session; sessions are encoded independently.", default: 4),
+        Property("negatives", .integer(minimum: 1, maximum: 1000), "r: negatives per click in the NCE loss: the slate's non-clicks first, then random live items.", default: 4),
+        Property("matching", .string(oneOf: ["learned", "plain"]), "How the m x n dot products are weighted: learned (softmax of A gelu(B W^s)^T, EmbSum's) or plain (softmax of the products themselves).", default: "learned"),
+        Property("temperature", .number(minimum: 0, maximum: 100, exclusiveMinimum: true), "NCE temperature.", default: 1),
+        Property("summaryWeight", .number(minimum: 0, maximum: 100), "lambda: weight of the summary loss (the summary vector predicts the user's top TF-IDF tokens); 0 turns it off.", default: 1),
+        Property("summaryTokens", .integer(minimum: 1, maximum: 1000), "T: the user's top TF-IDF content tokens the summary predicts (at most catalog.vocabulary).", default: 16),
+        Property("learningRate", .number(minimum: 0, maximum: 10, exclusiveMinimum: true), "Adam learning rate. EmbSum fine-tunes a pre-trained T5 (1e-3, batch 128); trained from scratch online, Poly needs more and larger steps: in cold-start.json, 1e-3 with 128 slates left it 41% behind DARE on view seconds, 0.01 with 32 put it 8% ahead.", default: 0.01),
+        Property("batchSize", .integer(minimum: 1, maximum: 1_000_000), "Slates (requests) per training step; a slate without a click adds nothing.", default: 32),
+    ]
+
+    static let ranking = TaggedSchema("ranking model", "How candidates are scored.", [
+        .init("random", "Random scores."),
+        .init("popularity", "Click counts learned online from the arm's feedback."),
+    ] + sequenceVariants + [
+        .init("poly", "EmbSum-style poly-attention: several user embeddings from the sessions of the history and a summary, a few content embeddings from the item's tokens, matched by attention; scores items nobody has clicked yet.", polyProperties),
+        .init("blend", "Poly for items younger than youngTicks (arrived during the run), a sequence model for the rest.", polyProperties + [
+            Property("youngTicks", .integer(minimum: 1, maximum: 1_000_000), "Items younger than this (in ticks since arrival) are scored by Poly.", default: 10),
+            Property("established", .tagged(TaggedSchema("sequence model", "The model for established items.", sequenceVariants)), "The sequence model for established items.", default: ["type": "dare"]),
+        ]),
         .init("ctr", "Click-through rate learned online, smoothed by a Beta prior.", [
             Property("priorClicks", .number(minimum: 0, exclusiveMinimum: true), "Prior clicks of every item.", default: 1),
             Property("priorImpressions", .number(minimum: 0, exclusiveMinimum: true), "Prior impressions of every item.", default: 20),
@@ -193,6 +218,7 @@ extension Scenario {
             Property("testSamples", .integer(minimum: 1, maximum: 100_000_000), "Logged test samples per seed.", default: 5000),
             Property("epochs", .integer(minimum: 1, maximum: 100), "Passes over the training samples.", default: 2),
             Property("relevantShare", .number(minimum: 0, maximum: 1), "Logging policy: share of targets drawn from the user's interests (the rest uniformly).", default: 0.5),
+            Property("coldShare", .number(minimum: 0, maximum: 0.9), "Share of items (by a hash) no training sample targets; the table adds their test AUC: ranking items a model never trained on.", default: 0),
         ])), "The offline experiment (`recstream offline`).", default: [:]),
         Property("kafka", .object(ObjectSchema("The Kafka transport.", [
             Property("brokers", .nullable(.string(minLength: 1)), "Bootstrap servers of a cluster; null runs the embedded broker. `--brokers` overrides it.", default: .null),

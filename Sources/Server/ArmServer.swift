@@ -60,6 +60,12 @@ public struct ArmServer: Sendable {
     var firsts: [(candidate: Int, weight: Double)] = []
     var interestSeen: [UInt32] = []
     var interestStamp: UInt32 = 0
+    /// The tick each item arrived in the run (Int32.min for the initial catalog), and a
+    /// blend's young candidates: their indices, items and Poly scores.
+    var arrived: [Int32]
+    var youngIndex: [Int] = []
+    var youngItems: [ItemID] = []
+    var youngScores: [Float] = []
 
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
@@ -75,11 +81,15 @@ public struct ArmServer: Sendable {
         taken = [Bool](repeating: false, count: settings.candidates)
         baseScores = scores
         candidateIndex = [Int32](repeating: 0, count: catalogSize)
+        arrived = [Int32](repeating: .min, count: catalogSize)
     }
 
-    /// Takes in the catalog feed: which items exist and can be served.
-    public mutating func updateCatalog(live: [ItemID], count: Int) {
+    /// Takes in the catalog feed: which items exist and can be served, and the tick each
+    /// arrived (Int32.min for items of the initial catalog; nil: none arrived).
+    public mutating func updateCatalog(live: [ItemID], count: Int, arrived: [Int32]? = nil) {
         liveItems = live
+        if let arrived { self.arrived = arrived }
+        if self.arrived.count < count { self.arrived.append(contentsOf: repeatElement(.min, count: count - self.arrived.count)) }
         if isLive.count < count {
             isLive.append(contentsOf: repeatElement(false, count: count - isLive.count))
             seenStamp.append(contentsOf: repeatElement(0, count: count - seenStamp.count))
@@ -100,9 +110,11 @@ public struct ArmServer: Sendable {
     }
 
     /// Builds the slate for `request`, appending its entries to `slate`. A sequence model
-    /// (DARE, TWIN) scores with the user's history as the arm's trainer holds it.
+    /// (DARE, TWIN) and a poly-attention model score with the user's history as the arm's
+    /// trainer holds it.
     public mutating func serve(_ request: Request, statistics: ItemStatistics, model: RankingModel? = nil,
                                histories: UserHistories? = nil, towers: InterestTowers? = nil, interestUsers: InterestUsers? = nil,
+                               poly: PolyModel? = nil, polyHistories: UserHistories? = nil,
                                into slate: inout [SlateEntry]) {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
         if case .towers(let t) = settings.retrieval {
@@ -111,7 +123,8 @@ public struct ArmServer: Sendable {
         } else {
             retrieve(&rng)
         }
-        score(statistics, model: model, history: histories?.history(of: request.header.user), &rng)
+        score(statistics, model: model, history: histories?.history(of: request.header.user),
+              poly: poly, polyHistory: polyHistories?.history(of: request.header.user), tick: request.header.tick, &rng)
         let first = slate.count
         select(k: min(Int(request.slateSize), candidates.count), statistics: statistics, &rng, into: &slate)
         if !offPolicyTargets.isEmpty, slate.count > first {
@@ -283,6 +296,7 @@ public struct ArmServer: Sendable {
     }
 
     mutating func score(_ statistics: ItemStatistics, model: RankingModel?, history: UnsafeBufferPointer<HistoryEntry>?,
+                        poly: PolyModel? = nil, polyHistory: UnsafeBufferPointer<HistoryEntry>? = nil, tick: Tick = 0,
                         _ rng: inout RandomStream) {
         let n = candidates.count
         switch settings.ranking {
@@ -290,6 +304,31 @@ public struct ArmServer: Sendable {
             guard let model, let history else { preconditionFailure("a sequence-model arm is served without its model") }
             candidates.withUnsafeBufferPointer { c in
                 scores.withUnsafeMutableBufferPointer { s in model.score(history: history, candidates: c, into: s.baseAddress!) }
+            }
+        case .poly:
+            guard let poly, let polyHistory else { preconditionFailure("a poly arm is served without its model") }
+            candidates.withUnsafeBufferPointer { c in
+                scores.withUnsafeMutableBufferPointer { s in poly.score(history: polyHistory, candidates: c, into: s.baseAddress!) }
+            }
+        case .blend(_, _, let youngTicks):
+            guard let model, let history, let poly, let polyHistory else { preconditionFailure("a blend arm is served without its models") }
+            // Both give click probabilities: the sequence model's for every candidate, then
+            // Poly's in place of it for the young ones (whose id rows have learned little).
+            youngIndex.removeAll(keepingCapacity: true)
+            youngItems.removeAll(keepingCapacity: true)
+            for i in 0..<n where Int64(tick) - Int64(arrived[Int(candidates[i])]) < Int64(youngTicks) {
+                youngIndex.append(i)
+                youngItems.append(candidates[i])
+            }
+            candidates.withUnsafeBufferPointer { c in
+                scores.withUnsafeMutableBufferPointer { s in model.score(history: history, candidates: c, into: s.baseAddress!) }
+            }
+            if !youngItems.isEmpty {
+                if youngScores.count < youngItems.count { youngScores = [Float](repeating: 0, count: settings.candidates) }
+                youngItems.withUnsafeBufferPointer { c in
+                    youngScores.withUnsafeMutableBufferPointer { s in poly.score(history: polyHistory, candidates: c, into: s.baseAddress!) }
+                }
+                for (k, i) in youngIndex.enumerated() { scores[i] = youngScores[k] }
             }
         case .random:
             for i in 0..<n { scores[i] = rng.nextFloat() }

@@ -10,7 +10,13 @@ public final class ArmTrainer {
     public let sequence: SequenceLearner?
     /// Retrieval towers (two-tower or SPARC), when the arm retrieves with them.
     public let towers: TowerLearner?
+    /// The poly-attention model, when the arm ranks (or blends) with it.
+    public let poly: PolyLearner?
     public private(set) var eventsApplied = 0
+
+    /// The ranking model's progressive evaluation per tick: the sequence model's (a blend's
+    /// established-item model), else Poly's.
+    public var evaluations: [TickEvaluation] { sequence?.evaluations ?? poly?.evaluations ?? [] }
 
     /// - Parameters:
     ///   - histories: the users' logged histories, which a sequence model starts from.
@@ -25,7 +31,17 @@ public final class ArmTrainer {
         } else {
             towers = nil
         }
-        if case .sequence(let m) = ranking {
+        if let p = ranking.polyModel, let content {
+            let model = PolyLearner.model(p, vocabulary: content.vocabulary, tokensPerItem: content.tokensPerItem, categoryCount: categoryCount,
+                                          tokens: content.tokens, categories: categories, seed: seed &+ 0x70_6f_6c_79)
+            model.updateCatalog(tokens: content.tokens, categories: categories, categoryCount: categoryCount,
+                                live: content.live.indices.filter { content.live[$0] }.map(ItemID.init))
+            poly = PolyLearner(model: model, histories: UserHistories(users: users, cap: p.sessions * p.sessionSize, initial: histories),
+                               batchSize: p.batchSize)
+        } else {
+            poly = nil
+        }
+        if let m = ranking.sequenceModel {
             var s = RankingModelSettings()
             s.design = EmbeddingDesign(rawValue: m.design) ?? .dare
             s.attentionDim = m.attentionDim
@@ -43,9 +59,10 @@ public final class ArmTrainer {
         }
     }
 
-    /// Takes in the catalog feed (new items get embedding rows).
-    public func updateCatalog(categories: [UInt32], categoryCount: Int, tokens: [UInt32] = []) {
+    /// Takes in the catalog feed (new items get embedding rows, or content for Poly).
+    public func updateCatalog(categories: [UInt32], categoryCount: Int, tokens: [UInt32] = [], live: [ItemID]? = nil) {
         sequence?.model.updateCatalog(categories: categories, categoryCount: categoryCount)
+        poly?.model.updateCatalog(tokens: tokens, categories: categories, categoryCount: categoryCount, live: live)
         towers?.updateCatalog(categories: categories, categoryCount: categoryCount, tokens: tokens)
     }
 
@@ -65,6 +82,7 @@ public final class ArmTrainer {
             }
         }
         sequence?.learn(tick: tick, feedback: feedback)
+        poly?.learn(tick: tick, feedback: feedback)
         towers?.learn(feedback)
         eventsApplied += feedback.count
     }

@@ -4,6 +4,8 @@ import Testing
 @testable import RecCore
 @testable import RecStream
 @testable import Scenario
+import Population
+import Report
 
 /// A small world, quick to run, with all three policies in play.
 func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, prefix: String = "t") throws -> Scenario {
@@ -185,6 +187,38 @@ struct LockstepRunTests {
         }
     }
 
+    @Test("Poly and blend arms learn and serve online, score new items, the same with 1 and 3 partitions")
+    func polyArms() throws {
+        func scenario(_ partitions: Int) throws -> Scenario {
+            try Scenario.decode("""
+            {"name": "poly", "seed": 5, "ticks": 6,
+             "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "history": {"median": 30, "max": 100}},
+             "catalog": {"items": 300, "topCategories": 4, "subcategories": 3, "topics": 12, "arrivalsPerTick": 20, "retireProbability": 0.02},
+             "arms": [
+               {"name": "poly", "share": 0.5, "candidates": 40, "ranking": {"type": "poly", "dim": 8, "userCodes": 4, "sessions": 3}},
+               {"name": "blend", "share": 0.5, "candidates": 40,
+                "ranking": {"type": "blend", "dim": 8, "userCodes": 4, "youngTicks": 3, "established": {"type": "twin", "dim": 4, "topK": 4, "maxHistory": 20}}}
+             ],
+             "experiment": {"warmupTicks": 1, "newItemTicks": 3},
+             "kafka": {"partitions": \(partitions), "topicPrefix": "poly"}}
+            """)
+        }
+        let run = try LockstepRun(scenario: scenario(1)).run()
+        let one = run.results
+        let three = try LockstepRun(scenario: scenario(3)).run().results
+        #expect(one.json.rendered() == three.json.rendered())
+        for arm in one.arms {
+            #expect(arm.totalClicks > 0 && arm.totalImpressions == arm.totalRequests * 5, "\(arm.name)")
+            // Items that arrived during the run were shown and clicked while young.
+            #expect(arm.youngImpressions > 0 && arm.youngClicks > 0 && arm.youngCTR < 1, "\(arm.name)")
+        }
+        // Both models were evaluated every tick, before learning.
+        for evaluations in one.modelEvaluations {
+            #expect(evaluations.count == 6 && evaluations.allSatisfy { $0.samples > 0 && $0.auc > 0 && $0.auc < 1 })
+        }
+        #expect(one.table(color: false).contains("CTR of new items (< 3 ticks old)"))
+    }
+
     @Test("a broker that goes down mid-run and comes back gives the same results")
     func brokerOutage() throws {
         let clean = try results(smallScenario(prefix: "clean"))
@@ -287,26 +321,44 @@ struct OfflineExperimentTests {
          "catalog": {"items": 500, "topics": 10, "topCategories": 3, "subcategories": 4, "arrivalsPerTick": 0},
          "arms": [{"name": "twin", "share": 0.5, "candidates": 10, "ranking": {"type": "twin", "dim": 4, "topK": 8, "maxHistory": 40}},
                   {"name": "dare", "share": 0.5, "candidates": 10, "ranking": {"type": "dare", "topK": 8, "maxHistory": 40}},
-                  {"name": "base", "share": 0.0001, "candidates": 10}],
-         "offline": {"dims": [4, 8], "seeds": 2, "trainSamples": 3000, "testSamples": 800, "epochs": 1}}
+                  {"name": "poly", "share": 0.0001, "candidates": 10, "ranking": {"type": "poly", "userCodes": 4, "sessions": 5}}],
+         "offline": {"dims": [4, 8], "seeds": 2, "trainSamples": 3000, "testSamples": 800, "epochs": 1, "coldShare": 0.2}}
         """.replacingOccurrences(of: "0.5, \"candidates\": 10, \"ranking\": {\"type\": \"dare\"", with: "0.4999, \"candidates\": 10, \"ranking\": {\"type\": \"dare\""))
     }
 
-    @Test("one row per sequence model and dimension, every metric in range, the same twice")
+    @Test("one row per model and dimension, every metric in range, the same twice")
     func rows() throws {
         let s = try scenario()
         let cells = try OfflineExperiment(scenario: s).run()
-        #expect(cells.map { "\($0.model)/\($0.dim)" } == ["twin/4", "twin/8", "dare/4", "dare/8"])
+        #expect(cells.map { "\($0.model)/\($0.dim)" } == ["twin/4", "twin/8", "dare/4", "dare/8", "poly/4", "poly/8"])
         for c in cells {
-            #expect(c.auc.count == 2 && c.gauc.count == 2 && c.logLoss.count == 2 && c.ndcg.count == 2)
+            #expect(c.auc.count == 2 && c.gauc.count == 2 && c.logLoss.count == 2 && c.ndcg.count == 2 && c.coldAUC.count == 2)
             #expect(c.auc.allSatisfy { $0 > 0.5 && $0 < 1 }, "\(c.model)/\(c.dim) AUC \(c.auc)")
-            #expect(c.ndcg.allSatisfy { $0 > 0 && $0 <= 1 }, "\(c.model)/\(c.dim) NDCG \(c.ndcg)")
-            #expect(c.logLoss.allSatisfy { $0 > 0 })
+            #expect(c.coldAUC.allSatisfy { $0 > 0 && $0 < 1 }, "\(c.model)/\(c.dim) held-out AUC \(c.coldAUC)")
+            #expect(c.logLoss.allSatisfy { $0 > 0 && $0 < 1 })
+            if c.model == "poly" {
+                #expect(c.ndcg.allSatisfy { $0.isNaN }, "Poly has no search stage")
+            } else {
+                #expect(c.ndcg.allSatisfy { $0 > 0 && $0 <= 1 }, "\(c.model)/\(c.dim) NDCG \(c.ndcg)")
+            }
         }
         let again = try OfflineExperiment(scenario: s).run()
-        #expect(again.map(\.auc) == cells.map(\.auc) && again.map(\.ndcg) == cells.map(\.ndcg))
+        #expect(again.map(\.auc) == cells.map(\.auc) && again.map(\.coldAUC) == cells.map(\.coldAUC))
         let table = OfflineExperiment.table(cells, seeds: 2)
-        #expect(table.contains("retrieval NDCG") && table.contains("dare"))
+        #expect(table.contains("retrieval NDCG") && table.contains("poly") && table.contains("AUC, held-out items"))
+    }
+
+    @Test("held-out items are never a training target, and are in the test split")
+    func heldOut() throws {
+        let s = try scenario()
+        let experiment = OfflineExperiment(scenario: s)
+        let world = Population(s)
+        let cold = experiment.held(world)
+        let share = Double(cold.filter { $0 }.count) / Double(cold.count)
+        #expect(share > 0.15 && share < 0.25)
+        let (train, test) = experiment.logged(world, seed: s.seed)
+        #expect(!train.contains { cold[Int($0.target)] })
+        #expect(test.contains { cold[Int($0.target)] })
     }
 
     @Test("a scenario without sequence models is refused with a reason")
@@ -314,7 +366,7 @@ struct OfflineExperimentTests {
         let s = try Scenario.decode(#"{"name": "x", "arms": [{"name": "a", "share": 1}]}"#)
         #expect(throws: RunError.self) { try OfflineExperiment(scenario: s).run() }
         do { _ = try OfflineExperiment(scenario: s).run() } catch {
-            #expect("\(error)" == "x: no arm ranks with a sequence model (dare, twin, twin-proj or din); nothing to compare offline")
+            #expect("\(error)" == "x: no arm ranks with a sequence model (dare, twin, twin-proj or din) or poly; nothing to compare offline")
         }
     }
 

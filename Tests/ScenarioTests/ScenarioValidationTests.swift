@@ -150,7 +150,7 @@ struct ScenarioValidationTests {
             o["experiment"] = ["warmupTicks": 10]
         }, ["s.json: experiment.warmupTicks: must be less than ticks (10), so the experiment has ticks of its own, got 10"]),
         ("unknown metric", edited { $0["metrics"] = ["ctr", "gvm"] },
-         ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, exposureGini, longTailShare"]),
+         ["s.json: metrics[1]: unknown value 'gvm' (did you mean 'gmv'?); one of viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, newItemCtr, exposureGini, longTailShare"]),
         ("nested kafka property", edited { $0["kafka"] = ["properties": ["a": ["b": 1]]] },
          ["s.json: kafka.properties.a: expected a string, number or boolean, got an object"]),
         ("bad topic prefix", edited { $0["kafka"] = ["topicPrefix": "my topics"] },
@@ -183,13 +183,32 @@ struct ScenarioValidationTests {
         ("a vocabulary smaller than the topics", edited { $0["catalog"] = ["vocabulary": 10] },
          ["s.json: catalog.vocabulary: must be at least catalog.topics (32): each topic needs tokens of its own, got 10"]),
         ("an unknown model", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "dear"]])] },
-         ["s.json: arms[0].ranking.type: unknown ranking model 'dear' (did you mean 'dare'?); one of random, popularity, dare, twin, twin-proj, din, ctr"]),
+         ["s.json: arms[0].ranking.type: unknown ranking model 'dear' (did you mean 'dare'?); one of random, popularity, dare, twin, twin-proj, din, poly, blend, ctr"]),
         ("a model dimension of 0", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "dare", "attentionDim": 0]])] },
          ["s.json: arms[0].ranking.attentionDim: must be between 1 and 1024, got 0"]),
         ("K larger than the history cap", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "twin", "topK": 64, "maxHistory": 50]])] },
          ["s.json: arms[0].ranking.topK: must be at most arms[0].ranking.maxHistory (50), got 64"]),
         ("a learning rate of 0", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "dare", "learningRate": 0]])] },
          ["s.json: arms[0].ranking.learningRate: must be greater than 0 and at most 10, got 0"]),
+        ("poly with no user codes", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "poly", "userCodes": 0]])] },
+         ["s.json: arms[0].ranking.userCodes: must be between 1 and 1024, got 0"]),
+        ("poly with no content codes", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "poly", "contentCodes": 0]])] },
+         ["s.json: arms[0].ranking.contentCodes: must be between 1 and 1024, got 0"]),
+        ("poly with no negatives", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "poly", "negatives": 0]])] },
+         ["s.json: arms[0].ranking.negatives: must be between 1 and 1000, got 0"]),
+        ("a summary over more tokens than the catalog defines", edited { o in
+            o["catalog"] = ["vocabulary": 40, "topics": 8]
+            o["population"] = ["interests": ["active": 3, "dormant": 2]]
+            o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "poly", "summaryTokens": 64]])]
+        }, ["s.json: arms[0].ranking.summaryTokens: the catalog defines 40 content tokens (catalog.vocabulary); the summary cannot predict 64 of them"]),
+        ("an unknown matching", edited { o in o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "poly", "matching": "learnt"]])] },
+         ["s.json: arms[0].ranking.matching: unknown value 'learnt' (did you mean 'learned'?); one of learned, plain"]),
+        ("a blend whose established model is not a sequence model", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "blend", "established": ["type": "ctr"]]])]
+        }, ["s.json: arms[0].ranking.established.type: unknown sequence model 'ctr'; one of dare, twin, twin-proj, din"]),
+        ("a blend's K larger than its history cap", edited { o in
+            o["arms"] = [arm(["name": "a", "share": 1, "ranking": ["type": "blend", "established": ["type": "dare", "topK": 30, "maxHistory": 20]]])]
+        }, ["s.json: arms[0].ranking.established.topK: must be at most arms[0].ranking.established.maxHistory (20), got 30"]),
         ("every error at once", #"{"name": 3, "ticks": -1, "arms": [{"share": 2}], "output": {"progres": false}}"#,
          ["s.json: name: expected a string, got an integer (3)",
           "s.json: ticks: must be between 1 and 1000000, got -1",

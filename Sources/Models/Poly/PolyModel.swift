@@ -31,7 +31,7 @@ public struct PolyModelSettings: Sendable, Equatable {
     /// Sampled-softmax negatives of the summary decoder (a full softmax when the vocabulary
     /// is no larger than this).
     public var summaryNegatives = 256
-    public var adam = AdamSettings(learningRate: 1e-3)
+    public var adam = AdamSettings(learningRate: 0.01)
     public var seed: UInt64 = 1
     public init() {}
 
@@ -84,7 +84,6 @@ public final class PolyModel {
     /// Platt calibration: P(click) = sigmoid(calibrationScale s + calibrationBias).
     public internal(set) var calibrationScale: Float = 1
     public internal(set) var calibrationBias: Float = -2
-    var calibrationMoments = (m: SIMD2<Float>(), v: SIMD2<Float>(), step: 0)
     let user: UserScratch
     let items: [ItemScratch]
     /// Per item served: its CPE and gelu(B W^s), valid while `cacheStep` equals `step`.
@@ -277,25 +276,34 @@ public final class PolyModel {
     @inline(__always)
     public func calibrated(_ logit: Float) -> Float { sigmoid(calibrationScale * logit + calibrationBias) }
 
-    /// One step of the Platt calibration (Adam at 0.01 on the mean log loss) from raw
-    /// scores and click labels; the model itself is untouched.
+    /// Refits the Platt calibration on one batch of raw scores and click labels: three
+    /// Newton steps of the two-parameter logistic regression from the current fit (with a
+    /// small ridge toward it, so a batch without clicks cannot send it to infinity). The
+    /// model itself is untouched.
     public func calibrate(logits: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Float>) {
         guard !logits.isEmpty else { return }
-        var g = SIMD2<Float>()
-        for i in logits.indices {
-            let r = calibrated(logits[i]) - labels[i]
-            g += SIMD2(r * logits[i], r)
+        let ridge = 1e-3 * Double(logits.count)
+        let (a0, b0) = (Double(calibrationScale), Double(calibrationBias))
+        var (a, b) = (a0, b0)
+        for _ in 0..<3 {
+            var ga = ridge * (a - a0), gb = ridge * (b - b0)
+            var haa = ridge, hab = 0.0, hbb = ridge
+            for i in logits.indices {
+                let x = Double(logits[i])
+                let p = 1 / (1 + Foundation.exp(-(a * x + b)))
+                let r = p - Double(labels[i]), w = p * (1 - p)
+                ga += r * x; gb += r
+                haa += w * x * x; hab += w * x; hbb += w
+            }
+            let det = haa * hbb - hab * hab
+            guard det > 0, det.isFinite else { break }
+            a -= (hbb * ga - hab * gb) / det
+            b -= (haa * gb - hab * ga) / det
         }
-        g /= Float(logits.count)
-        let a = AdamSettings(learningRate: 0.01)
-        calibrationMoments.step += 1
-        calibrationMoments.m = a.beta1 * calibrationMoments.m + (1 - a.beta1) * g
-        calibrationMoments.v = a.beta2 * calibrationMoments.v + (1 - a.beta2) * g * g
-        let t = Float(calibrationMoments.step)
-        let mHat = calibrationMoments.m / (1 - pow(a.beta1, t)), vHat = calibrationMoments.v / (1 - pow(a.beta2, t))
-        let delta = a.learningRate * mHat / (vHat.squareRoot() + a.epsilon)
-        calibrationScale -= delta[0]
-        calibrationBias -= delta[1]
+        if a.isFinite && b.isFinite {
+            calibrationScale = Float(a)
+            calibrationBias = Float(b)
+        }
     }
 
     /// The stand-in for EmbSum's generated summary: the `count` tokens the user's summary
