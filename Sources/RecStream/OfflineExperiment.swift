@@ -200,7 +200,7 @@ public struct OfflineExperiment {
             }
         }
         let fit = logits(w.train), labels = w.train.map(\.label)
-        for _ in 0..<5 { fit.withUnsafeBufferPointer { f in labels.withUnsafeBufferPointer { model.calibrate(logits: f, labels: $0) } } }
+        for _ in 0..<2 { fit.withUnsafeBufferPointer { f in labels.withUnsafeBufferPointer { model.calibrate(logits: f, labels: $0) } } }
         return OfflineScores.measure(w.test, scores: logits(w.test).map(model.calibrated), cold: w.cold)
     }
 

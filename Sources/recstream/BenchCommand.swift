@@ -12,11 +12,12 @@ struct Bench: ParsableCommand {
             candidates/s in the PyTorch reference's configurations), population (slate responses and history generation per second, \
             memory per user and per history entry), wire (encode/decode ns per record), e2e (user steps per second through \
             the embedded broker for the quickstart and a 100k-user world, random and DARE, with the share of time per \
-            phase), sparc (SPARC retrieval latency over 1M items, tower training, memory). Build with -c release for \
+            phase), sparc (SPARC retrieval latency over 1M items, tower training, memory), poly (poly-attention training samples/s \
+            and scoring candidates/s, cached and re-encoded, beside DARE). Build with -c release for \
             meaningful figures.
             """)
 
-    @Argument(help: "kafka, models, population, wire, e2e or sparc.")
+    @Argument(help: "kafka, models, population, wire, e2e, sparc or poly.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -65,12 +66,16 @@ struct Bench: ParsableCommand {
                 var b = SparcBench()
                 if quick { b.items = 100_000; b.requests = 100; b.trainingBatches = 5 }
                 report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "poly":
+                var b = PolyBench()
+                if quick { b.items = 20_000; b.steps = 5; b.scoreCalls = 50 }
+                report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc")
+                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc, poly")
                 throw Exit.badInput
             }
         } catch let error as BenchError {

@@ -117,6 +117,20 @@ struct PolyModelTests {
         #expect(after != before)
     }
 
+    @Test("the Platt calibration recovers a known scale and bias, from far away, and survives a batch without clicks")
+    func calibration() {
+        let model = tinyPoly(.learned)
+        var rng = RandomStream(seed: 3, 1)
+        let logits = (0..<20_000).map { _ in Float(rng.nextGaussian()) * 15 }
+        let labels = logits.map { rng.nextFloat() < 1 / (1 + exp(-(0.2 * $0 - 3))) ? Float(1) : 0 }
+        logits.withUnsafeBufferPointer { l in labels.withUnsafeBufferPointer { model.calibrate(logits: l, labels: $0) } }
+        #expect(abs(model.calibrationScale - 0.2) < 0.02 && abs(model.calibrationBias + 3) < 0.2,
+                "scale \(model.calibrationScale), bias \(model.calibrationBias)")
+        let none = [Float](repeating: 0, count: 50)
+        logits.prefix(50).withUnsafeBufferPointer { l in none.withUnsafeBufferPointer { model.calibrate(logits: l, labels: $0) } }
+        #expect(model.calibrationScale.isFinite && model.calibrationBias.isFinite && model.calibrationBias < -3)
+    }
+
     @Test("the catalog grows (new items, new categories) without moving existing rows")
     func sizes() {
         let model = tinyPoly(.plain)

@@ -276,16 +276,24 @@ public final class PolyModel {
     @inline(__always)
     public func calibrated(_ logit: Float) -> Float { sigmoid(calibrationScale * logit + calibrationBias) }
 
-    /// Refits the Platt calibration on one batch of raw scores and click labels: three
-    /// Newton steps of the two-parameter logistic regression from the current fit (with a
-    /// small ridge toward it, so a batch without clicks cannot send it to infinity). The
-    /// model itself is untouched.
+    /// Refits the Platt calibration on one batch of raw scores and click labels: damped
+    /// Newton steps of the two-parameter logistic regression from the current fit (each
+    /// step halved until the loss falls), with a small ridge toward the current fit so a
+    /// batch without clicks cannot send it to infinity. The model itself is untouched.
     public func calibrate(logits: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Float>) {
         guard !logits.isEmpty else { return }
         let ridge = 1e-3 * Double(logits.count)
-        let (a0, b0) = (Double(calibrationScale), Double(calibrationBias))
-        var (a, b) = (a0, b0)
-        for _ in 0..<3 {
+        let a0 = Double(calibrationScale), b0 = Double(calibrationBias)
+        func loss(_ a: Double, _ b: Double) -> Double {
+            var total = 0.5 * ridge * ((a - a0) * (a - a0) + (b - b0) * (b - b0))
+            for i in logits.indices {
+                let z = a * Double(logits[i]) + b
+                total += max(z, 0) - z * Double(labels[i]) + Foundation.log1p(Foundation.exp(-abs(z)))
+            }
+            return total
+        }
+        var a = a0, b = b0, current = loss(a, b)
+        for _ in 0..<8 {
             var ga = ridge * (a - a0), gb = ridge * (b - b0)
             var haa = ridge, hab = 0.0, hbb = ridge
             for i in logits.indices {
@@ -297,13 +305,24 @@ public final class PolyModel {
             }
             let det = haa * hbb - hab * hab
             guard det > 0, det.isFinite else { break }
-            a -= (hbb * ga - hab * gb) / det
-            b -= (haa * gb - hab * ga) / det
+            var da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det
+            var accepted = false
+            for _ in 0..<20 {
+                let next = loss(a - da, b - db)
+                if next <= current {
+                    a -= da
+                    b -= db
+                    accepted = current - next > 1e-9 * max(1, current)
+                    current = next
+                    break
+                }
+                da /= 2
+                db /= 2
+            }
+            if !accepted { break }
         }
-        if a.isFinite && b.isFinite {
-            calibrationScale = Float(a)
-            calibrationBias = Float(b)
-        }
+        calibrationScale = Float(a)
+        calibrationBias = Float(b)
     }
 
     /// The stand-in for EmbSum's generated summary: the `count` tokens the user's summary
