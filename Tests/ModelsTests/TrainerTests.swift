@@ -155,3 +155,38 @@ struct CheckpointTests {
         #expect(Array("123456789".utf8).withUnsafeBytes { CRC32.checksum($0) } == 0xCBF4_3926)
     }
 }
+
+@Suite("Poly learner")
+struct PolyLearnerTests {
+    @Test("requests become slates, clicks first; scored before learning; clicks join the history after; strangers are skipped")
+    func slates() {
+        let model = tinyPoly(.learned)
+        let learner = PolyLearner(model: model, histories: UserHistories(users: 2, cap: model.settings.historyLength), batchSize: 8)
+        let h0 = RecordHeader(arm: 0, tick: 3, user: 0, sequence: 0), h1 = RecordHeader(arm: 0, tick: 3, user: 1, sequence: 0)
+        let feedback: [Feedback] = [
+            Feedback(h0, event: .impression, position: 0, item: 4, shownTick: 3),
+            Feedback(h0, event: .impression, position: 1, item: 5, shownTick: 3),
+            Feedback(h0, event: .click, position: 1, item: 5, shownTick: 3, viewSeconds: 10),
+            Feedback(h0, event: .impression, position: 2, item: 6, shownTick: 3),
+            Feedback(h0, event: .click, position: 2, item: 6, shownTick: 3, viewSeconds: 3),
+            Feedback(h1, event: .impression, position: 0, item: 7, shownTick: 3),
+            Feedback(h1, event: .impression, position: 1, item: 8, shownTick: 3),
+        ]
+        learner.learn(tick: 3, feedback: feedback[...])
+        #expect(learner.slates == [PolySlate(user: 0, start: 0, clicked: 2, shown: 3), PolySlate(user: 1, start: 3, clicked: 0, shown: 2)])
+        #expect(learner.items == [5, 6, 4, 7, 8])
+        #expect(learner.evaluations.count == 1 && learner.evaluations[0].samples == 5 && learner.evaluations[0].positives == 2)
+        #expect(model.step == 1)  // one batch; the slate without a click adds nothing
+        #expect(learner.histories.history(of: 0).map(\.item) == [5, 6])
+        #expect(learner.histories.history(of: 1).isEmpty)
+
+        let stranger = RecordHeader(arm: 0, tick: 4, user: 9, sequence: 0)
+        learner.learn(tick: 4, feedback: [
+            Feedback(h0, event: .impression, position: 0, item: 99, shownTick: 4),
+            Feedback(stranger, event: .impression, position: 0, item: 2, shownTick: 4),
+            Feedback(stranger, event: .click, position: 0, item: 2, shownTick: 4, viewSeconds: 1),
+        ])
+        #expect(learner.skipped == 3)
+        #expect(learner.slates.isEmpty && model.step == 1)
+    }
+}

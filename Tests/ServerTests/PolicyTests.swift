@@ -251,3 +251,51 @@ struct TowerRetrievalTests {
         }
     }
 }
+
+@Suite("Blend serving")
+struct BlendServingTests {
+    @Test("a blend scores items younger than youngTicks with Poly and the rest with its sequence model")
+    func youngItemsGoToPoly() {
+        var rs = RankingModelSettings()
+        rs.attentionDim = 4
+        rs.representationDim = 4
+        rs.topK = 2
+        rs.maxHistory = 5
+        let categories = (0..<30).map { UInt32($0 % 3) }
+        let dare = RankingModel(rs, items: 30, categories: 3)
+        dare.updateCatalog(categories: categories, categoryCount: 3)
+        var ps = PolyModelSettings()
+        ps.dim = 8
+        ps.userCodes = 2
+        ps.sessions = 2
+        ps.sessionSize = 2
+        let poly = PolyModel(ps, vocabulary: 10, tokensPerItem: 2, categoryCount: 3, tokens: (0..<60).map { UInt32($0 * 7 % 10) }, categories: categories)
+        let histories = UserHistories(users: 1, cap: 5)
+        for i in [3, 9, 14] { histories.append(HistoryEntry(item: ItemID(i), tick: 0), for: 0) }
+        let young = PolyRankingSettings(dim: 8, userCodes: 2, contentCodes: 4, sessions: 2, sessionSize: 2, negatives: 4, matching: "learned",
+                                        temperature: 1, summaryWeight: 1, summaryTokens: 4, learningRate: 0.01, batchSize: 8)
+        let established = SequenceModelSettings(design: "dare", attentionDim: 4, representationDim: 4, topK: 2, maxHistory: 5, learningRate: 0.01, batchSize: 8)
+        var s = ArmServer(settings: ArmSettings(name: "b", share: 1, candidates: 30, retrieval: .random,
+                                                ranking: .blend(young: young, established: established, youngTicks: 3), policy: .greedy),
+                          armIndex: 0, catalogSize: 30, seed: 1)
+        // Items 25-29 arrived at tick 8 (young at tick 10), item 20 at tick 2 (no longer
+        // young); the rest are the initial catalog.
+        var arrived = [Int32](repeating: .min, count: 30)
+        for i in 25..<30 { arrived[i] = 8 }
+        arrived[20] = 2
+        s.updateCatalog(live: (0..<30).map { ItemID($0) }, count: 30, arrived: arrived)
+        s.candidates = (0..<30).map { ItemID($0) }
+        var rng = RandomStream(seed: 1, 1)
+        let h = histories.history(of: 0)
+        s.score(ItemStatistics(items: 30), model: dare, history: h, poly: poly, polyHistory: h, tick: 10, &rng)
+        var fromDare = [Float](repeating: 0, count: 30), fromPoly = fromDare
+        s.candidates.withUnsafeBufferPointer { c in
+            fromDare.withUnsafeMutableBufferPointer { dare.score(history: h, candidates: c, into: $0.baseAddress!) }
+            fromPoly.withUnsafeMutableBufferPointer { poly.score(history: h, candidates: c, into: $0.baseAddress!) }
+        }
+        for i in 0..<30 {
+            #expect(s.scores[i] == (i >= 25 ? fromPoly[i] : fromDare[i]), "item \(i)")
+        }
+        #expect(fromPoly[25..<30] != fromDare[25..<30])
+    }
+}
