@@ -66,6 +66,8 @@ let package = Package(
         // Reports rendered from report.json alone: table, CSVs, HTML.
         .target(name: "Report", dependencies: ["RecCore"], swiftSettings: strict),
         .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
+        // Attach mode: roles that run against a real Kafka stream, free-running.
+        .target(name: "Attach", dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer"], swiftSettings: strict),
         .target(
             name: "RecStream",
             dependencies: [
@@ -82,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "recstream",
             dependencies: [
-                "RecStream", "Bench", "Kafka", "Scenario", "Allocator", "Report",
+                "RecStream", "Bench", "Kafka", "Attach", "Scenario", "Allocator", "Report",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -95,6 +97,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: ["Server", "Models", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
+        .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],

@@ -35,6 +35,17 @@ public struct KafkaMessage {
     public var topic: String {
         pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
     }
+
+    /// The last value of the header `name`, as text (nil when absent; off the hot path).
+    public func header(_ name: String) -> String? {
+        var headers: OpaquePointer?
+        guard rd_kafka_message_headers(pointer, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers else { return nil }
+        var value: UnsafeRawPointer?
+        var size = 0
+        guard rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        guard let value else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: value, count: size), as: UTF8.self)
+    }
 }
 
 /// The data messages of one consumed batch, in the order librdkafka delivered them.

@@ -1,3 +1,5 @@
+import RecCore
+
 /// Per-item impressions and clicks, learned online from feedback: the placeholder ranking
 /// models (popularity and smoothed CTR) until DARE and its peers land.
 ///
@@ -67,5 +69,28 @@ public struct ItemStatistics: Sendable {
     public func mostClicked(_ k: Int, include: (UInt32) -> Bool = { _ in true }) -> [UInt32] {
         let ids = (0..<UInt32(clicks.count)).filter { clicks[Int($0)] > 0 && include($0) }
         return Array(ids.sorted { (clicks[Int($0)], $1) > (clicks[Int($1)], $0) }.prefix(k))
+    }
+}
+
+extension ItemStatistics {
+    public func write(to w: inout BinaryWriter) {
+        w.write(UInt64(clicks.count))
+        impressions.withUnsafeBufferPointer { w.write($0) }
+        clicks.withUnsafeBufferPointer { w.write($0) }
+        w.write(totalImpressions)
+        w.write(totalClicks)
+        w.write(totalViewSeconds)
+    }
+
+    public static func read(from r: inout BinaryReader) throws(BinaryReadError) -> ItemStatistics {
+        let count = Int(try r.read(UInt64.self, "item statistics count"))
+        guard count <= r.remaining / 8 else { throw BinaryReadError("implausible item count \(count)", at: r.offset - 8) }
+        var s = ItemStatistics(items: count)
+        try s.impressions.withUnsafeMutableBufferPointer { (p) throws(BinaryReadError) in try r.readRaw(into: p.baseAddress!, expected: count, "impressions") }
+        try s.clicks.withUnsafeMutableBufferPointer { (p) throws(BinaryReadError) in try r.readRaw(into: p.baseAddress!, expected: count, "clicks") }
+        s.totalImpressions = try r.readDouble("total impressions")
+        s.totalClicks = try r.readDouble("total clicks")
+        s.totalViewSeconds = try r.readDouble("total view seconds")
+        return s
     }
 }

@@ -59,6 +59,14 @@ public final class ArmTrainer {
         }
     }
 
+    /// A trainer restored from a checkpoint: its statistics and sequence learner.
+    public init(restoring statistics: ItemStatistics, sequence: SequenceLearner?) {
+        self.statistics = statistics
+        self.sequence = sequence
+        towers = nil
+        poly = nil
+    }
+
     /// Takes in the catalog feed (new items get embedding rows, or content for Poly).
     public func updateCatalog(categories: [UInt32], categoryCount: Int, tokens: [UInt32] = [], live: [ItemID]? = nil) {
         sequence?.model.updateCatalog(categories: categories, categoryCount: categoryCount)

@@ -24,13 +24,7 @@ public enum Checkpoint {
         var w = BinaryWriter()
         for b in magic { w.write(b) }
         w.write(version)
-        w.write(UInt32(learner.batchSize))
-        learner.model.write(to: &w)
-        learner.histories.write(to: &w)
-        w.write(UInt64(learner.evaluations.count))
-        for e in learner.evaluations {
-            w.write(e.tick); w.write(UInt64(e.samples)); w.write(UInt64(e.positives)); w.write(e.auc); w.write(e.logLoss)
-        }
+        write(learner, to: &w)
         w.write(UInt64(offsets.count))
         for key in offsets.keys.sorted() {
             w.write(key)
@@ -56,17 +50,7 @@ public enum Checkpoint {
                 for _ in 0..<4 { _ = try r.read(UInt8.self, "magic") }
                 let v = try r.read(UInt32.self, "version")
                 guard v == version else { throw BinaryReadError("version \(v); this build reads version \(version)", at: 4) }
-                let batch = Int(try r.read(UInt32.self, "batch size"))
-                let model = try RankingModel.read(from: &r)
-                let histories = try UserHistories.read(from: &r)
-                let learner = SequenceLearner(model: model, histories: histories, batchSize: max(batch, 1))
-                let evaluations = Int(try r.read(UInt64.self, "evaluations"))
-                guard evaluations <= r.remaining else { throw BinaryReadError("implausible evaluation count \(evaluations)", at: r.offset - 8) }
-                for _ in 0..<evaluations {
-                    learner.evaluations.append(TickEvaluation(
-                        tick: try r.read(UInt32.self, "tick"), samples: Int(try r.read(UInt64.self, "samples")),
-                        positives: Int(try r.read(UInt64.self, "positives")), auc: try r.readDouble("auc"), logLoss: try r.readDouble("log loss")))
-                }
+                let learner = try readLearner(from: &r)
                 let count = Int(try r.read(UInt64.self, "offsets"))
                 guard count <= r.remaining else { throw BinaryReadError("implausible offset count \(count)", at: r.offset - 8) }
                 var offsets: [String: Int64] = [:]
@@ -78,6 +62,44 @@ public enum Checkpoint {
             throw CheckpointError(error.description)
         } catch {
             throw CheckpointError("\(error)")
+        }
+    }
+
+    /// A sequence learner: batch size, model with optimizer state, history store and evaluations.
+    public static func write(_ learner: SequenceLearner, to w: inout BinaryWriter) {
+        w.write(UInt32(learner.batchSize))
+        learner.model.write(to: &w)
+        learner.histories.write(to: &w)
+        w.write(UInt64(learner.evaluations.count))
+        for e in learner.evaluations {
+            w.write(e.tick); w.write(UInt64(e.samples)); w.write(UInt64(e.positives)); w.write(e.auc); w.write(e.logLoss)
+        }
+    }
+
+    public static func readLearner(from r: inout BinaryReader) throws(BinaryReadError) -> SequenceLearner {
+        let batch = Int(try r.read(UInt32.self, "batch size"))
+        let model = try RankingModel.read(from: &r)
+        let histories = try UserHistories.read(from: &r)
+        let learner = SequenceLearner(model: model, histories: histories, batchSize: max(batch, 1))
+        let evaluations = Int(try r.read(UInt64.self, "evaluations"))
+        guard evaluations <= r.remaining else { throw BinaryReadError("implausible evaluation count \(evaluations)", at: r.offset - 8) }
+        for _ in 0..<evaluations {
+            learner.evaluations.append(TickEvaluation(
+                tick: try r.read(UInt32.self, "tick"), samples: Int(try r.read(UInt64.self, "samples")),
+                positives: Int(try r.read(UInt64.self, "positives")), auc: try r.readDouble("auc"), logLoss: try r.readDouble("log loss")))
+        }
+        return learner
+    }
+
+    /// Writes `bytes` atomically: a temporary file beside `path`, then a rename.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
+        let temporary = path + ".tmp"
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            throw CheckpointError("cannot write \(path): \(error.localizedDescription)")
         }
     }
 

@@ -40,7 +40,7 @@ public final class SequenceLearner {
                 let next = feedback.index(after: i)
                 let clicked = next < feedback.endIndex && feedback[next].event == .click
                     && feedback[next].header.user == f.header.user && feedback[next].header.sequence == f.header.sequence
-                    && feedback[next].position == f.position
+                    && feedback[next].position == f.position && feedback[next].item == f.item
                 samples.append(LabeledSample(user: f.header.user, target: f.item, label: clicked ? 1 : 0))
             }
             i = feedback.index(after: i)

@@ -1,0 +1,175 @@
+import RecCore
+
+/// How other people's JSON events map onto recstream's feedback: which field holds the
+/// user, the item, the event type, the timestamp, view seconds and the amount, and which
+/// event names mean an impression, a click or a purchase. Fields are dotted paths into
+/// the event ("order.total").
+///
+/// A mapping file is a JSON object with any of these keys (defaults in brackets):
+/// `user` ["user"], `item` ["item"], `event` ["event"], `timestamp` ["timestamp"],
+/// `tickSeconds` [1], `viewSeconds` ["viewSeconds"], `amount` ["amount"], `request`
+/// [none], and `events`, an object from the stream's event names to `impression`,
+/// `click` or `purchase` [each name to itself].
+public struct EventMapping: Sendable, Equatable {
+    public var user = "user"
+    public var item = "item"
+    public var event = "event"
+    /// Event time; events are grouped into ticks of `tickSeconds` of it. nil: every event
+    /// falls in its partition's current tick.
+    public var timestamp: String? = "timestamp"
+    public var tickSeconds = 1.0
+    /// Optional: absent fields read as 0.
+    public var viewSeconds: String? = "viewSeconds"
+    public var amount: String? = "amount"
+    /// Optional: the request (slate) an impression belonged to; without it, a user's
+    /// events of one tick form one slate.
+    public var request: String?
+    public var events: [String: FeedbackEvent] = ["impression": .impression, "click": .click, "purchase": .purchase]
+
+    public init() {}
+
+    /// The mapping in one line, event names in sorted order (the same text in every process).
+    public var canonical: String {
+        let fields = [("user", user), ("item", item), ("event", event), ("timestamp", timestamp ?? "-"), ("viewSeconds", viewSeconds ?? "-"),
+                      ("amount", amount ?? "-"), ("request", request ?? "-")].map { "\($0)=\($1)" }
+        let names = events.keys.sorted().map { "\($0):\(events[$0]!)" }
+        return (fields + ["tickSeconds=\(tickSeconds)", "events=" + names.joined(separator: ",")]).joined(separator: " ")
+    }
+
+    /// Reads a mapping file's JSON; every problem is an error naming its key.
+    public init(json: JSONValue) throws(MappingError) {
+        guard case .object(let o) = json else { throw MappingError("a mapping is a JSON object, got \(json.kindDescription)") }
+        let known = ["user", "item", "event", "timestamp", "tickSeconds", "viewSeconds", "amount", "request", "events"]
+        for key in o.keys where !known.contains(key) {
+            throw MappingError("\(key): unknown key; known keys: \(known.joined(separator: ", "))")
+        }
+        func path(_ key: String) throws(MappingError) -> String? {
+            guard let v = o[key] else { return nil }
+            if case .null = v { return nil }
+            guard case .string(let s) = v, !s.isEmpty else { throw MappingError("\(key): expected a field name (a string), got \(v.kindDescription)") }
+            return s
+        }
+        user = try path("user") ?? user
+        item = try path("item") ?? item
+        event = try path("event") ?? event
+        if o["timestamp"] != nil { timestamp = try path("timestamp") }
+        if o["viewSeconds"] != nil { viewSeconds = try path("viewSeconds") }
+        if o["amount"] != nil { amount = try path("amount") }
+        request = try path("request")
+        if let t = o["tickSeconds"] {
+            guard let s = t.doubleValue, s > 0, s.isFinite else { throw MappingError("tickSeconds: expected a number above 0, got \(t.kindDescription)") }
+            tickSeconds = s
+        }
+        if let e = o["events"] {
+            guard case .object(let names) = e, !names.entries.isEmpty else { throw MappingError("events: expected an object from event names to impression, click or purchase") }
+            events = [:]
+            for (name, target) in names.entries {
+                guard case .string(let t) = target else {
+                    throw MappingError("events.\(name): expected impression, click or purchase, got \(target.kindDescription)")
+                }
+                guard let kind = FeedbackEvent(name: t) else {
+                    throw MappingError("events.\(name): expected impression, click or purchase, got '\(t)'")
+                }
+                events[name] = kind
+            }
+        }
+    }
+
+    /// Decodes one message. Throws, with the reason, for anything that is not a JSON
+    /// object carrying the mapped fields with values of the right kinds.
+    public func decode(_ bytes: UnsafeRawBufferPointer) throws(EventDecodeError) -> MappedEvent {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw EventDecodeError("not UTF-8 text (\(bytes.count) bytes); expected a JSON object")
+        }
+        let value: JSONValue
+        do { value = try JSONValue.parse(text) } catch { throw EventDecodeError("not JSON: \(error)") }
+        guard case .object = value else { throw EventDecodeError("expected a JSON object, got \(value.kindDescription)") }
+        let name = try string(value, event, "event")
+        guard let kind = events[name] else {
+            let known = events.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            throw EventDecodeError("field \"\(event)\" (event): '\(name)' is not a mapped event name; mapped: \(known)")
+        }
+        var out = MappedEvent(user: UserID(try id(value, user, "user")), item: ItemID(try id(value, item, "item")), event: kind)
+        if let timestamp, let t = try number(value, timestamp, "timestamp") {
+            let tick = (t / tickSeconds).rounded(.down)
+            guard tick >= 0, tick < Double(UInt32.max) else {
+                throw EventDecodeError("field \"\(timestamp)\" (timestamp): \(t) gives tick \(tick), outside 0..<\(UInt32.max)")
+            }
+            out.tick = Tick(tick)
+        }
+        if let viewSeconds, let v = try number(value, viewSeconds, "viewSeconds") { out.viewSeconds = Float(v) }
+        if let amount, let a = try number(value, amount, "amount") { out.amount = Float(a) }
+        if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
+        return out
+    }
+
+    func lookup(_ value: JSONValue, _ path: String) -> JSONValue? {
+        var current: JSONValue? = value
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) { current = current?[String(part)] }
+        return current
+    }
+
+    func id(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> UInt32 {
+        guard let v = lookup(value, path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+        guard case .integer(let i) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected an integer id, got \(v.kindDescription)") }
+        guard i >= 0 && i <= Int64(UInt32.max) else { throw EventDecodeError("field \"\(path)\" (\(role)): \(i) is outside 0...\(UInt32.max)") }
+        return UInt32(i)
+    }
+
+    func string(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> String {
+        guard let v = lookup(value, path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+        guard case .string(let s) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected a string, got \(v.kindDescription)") }
+        return s
+    }
+
+    /// An optional number: nil when the field is absent or null.
+    func number(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> Double? {
+        guard let v = lookup(value, path) else { return nil }
+        if case .null = v { return nil }
+        guard let d = v.doubleValue, d.isFinite else { throw EventDecodeError("field \"\(path)\" (\(role)): expected a number, got \(v.kindDescription)") }
+        return d
+    }
+}
+
+/// One event of another service's stream, as the mapping reads it.
+public struct MappedEvent: Sendable, Equatable {
+    public var user: UserID
+    public var item: ItemID
+    public var event: FeedbackEvent
+    /// nil when the mapping has no timestamp (or the event lacks one).
+    public var tick: Tick?
+    public var viewSeconds: Float = 0
+    public var amount: Float = 0
+    public var request: UInt32?
+    public init(user: UserID, item: ItemID, event: FeedbackEvent, tick: Tick? = nil) {
+        self.user = user
+        self.item = item
+        self.event = event
+        self.tick = tick
+    }
+}
+
+extension FeedbackEvent {
+    init?(name: String) {
+        switch name {
+        case "impression": self = .impression
+        case "click": self = .click
+        case "purchase": self = .purchase
+        default: return nil
+        }
+    }
+}
+
+/// A mapping file that cannot be used.
+public struct MappingError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A message that does not decode or map: the reason goes in the dead letter's header.
+public struct EventDecodeError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}

@@ -1,0 +1,273 @@
+import Foundation
+import Kafka
+import Models
+import Population
+import RecCore
+import Scenario
+import Trainer
+
+/// `recstream train`: one arm's trainer attached to a Kafka topic of feedback, free-running.
+///
+/// **Event-time ticks.** Events are applied a tick at a time, as in a run. A message's
+/// tick is its own (its timestamp through the mapping, or a wire record's tick), raised
+/// to the highest tick seen before it on its partition (a late event joins the current
+/// tick). Tick t is applied once every partition has shown a tick above t, or has sat at
+/// its end for `idleFlushSeconds`. Which events form a tick is therefore a function of
+/// each partition's content and order, not of timing, so a trainer that restarts from a
+/// checkpoint applies exactly the ticks an uninterrupted one does (the one exception is
+/// the idle rule, on a partition that stops and later resumes).
+///
+/// **Nothing lost, nothing applied twice.** The checkpoint holds the model, the
+/// statistics, the counters and, per partition, the offset of the first message not yet
+/// applied. A restart resumes from those offsets: what was consumed but not applied is
+/// read again; what was applied is not. Offsets are committed to the group only after
+/// the checkpoint that covers them is on disk (for lag monitoring; the checkpoint is
+/// what resumes).
+///
+/// **Bad messages.** One that does not decode or map is copied to the dead-letter topic
+/// with the reason in its `recstream-error` header, counted, and skipped; the stream goes
+/// on. Dead letters are sent when their tick is applied, so one applied just before a
+/// crash may be sent again after it (at least once); the counter is exact.
+public final class StreamTrainer {
+    public enum Format: Sendable {
+        /// recstream's binary feedback records (what `recstream simulate` and `run` produce).
+        case wire
+        /// JSON events, read through a field mapping.
+        case json(EventMapping)
+    }
+
+    public struct Options: Sendable {
+        public var topic: String
+        public var deadLetterTopic: String
+        public var format: Format
+        public var checkpointPath: String
+        public var groupID: String
+        /// librdkafka properties (bootstrap.servers, security, ...).
+        public var properties: [String: String]
+        public var checkpointEverySeconds = 5.0
+        /// A partition at its end for this long stops holding back the ticks.
+        public var idleFlushSeconds = 2.0
+        /// Exit (after applying everything and checkpointing) once the whole stream has
+        /// been at its end for this long; nil runs until stopped.
+        public var exitWhenIdleSeconds: Double?
+        /// How long to wait for the topic to exist and the brokers to answer.
+        public var connectTimeoutSeconds = 30.0
+        public init(topic: String, deadLetterTopic: String, format: Format, checkpointPath: String, groupID: String, properties: [String: String]) {
+            self.topic = topic
+            self.deadLetterTopic = deadLetterTopic
+            self.format = format
+            self.checkpointPath = checkpointPath
+            self.groupID = groupID
+            self.properties = properties
+        }
+    }
+
+    /// What the trainer has applied, exactly (a checkpoint carries these).
+    public struct Counters: Sendable, Equatable {
+        public var events = 0
+        public var impressions = 0
+        public var clicks = 0
+        public var purchases = 0
+        public var deadLetters = 0
+        /// Events whose tick was below one already seen on their partition.
+        public var late = 0
+        /// Events naming a user or item outside the scenario's world (dead-lettered).
+        public var unknown = 0
+        public var ticks = 0
+    }
+
+    public let scenario: Scenario
+    public let armIndex: Int
+    public let options: Options
+    public internal(set) var trainer: ArmTrainer
+    public internal(set) var counters = Counters()
+    /// The last tick applied (-1: none).
+    public internal(set) var appliedThrough: Int64 = -1
+    var partitions: [PartitionState] = []
+    let users: Int
+    let items: Int
+    /// Called after each applied tick and each checkpoint (progress lines).
+    public var onProgress: ((Progress) -> Void)?
+
+    public struct Progress: Sendable {
+        public var counters: Counters
+        public var appliedThrough: Int64
+        /// Messages behind the end of each partition (high watermark minus applied).
+        public var lag: [Int64]
+        public var eventsPerSecond: Double
+        public var checkpointed: Bool
+    }
+
+    /// A pending message of one partition: its offset, assigned tick, and either the
+    /// event or, for a dead letter, its bytes and the reason.
+    struct Pending {
+        var offset: Int64
+        var tick: Int64
+        var event: Feedback?
+        /// The event's own tick was below its partition's watermark.
+        var late = false
+        var deadLetter: (key: [UInt8], value: [UInt8], reason: String)?
+    }
+
+    struct PartitionState {
+        /// The first offset not yet applied; the highest tick among applied messages.
+        var applied: Int64
+        var appliedWatermark: Int64
+        /// The highest tick among consumed messages (applied or pending).
+        var watermark: Int64
+        var pending: [Pending] = []
+        var lastMessage = ContinuousClock.now
+        /// The partition's first and next offsets at the last look.
+        var lowWatermark: Int64 = 0
+        var highWatermark: Int64 = 0
+    }
+
+    /// - Parameter arm: the scenario arm whose model this trainer learns.
+    public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
+        guard let index = scenario.arms.firstIndex(where: { $0.name == arm }) else {
+            throw AttachError("--arm \(arm): the scenario has no such arm; its arms: \(scenario.arms.map(\.name).joined(separator: ", "))")
+        }
+        let settings = scenario.arms[index]
+        if case .towers = settings.retrieval {
+            throw AttachError("--arm \(arm): train does not yet learn tower retrieval (two-tower, sparc); attach an arm with random or popularity retrieval")
+        }
+        if settings.ranking.polyModel != nil {
+            throw AttachError("--arm \(arm): train does not yet checkpoint poly or blend ranking; attach an arm ranked by dare, twin, twin-proj, din, ctr, popularity or random")
+        }
+        self.scenario = scenario
+        armIndex = index
+        self.options = options
+        let world = Population(scenario, threads: 1)
+        users = world.userCount
+        items = world.catalog.count
+        trainer = Self.freshTrainer(scenario, armIndex: index, world: world)
+    }
+
+    static func freshTrainer(_ s: Scenario, armIndex: Int, world: Population) -> ArmTrainer {
+        ArmTrainer(items: world.catalog.count, ranking: s.arms[armIndex].ranking, retrieval: s.arms[armIndex].retrieval, users: world.userCount,
+                   histories: world.histories, categories: world.catalog.subcategory.map(UInt32.init),
+                   categoryCount: s.catalog.topCategories * s.catalog.subcategories, seed: s.seed &+ UInt64(armIndex))
+    }
+
+    // MARK: Decoding
+
+    /// Decodes one message into an event of this world, or the reason it cannot be one.
+    func decode(_ bytes: UnsafeRawBufferPointer) -> Result<(Feedback, Tick?), EventDecodeError> {
+        let feedback: Feedback, tick: Tick?
+        switch options.format {
+        case .wire:
+            do {
+                feedback = try Wire.decodeFeedback(bytes)
+            } catch {
+                return .failure(EventDecodeError("not a recstream feedback record: \(error)"))
+            }
+            tick = feedback.header.tick
+        case .json(let mapping):
+            let e: MappedEvent
+            do { e = try mapping.decode(bytes) } catch { return .failure(error) }
+            feedback = Feedback(RecordHeader(arm: UInt16(armIndex), tick: e.tick ?? 0, user: e.user, sequence: e.request ?? 0),
+                                event: e.event, position: 0, item: e.item, shownTick: e.tick ?? 0, viewSeconds: e.viewSeconds, amount: e.amount)
+            tick = e.tick
+        }
+        if Int(feedback.header.user) >= users {
+            return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)"))
+        }
+        if Int(feedback.item) >= items {
+            return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog (\(items) items)"))
+        }
+        return .success((feedback, tick))
+    }
+
+    /// Adds one consumed message of partition `p` to its pending list.
+    func take(partition p: Int, offset: Int64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        var state = partitions[p]
+        let floor = max(state.watermark, appliedThrough + 1)
+        switch decode(value) {
+        case .success(let (event, own)):
+            let tick = max(own.map { Int64($0) } ?? floor, floor)
+            var e = event
+            e.header.tick = Tick(tick)
+            state.pending.append(Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false))
+            state.watermark = max(state.watermark, tick)
+        case .failure(let error):
+            state.pending.append(Pending(offset: offset, tick: floor, event: nil,
+                                         deadLetter: (Array(key), Array(value), error.reason)))
+            state.watermark = max(state.watermark, floor)
+        }
+        state.lastMessage = .now
+        partitions[p] = state
+    }
+
+    // MARK: Ticks
+
+    /// The next tick that can be applied: the lowest pending tick, once every partition
+    /// has shown a higher one or sat idle at its end. nil when there is none yet.
+    func nextTick(idle: (Int) -> Bool) -> Int64? {
+        guard let t = partitions.compactMap({ $0.pending.first?.tick }).min() else { return nil }
+        for p in partitions.indices where partitions[p].watermark <= t && !idle(p) { return nil }
+        return t
+    }
+
+    /// Applies tick `t`: every pending message of a tick up to `t`, in (user, sequence,
+    /// position, event) order; dead letters go to `deadLetters`.
+    func apply(_ t: Int64, deadLetters: inout [(key: [UInt8], value: [UInt8], reason: String)]) {
+        var events: [Feedback] = []
+        for p in partitions.indices {
+            var state = partitions[p]
+            var taken = 0
+            for m in state.pending where m.tick <= t {
+                taken += 1
+                if let e = m.event {
+                    events.append(e)
+                    if m.late { counters.late += 1 }
+                } else if let d = m.deadLetter {
+                    deadLetters.append(d)
+                    counters.deadLetters += 1
+                    if d.reason.contains("is not in the scenario's") { counters.unknown += 1 }
+                }
+                state.applied = m.offset + 1
+                state.appliedWatermark = max(state.appliedWatermark, m.tick)
+            }
+            state.pending.removeFirst(taken)
+            partitions[p] = state
+        }
+        if case .json = options.format { assignPositions(&events) }
+        events.sort { ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.item) < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.item) }
+        for e in events {
+            switch e.event {
+            case .impression: counters.impressions += 1
+            case .click: counters.clicks += 1
+            case .purchase: counters.purchases += 1
+            }
+        }
+        counters.events += events.count
+        counters.ticks += 1
+        trainer.apply(tick: Tick(t), feedback: events[...])
+        appliedThrough = t
+    }
+
+    /// JSON events carry no slate position: within each (user, request) group, each
+    /// distinct item gets the position of its first appearance, so an impression and
+    /// the click on the same item pair up, and a click on an item never shown pairs with
+    /// nothing.
+    func assignPositions(_ events: inout [Feedback]) {
+        events.sort { ($0.header.user, $0.header.sequence, $0.item, $0.event.rawValue) < ($1.header.user, $1.header.sequence, $1.item, $1.event.rawValue) }
+        var i = 0
+        while i < events.count {
+            var j = i, position = 0
+            while j < events.count && events[j].header.user == events[i].header.user && events[j].header.sequence == events[i].header.sequence {
+                if j > i && events[j].item != events[j - 1].item { position += 1 }
+                events[j].position = UInt8(truncatingIfNeeded: position)
+                j += 1
+            }
+            i = j
+        }
+    }
+}
+
+/// A trainer that cannot start or go on, and why.
+public struct AttachError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Kafka
+import Models
+import RecCore
+import Scenario
+import Trainer
+
+extension StreamTrainer {
+    /// Runs until `shouldStop()` (then applies nothing more, checkpoints what it applied,
+    /// commits and returns) or, with `exitWhenIdleSeconds`, until the stream has been at
+    /// its end that long (then applies every pending tick first). Resumes from the
+    /// checkpoint file when there is one.
+    public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
+        let base = KafkaConfiguration(options.properties)
+        let partitionCount = try waitForTopic(base)
+        if FileManager.default.fileExists(atPath: options.checkpointPath) {
+            try resume(partitions: partitionCount)
+        } else {
+            partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+        }
+        var consumerConfig = base
+        consumerConfig.setDefault("group.id", options.groupID)
+        consumerConfig.setDefault("enable.auto.commit", "false")
+        consumerConfig.setDefault("auto.offset.reset", "earliest")
+        consumerConfig.setDefault("fetch.wait.max.ms", "10")
+        let consumer = try KafkaConsumer(configuration: consumerConfig)
+        defer { consumer.close() }
+        try consumer.assign(partitions.indices.map { (TopicPartition(options.topic, Int32($0)), offset: partitions[$0].applied) })
+        var producerConfig = base
+        producerConfig.setDefault("client.id", "recstream-train-\(scenario.arms[armIndex].name)")
+        let producer = try KafkaProducer(configuration: producerConfig)
+
+        let started = ContinuousClock.now
+        let eventsAtStart = counters.events
+        var lastCheckpoint = ContinuousClock.now
+        var lastLagCheck = ContinuousClock.now - .seconds(10)
+        var deadLetters: [(key: [UInt8], value: [UInt8], reason: String)] = []
+        let admin = try KafkaAdmin(configuration: base)
+
+        func refreshHighWatermarks() throws {
+            for p in partitions.indices {
+                let w = try admin.watermarks(TopicPartition(options.topic, Int32(p)), timeoutMilliseconds: 5000)
+                (partitions[p].lowWatermark, partitions[p].highWatermark) = (w.low, w.high)
+            }
+            lastLagCheck = .now
+        }
+        /// A partition is idle when it has had nothing new for `idleFlushSeconds` and
+        /// everything up to its end has been consumed.
+        func idle(_ p: Int, for seconds: Double) -> Bool {
+            let s = partitions[p]
+            guard (ContinuousClock.now - s.lastMessage).inSeconds >= seconds else { return false }
+            let consumed = s.pending.last.map { $0.offset + 1 } ?? (s.applied >= 0 ? s.applied : s.lowWatermark)
+            return consumed >= s.highWatermark
+        }
+        func checkpoint() throws {
+            try save()
+            let applied = partitions.indices.compactMap { p -> (TopicPartition, offset: Int64)? in
+                partitions[p].applied >= 0 ? (TopicPartition(options.topic, Int32(p)), offset: partitions[p].applied) : nil
+            }
+            if !applied.isEmpty { try consumer.commit(applied) }
+            lastCheckpoint = .now
+            report(checkpointed: true)
+        }
+        func report(checkpointed: Bool) {
+            guard let onProgress else { return }
+            let seconds = (ContinuousClock.now - started).inSeconds
+            onProgress(Progress(counters: counters, appliedThrough: appliedThrough,
+                                lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
+                                eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed))
+        }
+        func sendDeadLetters() throws {
+            for d in deadLetters {
+                try d.key.withUnsafeBytes { key in
+                    try d.value.withUnsafeBytes { value in
+                        try producer.send(to: options.deadLetterTopic, key: key, value: value, header: (name: "recstream-error", value: d.reason))
+                    }
+                }
+            }
+            deadLetters.removeAll(keepingCapacity: true)
+            try producer.poll()
+        }
+
+        try refreshHighWatermarks()
+        while !shouldStop() {
+            let got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in
+                for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
+                return batch.count
+            }
+            let sinceLagCheck = (ContinuousClock.now - lastLagCheck).inSeconds
+            if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { try refreshHighWatermarks() }
+            var applied = false
+            while let t = nextTick(idle: { idle($0, for: options.idleFlushSeconds) }) {
+                apply(t, deadLetters: &deadLetters)
+                applied = true
+            }
+            if applied {
+                try sendDeadLetters()
+                report(checkpointed: false)
+            }
+            if (ContinuousClock.now - lastCheckpoint).inSeconds >= options.checkpointEverySeconds { try checkpoint() }
+            if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
+                // The stream has ended: apply what is pending, whatever the watermarks.
+                while let t = nextTick(idle: { _ in true }) { apply(t, deadLetters: &deadLetters) }
+                try sendDeadLetters()
+                break
+            }
+        }
+        try refreshHighWatermarks()
+        try checkpoint()
+        try producer.flush(timeoutMilliseconds: 10_000)
+        return counters
+    }
+
+    /// The topic's partition count, waiting for it to exist.
+    func waitForTopic(_ config: KafkaConfiguration) throws -> Int {
+        let admin = try KafkaAdmin(configuration: config)
+        let deadline = ContinuousClock.now + .seconds(options.connectTimeoutSeconds)
+        var lastError: KafkaError?
+        while ContinuousClock.now < deadline {
+            do {
+                if let topic = try admin.metadata(timeoutMilliseconds: 2000).topic(options.topic), topic.error == nil, topic.partitionCount > 0 {
+                    return topic.partitionCount
+                }
+            } catch {
+                lastError = error
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw AttachError("topic \(options.topic) did not appear within \(Int(options.connectTimeoutSeconds)) s"
+            + (lastError.map { " (\($0))" } ?? "; create it, or start what produces it"))
+    }
+
+    // MARK: Checkpoints
+
+    static let magic: [UInt8] = Array("RSAT".utf8)
+    static let checkpointVersion: UInt32 = 1
+
+    /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and
+    /// format (a checkpoint resumes only the trainer it came from), the applied tick and
+    /// counters, the item statistics, the sequence learner if any, per partition the first
+    /// offset not applied and the highest tick applied; then a CRC-32 of all of it.
+    func encodeCheckpoint() -> [UInt8] {
+        var w = BinaryWriter()
+        for b in Self.magic { w.write(b) }
+        w.write(Self.checkpointVersion)
+        w.write(identity)
+        w.write(appliedThrough)
+        let c = counters
+        for v in [c.events, c.impressions, c.clicks, c.purchases, c.deadLetters, c.late, c.unknown, c.ticks] { w.write(UInt64(v)) }
+        trainer.statistics.write(to: &w)
+        w.write(UInt8(trainer.sequence == nil ? 0 : 1))
+        if let learner = trainer.sequence { Checkpoint.write(learner, to: &w) }
+        w.write(UInt32(partitions.count))
+        for p in partitions {
+            w.write(p.applied)
+            w.write(p.appliedWatermark)
+        }
+        let crc = w.bytes.withUnsafeBytes { CRC32.checksum($0) }
+        w.write(crc)
+        return w.bytes
+    }
+
+    /// What a checkpoint must match to be resumed by this trainer.
+    var identity: String {
+        let format = switch options.format {
+        case .wire: "wire"
+        case .json(let m): "json (\(m.canonical))"
+        }
+        return "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(scenario.arms[armIndex].name), topic \(options.topic), \(format)"
+    }
+
+    func save() throws(CheckpointError) {
+        try Checkpoint.writeAtomically(encodeCheckpoint(), to: options.checkpointPath)
+    }
+
+    /// Restores the state of the checkpoint file.
+    func resume(partitions count: Int) throws {
+        let path = options.checkpointPath
+        guard let data = FileManager.default.contents(atPath: path) else { throw AttachError("checkpoint \(path): cannot read it") }
+        let bytes = [UInt8](data)
+        guard bytes.count >= 12, Array(bytes[0..<4]) == Self.magic else {
+            throw AttachError("checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
+        }
+        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
+        let computed = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[..<(bytes.count - 4)])) }
+        guard stored == computed else { throw AttachError("checkpoint \(path): corrupt or truncated (checksum does not match)") }
+        do {
+            try bytes.withUnsafeBytes { (raw) throws -> Void in
+                var r = BinaryReader(UnsafeRawBufferPointer(rebasing: raw[..<(bytes.count - 4)]))
+                for _ in 0..<4 { _ = try r.read(UInt8.self, "magic") }
+                let version = try r.read(UInt32.self, "version")
+                guard version == Self.checkpointVersion else { throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)") }
+                let theirs = try r.readString("identity")
+                guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
+                appliedThrough = try r.read(Int64.self, "applied tick")
+                var v: [Int] = []
+                for name in ["events", "impressions", "clicks", "purchases", "dead letters", "late", "unknown", "ticks"] {
+                    v.append(Int(try r.read(UInt64.self, name)))
+                }
+                counters = Counters(events: v[0], impressions: v[1], clicks: v[2], purchases: v[3], deadLetters: v[4], late: v[5], unknown: v[6], ticks: v[7])
+                let statistics = try ItemStatistics.read(from: &r)
+                let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
+                guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }
+                trainer = ArmTrainer(restoring: statistics, sequence: learner)
+                let stored = Int(try r.read(UInt32.self, "partitions"))
+                guard stored <= count else {
+                    throw AttachError("it covers \(stored) partitions of \(options.topic), which now has \(count); partitions cannot shrink")
+                }
+                partitions = (0..<count).map { p in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+                for p in 0..<stored {
+                    partitions[p].applied = try r.read(Int64.self, "offset")
+                    partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
+                    partitions[p].watermark = partitions[p].appliedWatermark
+                }
+                guard r.remaining == 0 else { throw AttachError("\(r.remaining) unexpected bytes at the end") }
+            }
+        } catch let error as AttachError {
+            throw AttachError("checkpoint \(path): \(error.message)")
+        } catch {
+            throw AttachError("checkpoint \(path): \(error)")
+        }
+    }
+}
+
+extension Duration {
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+@testable import Attach
+@testable import Kafka
+@testable import RecCore
+@testable import Scenario
+
+@Suite("JSON event mapping")
+struct EventMappingTests {
+    let mapping = try! EventMapping(json: JSONValue.parse("""
+        {"user": "user_id", "item": "item.id", "event": "type", "timestamp": "ts", "tickSeconds": 60,
+         "viewSeconds": "watch", "amount": "order.total", "events": {"view": "impression", "click": "click", "buy": "purchase"}}
+        """))
+
+    func decode(_ text: String) -> Result<MappedEvent, EventDecodeError> {
+        Array(text.utf8).withUnsafeBytes { bytes in Result { () throws(EventDecodeError) in try mapping.decode(bytes) } }
+    }
+
+    @Test("fields are read through dotted paths; the timestamp gives the tick")
+    func good() throws {
+        let e = try decode(#"{"user_id": 12, "item": {"id": 345}, "type": "buy", "ts": 185.5, "order": {"total": 19.99}}"#).get()
+        #expect(e.user == 12 && e.item == 345 && e.event == .purchase && e.tick == 3 && e.amount == 19.99 && e.viewSeconds == 0)
+        let c = try decode(#"{"user_id": 1, "item": {"id": 2}, "type": "click", "ts": 0, "watch": 42, "extra": [1, 2]}"#).get()
+        #expect(c.event == .click && c.viewSeconds == 42 && c.tick == 0)
+    }
+
+    @Test("defaults read the field names recstream uses")
+    func defaults() throws {
+        let e = try Array(#"{"user": 1, "item": 2, "event": "impression", "timestamp": 7}"#.utf8).withUnsafeBytes { try EventMapping().decode($0) }
+        #expect(e == MappedEvent(user: 1, item: 2, event: .impression, tick: 7))
+    }
+
+    static let bad: [(String, String)] = [
+        ("{\"user_id\": 1", "not JSON: line 1, column 14: "),
+        ("[1, 2]", "expected a JSON object, got an array"),
+        (#"{"item": {"id": 2}, "type": "view", "ts": 1}"#, #"field "user_id" (user): missing"#),
+        (#"{"user_id": "u1", "item": {"id": 2}, "type": "view"}"#, #"field "user_id" (user): expected an integer id, got a string"#),
+        (#"{"user_id": -3, "item": {"id": 2}, "type": "view"}"#, #"field "user_id" (user): -3 is outside 0...4294967295"#),
+        (#"{"user_id": 1, "item": 2, "type": "view"}"#, #"field "item.id" (item): missing"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "like"}"#, #"field "type" (event): 'like' is not a mapped event name; mapped: 'buy', 'click', 'view'"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "ts": "noon"}"#, #"field "ts" (timestamp): expected a number, got a string"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "ts": -120}"#, #"field "ts" (timestamp): -120.0 gives tick -2.0, outside 0..<4294967295"#),
+    ]
+
+    @Test("a message that does not map is an error saying which field and why", arguments: bad)
+    func errors(text: String, reason: String) {
+        guard case .failure(let e) = decode(text) else {
+            Issue.record("\(text) decoded")
+            return
+        }
+        #expect(e.reason.hasPrefix(reason), "got: \(e.reason)")
+    }
+
+    @Test("binary garbage is not UTF-8 text")
+    func garbage() {
+        let bytes: [UInt8] = [0xFF, 0xFE, 0x00, 0x41, 0xC3]
+        let r = bytes.withUnsafeBytes { b in Result { () throws(EventDecodeError) in try mapping.decode(b) } }
+        guard case .failure(let e) = r else { Issue.record("garbage decoded"); return }
+        #expect(e.reason == "not UTF-8 text (5 bytes); expected a JSON object")
+    }
+
+    @Test("a mapping file with a mistake is an error naming the key")
+    func badMappings() {
+        for (text, message) in [
+            (#"{"usr": "u"}"#, "usr: unknown key; known keys: user, item, event, timestamp, tickSeconds, viewSeconds, amount, request, events"),
+            (#"{"user": 3}"#, "user: expected a field name (a string), got an integer"),
+            (#"{"tickSeconds": 0}"#, "tickSeconds: expected a number above 0, got an integer"),
+            (#"{"events": {"view": "watch"}}"#, "events.view: expected impression, click or purchase, got 'watch'"),
+        ] {
+            #expect(throws: MappingError.self) { try EventMapping(json: JSONValue.parse(text)) }
+            do { _ = try EventMapping(json: JSONValue.parse(text)) } catch { #expect("\(error)" == message) }
+        }
+    }
+
+    @Test("the mapping's canonical text does not depend on dictionary order")
+    func canonical() throws {
+        let a = try EventMapping(json: JSONValue.parse(#"{"events": {"a": "click", "b": "impression", "c": "purchase"}}"#))
+        let b = try EventMapping(json: JSONValue.parse(#"{"events": {"c": "purchase", "b": "impression", "a": "click"}}"#))
+        #expect(a.canonical == b.canonical && a.canonical.hasSuffix("events=a:click,b:impression,c:purchase"))
+    }
+}
+
+@Suite("Attached trainer", .serialized)
+struct StreamTrainerTests {
+    static let scenarioText = """
+        {"name": "attach", "seed": 3, "ticks": 10,
+         "population": {"users": 300, "history": {"median": 40, "max": 200}},
+         "catalog": {"items": 400, "topics": 12, "topCategories": 4, "subcategories": 3},
+         "arms": [{"name": "dare", "share": 1, "candidates": 20,
+                   "ranking": {"type": "dare", "attentionDim": 4, "representationDim": 4, "topK": 5, "maxHistory": 30, "batchSize": 64}}],
+         "kafka": {"topicPrefix": "attach"}}
+        """
+
+    /// A known stream: `ticks` ticks of slates of 5 views with some clicks, keyed by user.
+    static func events(ticks: Range<Int>, seed: UInt64 = 1) -> [(user: UInt32, line: String)] {
+        var rng = RandomStream(seed: seed, 1)
+        var out: [(UInt32, String)] = []
+        for t in ticks {
+            for _ in 0..<40 {
+                let user = UInt32(rng.nextInt(below: 300))
+                for _ in 0..<5 {
+                    let item = rng.nextInt(below: 400)
+                    out.append((user, #"{"user": \#(user), "item": \#(item), "event": "impression", "timestamp": \#(t)}"#))
+                    if rng.nextDouble() < 0.2 {
+                        out.append((user, #"{"user": \#(user), "item": \#(item), "event": "click", "timestamp": \#(t), "viewSeconds": 30}"#))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func produce(_ broker: EmbeddedBroker, _ topic: String, _ messages: [(user: UInt32, bytes: [UInt8])]) throws {
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration)
+        let handle = try producer.topic(topic)
+        for m in messages {
+            try withUnsafeBytes(of: m.user) { key in try m.bytes.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+        }
+        try producer.flush(timeoutMilliseconds: 10_000)
+    }
+
+    func trainer(_ broker: EmbeddedBroker, topic: String, checkpoint: String, arm: String = "dare") throws -> StreamTrainer {
+        var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(EventMapping()),
+                                            checkpointPath: checkpoint, groupID: "g-\(topic)", properties: broker.clientConfiguration.properties)
+        options.exitWhenIdleSeconds = 0.5
+        options.idleFlushSeconds = 0.3
+        options.checkpointEverySeconds = 0.05
+        return try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: arm, options: options)
+    }
+
+    func temporary(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recstream-attach-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    @Test("malformed JSON, binary garbage and strangers go to the dead-letter topic with the reason; the rest is applied")
+    func deadLetters() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 3)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
+        var messages = Self.events(ticks: 0..<4).map { ($0.user, Array($0.line.utf8)) }
+        let bad: [(UInt32, [UInt8], String)] = [
+            (7, Array(#"{"user": 7, "item": 3, "event": "impression""#.utf8), "not JSON: "),
+            (8, [0xFF, 0x00, 0x13, 0x37], "not UTF-8 text (4 bytes); expected a JSON object"),
+            (9, Array(#"{"user": 9, "item": 3, "event": "like", "timestamp": 1}"#.utf8), #"field "event" (event): 'like' is not a mapped event name"#),
+            (10, Array(#"{"user": 5000, "item": 3, "event": "click", "timestamp": 1}"#.utf8), "user 5000 is not in the scenario's world (300 users)"),
+        ]
+        messages.insert(contentsOf: bad.map { ($0.0, $0.1) }, at: 100)
+        try produce(broker, "ev", messages)
+        let path = temporary("a.ckpt")
+        let t = try trainer(broker, topic: "ev", checkpoint: path)
+        let counters = try t.run()
+        #expect(counters.events == messages.count - 4 && counters.deadLetters == 4 && counters.unknown == 1 && counters.ticks == 4)
+        #expect(counters.impressions + counters.clicks == counters.events && counters.late == 0)
+        #expect(t.appliedThrough == 3)
+        #expect(t.trainer.sequence!.evaluations.count == 4)
+
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "dl", "fetch.wait.max.ms": "1"]))
+        try consumer.assign([(TopicPartition("ev.dead-letter", 0), offset: 0)])
+        var letters: [([UInt8], String)] = []
+        let deadline = Date().addingTimeInterval(10)
+        while letters.count < 4 && Date() < deadline {
+            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch { letters.append((Array(m.value), m.header("recstream-error") ?? "(no header)")) }
+            }
+        }
+        #expect(letters.count == 4)
+        for (value, reason) in bad.map({ ($0.1, $0.2) }) {
+            #expect(letters.contains { $0.0 == value && $0.1.hasPrefix(reason) }, "no dead letter with \(reason)")
+        }
+    }
+
+    @Test("restarted from its checkpoint, a trainer applies nothing twice and ends where an uninterrupted one ends")
+    func resume() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 3)
+        let first = Self.events(ticks: 0..<5), second = Self.events(ticks: 5..<9, seed: 2)
+        try produce(broker, "ev", first.map { ($0.user, Array($0.line.utf8)) })
+        let interrupted = temporary("i.ckpt"), straight = temporary("s.ckpt")
+        let a = try trainer(broker, topic: "ev", checkpoint: interrupted).run()
+        #expect(a.events == first.count && a.ticks == 5)
+        // Nothing new: a restart applies nothing.
+        let again = try trainer(broker, topic: "ev", checkpoint: interrupted)
+        #expect(try again.run() == a)
+        try produce(broker, "ev", second.map { ($0.user, Array($0.line.utf8)) })
+        let resumed = try trainer(broker, topic: "ev", checkpoint: interrupted).run()
+        #expect(resumed.events == first.count + second.count && resumed.ticks == 9)
+        let whole = try trainer(broker, topic: "ev", checkpoint: straight).run()
+        #expect(whole == resumed)
+        let x = try Data(contentsOf: URL(fileURLWithPath: interrupted)), y = try Data(contentsOf: URL(fileURLWithPath: straight))
+        #expect(x == y, "checkpoints differ: \(x.count) and \(y.count) bytes")
+    }
+
+    @Test("a checkpoint that is corrupt, truncated or another trainer's is a clear error")
+    func badCheckpoints() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 2)
+        try produce(broker, "ev", Self.events(ticks: 0..<2).map { ($0.user, Array($0.line.utf8)) })
+        let path = temporary("c.ckpt")
+        _ = try trainer(broker, topic: "ev", checkpoint: path).run()
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        func message(_ bytes: Data, topic: String = "ev") throws -> String {
+            try bytes.write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try trainer(broker, topic: topic, checkpoint: path).run()
+                return "(resumed)"
+            } catch {
+                return "\(error)"
+            }
+        }
+        var flipped = good
+        flipped[flipped.count / 2] ^= 0x40
+        #expect(try message(flipped) == "checkpoint \(path): corrupt or truncated (checksum does not match)")
+        #expect(try message(good.prefix(good.count - 100)) == "checkpoint \(path): corrupt or truncated (checksum does not match)")
+        #expect(try message(Data("hello".utf8)) == "checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
+        try broker.createTopic("other", partitions: 2)
+        #expect(try message(good, topic: "other").contains("it belongs to another trainer"))
+    }
+
+    @Test("an arm the trainer cannot attach is refused with a reason")
+    func refused() throws {
+        let broker = try EmbeddedBroker()
+        #expect(throws: AttachError.self) { try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope") }
+        do { _ = try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope") } catch {
+            #expect("\(error)" == "--arm nope: the scenario has no such arm; its arms: dare")
+        }
+    }
+}
