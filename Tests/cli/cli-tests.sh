@@ -71,5 +71,12 @@ fi
 kill -TERM "$broker_pid"; wait "$broker_pid"; status=$?
 if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: broker exited $status on SIGTERM"; fi
 
+# Attach mode: kill -9 and SIGTERM against a flowing stream (its own script: it runs a broker).
+if bash Tests/cli/attach-kill.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+check "train without --brokers says what is missing" 2 "--brokers is required" "$bin" train Tests/cli/attach-world.json --arm dare --checkpoint "$tmp/x.ckpt"
+check "train with an unknown format is a usage error" 2 "--format must be wire or json, got 'xml'" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format xml --checkpoint "$tmp/x.ckpt"
+printf '{"usr": "u"}' >"$tmp/mapping.json"
+check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping "$tmp/mapping.json" --checkpoint "$tmp/x.ckpt"
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]

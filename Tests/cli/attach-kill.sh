@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Attach mode under kill -9: while a known stream of JSON events flows, the trainer is
+# killed at random points and restarted from its checkpoint; its final checkpoint must be
+# byte for byte the one an uninterrupted trainer writes (no event lost, none applied
+# twice). Then SIGTERM: a clean stop, exit 0, a checkpoint that resumes.
+# Usage: attach-kill.sh path/to/recstream
+set -u
+bin=${1:?usage: attach-kill.sh path/to/recstream}
+cd "$(dirname "$0")/../.."
+tmp=$(mktemp -d)
+broker=""
+cleanup() {
+    jobs -p | xargs -r kill 2>/dev/null  # SIGTERM: trainers and the broker stop cleanly
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: attach: $*"; exit 1; }
+
+"$bin" broker --topics ev --partitions 3 >"$tmp/addr" 2>"$tmp/broker.err" &
+broker=$!
+for _ in $(seq 50); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
+brokers=$(head -1 "$tmp/addr")
+[ -n "$brokers" ] || fail "the broker printed no address"
+world=Tests/cli/attach-world.json
+args=(train "$world" --arm dare --brokers "$brokers" --topic ev --format json --quiet)
+train() { "$bin" "${args[@]}" "$@"; }
+
+# 40 ticks of events (about 1,200 a tick, a few malformed), sent over about 8 seconds.
+python3 - "$tmp/events" <<'PY'
+import json, random, sys
+random.seed(11)
+with open(sys.argv[1], "w") as out:
+    for t in range(40):
+        for _ in range(200):
+            u = random.randrange(300)
+            for _ in range(5):
+                i = random.randrange(400)
+                out.write(json.dumps({"user": u, "item": i, "event": "impression", "timestamp": t}) + "\n")
+                if random.random() < 0.2:
+                    out.write(json.dumps({"user": u, "item": i, "event": "click", "timestamp": t, "viewSeconds": 30}) + "\n")
+        if t % 10 == 5:
+            out.write('{"user": 1, "item": \n')
+PY
+python3 -c '
+import sys, time
+for i, line in enumerate(open(sys.argv[1])):
+    sys.stdout.write(line)
+    if i % 1500 == 0: sys.stdout.flush(); time.sleep(0.25)
+' "$tmp/events" | "$bin" produce --brokers "$brokers" --topic ev --key user 2>"$tmp/produce.err" &
+producer=$!
+
+kills=0 after_checkpoint=0
+while kill -0 "$producer" 2>/dev/null || [ "$kills" -lt 6 ]; do
+    # The binary itself in the background (not a shell function), so $! is its pid.
+    "$bin" "${args[@]}" --checkpoint "$tmp/killed.ckpt" --checkpoint-every 0.1 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(python3 -c 'import random; print(round(random.uniform(0.4, 1.6), 2))')"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    kills=$((kills + 1))
+    [ -s "$tmp/killed.ckpt" ] && after_checkpoint=$((after_checkpoint + 1))
+done
+wait "$producer" || fail "the producer failed: $(cat "$tmp/produce.err")"
+[ "$after_checkpoint" -ge 3 ] || fail "only $after_checkpoint of $kills kills came after a checkpoint"
+
+train --checkpoint "$tmp/killed.ckpt" --exit-when-idle 1 >"$tmp/resumed.out" 2>&1 || fail "the resumed trainer failed: $(cat "$tmp/resumed.out")"
+train --checkpoint "$tmp/straight.ckpt" --exit-when-idle 1 >"$tmp/straight.out" 2>&1 || fail "the uninterrupted trainer failed: $(cat "$tmp/straight.out")"
+lines=$(wc -l <"$tmp/events")
+grep -q "^applied through tick 39: $((lines - 4)) events" "$tmp/straight.out" || fail "expected $((lines - 4)) events applied: $(cat "$tmp/straight.out")"
+grep -q "4 dead letters" "$tmp/straight.out" || fail "expected 4 dead letters: $(cat "$tmp/straight.out")"
+cmp -s "$tmp/killed.ckpt" "$tmp/straight.ckpt" || fail "after $kills kill -9s the checkpoint differs from an uninterrupted run's"
+diff <(head -1 "$tmp/resumed.out") <(head -1 "$tmp/straight.out") >/dev/null || fail "counters differ: $(head -1 "$tmp/resumed.out") vs $(head -1 "$tmp/straight.out")"
+
+# SIGTERM: stop at a clean point, checkpoint, exit 0; the checkpoint resumes to the same end.
+"$bin" "${args[@]}" --checkpoint "$tmp/stopped.ckpt" >"$tmp/stopped.out" 2>&1 &
+pid=$!
+sleep 2
+kill -TERM "$pid"
+wait "$pid"
+status=$?
+[ "$status" = 0 ] || fail "SIGTERM: exit $status (want 0): $(cat "$tmp/stopped.out")"
+grep -q "stopped by signal" "$tmp/stopped.out" || fail "SIGTERM: no 'stopped by signal' in: $(cat "$tmp/stopped.out")"
+train --checkpoint "$tmp/stopped.ckpt" --exit-when-idle 1 >/dev/null 2>&1 || fail "resuming after SIGTERM failed"
+cmp -s "$tmp/stopped.ckpt" "$tmp/straight.ckpt" || fail "after SIGTERM and a resume, the checkpoint differs from an uninterrupted run's"
+echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint) and a SIGTERM; the checkpoint equals an uninterrupted run's"
