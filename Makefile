@@ -32,6 +32,7 @@ bench: deps
 	.build/release/recstream bench wire
 	.build/release/recstream bench sparc
 	.build/release/recstream bench poly
+	.build/release/recstream bench attach
 	.build/release/recstream bench e2e
 
 # Regenerates scenarios/schema.json after a change to the scenario schema.

@@ -78,7 +78,7 @@ let package = Package(
         ),
         .target(
             name: "Bench",
-            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "RecStream"],
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "RecStream", "Attach"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -63,6 +63,12 @@ extension StreamTrainer {
         }
         func report(checkpointed: Bool) {
             guard let onProgress else { return }
+            // The fetcher's view of each partition's end is fresher than the last query.
+            for p in partitions.indices {
+                if let high = consumer.cachedHighWatermark(TopicPartition(options.topic, Int32(p))) {
+                    partitions[p].highWatermark = max(partitions[p].highWatermark, high)
+                }
+            }
             let seconds = (ContinuousClock.now - started).inSeconds
             onProgress(Progress(counters: counters, appliedThrough: appliedThrough,
                                 lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },

@@ -222,6 +222,14 @@ public final class KafkaConsumer {
     }
 
     /// The low and high watermarks of a partition, asked of the broker.
+    /// The partition's high watermark as the last fetch response gave it (no round trip;
+    /// nil before the first fetch).
+    public func cachedHighWatermark(_ partition: TopicPartition) -> Int64? {
+        var low: Int64 = -1, high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
+    }
+
     public func watermarks(_ partition: TopicPartition, timeoutMilliseconds: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
         try queryWatermarks(handle, partition, timeoutMilliseconds: timeoutMilliseconds)
     }

@@ -13,11 +13,12 @@ struct Bench: ParsableCommand {
             memory per user and per history entry), wire (encode/decode ns per record), e2e (user steps per second through \
             the embedded broker for the quickstart and a 100k-user world, random and DARE, with the share of time per \
             phase), sparc (SPARC retrieval latency over 1M items, tower training, memory), poly (poly-attention training samples/s \
-            and scoring candidates/s, cached and re-encoded, beside DARE). Build with -c release for \
+            and scoring candidates/s, cached and re-encoded, beside DARE), attach (an attached trainer's events/s \
+            and consumer lag at a steady produce rate). Build with -c release for \
             meaningful figures.
             """)
 
-    @Argument(help: "kafka, models, population, wire, e2e, sparc or poly.")
+    @Argument(help: "kafka, models, population, wire, e2e, sparc, poly or attach.")
     var name: String
 
     @Flag(help: "Print JSON: {\"bench\", \"results\": [{\"name\", \"unit\", \"median\", \"baseline\", \"ratio\"}]}.")
@@ -70,12 +71,16 @@ struct Bench: ParsableCommand {
                 var b = PolyBench()
                 if quick { b.items = 20_000; b.steps = 5; b.scoreCalls = 50 }
                 report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
+            case "attach":
+                var b = AttachBench()
+                if quick { b.events = 30_000; b.steadySeconds = 3 }
+                report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc, poly")
+                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc, poly, attach")
                 throw Exit.badInput
             }
         } catch let error as BenchError {

@@ -1,0 +1,150 @@
+import Attach
+import Foundation
+import Kafka
+import RecCore
+import Scenario
+
+/// `recstream bench attach`: one attached trainer (`recstream train`) on the embedded
+/// broker. Events per second through a backlog, for JSON events through a field mapping
+/// and for recstream's wire records, with an arm that keeps statistics only (CTR ranking:
+/// the cost of consuming, decoding and ticking) and with a DARE arm; beside them the JSON
+/// mapping's decode rate alone. Then consumer lag while events are produced at a steady
+/// rate, sampled after every applied tick.
+public struct AttachBench: Sendable {
+    public var events = 150_000
+    public var partitions = 8
+    public var steadyRate = 20_000.0
+    public var steadySeconds = 10.0
+    public init() {}
+
+    static let scenarioText = """
+        {"name": "attach-bench", "seed": 5,
+         "population": {"users": 2000, "history": {"median": 100, "max": 1000}},
+         "catalog": {"items": 5000, "topics": 24, "topCategories": 6, "subcategories": 4},
+         "arms": [{"name": "ctr", "share": 0.5, "candidates": 100, "ranking": {"type": "ctr"}},
+                  {"name": "dare", "share": 0.5, "candidates": 100,
+                   "ranking": {"type": "dare", "attentionDim": 16, "representationDim": 16, "topK": 20, "maxHistory": 100}}],
+         "kafka": {"topicPrefix": "attach-bench"}}
+        """
+
+    /// Event `n` of a stream: slates of 10 impressions, 15% clicked, 1,000 events a tick
+    /// (or `perTick`).
+    static func event(_ n: Int, perTick: Int = 1000, rng: inout RandomStream) -> (user: UInt32, json: [UInt8], wire: Feedback) {
+        let user = UInt32(rng.nextInt(below: 2000)), item = UInt32(rng.nextInt(below: 5000)), tick = UInt32(n / perTick)
+        let click = rng.nextDouble() < 0.15
+        let kind: FeedbackEvent = click ? .click : .impression
+        let json = #"{"user": \#(user), "item": \#(item), "event": "\#(click ? "click" : "impression")", "timestamp": \#(tick), "viewSeconds": \#(click ? 30 : 0)}"#
+        let wire = Feedback(RecordHeader(arm: 1, tick: tick, user: user, sequence: UInt32(n / 10)), event: kind, position: UInt8(n % 10),
+                            item: item, shownTick: tick, viewSeconds: click ? 30 : 0)
+        return (user, Array(json.utf8), wire)
+    }
+
+    public func run(progress: (String) -> Void = { _ in }) throws -> BenchReport {
+        let broker = try EmbeddedBroker()
+        let scenario = try Scenario.decode(Self.scenarioText)
+        var results: [BenchResult] = []
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration.merging(["linger.ms": "5", "queue.buffering.max.messages": "1000000"]))
+        var scratch = [UInt8](repeating: 0, count: Wire.feedbackSize)
+
+        func send(_ topic: KafkaTopic, _ e: (user: UInt32, json: [UInt8], wire: Feedback), json: Bool) throws {
+            try withUnsafeBytes(of: e.user) { key in
+                if json {
+                    try e.json.withUnsafeBytes { try producer.send(topic, key: key, value: $0) }
+                } else {
+                    _ = scratch.withUnsafeMutableBytes { Wire.encode(e.wire, into: $0) }
+                    try scratch.withUnsafeBytes { try producer.send(topic, key: key, value: $0) }
+                }
+            }
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("recstream-bench-attach-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+
+        // The mapping's decode rate alone.
+        progress("attach: JSON decode")
+        var rng = RandomStream(seed: 3, 1)
+        let sample = (0..<20_000).map { Self.event($0, rng: &rng).json }
+        var decodeRates: [Double] = []
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            for bytes in sample { _ = bytes.withUnsafeBytes { try? EventMapping().decode($0) } }
+            decodeRates.append(Double(sample.count) / (ContinuousClock.now - start).inSeconds)
+        }
+        results.append(BenchResult(name: "JSON mapping decode, 1 thread", unit: "events/s", samples: decodeRates))
+
+        // Backlogs: produce, then train through them.
+        var topicNumber = 0
+        for (json, arm) in [(true, "ctr"), (true, "dare"), (false, "dare")] {
+            topicNumber += 1
+            let topic = "bench-\(topicNumber)"
+            try broker.createTopic(topic, partitions: partitions)
+            let handle = try producer.topic(topic)
+            var rng = RandomStream(seed: 4, 1)
+            for n in 0..<events { try send(handle, Self.event(n, rng: &rng), json: json) }
+            try producer.flush(timeoutMilliseconds: 60_000)
+            progress("attach: \(json ? "JSON" : "wire"), \(arm) arm, \(events) events")
+            var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: json ? .json(EventMapping()) : .wire,
+                                                checkpointPath: "\(directory)/\(topic).ckpt", groupID: "bench", properties: broker.clientConfiguration.properties)
+            options.exitWhenIdleSeconds = 0.3
+            options.idleFlushSeconds = 0.2
+            let trainer = try StreamTrainer(scenario: scenario, arm: arm, options: options)
+            var rate = 0.0
+            trainer.onProgress = { rate = max(rate, $0.eventsPerSecond) }
+            let start = ContinuousClock.now
+            let counters = try trainer.run()
+            // Without the final idle wait: the time to apply everything.
+            let seconds = (ContinuousClock.now - start).inSeconds - options.exitWhenIdleSeconds!
+            guard counters.events == events else { throw BenchError("attach bench: applied \(counters.events) of \(events) events") }
+            results.append(BenchResult(name: "train, \(json ? "JSON" : "wire") events, \(arm) arm", unit: "events/s", samples: [Double(events) / seconds]))
+        }
+
+        // Steady produce rate: lag after each applied tick (1,000 events a tick).
+        progress("attach: steady \(Int(steadyRate)) events/s for \(Int(steadySeconds)) s")
+        topicNumber += 1
+        let topic = "bench-\(topicNumber)"
+        try broker.createTopic(topic, partitions: partitions)
+        var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(EventMapping()),
+                                            checkpointPath: "\(directory)/steady.ckpt", groupID: "bench", properties: broker.clientConfiguration.properties)
+        options.exitWhenIdleSeconds = 1
+        let total = Int(steadyRate * steadySeconds)
+        let shared = SharedProducer(producer: producer)
+        let rate = steadyRate
+        let feeder = Thread {
+            let producer = shared.producer
+            var rng = RandomStream(seed: 6, 1)
+            let handle = try! producer.topic(topic)
+            let start = ContinuousClock.now
+            for n in 0..<total {
+                let e = Self.event(n, rng: &rng)
+                try! withUnsafeBytes(of: e.user) { key in try e.json.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+                if n % 500 == 0 {
+                    try? producer.poll()
+                    let due = start + .seconds(Double(n) / rate)
+                    if ContinuousClock.now < due { Thread.sleep(forTimeInterval: (due - ContinuousClock.now).inSeconds) }
+                }
+            }
+            try? producer.flush(timeoutMilliseconds: 30_000)
+        }
+        let trainer = try StreamTrainer(scenario: scenario, arm: "dare", options: options)
+        var lags: [Double] = []
+        trainer.onProgress = { p in if !p.checkpointed { lags.append(Double(p.lag.reduce(0, +))) } }
+        feeder.start()
+        let counters = try trainer.run()
+        guard counters.events == total else { throw BenchError("attach bench: applied \(counters.events) of \(total) steady events") }
+        let sorted = lags.sorted()
+        results.append(BenchResult(name: "consumer lag at \(Int(steadyRate)) JSON events/s, DARE arm: median", unit: "events", samples: lags))
+        results.append(BenchResult(name: "consumer lag at \(Int(steadyRate)) JSON events/s, DARE arm: max", unit: "events", samples: [sorted.last ?? .nan]))
+
+        withExtendedLifetime(broker) {}
+        return BenchReport(bench: "attach", results: results, notes: [
+            "One trainer on the embedded broker, \(partitions) partitions, events keyed by user; a world of 2,000 users and 5,000 items; DARE with 3 fields of 16, L=100, K=20.",
+            "Backlogs of \(events) events, 1,000 a tick (slates of 10, 15% clicked), trained from the start; the time excludes the final idle wait.",
+            "Lag: messages produced but not yet applied, after each applied tick. A tick is applied once every partition has moved past it, so about one tick of events (1,000 here) always waits.",
+        ])
+    }
+}
+
+/// The producer, handed to the feeder thread while the main thread only trains.
+struct SharedProducer: @unchecked Sendable {
+    let producer: KafkaProducer
+}
