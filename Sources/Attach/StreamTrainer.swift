@@ -73,6 +73,7 @@ public final class StreamTrainer {
         public var late = 0
         /// Events naming a user or item outside the scenario's world (dead-lettered).
         public var unknown = 0
+        /// Ticks applied that held at least one event.
         public var ticks = 0
     }
 
@@ -241,8 +242,10 @@ public final class StreamTrainer {
             }
         }
         counters.events += events.count
-        counters.ticks += 1
-        trainer.apply(tick: Tick(t), feedback: events[...])
+        if !events.isEmpty {
+            counters.ticks += 1
+            trainer.apply(tick: Tick(t), feedback: events[...])
+        }
         appliedThrough = t
     }
 
