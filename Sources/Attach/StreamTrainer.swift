@@ -84,6 +84,9 @@ public final class StreamTrainer {
     public internal(set) var counters = Counters()
     /// The last tick applied (-1: none).
     public internal(set) var appliedThrough: Int64 = -1
+    /// Broker trouble the trainer rode out (failed look-ups, commits, fetches): not in
+    /// the checkpoint, since it does not change what was learned.
+    public internal(set) var transientErrors = 0
     var partitions: [PartitionState] = []
     let users: Int
     let items: Int

@@ -37,12 +37,17 @@ extension StreamTrainer {
         var deadLetters: [(key: [UInt8], value: [UInt8], reason: String)] = []
         let admin = try KafkaAdmin(configuration: base)
 
-        func refreshHighWatermarks() throws {
+        /// Looks up where each partition ends. A broker that does not answer (it is away)
+        /// leaves the last answer in place: the look-up only feeds idleness and lag.
+        func refreshHighWatermarks() {
+            lastLagCheck = .now
             for p in partitions.indices {
-                let w = try admin.watermarks(TopicPartition(options.topic, Int32(p)), timeoutMilliseconds: 5000)
+                guard let w = try? admin.watermarks(TopicPartition(options.topic, Int32(p)), timeoutMilliseconds: 1000) else {
+                    transientErrors += 1
+                    return
+                }
                 (partitions[p].lowWatermark, partitions[p].highWatermark) = (w.low, w.high)
             }
-            lastLagCheck = .now
         }
         /// A partition is idle when it has had nothing new for `idleFlushSeconds` and
         /// everything up to its end has been consumed.
@@ -52,12 +57,17 @@ extension StreamTrainer {
             let consumed = s.pending.last.map { $0.offset + 1 } ?? (s.applied >= 0 ? s.applied : s.lowWatermark)
             return consumed >= s.highWatermark
         }
+        /// Saves the checkpoint, then commits its offsets to the group. The checkpoint is
+        /// what resumes; a commit that fails (a broker away) is counted and made good by
+        /// the next one.
         func checkpoint() throws {
             try save()
             let applied = partitions.indices.compactMap { p -> (TopicPartition, offset: Int64)? in
                 partitions[p].applied >= 0 ? (TopicPartition(options.topic, Int32(p)), offset: partitions[p].applied) : nil
             }
-            if !applied.isEmpty { try consumer.commit(applied) }
+            if !applied.isEmpty {
+                do { try consumer.commit(applied) } catch { transientErrors += 1 }
+            }
             lastCheckpoint = .now
             report(checkpointed: true)
         }
@@ -86,14 +96,14 @@ extension StreamTrainer {
             try producer.poll()
         }
 
-        try refreshHighWatermarks()
+        refreshHighWatermarks()
         while !shouldStop() {
             let got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in
                 for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
                 return batch.count
             }
             let sinceLagCheck = (ContinuousClock.now - lastLagCheck).inSeconds
-            if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { try refreshHighWatermarks() }
+            if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { refreshHighWatermarks() }
             var applied = false
             while let t = nextTick(idle: { idle($0, for: options.idleFlushSeconds) }) {
                 apply(t, deadLetters: &deadLetters)
@@ -111,9 +121,10 @@ extension StreamTrainer {
                 break
             }
         }
-        try refreshHighWatermarks()
+        refreshHighWatermarks()
         try checkpoint()
-        try producer.flush(timeoutMilliseconds: 10_000)
+        try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+        transientErrors += consumer.transientErrorCount
         return counters
     }
 

@@ -192,6 +192,56 @@ struct StreamTrainerTests {
         #expect(x == y, "checkpoints differ: \(x.count) and \(y.count) bytes")
     }
 
+    @Test("a broker that goes down and comes back, injected fetch errors and added delay, mid-stream: nothing lost, nothing changed",
+          arguments: ["down", "errors", "slow"])
+    func faults(fault: String) throws {
+        let ticks = (0..<8).map { Self.events(ticks: $0..<($0 + 1), seed: UInt64($0 + 1)).map { ($0.user, Array($0.line.utf8)) } }
+        let total = ticks.reduce(0) { $0 + $1.count }
+        func train(_ inject: ((EmbeddedBroker) -> Void)?) throws -> (StreamTrainer.Counters, Data) {
+            let broker = try EmbeddedBroker()
+            try broker.createTopic("ev", partitions: 3)
+            // The stream flows while the trainer runs: a tick every 150 ms.
+            let feeder = Feeder(broker: broker, ticks: ticks)
+            let thread = Thread { feeder.run() }
+            thread.start()
+            defer { feeder.done.wait() }
+            let path = temporary("f.ckpt")
+            var options = StreamTrainer.Options(topic: "ev", deadLetterTopic: "ev.dead-letter", format: .json(EventMapping()),
+                                                checkpointPath: path, groupID: "g", properties: broker.clientConfiguration.properties)
+            options.exitWhenIdleSeconds = 4
+            options.idleFlushSeconds = 3.5  // longer than the outage: a broker away is not a partition at its end
+            options.checkpointEverySeconds = 0.05
+            let t = try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: "dare", options: options)
+            var injectedAfter: Int?
+            t.onProgress = { p in
+                guard injectedAfter == nil, p.appliedThrough >= 1, let inject else { return }
+                injectedAfter = p.counters.events
+                inject(broker)
+            }
+            let counters = try t.run()
+            if inject != nil {
+                // The fault met the stream mid-way.
+                #expect((injectedAfter ?? total) < total / 2, "the fault came after \(injectedAfter.map(String.init) ?? "none") of \(total) events")
+            }
+            return (counters, try Data(contentsOf: URL(fileURLWithPath: path)))
+        }
+        let (clean, cleanCheckpoint) = try train(nil)
+        let (faulty, faultyCheckpoint) = try train { broker in
+            switch fault {
+            case "down":
+                try? broker.setDown(broker: 1)
+                DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { try? broker.setUp(broker: 1) }
+            case "errors":
+                broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut], for: .fetch)
+            default:
+                try? broker.setRoundTripTime(100, broker: 1)
+            }
+        }
+        #expect(clean.events == total && clean.ticks == 8)
+        #expect(faulty == clean)
+        #expect(faultyCheckpoint == cleanCheckpoint, "\(fault): the checkpoint differs from a run without faults")
+    }
+
     @Test("a checkpoint that is corrupt, truncated or another trainer's is a clear error")
     func badCheckpoints() throws {
         let broker = try EmbeddedBroker()
@@ -226,5 +276,29 @@ struct StreamTrainerTests {
         do { _ = try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope") } catch {
             #expect("\(error)" == "--arm nope: the scenario has no such arm; its arms: dare")
         }
+    }
+}
+
+/// Produces one tick of events every 150 ms on a thread of its own.
+final class Feeder: @unchecked Sendable {
+    let broker: EmbeddedBroker
+    let ticks: [[(UInt32, [UInt8])]]
+    let done = DispatchSemaphore(value: 0)
+    init(broker: EmbeddedBroker, ticks: [[(UInt32, [UInt8])]]) {
+        self.broker = broker
+        self.ticks = ticks
+    }
+
+    func run() {
+        defer { done.signal() }
+        guard let producer = try? KafkaProducer(configuration: broker.clientConfiguration), let handle = try? producer.topic("ev") else { return }
+        for tick in ticks {
+            for (user, bytes) in tick {
+                try? withUnsafeBytes(of: user) { key in try bytes.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+            }
+            try? producer.poll()
+            Thread.sleep(forTimeInterval: 0.15)
+        }
+        try? producer.flush(timeoutMilliseconds: 30_000)
     }
 }
