@@ -32,6 +32,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Attach mode's observability and lifecycle.
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.20.0"),
     ],
     targets: [
         // C layer: librdkafka (with its mock cluster), a shim for the variadic calls
@@ -67,7 +73,14 @@ let package = Package(
         .target(name: "Report", dependencies: ["RecCore"], swiftSettings: strict),
         .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
         // Attach mode: roles that run against a real Kafka stream, free-running.
-        .target(name: "Attach", dependencies: ["Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer"], swiftSettings: strict),
+        .target(name: "Attach", dependencies: [
+            "Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer",
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "FlyingFox", package: "FlyingFox"),
+        ], swiftSettings: strict),
         .target(
             name: "RecStream",
             dependencies: [
@@ -85,6 +98,9 @@ let package = Package(
             name: "recstream",
             dependencies: [
                 "RecStream", "Bench", "Kafka", "Attach", "Scenario", "Allocator", "Report",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

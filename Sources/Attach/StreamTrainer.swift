@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Metrics
 import Models
 import Population
 import RecCore
@@ -92,6 +93,9 @@ public final class StreamTrainer {
     let items: Int
     /// Called after each applied tick and each checkpoint (progress lines).
     public var onProgress: ((Progress) -> Void)?
+    /// Where the trainer's metrics go (nil: swift-metrics' global factory, a no-op until
+    /// bootstrapped).
+    public var metricsFactory: (any MetricsFactory)?
 
     public struct Progress: Sendable {
         public var counters: Counters

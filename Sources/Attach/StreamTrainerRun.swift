@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Metrics
 import Models
 import RecCore
 import Scenario
@@ -32,6 +33,7 @@ extension StreamTrainer {
 
         let started = ContinuousClock.now
         let eventsAtStart = counters.events
+        var metrics = TrainerMetrics(arm: scenario.arms[armIndex].name, partitions: partitions.count, factory: metricsFactory ?? MetricsSystem.factory)
         var lastCheckpoint = ContinuousClock.now
         var lastLagCheck = ContinuousClock.now - .seconds(10)
         var deadLetters: [(key: [UInt8], value: [UInt8], reason: String)] = []
@@ -72,7 +74,6 @@ extension StreamTrainer {
             report(checkpointed: true)
         }
         func report(checkpointed: Bool) {
-            guard let onProgress else { return }
             // The fetcher's view of each partition's end is fresher than the last query.
             for p in partitions.indices {
                 if let high = consumer.cachedHighWatermark(TopicPartition(options.topic, Int32(p))) {
@@ -80,9 +81,19 @@ extension StreamTrainer {
                 }
             }
             let seconds = (ContinuousClock.now - started).inSeconds
-            onProgress(Progress(counters: counters, appliedThrough: appliedThrough,
-                                lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
-                                eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed))
+            let progress = Progress(counters: counters, appliedThrough: appliedThrough,
+                                    lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
+                                    eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed)
+            metrics.report(counters, transient: transientErrors + consumer.transientErrorCount)
+            metrics.appliedTick.record(appliedThrough)
+            metrics.eventsPerSecond.record(progress.eventsPerSecond)
+            for (p, lag) in progress.lag.enumerated() { metrics.lag[p].record(lag) }
+            if let last = trainer.evaluations.last {
+                metrics.auc.record(last.auc)
+                metrics.logLoss.record(last.logLoss)
+            }
+            if checkpointed { metrics.checkpoints.increment() }
+            onProgress?(progress)
         }
         func sendDeadLetters() throws {
             for d in deadLetters {
@@ -106,7 +117,9 @@ extension StreamTrainer {
             if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { refreshHighWatermarks() }
             var applied = false
             while let t = nextTick(idle: { idle($0, for: options.idleFlushSeconds) }) {
+                let start = ContinuousClock.now
                 apply(t, deadLetters: &deadLetters)
+                metrics.tickDuration.record(duration: ContinuousClock.now - start)
                 applied = true
             }
             if applied {

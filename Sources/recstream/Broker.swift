@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Kafka
+import Logging
+import ServiceLifecycle
 
-struct Broker: ParsableCommand {
+struct Broker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a standalone embedded Kafka broker until SIGINT or SIGTERM.",
         discussion: """
@@ -20,7 +22,7 @@ struct Broker: ParsableCommand {
     @Option(help: "Partitions per created topic.")
     var partitions = 4
 
-    func run() throws {
+    func run() async throws {
         guard (1...16).contains(brokers) else {
             printError("error: --brokers must be between 1 and 16, got \(brokers)")
             throw Exit.badInput
@@ -29,13 +31,6 @@ struct Broker: ParsableCommand {
             printError("error: --partitions must be between 1 and 1024, got \(partitions)")
             throw Exit.badInput
         }
-        // Block the signals before any thread starts, then wait for them synchronously.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-
         let cluster: EmbeddedBroker
         do {
             cluster = try EmbeddedBroker(brokers: brokers)
@@ -49,9 +44,19 @@ struct Broker: ParsableCommand {
         // Written straight to the descriptor, so a reading process sees it at once.
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
         printError("embedded broker (\(brokers) broker(s)) at \(cluster.bootstrapServers); stop with Ctrl-C")
-        var received: Int32 = 0
-        sigwait(&signals, &received)
-        printError("stopping (signal \(received))")
+        // A service that waits for SIGINT or SIGTERM (swift-service-lifecycle), then the
+        // broker goes.
+        var logger = Logger(label: "recstream.broker")
+        logger.logLevel = .warning
+        try await ServiceGroup(services: [UntilShutdown()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        printError("stopping")
         withExtendedLifetime(cluster) {}
+    }
+}
+
+/// Runs until the service group shuts down gracefully.
+struct UntilShutdown: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import RecCore
 
 @main
-struct Recstream: ParsableCommand {
+struct Recstream: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recstream",
         abstract: "An online-learning streaming simulator for recommender systems.",

@@ -2,11 +2,13 @@ import ArgumentParser
 import Attach
 import Foundation
 import Kafka
+import Logging
+import Prometheus
 import RecCore
 import Scenario
-import Synchronization
+import ServiceLifecycle
 
-struct Train: ParsableCommand {
+struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train one arm's model from a Kafka stream of feedback, free-running, with checkpoints.",
         discussion: """
@@ -16,7 +18,8 @@ struct Train: ParsableCommand {
             Restarted with the same checkpoint, it resumes where the checkpoint left off: no \
             event lost, none applied twice, the same model as a run that never stopped. Messages \
             that do not decode go to the dead-letter topic with the reason in a header. SIGINT \
-            or SIGTERM: stop, checkpoint, commit, exit 0.
+            or SIGTERM: stop, checkpoint, commit, exit 0. With --metrics-port, serves Prometheus \
+            metrics at /metrics. Logs go to standard error (swift-log).
             """)
 
     @Argument(help: "The scenario file (JSON): the arm's model, and the world its events come from.")
@@ -49,12 +52,18 @@ struct Train: ParsableCommand {
     @Option(help: "Consumer group for committed offsets (default: recstream-train-<arm>).")
     var group: String?
 
-    @Flag(help: "Print no progress.")
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port; default: no endpoint).")
+    var metricsPort: Int?
+
+    @Option(help: "The address the metrics endpoint listens on (0.0.0.0 for every interface).")
+    var metricsHost = "127.0.0.1"
+
+    @Flag(help: "Log warnings only.")
     var quiet = false
 
     @OptionGroup var kafka: KafkaPropertyOptions
 
-    func run() throws {
+    func run() async throws {
         let s: Scenario
         do {
             s = try Scenario.load(path: scenario)
@@ -105,7 +114,10 @@ struct Train: ParsableCommand {
         options.exitWhenIdleSeconds = exitWhenIdle
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
 
-        let stop = StopSignal()
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            printError("error: --metrics-port must be between 0 and 65535, got \(metricsPort)")
+            throw Exit.badInput
+        }
         let trainer: StreamTrainer
         do {
             trainer = try StreamTrainer(scenario: s, arm: arm, options: options)
@@ -113,53 +125,64 @@ struct Train: ParsableCommand {
             printError("error: \(error)")
             throw Exit.badInput
         }
-        if !quiet {
-            trainer.onProgress = { p in
-                guard p.checkpointed else { return }
-                printError(String(format: "tick %lld: %d events (%.0f/s), %d dead letters, lag %lld; checkpointed",
-                                  p.appliedThrough, p.counters.events, p.eventsPerSecond, p.counters.deadLetters, p.lag.reduce(0, +)))
+        let level: Logger.Level = quiet ? .warning : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "recstream.train")
+        logger[metadataKey: "arm"] = "\(arm)"
+        logger[metadataKey: "topic"] = "\(options.topic)"
+        // Secrets never reach a log: the configuration's description redacts them.
+        logger.info("starting", metadata: ["checkpoint": "\(checkpoint)", "kafka": "\(KafkaConfiguration(properties))"])
+        trainer.onProgress = { [logger] p in
+            guard p.checkpointed else { return }
+            logger.info("checkpointed", metadata: [
+                "tick": "\(p.appliedThrough)", "events": "\(p.counters.events)", "eventsPerSecond": "\(Int(p.eventsPerSecond))",
+                "deadLetters": "\(p.counters.deadLetters)", "lag": "\(p.lag.reduce(0, +))",
+            ])
+        }
+
+        let service = TrainerService(trainer: trainer, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let metricsPort {
+            let registry = PrometheusCollectorRegistry()
+            trainer.metricsFactory = PrometheusMetricsFactory(registry: registry)
+            let endpoint: MetricsEndpoint
+            do {
+                endpoint = try MetricsEndpoint(registry: registry, host: metricsHost, port: UInt16(metricsPort))
+            } catch {
+                printError("error: --metrics-host \(metricsHost): \(error)")
+                throw Exit.badInput
+            }
+            // Before the trainer: a group shuts its services down last first, so the
+            // trainer stops (and checkpoints) while the endpoint still answers.
+            services.insert(.init(service: endpoint), at: 0)
+            let host = metricsHost
+            Task {
+                // Printed whatever the log level: scrapers and scripts need it.
+                if let port = try? await endpoint.port() { printError("metrics at http://\(host):\(port)/metrics") }
             }
         }
-        let started = ContinuousClock.now
-        let counters: StreamTrainer.Counters
+        var lifecycle = Logger(label: "recstream.lifecycle")
+        lifecycle.logLevel = .warning
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: lifecycle))
         do {
-            counters = try trainer.run(shouldStop: { stop.received })
+            try await group.run()
         } catch {
             printError("error: \(error)")
             throw Exit.runtimeFailure
         }
-        let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
+        let counters = trainer.counters
         print("""
             applied through tick \(trainer.appliedThrough): \(counters.events) events (\(counters.impressions) impressions, \
             \(counters.clicks) clicks, \(counters.purchases) purchases) in \(counters.ticks) ticks; \(counters.deadLetters) dead letters \
             (\(counters.unknown) outside the world), \(counters.late) late
-            checkpoint: \(checkpoint)\(stop.received ? " (stopped by signal)" : "")
+            checkpoint: \(checkpoint)\(service.stopped ? " (stopped by signal)" : "")
             """)
-        if !quiet { printError(String(format: "%.1f s", seconds)) }
     }
 }
 
-/// SIGINT and SIGTERM, caught by a thread of their own (the signals are blocked in every
-/// other thread), so the training loop can stop at a clean point.
-final class StopSignal: Sendable {
-    private let flag = Atomic<Bool>(false)
-
-    init() {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        let blocked = signals
-        let thread = Thread { [self] in
-            var set = blocked
-            var received: Int32 = 0
-            sigwait(&set, &received)
-            printError("stopping (signal \(received)): checkpointing what was applied")
-            flag.store(true, ordering: .sequentiallyConsistent)
-        }
-        thread.start()
-    }
-
-    var received: Bool { flag.load(ordering: .sequentiallyConsistent) }
-}

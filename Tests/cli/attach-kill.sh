@@ -83,4 +83,37 @@ status=$?
 grep -q "stopped by signal" "$tmp/stopped.out" || fail "SIGTERM: no 'stopped by signal' in: $(cat "$tmp/stopped.out")"
 train --checkpoint "$tmp/stopped.ckpt" --exit-when-idle 1 >/dev/null 2>&1 || fail "resuming after SIGTERM failed"
 cmp -s "$tmp/stopped.ckpt" "$tmp/straight.ckpt" || fail "after SIGTERM and a resume, the checkpoint differs from an uninterrupted run's"
-echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint) and a SIGTERM; the checkpoint equals an uninterrupted run's"
+# /metrics: Prometheus text with the counters the trainer applied.
+"$bin" "${args[@]}" --checkpoint "$tmp/metrics.ckpt" --metrics-port 0 --quiet >"$tmp/metrics.out" 2>"$tmp/metrics.err" &
+pid=$!
+url=""
+for _ in $(seq 100); do
+    url=$(grep -o 'http://[0-9.]*:[0-9]*/metrics' "$tmp/metrics.err" | head -1)
+    [ -n "$url" ] && grep -q "^applied" "$tmp/metrics.out" 2>/dev/null; [ -n "$url" ] && break
+    sleep 0.1
+done
+[ -n "$url" ] || { kill "$pid"; fail "no metrics address in: $(cat "$tmp/metrics.err")"; }
+python3 - "$url" "$((lines - 4))" <<'PY' || { kill "$pid"; fail "metrics: see above"; }
+import sys, time, urllib.request
+want = int(sys.argv[2])
+deadline = time.time() + 60
+while True:  # until every tick is applied (the last after the idle flush)
+    text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    events = sum(v for k, v in values.items() if k.startswith("recstream_train_events_total{"))
+    if events == want or time.time() > deadline:
+        break
+    time.sleep(0.5)
+assert events == want, f"events_total {events}, want {want}\n{text}"
+assert values.get('recstream_train_dead_letters_total{arm="dare"}') == 4, text
+assert any(k.startswith("recstream_train_consumer_lag{") for k in values), text
+assert any(k.startswith("recstream_model_auc{") for k in values), text
+assert any(k.startswith("recstream_train_tick_duration_seconds_bucket{") for k in values), text
+PY
+kill -TERM "$pid"; wait "$pid" || fail "the metrics trainer did not exit 0 on SIGTERM"
+
+echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint) and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"

@@ -75,6 +75,15 @@ if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); 
 if bash Tests/cli/attach-kill.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 check "train without --brokers says what is missing" 2 "--brokers is required" "$bin" train Tests/cli/attach-world.json --arm dare --checkpoint "$tmp/x.ckpt"
 check "train with an unknown format is a usage error" 2 "--format must be wire or json, got 'xml'" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format xml --checkpoint "$tmp/x.ckpt"
+sed 's/"topicPrefix": "attach"/"topicPrefix": "attach", "stallTimeoutSeconds": 2/' Tests/cli/attach-world.json >"$tmp/attach-short.json"
+check "train fails with exit 1 when the topic never appears" 1 "topic attach.feedback did not appear within 2 s" \
+    "$bin" train "$tmp/attach-short.json" --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" \
+    -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=PLAIN -X sasl.username=me -X sasl.password=hunter2
+if grep -q "sasl.password=\[redacted\]" "$tmp/out" && ! grep -q hunter2 "$tmp/out"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); echo "FAIL: train logs a secret, or not the redacted configuration:"; sed 's/^/    /' "$tmp/out"
+fi
 printf '{"usr": "u"}' >"$tmp/mapping.json"
 check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping "$tmp/mapping.json" --checkpoint "$tmp/x.ckpt"
 

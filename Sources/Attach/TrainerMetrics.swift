@@ -1,0 +1,57 @@
+import Metrics
+import RecCore
+
+/// What an attached trainer reports through swift-metrics, once per applied tick and per
+/// checkpoint (never per event): served as Prometheus text by `recstream train
+/// --metrics-port`.
+///
+/// - `recstream_train_events_total{arm, event}`: events applied, by type;
+/// - `recstream_train_dead_letters_total{arm}`, `recstream_train_late_events_total{arm}`;
+/// - `recstream_train_ticks_total{arm}`, `recstream_train_applied_tick{arm}`;
+/// - `recstream_train_consumer_lag{arm, partition}`: messages on the broker not yet applied;
+/// - `recstream_train_events_per_second{arm}` since the trainer started;
+/// - `recstream_train_tick_duration_seconds{arm}`: a histogram of the time to apply a tick;
+/// - `recstream_train_checkpoints_total{arm}`, `recstream_train_transient_errors_total{arm}`;
+/// - `recstream_model_auc{arm}`, `recstream_model_log_loss{arm}`: the model's progressive
+///   (test-then-train) figures on the last tick it learned from.
+public struct TrainerMetrics {
+    let events: [FeedbackEvent: Counter]
+    let deadLetters, late, ticks, checkpoints, transientErrors: Counter
+    let appliedTick, eventsPerSecond, auc, logLoss: Gauge
+    let lag: [Gauge]
+    let tickDuration: Timer
+    var reported = StreamTrainer.Counters()
+    var reportedTransient = 0
+
+    public init(arm: String, partitions: Int, factory: any MetricsFactory = MetricsSystem.factory) {
+        let a = [("arm", arm)]
+        events = Dictionary(uniqueKeysWithValues: FeedbackEvent.allCases.map { e in
+            (e, Counter(label: "recstream_train_events_total", dimensions: a + [("event", "\(e)")], factory: factory))
+        })
+        deadLetters = Counter(label: "recstream_train_dead_letters_total", dimensions: a, factory: factory)
+        late = Counter(label: "recstream_train_late_events_total", dimensions: a, factory: factory)
+        ticks = Counter(label: "recstream_train_ticks_total", dimensions: a, factory: factory)
+        checkpoints = Counter(label: "recstream_train_checkpoints_total", dimensions: a, factory: factory)
+        transientErrors = Counter(label: "recstream_train_transient_errors_total", dimensions: a, factory: factory)
+        appliedTick = Gauge(label: "recstream_train_applied_tick", dimensions: a, factory: factory)
+        eventsPerSecond = Gauge(label: "recstream_train_events_per_second", dimensions: a, factory: factory)
+        auc = Gauge(label: "recstream_model_auc", dimensions: a, factory: factory)
+        logLoss = Gauge(label: "recstream_model_log_loss", dimensions: a, factory: factory)
+        lag = (0..<partitions).map { Gauge(label: "recstream_train_consumer_lag", dimensions: a + [("partition", "\($0)")], factory: factory) }
+        tickDuration = Timer(label: "recstream_train_tick_duration_seconds", dimensions: a, factory: factory)
+    }
+
+    /// Brings the counters up to `now` (counters only go up: the difference since the
+    /// last report is added).
+    mutating func report(_ now: StreamTrainer.Counters, transient: Int) {
+        events[.impression]!.increment(by: now.impressions - reported.impressions)
+        events[.click]!.increment(by: now.clicks - reported.clicks)
+        events[.purchase]!.increment(by: now.purchases - reported.purchases)
+        deadLetters.increment(by: now.deadLetters - reported.deadLetters)
+        late.increment(by: now.late - reported.late)
+        ticks.increment(by: now.ticks - reported.ticks)
+        transientErrors.increment(by: max(0, transient - reportedTransient))
+        reported = now
+        reportedTransient = transient
+    }
+}
