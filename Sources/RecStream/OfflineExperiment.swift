@@ -172,6 +172,7 @@ public struct OfflineExperiment {
         model.updateCatalog(tokens: world.catalog.tokens, categories: world.catalog.subcategory.map(UInt32.init), categoryCount: categories,
                             live: world.catalog.liveItems.filter { !w.cold[Int($0)] })
         let histories = UserHistories(users: world.userCount, cap: p.sessions * p.sessionSize, initial: world.histories)
+        model.profiles = TokenProfiles(users: world.userCount, histories: world.histories, model: model)
         // Batches of samples, grouped by user into slates.
         var slates: [[PolySlate]] = [], items: [[ItemID]] = []
         for start in stride(from: 0, to: w.train.count, by: p.batchSize) {

@@ -36,6 +36,8 @@ public final class ArmTrainer {
                                           tokens: content.tokens, categories: categories, seed: seed &+ 0x70_6f_6c_79)
             model.updateCatalog(tokens: content.tokens, categories: categories, categoryCount: categoryCount,
                                 live: content.live.indices.filter { content.live[$0] }.map(ItemID.init))
+            // The running summary states start from the whole logged history, beyond the window.
+            model.profiles = TokenProfiles(users: users, histories: histories, model: model)
             poly = PolyLearner(model: model, histories: UserHistories(users: users, cap: p.sessions * p.sessionSize, initial: histories),
                                batchSize: p.batchSize)
         } else {

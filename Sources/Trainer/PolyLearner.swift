@@ -69,6 +69,7 @@ public final class PolyLearner {
         }
         for f in feedback where f.event == .click && Int(f.item) < model.itemCount && Int(f.header.user) < histories.userCount {
             histories.append(HistoryEntry(item: f.item, tick: Int32(tick)), for: f.header.user)
+            model.profiles?.add(item: Int(f.item), of: model, for: f.header.user)
         }
     }
 

@@ -40,10 +40,15 @@ struct PolyModelTests {
         return (histories, [PolySlate(user: 0, start: 0, clicked: 2, shown: 3), PolySlate(user: 1, start: 3, clicked: 1, shown: 1)], items)
     }
 
-    @Test("gradients match central finite differences", arguments: PolyMatching.allCases, [256, 5])
-    func gradientCheck(matching: PolyMatching, summaryNegatives: Int) {
+    static let gradientCases: [(PolyMatching, Int, Bool)] = [
+        (.learned, 256, false), (.learned, 5, false), (.plain, 256, false), (.plain, 5, false), (.learned, 256, true),
+    ]
+
+    @Test("gradients match central finite differences (matching, summary negatives, running summary state)", arguments: gradientCases)
+    func gradientCheck(matching: PolyMatching, summaryNegatives: Int, profiles: Bool) {
         let model = tinyPoly(matching, summaryNegatives: summaryNegatives)
         let (histories, slates, items) = batch()
+        if profiles { model.profiles = TokenProfiles(users: 2, histories: histories, model: model, slots: 6) }
         func loss() -> Double {
             let l = items.withUnsafeBufferPointer { model.accumulateGradients(slates[...], items: $0, histories: histories).value }
             for i in model.denseGradient.indices { model.denseGradient[i] = 0 }
@@ -129,6 +134,33 @@ struct PolyModelTests {
         let none = [Float](repeating: 0, count: 50)
         logits.prefix(50).withUnsafeBufferPointer { l in none.withUnsafeBufferPointer { model.calibrate(logits: l, labels: $0) } }
         #expect(model.calibrationScale.isFinite && model.calibrationBias.isFinite && model.calibrationBias < -3)
+    }
+
+    @Test("the running summary state: decayed token counts that reach past the window, in a fixed number of slots")
+    func profiles() {
+        let model = tinyPoly(.learned)
+        let p = TokenProfiles(users: 2, slots: 8, decay: 0.5)  // room for every token of two items
+        p.add(item: 0, of: model, for: 1)
+        let first = Dictionary(p.profile(of: 1).map { ($0.token, $0.weight) }, uniquingKeysWith: +)
+        let tokens0 = (0..<3).map { model.itemTokens[$0] }
+        for t in Set(tokens0) { #expect(first[t] == Float(tokens0.filter { $0 == t }.count)) }
+        #expect(p.profile(of: 0).isEmpty)
+        // A second click halves what was there and adds the new item's tokens.
+        p.add(item: 1, of: model, for: 1)
+        let second = Dictionary(p.profile(of: 1).map { ($0.token, $0.weight) }, uniquingKeysWith: +)
+        let tokens1 = (0..<3).map { model.itemTokens[model.rowsPerItem + $0] }
+        for t in Set(tokens0 + tokens1) {
+            let want = 0.5 * Float(tokens0.filter { $0 == t }.count) + Float(tokens1.filter { $0 == t }.count)
+            #expect(abs((second[t] ?? 0) - want) < 1e-6, "token \(t): \(second[t] ?? 0) vs \(want)")
+        }
+        // With fewer slots than tokens, new tokens take the lightest slot (inheriting its
+        // weight); many clicks later the heaviest slots hold the most recent tokens.
+        let small = TokenProfiles(users: 2, slots: 4, decay: 0.5)
+        for i in 0..<20 { small.add(item: i, of: model, for: 1) }
+        #expect(small.profile(of: 1).count == 4)
+        let recent = Set((17..<20).flatMap { i in (0..<3).map { model.itemTokens[i * model.rowsPerItem + $0] } })
+        let top = small.profile(of: 1).sorted { $0.weight > $1.weight }.prefix(2).map(\.token)
+        #expect(top.allSatisfy(recent.contains), "top \(top), recent \(recent)")
     }
 
     @Test("the catalog grows (new items, new categories) without moving existing rows")

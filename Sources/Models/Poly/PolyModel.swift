@@ -86,6 +86,9 @@ public final class PolyModel {
     public internal(set) var calibrationBias: Float = -2
     let user: UserScratch
     let items: [ItemScratch]
+    /// The users' running summary states, whose top TF-IDF tokens the summary vector is
+    /// trained to predict; nil: the tokens of the clicks in the model's window.
+    public var profiles: TokenProfiles?
     /// Per item served: its CPE and gelu(B W^s), valid while `cacheStep` equals `step`.
     var cacheSlot: [Int32] = []
     var cacheStep: [Int32] = []

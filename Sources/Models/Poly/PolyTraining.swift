@@ -93,7 +93,7 @@ extension PolyModel {
                 itemBackward(items[q], dScore: (p - (q == 0 ? 1 : 0)) / s.temperature * nceScale)
             }
         }
-        if c.count > 0 { loss += summaryGradients(&rng, scale: summaryScale) }
+        if c.count > 0 { loss += summaryGradients(&rng, user: slate.user, scale: summaryScale) }
         userBackward()
         return loss
     }
@@ -146,26 +146,36 @@ extension PolyModel {
     }
 
     /// The summary loss of the encoded user: -sum_t w_t log P(t | s_u) over the user's top
-    /// TF-IDF tokens, P a softmax over the token table (tied) plus a bias, sampled when the
+    /// TF-IDF tokens (of their running summary state, or else of the clicks in the
+    /// window), P a softmax over the token table (tied) plus a bias, sampled when the
     /// vocabulary is large. Adds d(loss)/ds_u to the last row of dz; returns the scaled loss.
-    func summaryGradients(_ rng: inout RandomStream, scale: Float) -> Float {
+    func summaryGradients(_ rng: inout RandomStream, user id: UserID, scale: Float) -> Float {
         let s = settings, d = s.dim, c = user
         let targets = c.summaryTargets, weights = c.summaryWeights, logits = c.summaryLogits
-        // Term frequencies over the history's content tokens (not categories).
-        c.seen.removeAll(keepingCapacity: true)
-        for i in 0..<c.count {
-            let base = Int(c.items[i]) * rowsPerItem
-            for r in 0..<tokensPerItem {
-                let t = Int(itemTokens[base + r])
-                if c.tokenCounts[t] == 0 { c.seen.append(Int32(t)) }
-                c.tokenCounts[t] += 1
-            }
-        }
         let documents = Float(itemCount)
+        func idf(_ t: Int) -> Float { log(documents / Float(max(1, documentFrequency[t]))) }
         c.ranked.removeAll(keepingCapacity: true)
-        for t in c.seen {
-            c.ranked.append((Float(c.tokenCounts[Int(t)]) * log(documents / Float(max(1, documentFrequency[Int(t)]))), t))
-            c.tokenCounts[Int(t)] = 0
+        if let profiles, Int(id) < profiles.users {
+            let base = Int(id) * profiles.slots
+            for slot in 0..<profiles.slots where profiles.tokens[base + slot] >= 0 {
+                let t = profiles.tokens[base + slot]
+                c.ranked.append((profiles.weights[base + slot] * idf(Int(t)), t))
+            }
+        } else {
+            // Term frequencies over the window's content tokens (not categories).
+            c.seen.removeAll(keepingCapacity: true)
+            for i in 0..<c.count {
+                let base = Int(c.items[i]) * rowsPerItem
+                for r in 0..<tokensPerItem {
+                    let t = Int(itemTokens[base + r])
+                    if c.tokenCounts[t] == 0 { c.seen.append(Int32(t)) }
+                    c.tokenCounts[t] += 1
+                }
+            }
+            for t in c.seen {
+                c.ranked.append((Float(c.tokenCounts[Int(t)]) * idf(Int(t)), t))
+                c.tokenCounts[Int(t)] = 0
+            }
         }
         c.ranked.sort { $0 > $1 }
         var count = 0, mass: Float = 0
