@@ -76,6 +76,8 @@ public final class StreamTrainer {
         public var unknown = 0
         /// Ticks applied that held at least one event.
         public var ticks = 0
+        /// Wire records of other arms (a run's feedback topic carries every arm's): skipped.
+        public var otherArms = 0
     }
 
     public let scenario: Scenario
@@ -111,6 +113,7 @@ public final class StreamTrainer {
     struct Pending {
         var offset: Int64
         var tick: Int64
+        /// nil for a dead letter or another arm's record.
         var event: Feedback?
         /// The event's own tick was below its partition's watermark.
         var late = false
@@ -191,6 +194,9 @@ public final class StreamTrainer {
         var state = partitions[p]
         let floor = max(state.watermark, appliedThrough + 1)
         switch decode(value) {
+        case .success(let (event, _)) where event.header.arm != UInt16(armIndex):
+            state.pending.append(Pending(offset: offset, tick: floor, event: nil))
+            state.watermark = max(state.watermark, floor)
         case .success(let (event, own)):
             let tick = max(own.map { Int64($0) } ?? floor, floor)
             var e = event
@@ -232,6 +238,8 @@ public final class StreamTrainer {
                     deadLetters.append(d)
                     counters.deadLetters += 1
                     if d.reason.contains("is not in the scenario's") { counters.unknown += 1 }
+                } else {
+                    counters.otherArms += 1
                 }
                 state.applied = m.offset + 1
                 state.appliedWatermark = max(state.appliedWatermark, m.tick)

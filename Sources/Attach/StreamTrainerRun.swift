@@ -176,7 +176,7 @@ extension StreamTrainer {
         w.write(identity)
         w.write(appliedThrough)
         let c = counters
-        for v in [c.events, c.impressions, c.clicks, c.purchases, c.deadLetters, c.late, c.unknown, c.ticks] { w.write(UInt64(v)) }
+        for v in [c.events, c.impressions, c.clicks, c.purchases, c.deadLetters, c.late, c.unknown, c.ticks, c.otherArms] { w.write(UInt64(v)) }
         trainer.statistics.write(to: &w)
         w.write(UInt8(trainer.sequence == nil ? 0 : 1))
         if let learner = trainer.sequence { Checkpoint.write(learner, to: &w) }
@@ -224,10 +224,11 @@ extension StreamTrainer {
                 guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
                 appliedThrough = try r.read(Int64.self, "applied tick")
                 var v: [Int] = []
-                for name in ["events", "impressions", "clicks", "purchases", "dead letters", "late", "unknown", "ticks"] {
+                for name in ["events", "impressions", "clicks", "purchases", "dead letters", "late", "unknown", "ticks", "other arms"] {
                     v.append(Int(try r.read(UInt64.self, name)))
                 }
-                counters = Counters(events: v[0], impressions: v[1], clicks: v[2], purchases: v[3], deadLetters: v[4], late: v[5], unknown: v[6], ticks: v[7])
+                counters = Counters(events: v[0], impressions: v[1], clicks: v[2], purchases: v[3], deadLetters: v[4], late: v[5], unknown: v[6],
+                                    ticks: v[7], otherArms: v[8])
                 let statistics = try ItemStatistics.read(from: &r)
                 let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
                 guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }

@@ -180,7 +180,7 @@ struct Train: AsyncParsableCommand {
         print("""
             applied through tick \(trainer.appliedThrough): \(counters.events) events (\(counters.impressions) impressions, \
             \(counters.clicks) clicks, \(counters.purchases) purchases) in \(counters.ticks) ticks; \(counters.deadLetters) dead letters \
-            (\(counters.unknown) outside the world), \(counters.late) late
+            (\(counters.unknown) outside the world), \(counters.late) late\(counters.otherArms > 0 ? ", \(counters.otherArms) of other arms skipped" : "")
             checkpoint: \(checkpoint)\(service.stopped ? " (stopped by signal)" : "")
             """)
     }

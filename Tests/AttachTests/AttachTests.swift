@@ -269,6 +269,33 @@ struct StreamTrainerTests {
         #expect(try message(good, topic: "other").contains("it belongs to another trainer"))
     }
 
+    @Test("wire records: only the trained arm's are applied; another arm's are skipped and counted")
+    func wireArms() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("fb", partitions: 2)
+        var rng = RandomStream(seed: 9, 1)
+        var records: [(UInt32, [UInt8])] = []
+        var mine = 0
+        for n in 0..<600 {
+            let arm = UInt16(n % 3 == 0 ? 1 : 0), user = UInt32(rng.nextInt(below: 300)), tick = UInt32(n / 100)
+            let f = Feedback(RecordHeader(arm: arm, tick: tick, user: user, sequence: UInt32(n)), event: .impression, position: 0,
+                             item: UInt32(rng.nextInt(below: 400)), shownTick: tick)
+            var bytes = [UInt8](repeating: 0, count: Wire.feedbackSize)
+            _ = bytes.withUnsafeMutableBytes { Wire.encode(f, into: $0) }
+            records.append((user, bytes))
+            if arm == 0 { mine += 1 }
+        }
+        try produce(broker, "fb", records)
+        var options = StreamTrainer.Options(topic: "fb", deadLetterTopic: "fb.dead-letter", format: .wire, checkpointPath: temporary("w.ckpt"),
+                                            groupID: "g", properties: broker.clientConfiguration.properties)
+        options.exitWhenIdleSeconds = 0.5
+        options.idleFlushSeconds = 0.3
+        let two = Self.scenarioText.replacingOccurrences(of: #""share": 1, "candidates": 20,"#, with: #""share": 0.5, "candidates": 20,"#)
+            .replacingOccurrences(of: #""batchSize": 64}}],"#, with: #""batchSize": 64}}, {"name": "other", "share": 0.5}],"#)
+        let counters = try StreamTrainer(scenario: Scenario.decode(two), arm: "dare", options: options).run()
+        #expect(counters.events == mine && counters.otherArms == 600 - mine && counters.deadLetters == 0 && counters.ticks == 6)
+    }
+
     @Test("an arm the trainer cannot attach is refused with a reason")
     func refused() throws {
         let broker = try EmbeddedBroker()
