@@ -189,27 +189,25 @@ public final class StreamTrainer {
         return .success((feedback, tick))
     }
 
-    /// Adds one consumed message of partition `p` to its pending list.
+    /// Adds one consumed message of partition `p` to its pending list (in place: a copy
+    /// of the partition's state would copy its pending list with it).
     func take(partition p: Int, offset: Int64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        var state = partitions[p]
-        let floor = max(state.watermark, appliedThrough + 1)
+        let floor = max(partitions[p].watermark, appliedThrough + 1)
+        var pending: Pending
         switch decode(value) {
         case .success(let (event, _)) where event.header.arm != UInt16(armIndex):
-            state.pending.append(Pending(offset: offset, tick: floor, event: nil))
-            state.watermark = max(state.watermark, floor)
+            pending = Pending(offset: offset, tick: floor, event: nil)
         case .success(let (event, own)):
             let tick = max(own.map { Int64($0) } ?? floor, floor)
             var e = event
             e.header.tick = Tick(tick)
-            state.pending.append(Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false))
-            state.watermark = max(state.watermark, tick)
+            pending = Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false)
         case .failure(let error):
-            state.pending.append(Pending(offset: offset, tick: floor, event: nil,
-                                         deadLetter: (Array(key), Array(value), error.reason)))
-            state.watermark = max(state.watermark, floor)
+            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: (Array(key), Array(value), error.reason))
         }
-        state.lastMessage = .now
-        partitions[p] = state
+        partitions[p].pending.append(pending)
+        partitions[p].watermark = max(partitions[p].watermark, pending.tick)
+        partitions[p].lastMessage = .now
     }
 
     // MARK: Ticks
@@ -227,9 +225,9 @@ public final class StreamTrainer {
     func apply(_ t: Int64, deadLetters: inout [(key: [UInt8], value: [UInt8], reason: String)]) {
         var events: [Feedback] = []
         for p in partitions.indices {
-            var state = partitions[p]
             var taken = 0
-            for m in state.pending where m.tick <= t {
+            for m in partitions[p].pending {
+                guard m.tick <= t else { break }  // ticks never fall along a partition
                 taken += 1
                 if let e = m.event {
                     events.append(e)
@@ -241,11 +239,10 @@ public final class StreamTrainer {
                 } else {
                     counters.otherArms += 1
                 }
-                state.applied = m.offset + 1
-                state.appliedWatermark = max(state.appliedWatermark, m.tick)
+                partitions[p].applied = m.offset + 1
+                partitions[p].appliedWatermark = max(partitions[p].appliedWatermark, m.tick)
             }
-            state.pending.removeFirst(taken)
-            partitions[p] = state
+            partitions[p].pending.removeFirst(taken)
         }
         if case .json = options.format { assignPositions(&events) }
         events.sort { ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.item) < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.item) }
