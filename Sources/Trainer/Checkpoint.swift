@@ -105,15 +105,7 @@ public enum Checkpoint {
 
     /// Writes atomically: a temporary file beside `path`, then a rename.
     public static func save(_ learner: SequenceLearner, offsets: [String: Int64], to path: String) throws(CheckpointError) {
-        let temporary = path + ".tmp"
-        let data = Data(encode(learner, offsets: offsets))
-        do {
-            try data.write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            throw CheckpointError("cannot write \(path): \(error.localizedDescription)")
-        }
+        try writeAtomically(encode(learner, offsets: offsets), to: path)
     }
 
     public static func load(from path: String) throws(CheckpointError) -> Contents {

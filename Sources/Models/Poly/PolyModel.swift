@@ -404,8 +404,7 @@ struct PolyLayout {
         fill(ws, d * d, scale)
         return v
     }
-
-    /// Weights that take Adam's full step: all. (No L2: the reference gives none.)
+    // No L2 penalty: the reference sheet gives none.
 }
 
 /// The user side's working memory, allocated once.
