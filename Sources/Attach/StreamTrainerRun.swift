@@ -232,6 +232,11 @@ extension StreamTrainer {
                 let statistics = try ItemStatistics.read(from: &r)
                 let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
                 guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }
+                if let learner, let m = scenario.arms[armIndex].ranking.sequenceModel {
+                    // Settings, not state: the scenario's (which the identity pins).
+                    learner.viewSecondsWeight = Float(m.viewSecondsWeight)
+                    learner.purchaseWeight = Float(m.purchaseWeight)
+                }
                 trainer = ArmTrainer(restoring: statistics, sequence: learner)
                 let stored = Int(try r.read(UInt32.self, "partitions"))
                 guard stored <= count else {

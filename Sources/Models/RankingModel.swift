@@ -53,16 +53,19 @@ public enum Fields: Int, Sendable, CaseIterable {
     case itemCategoryTime = 3
 }
 
-/// One training example: the user (whose history the model reads), the target item, and
-/// whether it was clicked.
+/// One training example: the user (whose history the model reads), the target item,
+/// whether it was clicked, and its weight in the loss (1 unless a weighted target, such as
+/// view seconds or a purchase, says otherwise).
 public struct LabeledSample: Sendable, Equatable {
     public var user: UserID
     public var target: ItemID
     public var label: Float
-    public init(user: UserID, target: ItemID, label: Float) {
+    public var weight: Float
+    public init(user: UserID, target: ItemID, label: Float, weight: Float = 1) {
         self.user = user
         self.target = target
         self.label = label
+        self.weight = weight
     }
 }
 
@@ -502,9 +505,9 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
             let sample = batch[index]
             let logit = model.forward(model.window(histories.history(of: sample.user)), sample.target, worker)
             predictions?[index - batch.startIndex] = sigmoid(logit)
-            // BCE with logits: softplus(z) - y z, computed stably.
-            loss += max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit)))
-            model.backward(sample.target, dLogit: (sigmoid(logit) - sample.label) * scale, worker)
+            // Weighted BCE with logits: w (softplus(z) - y z), computed stably.
+            loss += sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
+            model.backward(sample.target, dLogit: sample.weight * (sigmoid(logit) - sample.label) * scale, worker)
         }
         losses[part] = loss
     }

@@ -237,6 +237,10 @@ public struct SequenceModelSettings: Sendable, Equatable {
     public var maxHistory: Int
     public var learningRate: Double
     public var batchSize: Int
+    /// Weighted targets: a click's weight is 1 + viewSecondsWeight x ln(1 + view seconds);
+    /// a purchase, when it arrives, is a positive of weight purchaseWeight.
+    public var viewSecondsWeight: Double = 0
+    public var purchaseWeight: Double = 0
 }
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each

@@ -195,7 +195,8 @@ extension Scenario {
                     attentionDim: type == "dare" ? r["attentionDim"].int : r["dim"].int,
                     representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
                     topK: r["topK"].int, maxHistory: r["maxHistory"].int,
-                    learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
+                    learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
+                    viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double)
             }
             func poly(_ r: Resolved) -> PolyRankingSettings {
                 PolyRankingSettings(

@@ -39,6 +39,8 @@ extension Scenario {
             Property("maxHistory", .integer(minimum: 1, maximum: 100_000), "The most recent behaviours the model reads (L).", default: 200),
             Property("learningRate", .number(minimum: 0, maximum: 10, exclusiveMinimum: true), "Adam learning rate.", default: 0.01),
             Property("batchSize", .integer(minimum: 1, maximum: 1_000_000), "Samples per training step.", default: 256),
+            Property("viewSecondsWeight", .number(minimum: 0, maximum: 100), "Weighted target: a click counts 1 + this x ln(1 + view seconds) in the loss (0: every click counts 1).", default: 0),
+            Property("purchaseWeight", .number(minimum: 0, maximum: 100), "Delayed label: a purchase, when it arrives (ticks after its click), is trained as a positive of this weight against the user's history then (0: purchases are not trained on).", default: 0),
         ]
     }
 

@@ -54,8 +54,11 @@ public final class ArmTrainer {
             s.seed = seed
             let model = RankingModel(s, items: items, categories: categoryCount)
             model.updateCatalog(categories: categories, categoryCount: categoryCount)
-            sequence = SequenceLearner(model: model, histories: UserHistories(users: users, cap: m.maxHistory, initial: histories),
-                                       batchSize: m.batchSize)
+            let learner = SequenceLearner(model: model, histories: UserHistories(users: users, cap: m.maxHistory, initial: histories),
+                                          batchSize: m.batchSize)
+            learner.viewSecondsWeight = Float(m.viewSecondsWeight)
+            learner.purchaseWeight = Float(m.purchaseWeight)
+            sequence = learner
         } else {
             sequence = nil
         }

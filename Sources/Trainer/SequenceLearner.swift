@@ -1,3 +1,4 @@
+import Foundation
 import Models
 import RecCore
 
@@ -12,11 +13,20 @@ public final class SequenceLearner {
     public let histories: UserHistories
     public let batchSize: Int
     var samples: [LabeledSample] = []
+    /// Purchases (delayed labels), trained after the tick's impressions.
+    var delayed: [LabeledSample] = []
     var predictions: [Float] = []
     public internal(set) var evaluations: [TickEvaluation] = []
     /// Samples and clicks skipped because they named a user or item the model has no row
     /// for (a stream that is not this world's): counted, never a crash.
     public private(set) var skipped = 0
+    /// Weighted targets: a click's sample weighs 1 + viewSecondsWeight x ln(1 + view
+    /// seconds). A purchase is a delayed label: it arrives ticks after the click it follows,
+    /// and is then trained as a positive of weight purchaseWeight (0: not at all) against
+    /// the user's history at that time. It is not held back to join its impression: the
+    /// impression was trained on when it happened, and waiting would hold every sample.
+    public var viewSecondsWeight: Float = 0
+    public var purchaseWeight: Float = 0
 
     public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
         self.model = model
@@ -27,6 +37,7 @@ public final class SequenceLearner {
     /// Learns from one tick's feedback of this arm, sorted by (user, sequence, position, event).
     public func learn(tick: Tick, feedback: ArraySlice<Feedback>) {
         samples.removeAll(keepingCapacity: true)
+        delayed.removeAll(keepingCapacity: true)
         var i = feedback.startIndex
         while i < feedback.endIndex {
             let f = feedback[i]
@@ -41,10 +52,16 @@ public final class SequenceLearner {
                 let clicked = next < feedback.endIndex && feedback[next].event == .click
                     && feedback[next].header.user == f.header.user && feedback[next].header.sequence == f.header.sequence
                     && feedback[next].position == f.position && feedback[next].item == f.item
-                samples.append(LabeledSample(user: f.header.user, target: f.item, label: clicked ? 1 : 0))
+                let weight = clicked && viewSecondsWeight > 0 ? 1 + viewSecondsWeight * log1p(max(0, feedback[next].viewSeconds)) : 1
+                samples.append(LabeledSample(user: f.header.user, target: f.item, label: clicked ? 1 : 0, weight: weight))
+            } else if f.event == .purchase && purchaseWeight > 0 {
+                delayed.append(LabeledSample(user: f.header.user, target: f.item, label: 1, weight: purchaseWeight))
             }
             i = feedback.index(after: i)
         }
+        // The impressions are evaluated (test-then-train); purchases train after them.
+        let impressions = samples.count
+        samples += delayed
         if !samples.isEmpty {
             if predictions.count < samples.count { predictions = [Float](repeating: 0, count: samples.count) }
             predictions.withUnsafeMutableBufferPointer { p in
@@ -53,10 +70,12 @@ public final class SequenceLearner {
                     model.train(samples[start..<end], histories: histories, predictions: p.baseAddress! + start)
                 }
             }
-            let labels = samples.map { $0.label == 1 }
-            let scores = Array(predictions[..<samples.count])
+        }
+        if impressions > 0 {
+            let labels = samples[..<impressions].map { $0.label == 1 }
+            let scores = Array(predictions[..<impressions])
             evaluations.append(TickEvaluation(
-                tick: tick, samples: samples.count, positives: labels.filter { $0 }.count,
+                tick: tick, samples: impressions, positives: labels.filter { $0 }.count,
                 auc: BinaryMetrics.auc(scores: scores, labels: labels),
                 logLoss: BinaryMetrics.logLoss(probabilities: scores, labels: labels)))
         }

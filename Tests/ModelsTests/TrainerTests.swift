@@ -190,3 +190,39 @@ struct PolyLearnerTests {
         #expect(learner.slates.isEmpty && model.step == 1)
     }
 }
+
+@Suite("Weighted targets")
+struct WeightedTargetTests {
+    @Test("a sample of weight w gives w times the loss and the gradient of weight 1")
+    func weightScales() {
+        let histories = historyStore([(0..<8).map { HistoryEntry(item: ItemID($0 * 3 % 20), tick: Int32($0)) }])
+        func gradients(_ weight: Float) -> (Float, [Float]) {
+            let model = tinyModel(.dare)
+            let loss = model.accumulateGradients([LabeledSample(user: 0, target: 5, label: 1, weight: weight)], histories: histories)
+            return (loss, model.denseGradient)
+        }
+        let (l1, g1) = gradients(1), (l3, g3) = gradients(2.5)
+        #expect(abs(l3 - 2.5 * l1) < 1e-5 * abs(l3))
+        for (a, b) in zip(g1, g3) { #expect(abs(b - 2.5 * a) <= 1e-5 * max(abs(b), 1e-6)) }
+    }
+
+    @Test("clicks weigh by view seconds; a purchase arriving later is a positive of its own weight; only impressions are evaluated")
+    func learnerWeights() {
+        let model = RankingModel(smallSettings(representationDim: 4, topK: 2, hidden: (4, 3)), items: 10, categories: 2)
+        model.updateCatalog(categories: (0..<10).map { UInt32($0 % 2) }, categoryCount: 2)
+        let learner = SequenceLearner(model: model, histories: UserHistories(users: 2, cap: 10), batchSize: 16)
+        learner.viewSecondsWeight = 0.5
+        learner.purchaseWeight = 3
+        let h = RecordHeader(arm: 0, tick: 5, user: 0, sequence: 1), old = RecordHeader(arm: 0, tick: 5, user: 1, sequence: 0)
+        learner.learn(tick: 5, feedback: [
+            Feedback(old, event: .purchase, position: 2, item: 9, shownTick: 3, amount: 20),  // from a slate of tick 3
+            Feedback(h, event: .impression, position: 0, item: 4, shownTick: 5),
+            Feedback(h, event: .click, position: 0, item: 4, shownTick: 5, viewSeconds: 99),
+            Feedback(h, event: .impression, position: 1, item: 6, shownTick: 5),
+        ])
+        #expect(learner.samples.map(\.target) == [4, 6, 9])
+        #expect(learner.samples.map(\.label) == [1, 0, 1])
+        #expect(learner.samples.map(\.weight) == [1 + 0.5 * Float(log1p(99.0)), 1, 3])
+        #expect(learner.evaluations.last?.samples == 2 && learner.evaluations.last?.positives == 1)
+    }
+}
