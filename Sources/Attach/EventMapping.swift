@@ -103,28 +103,22 @@ public struct EventMapping: Sendable, Equatable {
         return out
     }
 
-    func lookup(_ value: JSONValue, _ path: String) -> JSONValue? {
-        var current: JSONValue? = value
-        for part in path.split(separator: ".", omittingEmptySubsequences: false) { current = current?[String(part)] }
-        return current
-    }
-
     func id(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> UInt32 {
-        guard let v = lookup(value, path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+        guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
         guard case .integer(let i) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected an integer id, got \(v.kindDescription)") }
         guard i >= 0 && i <= Int64(UInt32.max) else { throw EventDecodeError("field \"\(path)\" (\(role)): \(i) is outside 0...\(UInt32.max)") }
         return UInt32(i)
     }
 
     func string(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> String {
-        guard let v = lookup(value, path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+        guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
         guard case .string(let s) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected a string, got \(v.kindDescription)") }
         return s
     }
 
     /// An optional number: nil when the field is absent or null.
     func number(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> Double? {
-        guard let v = lookup(value, path) else { return nil }
+        guard let v = value.value(atPath: path) else { return nil }
         if case .null = v { return nil }
         guard let d = v.doubleValue, d.isFinite else { throw EventDecodeError("field \"\(path)\" (\(role)): expected a number, got \(v.kindDescription)") }
         return d
@@ -170,6 +164,11 @@ public struct MappingError: Error, CustomStringConvertible, Sendable {
 /// A message that does not decode or map: the reason goes in the dead letter's header.
 public struct EventDecodeError: Error, CustomStringConvertible, Sendable, Equatable {
     public var reason: String
-    public init(_ reason: String) { self.reason = reason }
+    /// It decoded, but names a user or item outside the scenario's world.
+    public var outsideWorld = false
+    public init(_ reason: String, outsideWorld: Bool = false) {
+        self.reason = reason
+        self.outsideWorld = outsideWorld
+    }
     public var description: String { reason }
 }

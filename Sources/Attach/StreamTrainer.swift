@@ -78,6 +78,12 @@ public final class StreamTrainer {
         public var ticks = 0
         /// Wire records of other arms (a run's feedback topic carries every arm's): skipped.
         public var otherArms = 0
+
+        /// Every counter, in checkpoint order, with the name a read error gives.
+        static var fields: [(String, WritableKeyPath<Counters, Int>)] {
+            [("events", \.events), ("impressions", \.impressions), ("clicks", \.clicks), ("purchases", \.purchases),
+             ("dead letters", \.deadLetters), ("late", \.late), ("unknown", \.unknown), ("ticks", \.ticks), ("other arms", \.otherArms)]
+        }
     }
 
     public let scenario: Scenario
@@ -118,6 +124,8 @@ public final class StreamTrainer {
         /// The event's own tick was below its partition's watermark.
         var late = false
         var deadLetter: (key: [UInt8], value: [UInt8], reason: String)?
+        /// The dead letter names a user or item outside the world.
+        var outsideWorld = false
     }
 
     struct PartitionState {
@@ -181,10 +189,10 @@ public final class StreamTrainer {
             tick = e.tick
         }
         if Int(feedback.header.user) >= users {
-            return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)"))
+            return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)", outsideWorld: true))
         }
         if Int(feedback.item) >= items {
-            return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog (\(items) items)"))
+            return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog (\(items) items)", outsideWorld: true))
         }
         return .success((feedback, tick))
     }
@@ -203,7 +211,8 @@ public final class StreamTrainer {
             e.header.tick = Tick(tick)
             pending = Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false)
         case .failure(let error):
-            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: (Array(key), Array(value), error.reason))
+            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: (Array(key), Array(value), error.reason),
+                              outsideWorld: error.outsideWorld)
         }
         partitions[p].pending.append(pending)
         partitions[p].watermark = max(partitions[p].watermark, pending.tick)
@@ -235,7 +244,7 @@ public final class StreamTrainer {
                 } else if let d = m.deadLetter {
                     deadLetters.append(d)
                     counters.deadLetters += 1
-                    if d.reason.contains("is not in the scenario's") { counters.unknown += 1 }
+                    if m.outsideWorld { counters.unknown += 1 }
                 } else {
                     counters.otherArms += 1
                 }

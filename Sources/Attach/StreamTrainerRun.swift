@@ -55,7 +55,7 @@ extension StreamTrainer {
         /// everything up to its end has been consumed.
         func idle(_ p: Int, for seconds: Double) -> Bool {
             let s = partitions[p]
-            guard (ContinuousClock.now - s.lastMessage).inSeconds >= seconds else { return false }
+            guard (ContinuousClock.now - s.lastMessage).seconds >= seconds else { return false }
             let consumed = s.pending.last.map { $0.offset + 1 } ?? (s.applied >= 0 ? s.applied : s.lowWatermark)
             return consumed >= s.highWatermark
         }
@@ -80,7 +80,7 @@ extension StreamTrainer {
                     partitions[p].highWatermark = max(partitions[p].highWatermark, high)
                 }
             }
-            let seconds = (ContinuousClock.now - started).inSeconds
+            let seconds = (ContinuousClock.now - started).seconds
             let progress = Progress(counters: counters, appliedThrough: appliedThrough,
                                     lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
                                     eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed)
@@ -113,7 +113,7 @@ extension StreamTrainer {
                 for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
                 return batch.count
             }
-            let sinceLagCheck = (ContinuousClock.now - lastLagCheck).inSeconds
+            let sinceLagCheck = (ContinuousClock.now - lastLagCheck).seconds
             if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { refreshHighWatermarks() }
             var applied = false
             while let t = nextTick(idle: { idle($0, for: options.idleFlushSeconds) }) {
@@ -126,7 +126,7 @@ extension StreamTrainer {
                 try sendDeadLetters()
                 report(checkpointed: false)
             }
-            if (ContinuousClock.now - lastCheckpoint).inSeconds >= options.checkpointEverySeconds { try checkpoint() }
+            if (ContinuousClock.now - lastCheckpoint).seconds >= options.checkpointEverySeconds { try checkpoint() }
             if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
                 // The stream has ended: apply what is pending, whatever the watermarks.
                 while let t = nextTick(idle: { _ in true }) { apply(t, deadLetters: &deadLetters) }
@@ -175,8 +175,7 @@ extension StreamTrainer {
         w.write(Self.checkpointVersion)
         w.write(identity)
         w.write(appliedThrough)
-        let c = counters
-        for v in [c.events, c.impressions, c.clicks, c.purchases, c.deadLetters, c.late, c.unknown, c.ticks, c.otherArms] { w.write(UInt64(v)) }
+        for (_, field) in Counters.fields { w.write(UInt64(counters[keyPath: field])) }
         trainer.statistics.write(to: &w)
         w.write(UInt8(trainer.sequence == nil ? 0 : 1))
         if let learner = trainer.sequence { Checkpoint.write(learner, to: &w) }
@@ -185,9 +184,7 @@ extension StreamTrainer {
             w.write(p.applied)
             w.write(p.appliedWatermark)
         }
-        let crc = w.bytes.withUnsafeBytes { CRC32.checksum($0) }
-        w.write(crc)
-        return w.bytes
+        return CheckpointFrame.seal(w)
     }
 
     /// What a checkpoint must match to be resumed by this trainer.
@@ -208,41 +205,28 @@ extension StreamTrainer {
         let path = options.checkpointPath
         guard let data = FileManager.default.contents(atPath: path) else { throw AttachError("checkpoint \(path): cannot read it") }
         let bytes = [UInt8](data)
-        guard bytes.count >= 12, Array(bytes[0..<4]) == Self.magic else {
-            throw AttachError("checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
+        switch CheckpointFrame.check(bytes, magic: Self.magic) {
+        case .notOurs?: throw AttachError("checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
+        case .checksum?: throw AttachError("checkpoint \(path): corrupt or truncated (checksum does not match)")
+        case nil: break
         }
-        let stored = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self).littleEndian }
-        let computed = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[..<(bytes.count - 4)])) }
-        guard stored == computed else { throw AttachError("checkpoint \(path): corrupt or truncated (checksum does not match)") }
         do {
-            try bytes.withUnsafeBytes { (raw) throws -> Void in
-                var r = BinaryReader(UnsafeRawBufferPointer(rebasing: raw[..<(bytes.count - 4)]))
-                for _ in 0..<4 { _ = try r.read(UInt8.self, "magic") }
+            try CheckpointFrame.read(bytes) { r in
                 let version = try r.read(UInt32.self, "version")
                 guard version == Self.checkpointVersion else { throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)") }
                 let theirs = try r.readString("identity")
                 guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
                 appliedThrough = try r.read(Int64.self, "applied tick")
-                var v: [Int] = []
-                for name in ["events", "impressions", "clicks", "purchases", "dead letters", "late", "unknown", "ticks", "other arms"] {
-                    v.append(Int(try r.read(UInt64.self, name)))
-                }
-                counters = Counters(events: v[0], impressions: v[1], clicks: v[2], purchases: v[3], deadLetters: v[4], late: v[5], unknown: v[6],
-                                    ticks: v[7], otherArms: v[8])
+                for (name, field) in Counters.fields { counters[keyPath: field] = Int(try r.read(UInt64.self, name)) }
                 let statistics = try ItemStatistics.read(from: &r)
                 let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
                 guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }
-                if let learner, let m = scenario.arms[armIndex].ranking.sequenceModel {
-                    // Settings, not state: the scenario's (which the identity pins).
-                    learner.viewSecondsWeight = Float(m.viewSecondsWeight)
-                    learner.purchaseWeight = Float(m.purchaseWeight)
-                }
-                trainer = ArmTrainer(restoring: statistics, sequence: learner)
+                trainer = ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario.arms[armIndex].ranking)
                 let stored = Int(try r.read(UInt32.self, "partitions"))
                 guard stored <= count else {
                     throw AttachError("it covers \(stored) partitions of \(options.topic), which now has \(count); partitions cannot shrink")
                 }
-                partitions = (0..<count).map { p in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+                partitions = (0..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
                 for p in 0..<stored {
                     partitions[p].applied = try r.read(Int64.self, "offset")
                     partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
@@ -258,6 +242,3 @@ extension StreamTrainer {
     }
 }
 
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

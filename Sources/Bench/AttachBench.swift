@@ -68,7 +68,7 @@ public struct AttachBench: Sendable {
         for _ in 0..<5 {
             let start = ContinuousClock.now
             for bytes in sample { _ = bytes.withUnsafeBytes { try? EventMapping().decode($0) } }
-            decodeRates.append(Double(sample.count) / (ContinuousClock.now - start).inSeconds)
+            decodeRates.append(Double(sample.count) / (ContinuousClock.now - start).seconds)
         }
         results.append(BenchResult(name: "JSON mapping decode, 1 thread", unit: "events/s", samples: decodeRates))
 
@@ -93,7 +93,7 @@ public struct AttachBench: Sendable {
             let start = ContinuousClock.now
             let counters = try trainer.run()
             // Without the final idle wait: the time to apply everything.
-            let seconds = (ContinuousClock.now - start).inSeconds - options.exitWhenIdleSeconds!
+            let seconds = (ContinuousClock.now - start).seconds - options.exitWhenIdleSeconds!
             guard counters.events == events else { throw BenchError("attach bench: applied \(counters.events) of \(events) events") }
             results.append(BenchResult(name: "train, \(json ? "JSON" : "wire") events, \(arm) arm", unit: "events/s", samples: [Double(events) / seconds]))
         }
@@ -120,7 +120,7 @@ public struct AttachBench: Sendable {
                 if n % 500 == 0 {
                     try? producer.poll()
                     let due = start + .seconds(Double(n) / rate)
-                    if ContinuousClock.now < due { Thread.sleep(forTimeInterval: (due - ContinuousClock.now).inSeconds) }
+                    if ContinuousClock.now < due { Thread.sleep(forTimeInterval: (due - ContinuousClock.now).seconds) }
                 }
             }
             try? producer.flush(timeoutMilliseconds: 30_000)

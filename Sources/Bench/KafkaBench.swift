@@ -75,7 +75,7 @@ public struct KafkaBench: Sendable {
             if i & 1023 == 0 { try sender.producer.poll() }
         }
         try sender.producer.flush(timeoutMilliseconds: 60_000)
-        let seconds = (ContinuousClock.now - start).inSeconds
+        let seconds = (ContinuousClock.now - start).seconds
         guard sender.producer.deliveredCount == messages else {
             throw BenchError("Swift produce delivered \(sender.producer.deliveredCount) of \(messages)")
         }
@@ -115,7 +115,7 @@ public struct KafkaBench: Sendable {
             try drain(1)
         }
         try producer.flush(timeoutMilliseconds: 10_000)
-        let seconds = (ContinuousClock.now - start).inSeconds
+        let seconds = (ContinuousClock.now - start).seconds
         guard consumed == messages else { throw BenchError("Swift pipelined consumed \(consumed) of \(messages)") }
         _ = checksum
         return seconds
@@ -189,6 +189,3 @@ public struct BenchError: Error, CustomStringConvertible, Sendable {
     init(_ description: String) { self.description = description }
 }
 
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}

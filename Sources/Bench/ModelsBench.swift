@@ -62,7 +62,7 @@ public struct ModelsBench: Sendable {
                 for s in 0..<(steps + warmup) {
                     let start = ContinuousClock.now
                     m.train(samples[s * batch..<(s + 1) * batch], histories: histories)
-                    if s >= warmup { stepSeconds.append((ContinuousClock.now - start).inSeconds) }
+                    if s >= warmup { stepSeconds.append((ContinuousClock.now - start).seconds) }
                 }
                 results.append(BenchResult(name: "\(design).train.L\(length)", unit: "samples/s",
                                            samples: stepSeconds.map { Double(batch) / $0 }))
@@ -78,7 +78,7 @@ public struct ModelsBench: Sendable {
                     candidates.withUnsafeBufferPointer { c in
                         scores.withUnsafeMutableBufferPointer { m.score(history: histories.history(of: user), candidates: c, into: $0.baseAddress!) }
                     }
-                    callSeconds.append((ContinuousClock.now - start).inSeconds)
+                    callSeconds.append((ContinuousClock.now - start).seconds)
                 }
                 results.append(BenchResult(name: "\(design).score.L\(length)", unit: "candidates/s",
                                            samples: callSeconds.map { 100 / $0 }))
@@ -89,7 +89,7 @@ public struct ModelsBench: Sendable {
                     for s in 0..<steps {
                         let start = ContinuousClock.now
                         for sample in samples[s * batch..<(s + 1) * batch] { _ = m.search(history: histories.history(of: sample.user), target: sample.target) }
-                        searchSeconds.append((ContinuousClock.now - start).inSeconds)
+                        searchSeconds.append((ContinuousClock.now - start).seconds)
                     }
                     let bytes = Double(batch * length * attentionDim * 4)
                     results.append(BenchResult(name: "dare.search.L\(length) bandwidth", unit: "GB/s",

@@ -58,7 +58,7 @@ public struct PolyBench: Sendable {
             }
             let start = ContinuousClock.now
             shownItems.withUnsafeBufferPointer { _ = model.train(batch[...], items: $0, histories: histories) }
-            if step >= warmup { stepSeconds.append((ContinuousClock.now - start).inSeconds) }
+            if step >= warmup { stepSeconds.append((ContinuousClock.now - start).seconds) }
         }
         results.append(BenchResult(name: "poly.train", unit: "samples/s", samples: stepSeconds.map { Double(slates * clicks) / $0 }))
 
@@ -74,7 +74,7 @@ public struct PolyBench: Sendable {
                 candidates.withUnsafeBufferPointer { c in
                     scores.withUnsafeMutableBufferPointer { m.score(history: histories.history(of: user), candidates: c, into: $0.baseAddress!) }
                 }
-                return 100 / (ContinuousClock.now - start).inSeconds
+                return 100 / (ContinuousClock.now - start).seconds
             }
         }
         let cachedBefore = AllocatorSnapshot()
@@ -96,7 +96,7 @@ public struct PolyBench: Sendable {
             candidates.withUnsafeBufferPointer { c in
                 scores.withUnsafeMutableBufferPointer { dare.score(history: dareHistories.history(of: user), candidates: c, into: $0.baseAddress!) }
             }
-            return 100 / (ContinuousClock.now - start).inSeconds
+            return 100 / (ContinuousClock.now - start).seconds
         }
         results.append(BenchResult(name: "poly.score (content embeddings re-encoded) vs DARE", unit: "candidates/s", samples: cold, baselineSamples: dareRates))
         results.append(BenchResult(name: "poly.score (content embeddings cached) vs DARE", unit: "candidates/s", samples: warm, baselineSamples: dareRates))

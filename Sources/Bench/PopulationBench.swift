@@ -47,7 +47,7 @@ public struct PopulationBench: Sendable {
                 let start = ContinuousClock.now
                 world.respond(to: headers, entries: entries, at: Tick(t), into: &feedback)
                 world.endTick(Tick(t))
-                let seconds = (ContinuousClock.now - start).inSeconds
+                let seconds = (ContinuousClock.now - start).seconds
                 slatesPerSecond.append(Double(headers.count) / seconds)
                 pairsPerSecond.append(Double(entries.count) / seconds)
             }
@@ -65,7 +65,7 @@ public struct PopulationBench: Sendable {
             for u in 0..<200 {
                 for item in 0..<items { sink += truthWorld.trueClickProbability(user: UserID(u), item: ItemID(item)) }
             }
-            evaluations.append(Double(200 * items) / (ContinuousClock.now - start).inSeconds)
+            evaluations.append(Double(200 * items) / (ContinuousClock.now - start).seconds)
             if sink < 0 { print(sink) }
         }
         results.append(BenchResult(name: "true click probability evaluations, 1 core", unit: "pairs/s", samples: evaluations))

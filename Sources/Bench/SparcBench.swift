@@ -34,7 +34,7 @@ public struct SparcBench: Sendable {
         }
         let refreshStart = ContinuousClock.now
         towers.refresh(live: live)
-        let refreshSeconds = (ContinuousClock.now - refreshStart).inSeconds
+        let refreshSeconds = (ContinuousClock.now - refreshStart).seconds
         let liveItems = (0..<ItemID(items)).map { $0 }
 
         // Requests: a user of 50 recent clicks, their distribution, the top 4 interests.
@@ -48,7 +48,7 @@ public struct SparcBench: Sendable {
             func timed(_ body: () -> Int) -> Double {
                 let start = ContinuousClock.now
                 sink &+= body()
-                return (ContinuousClock.now - start).inSeconds * 1e3
+                return (ContinuousClock.now - start).seconds * 1e3
             }
             func interests() -> [Int] {
                 u.withUnsafeMutableBufferPointer { ub in history.withUnsafeBufferPointer { towers.servingUserVector($0, into: ub.baseAddress!) } }
@@ -90,7 +90,7 @@ public struct SparcBench: Sendable {
             let batch = ranges.map { InterestTowers.Example(history: histories[$0.0..<($0.0 + $0.1)], item: $0.2, clicked: $0.3) }
             let start = ContinuousClock.now
             towers.train(batch)
-            rates.append(Double(batch.count) / (ContinuousClock.now - start).inSeconds)
+            rates.append(Double(batch.count) / (ContinuousClock.now - start).seconds)
         }
 
         func percentile(_ xs: [Double], _ q: Double) -> Double {

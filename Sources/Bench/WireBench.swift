@@ -23,7 +23,7 @@ public struct WireBench: Sendable {
             for _ in 0..<repeats {
                 let start = ContinuousClock.now
                 for i in 0..<iterations { body(i) }
-                samples.append((ContinuousClock.now - start).inSeconds * 1e9 / Double(iterations))
+                samples.append((ContinuousClock.now - start).seconds * 1e9 / Double(iterations))
             }
             return samples
         }

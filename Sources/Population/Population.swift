@@ -48,7 +48,7 @@ public final class Population {
         let historyStart = ContinuousClock.now
         histories = HistoryStore(population: s.history, users: s.users, columns: columns, catalog: catalog, seed: seed, threads: self.threads)
         let elapsed = ContinuousClock.now - historyStart
-        historySeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        historySeconds = elapsed.seconds
         chunkFeedback = Array(repeating: [], count: self.threads)
         chunkPurchases = Array(repeating: [], count: self.threads)
     }

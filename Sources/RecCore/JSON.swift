@@ -35,6 +35,13 @@ public indirect enum JSONValue: Equatable, Sendable {
         if case .object(let o) = self { return o[key] }
         return nil
     }
+
+    /// The value at a dotted path of object keys ("order.total"), or nil.
+    public func value(atPath path: String) -> JSONValue? {
+        var current: JSONValue? = self
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) { current = current?[String(part)] }
+        return current
+    }
 }
 
 /// A JSON object: entries in document order; lookup by key.

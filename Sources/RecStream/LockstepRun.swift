@@ -618,10 +618,6 @@ struct PhaseClock {
     }
 }
 
-extension Duration {
-    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
-
 /// How far a run has got, after a tick.
 public struct RunProgress: Sendable {
     /// The tick just finished (from 0).

@@ -196,7 +196,10 @@ public struct OfflineExperiment {
         func logits(_ samples: [LabeledSample]) -> [Float] {
             samples.map { sample in
                 var out: Float = 0
-                [sample.target].withUnsafeBufferPointer { model.logits(history: histories.history(of: sample.user), candidates: $0, into: &out) }
+                var target = sample.target  // one candidate, without an array per sample
+                withUnsafePointer(to: &target) {
+                    model.logits(history: histories.history(of: sample.user), candidates: UnsafeBufferPointer(start: $0, count: 1), into: &out)
+                }
                 return out
             }
         }

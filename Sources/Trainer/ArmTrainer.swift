@@ -56,20 +56,27 @@ public final class ArmTrainer {
             model.updateCatalog(categories: categories, categoryCount: categoryCount)
             let learner = SequenceLearner(model: model, histories: UserHistories(users: users, cap: m.maxHistory, initial: histories),
                                           batchSize: m.batchSize)
-            learner.viewSecondsWeight = Float(m.viewSecondsWeight)
-            learner.purchaseWeight = Float(m.purchaseWeight)
+            Self.configure(learner, m)
             sequence = learner
         } else {
             sequence = nil
         }
     }
 
-    /// A trainer restored from a checkpoint: its statistics and sequence learner.
-    public init(restoring statistics: ItemStatistics, sequence: SequenceLearner?) {
+    /// A trainer restored from a checkpoint: its statistics and sequence learner (state),
+    /// with the arm's settings (`ranking`) applied as a new trainer's are.
+    public init(restoring statistics: ItemStatistics, sequence: SequenceLearner?, ranking: Ranking) {
         self.statistics = statistics
         self.sequence = sequence
+        if let sequence, let m = ranking.sequenceModel { Self.configure(sequence, m) }
         towers = nil
         poly = nil
+    }
+
+    /// The learner settings a scenario gives that a checkpoint does not hold.
+    static func configure(_ learner: SequenceLearner, _ m: SequenceModelSettings) {
+        learner.viewSecondsWeight = Float(m.viewSecondsWeight)
+        learner.purchaseWeight = Float(m.purchaseWeight)
     }
 
     /// Takes in the catalog feed (new items get embedding rows, or content for Poly).

@@ -24,13 +24,7 @@ struct Offline: ParsableCommand {
     var seed: UInt64?
 
     func run() throws {
-        var s: Scenario
-        do {
-            s = try Scenario.load(path: scenario)
-        } catch {
-            printError(error.description)
-            throw Exit.badInput
-        }
+        var s = try loadScenario(scenario)
         if let seed { s.seed = seed }
         let experiment = OfflineExperiment(scenario: s)
         let retrieval = OfflineRetrieval(scenario: s)

@@ -27,13 +27,7 @@ struct Produce: ParsableCommand {
     @OptionGroup var kafka: KafkaPropertyOptions
 
     func run() throws {
-        var properties: [String: String]
-        do {
-            properties = try kafka.parsed()
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        var properties = try kafka.parsedOrExit()
         properties["bootstrap.servers"] = brokers
         let config = KafkaConfiguration(properties)
         var sent = 0
@@ -54,10 +48,8 @@ struct Produce: ParsableCommand {
             while let line = readLine(strippingNewline: true) {
                 guard !line.isEmpty else { continue }
                 var keyText = ""
-                if let key, let value = try? JSONValue.parse(line) {
-                    var current: JSONValue? = value
-                    for part in key.split(separator: ".") { current = current?[String(part)] }
-                    if let current { keyText = current.rendered(pretty: false) }
+                if let key, let field = (try? JSONValue.parse(line))?.value(atPath: key) {
+                    keyText = field.rendered(pretty: false)
                 }
                 try Array(keyText.utf8).withUnsafeBytes { k in
                     try Array(line.utf8).withUnsafeBytes { v in try producer.send(handle, key: k, value: v) }

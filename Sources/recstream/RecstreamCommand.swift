@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecCore
+import Scenario
 
 @main
 struct Recstream: AsyncParsableCommand {
@@ -40,5 +41,25 @@ struct KafkaPropertyOptions: ParsableArguments {
             out[String(text[..<eq])] = String(text[text.index(after: eq)...])
         }
         return out
+    }
+
+    /// The properties, or the reason they are malformed printed and exit 2.
+    func parsedOrExit() throws -> [String: String] {
+        do {
+            return try parsed()
+        } catch {
+            printError("error: \(error)")
+            throw Exit.badInput
+        }
+    }
+}
+
+/// The scenario at `path`, or every problem with it printed (with JSON paths) and exit 2.
+func loadScenario(_ path: String) throws -> Scenario {
+    do {
+        return try Scenario.load(path: path)
+    } catch {
+        printError(error.description)
+        throw Exit.badInput
     }
 }

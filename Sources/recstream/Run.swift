@@ -53,12 +53,7 @@ struct Run: ParsableCommand {
         options.seed = seed
         options.brokers = brokers
         if quiet { options.progress = false }
-        do {
-            options.properties = try kafka.parsed()
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        options.properties = try kafka.parsedOrExit()
         if let partitions, !(1...1024).contains(partitions) {
             printError("error: --partitions must be between 1 and 1024, got \(partitions)")
             throw Exit.badInput
@@ -74,14 +69,7 @@ struct Run: ParsableCommand {
             throw Exit.badInput
         }
 
-        let loaded: Scenario
-        do {
-            loaded = try Scenario.load(path: scenario)
-        } catch {
-            printError(error.description)
-            throw Exit.badInput
-        }
-        let s = options.applied(to: loaded)
+        let s = options.applied(to: try loadScenario(scenario))
         if out?.isEmpty == true {
             printError("error: --out must not be empty")
             throw Exit.badInput

@@ -64,13 +64,7 @@ struct Train: AsyncParsableCommand {
     @OptionGroup var kafka: KafkaPropertyOptions
 
     func run() async throws {
-        let s: Scenario
-        do {
-            s = try Scenario.load(path: scenario)
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        let s = try loadScenario(scenario)
         guard let servers = brokers ?? s.kafka.brokers else {
             printError("error: --brokers is required (the scenario's kafka.brokers names none)")
             throw Exit.badInput
@@ -99,13 +93,7 @@ struct Train: AsyncParsableCommand {
             printError("error: --format must be wire or json, got '\(format)'")
             throw Exit.badInput
         }
-        var properties: [String: String]
-        do {
-            properties = s.kafka.properties.merging(try kafka.parsed()) { $1 }
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        var properties = s.kafka.properties.merging(try kafka.parsedOrExit()) { $1 }
         properties["bootstrap.servers"] = servers
         var options = StreamTrainer.Options(
             topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
