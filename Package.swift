@@ -74,8 +74,9 @@ let package = Package(
         .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
         // Attach mode: roles that run against a real Kafka stream, free-running.
         .target(name: "Attach", dependencies: [
-            "Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer",
+            "Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer", "Server", "Experiment", "RecStream",
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -113,7 +114,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: ["Server", "Models", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
-        .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore"], swiftSettings: strict),
+        .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore", "Trainer"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],

@@ -53,6 +53,11 @@ public final class StreamTrainer {
         public var exitWhenIdleSeconds: Double?
         /// How long to wait for the topic to exist and the brokers to answer.
         public var connectTimeoutSeconds = 30.0
+        /// Where model updates go (changed rows only; see `ModelUpdate`), so servers follow
+        /// training; nil publishes none.
+        public var modelTopic: String?
+        /// Seconds between model updates (each covers every tick applied since the last).
+        public var publishEverySeconds = 1.0
         public init(topic: String, deadLetterTopic: String, format: Format, checkpointPath: String, groupID: String, properties: [String: String]) {
             self.topic = topic
             self.deadLetterTopic = deadLetterTopic
@@ -99,6 +104,18 @@ public final class StreamTrainer {
     var partitions: [PartitionState] = []
     let users: Int
     let items: Int
+    /// The catalog at each tick, for recstream's own records (whose ticks are the
+    /// simulation's): new items become rows as a run's trainer grows them. JSON events
+    /// keep the catalog the scenario starts with.
+    var feed: CatalogFeed?
+    /// Items the trainer's model has taken in from the feed.
+    var catalogItems: Int
+    /// The last tick a model update covers (updates go out before the checkpoint that
+    /// covers their ticks, so a restarted trainer never owes a server an update).
+    public internal(set) var publishedThrough: Int64 = -1
+    /// Model updates sent (by this process).
+    public internal(set) var updatesPublished = 0
+    let incarnation = UInt64.random(in: 1...UInt64.max)
     /// Called after each applied tick and each checkpoint (progress lines).
     public var onProgress: ((Progress) -> Void)?
     /// Where the trainer's metrics go (nil: swift-metrics' global factory, a no-op until
@@ -143,24 +160,21 @@ public final class StreamTrainer {
 
     /// - Parameter arm: the scenario arm whose model this trainer learns.
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
-        guard let index = scenario.arms.firstIndex(where: { $0.name == arm }) else {
-            throw AttachError("--arm \(arm): the scenario has no such arm; its arms: \(scenario.arms.map(\.name).joined(separator: ", "))")
-        }
-        let settings = scenario.arms[index]
-        if case .towers = settings.retrieval {
-            throw AttachError("--arm \(arm): train does not yet learn tower retrieval (two-tower, sparc); attach an arm with random or popularity retrieval")
-        }
-        if settings.ranking.polyModel != nil {
-            throw AttachError("--arm \(arm): train does not yet checkpoint poly or blend ranking; attach an arm ranked by dare, twin, twin-proj, din, ctr, popularity or random")
-        }
+        let index = try attachableArm(scenario, arm, role: "train")
         self.scenario = scenario
         armIndex = index
         self.options = options
         let world = Population(scenario, threads: 1)
         users = world.userCount
         items = world.catalog.count
+        catalogItems = items
+        if case .wire = options.format { feed = CatalogFeed(scenario) }
         trainer = Self.freshTrainer(scenario, armIndex: index, world: world)
     }
+
+    /// Recstream's records whose tick is further than this past the applied tick are
+    /// dead letters (the catalog feed would have to advance that far to check them).
+    static let maxTickLead: Int64 = 1_000_000
 
     static func freshTrainer(_ s: Scenario, armIndex: Int, world: Population) -> ArmTrainer {
         ArmTrainer(items: world.catalog.count, ranking: s.arms[armIndex].ranking, retrieval: s.arms[armIndex].retrieval, users: world.userCount,
@@ -191,7 +205,18 @@ public final class StreamTrainer {
         if Int(feedback.header.user) >= users {
             return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)", outsideWorld: true))
         }
-        if Int(feedback.item) >= items {
+        if feed != nil {
+            let t = Int64(feedback.header.tick)
+            guard t <= max(appliedThrough, 0) + Self.maxTickLead else {
+                return .failure(EventDecodeError("tick \(t) is implausibly far past the applied tick \(appliedThrough)"))
+            }
+            // In place: a copy of the feed would copy the catalog.
+            if t > feed!.through { feed!.advance(through: t) }
+            let count = feed!.count(at: t)
+            if Int(feedback.item) >= count {
+                return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog at tick \(t) (\(count) items)", outsideWorld: true))
+            }
+        } else if Int(feedback.item) >= items {
             return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog (\(items) items)", outsideWorld: true))
         }
         return .success((feedback, tick))
@@ -263,11 +288,24 @@ public final class StreamTrainer {
             }
         }
         counters.events += events.count
+        followCatalog(through: t)
         if !events.isEmpty {
             counters.ticks += 1
             trainer.apply(tick: Tick(t), feedback: events[...])
         }
         appliedThrough = t
+    }
+
+    /// Grows the model to the catalog of tick `t`, as a run's trainer grows it at the start
+    /// of each tick (rows are initialised by index, so growing late changes nothing).
+    func followCatalog(through t: Int64) {
+        guard feed != nil else { return }
+        if t > feed!.through { feed!.advance(through: t) }
+        let count = feed!.count(at: t)
+        guard count > catalogItems else { return }
+        let categories = feed!.catalog.subcategory[..<count].map(UInt32.init)
+        trainer.updateCatalog(categories: categories, categoryCount: scenario.catalog.topCategories * scenario.catalog.subcategories)
+        catalogItems = count
     }
 
     /// JSON events carry no slate position: within each (user, request) group, each

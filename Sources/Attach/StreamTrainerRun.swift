@@ -13,12 +13,14 @@ extension StreamTrainer {
     /// checkpoint file when there is one.
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
-        let partitionCount = try waitForTopic(base)
+        let partitionCount = try waitForTopic(options.topic, base, timeoutSeconds: options.connectTimeoutSeconds)
         if FileManager.default.fileExists(atPath: options.checkpointPath) {
             try resume(partitions: partitionCount)
         } else {
             partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
         }
+        if options.modelTopic != nil { trainer.tracksChanges() }
+        publishedThrough = appliedThrough
         var consumerConfig = base
         consumerConfig.setDefault("group.id", options.groupID)
         consumerConfig.setDefault("enable.auto.commit", "false")
@@ -30,6 +32,9 @@ extension StreamTrainer {
         var producerConfig = base
         producerConfig.setDefault("client.id", "recstream-train-\(scenario.arms[armIndex].name)")
         let producer = try KafkaProducer(configuration: producerConfig)
+        let modelTopic = try options.modelTopic.map { try producer.topic($0) }
+        var lastPublish = ContinuousClock.now
+        let armName = Array(scenario.arms[armIndex].name.utf8)
 
         let started = ContinuousClock.now
         let eventsAtStart = counters.events
@@ -59,10 +64,31 @@ extension StreamTrainer {
             let consumed = s.pending.last.map { $0.offset + 1 } ?? (s.applied >= 0 ? s.applied : s.lowWatermark)
             return consumed >= s.highWatermark
         }
+        /// Sends one model update covering every tick applied since the last.
+        func publish() throws {
+            guard let modelTopic, appliedThrough > publishedThrough else { return }
+            let header = ModelUpdate.Header(identity: modelIdentity, incarnation: incarnation, sequence: UInt64(updatesPublished + 1),
+                                            from: publishedThrough, through: appliedThrough, part: 0, parts: 1)
+            for message in ModelUpdate.encode(trainer, header: header) {
+                try armName.withUnsafeBytes { key in
+                    try message.withUnsafeBytes { try producer.send(modelTopic, key: key, value: $0) }
+                }
+            }
+            try producer.poll()
+            publishedThrough = appliedThrough
+            updatesPublished += 1
+            lastPublish = .now
+            metrics.updates.increment()
+        }
         /// Saves the checkpoint, then commits its offsets to the group. The checkpoint is
         /// what resumes; a commit that fails (a broker away) is counted and made good by
-        /// the next one.
+        /// the next one. Model updates covering the checkpoint are delivered first, so a
+        /// trainer restarted from it owes the servers nothing.
         func checkpoint() throws {
+            if modelTopic != nil {
+                try publish()
+                try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+            }
             try save()
             let applied = partitions.indices.compactMap { p -> (TopicPartition, offset: Int64)? in
                 partitions[p].applied >= 0 ? (TopicPartition(options.topic, Int32(p)), offset: partitions[p].applied) : nil
@@ -126,6 +152,7 @@ extension StreamTrainer {
                 try sendDeadLetters()
                 report(checkpointed: false)
             }
+            if modelTopic != nil && (ContinuousClock.now - lastPublish).seconds >= options.publishEverySeconds { try publish() }
             if (ContinuousClock.now - lastCheckpoint).seconds >= options.checkpointEverySeconds { try checkpoint() }
             if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
                 // The stream has ended: apply what is pending, whatever the watermarks.
@@ -139,25 +166,6 @@ extension StreamTrainer {
         try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
         transientErrors += consumer.transientErrorCount
         return counters
-    }
-
-    /// The topic's partition count, waiting for it to exist.
-    func waitForTopic(_ config: KafkaConfiguration) throws -> Int {
-        let admin = try KafkaAdmin(configuration: config)
-        let deadline = ContinuousClock.now + .seconds(options.connectTimeoutSeconds)
-        var lastError: KafkaError?
-        while ContinuousClock.now < deadline {
-            do {
-                if let topic = try admin.metadata(timeoutMilliseconds: 2000).topic(options.topic), topic.error == nil, topic.partitionCount > 0 {
-                    return topic.partitionCount
-                }
-            } catch {
-                lastError = error
-            }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        throw AttachError("topic \(options.topic) did not appear within \(Int(options.connectTimeoutSeconds)) s"
-            + (lastError.map { " (\($0))" } ?? "; create it, or start what produces it"))
     }
 
     // MARK: Checkpoints
@@ -186,6 +194,10 @@ extension StreamTrainer {
         }
         return CheckpointFrame.seal(w)
     }
+
+    /// What a server must match to follow this trainer's model updates: the world and the
+    /// arm (not the topic or format the events came from).
+    public var modelIdentity: String { Attach.modelIdentity(scenario, armIndex: armIndex) }
 
     /// What a checkpoint must match to be resumed by this trainer.
     var identity: String {
@@ -222,6 +234,7 @@ extension StreamTrainer {
                 let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
                 guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }
                 trainer = ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario.arms[armIndex].ranking)
+                catalogItems = learner?.model.categoryOf.count ?? items
                 let stored = Int(try r.read(UInt32.self, "partitions"))
                 guard stored <= count else {
                     throw AttachError("it covers \(stored) partitions of \(options.topic), which now has \(count); partitions cannot shrink")

@@ -12,11 +12,12 @@ import RecCore
 /// - `recstream_train_events_per_second{arm}` since the trainer started;
 /// - `recstream_train_tick_duration_seconds{arm}`: a histogram of the time to apply a tick;
 /// - `recstream_train_checkpoints_total{arm}`, `recstream_train_transient_errors_total{arm}`;
+/// - `recstream_train_model_updates_total{arm}`: model updates published for servers;
 /// - `recstream_model_auc{arm}`, `recstream_model_log_loss{arm}`: the model's progressive
 ///   (test-then-train) figures on the last tick it learned from.
 public struct TrainerMetrics {
     let events: [FeedbackEvent: Counter]
-    let deadLetters, late, ticks, checkpoints, transientErrors: Counter
+    let deadLetters, late, ticks, checkpoints, transientErrors, updates: Counter
     let appliedTick, eventsPerSecond, auc, logLoss: Gauge
     let lag: [Gauge]
     let tickDuration: Timer
@@ -33,6 +34,7 @@ public struct TrainerMetrics {
         ticks = Counter(label: "recstream_train_ticks_total", dimensions: a, factory: factory)
         checkpoints = Counter(label: "recstream_train_checkpoints_total", dimensions: a, factory: factory)
         transientErrors = Counter(label: "recstream_train_transient_errors_total", dimensions: a, factory: factory)
+        updates = Counter(label: "recstream_train_model_updates_total", dimensions: a, factory: factory)
         appliedTick = Gauge(label: "recstream_train_applied_tick", dimensions: a, factory: factory)
         eventsPerSecond = Gauge(label: "recstream_train_events_per_second", dimensions: a, factory: factory)
         auc = Gauge(label: "recstream_model_auc", dimensions: a, factory: factory)

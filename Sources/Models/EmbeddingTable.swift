@@ -18,6 +18,11 @@ public final class EmbeddingTable {
     public private(set) var values: UnsafeMutablePointer<Float>
     private(set) var m: UnsafeMutablePointer<Float>
     private(set) var v: UnsafeMutablePointer<Float>
+    /// Whether steps record the rows they change (for model updates that carry changed
+    /// rows only): `changedRows` lists each once, in the order first changed.
+    public var tracksChanges = false
+    public private(set) var changedRows: [Int32] = []
+    var isChanged: [Bool] = []
 
     public init(rows: Int, dim: Int, seed: UInt64, tableID: UInt64, initScale: Float) {
         self.dim = dim
@@ -60,6 +65,21 @@ public final class EmbeddingTable {
 
     @inline(__always)
     public func row(_ r: Int) -> UnsafeMutablePointer<Float> { values + r * dim }
+
+    @inline(__always)
+    func markChanged(_ row: Int) {
+        if row >= isChanged.count { isChanged.append(contentsOf: repeatElement(false, count: max(rows, row + 1) - isChanged.count)) }
+        if !isChanged[row] {
+            isChanged[row] = true
+            changedRows.append(Int32(row))
+        }
+    }
+
+    /// Forgets the changes recorded so far.
+    public func clearChanges() {
+        for row in changedRows { isChanged[Int(row)] = false }
+        changedRows.removeAll(keepingCapacity: true)
+    }
 
     /// Bytes per row: values and the two Adam moments.
     public var bytesPerRow: Int { dim * 4 * 3 }
@@ -114,6 +134,7 @@ extension EmbeddingTable {
     func applyAdam(_ gradient: SparseGradient, step: Int, _ adam: AdamSettings) {
         let bc1 = 1 - pow(adam.beta1, Float(step)), bc2 = 1 - pow(adam.beta2, Float(step))
         let rate = adam.learningRate / bc1
+        if tracksChanges { for row in gradient.touched { markChanged(Int(row)) } }
         gradient.gradients.withUnsafeBufferPointer { g in
             for (slot, row) in gradient.touched.enumerated() {
                 let base = Int(row) * dim, gb = slot * dim

@@ -12,6 +12,10 @@ public struct ItemStatistics: Sendable {
     /// Clicks and their view seconds over every item.
     public private(set) var totalClicks: Double = 0
     public private(set) var totalViewSeconds: Double = 0
+    /// Whether recording notes the items it changes (for model updates, see `writeChanges`).
+    public var tracksChanges = false
+    public private(set) var changedItems: [UInt32] = []
+    var isChanged: [Bool] = []
 
     public init(items: Int = 0) {
         impressions = [Float](repeating: 0, count: items)
@@ -34,6 +38,7 @@ public struct ItemStatistics: Sendable {
         grow(to: Int(item))
         impressions[Int(item)] += 1
         totalImpressions += 1
+        if tracksChanges { markChanged(item) }
     }
 
     @inline(__always)
@@ -42,6 +47,17 @@ public struct ItemStatistics: Sendable {
         clicks[Int(item)] += 1
         totalClicks += 1
         totalViewSeconds += Double(viewSeconds)
+        if tracksChanges { markChanged(item) }
+    }
+
+    @inline(__always)
+    mutating func markChanged(_ item: UInt32) {
+        let i = Int(item)
+        if i >= isChanged.count { isChanged.append(contentsOf: repeatElement(false, count: clicks.count - isChanged.count)) }
+        if !isChanged[i] {
+            isChanged[i] = true
+            changedItems.append(item)
+        }
     }
 
     /// Mean view seconds per click so far (0 before any click).
@@ -92,5 +108,55 @@ extension ItemStatistics {
         s.totalClicks = try r.readDouble("total clicks")
         s.totalViewSeconds = try r.readDouble("total view seconds")
         return s
+    }
+}
+
+
+// MARK: Model updates
+
+extension ItemStatistics {
+    /// Writes the totals and the counts of every item changed since the last call, then
+    /// forgets the changes.
+    public mutating func writeChanges(to w: inout BinaryWriter) {
+        w.write(totalImpressions)
+        w.write(totalClicks)
+        w.write(totalViewSeconds)
+        w.write(UInt32(changedItems.count))
+        for item in changedItems {
+            w.write(item)
+            w.write(impressions[Int(item)])
+            w.write(clicks[Int(item)])
+            isChanged[Int(item)] = false
+        }
+        changedItems.removeAll(keepingCapacity: true)
+    }
+
+    /// Applies what `writeChanges` wrote (counts overwrite). Reads everything before
+    /// changing anything.
+    public mutating func applyChanges(from r: inout BinaryReader) throws(BinaryReadError) {
+        let start = r.offset
+        try r.skip(24, "statistics totals")
+        let countAt = r.offset
+        let count = Int(try r.read(UInt32.self, "changed items"))
+        guard count <= r.remaining / 12 else { throw BinaryReadError("implausible changed item count \(count)", at: countAt) }
+        var highest: UInt32 = 0
+        for _ in 0..<count {
+            let at = r.offset
+            let item = try r.read(UInt32.self, "item")
+            guard item < 1 << 28 else { throw BinaryReadError("implausible item \(item)", at: at) }
+            highest = max(highest, item)
+            try r.skip(8, "item counts")
+        }
+        r.rewind(to: start)
+        totalImpressions = try r.readDouble("total impressions")
+        totalClicks = try r.readDouble("total clicks")
+        totalViewSeconds = try r.readDouble("total view seconds")
+        _ = try r.read(UInt32.self, "changed items")
+        if count > 0 { grow(to: Int(highest)) }
+        for _ in 0..<count {
+            let item = Int(try r.read(UInt32.self, "item"))
+            impressions[item] = try r.readFloat("impressions")
+            clicks[item] = try r.readFloat("clicks")
+        }
     }
 }

@@ -94,3 +94,94 @@ extension UserHistories {
         return store
     }
 }
+
+// MARK: Model updates: what changed, for servers that follow a trainer
+
+extension RankingModel {
+    /// Whether training steps record the embedding rows they change (see `writeChanges`).
+    public var tracksChanges: Bool {
+        get { tables.first?.tracksChanges ?? false }
+        set { for t in tables { t.tracksChanges = newValue } }
+    }
+
+    /// Embedding rows changed since the last `writeChanges` (or since changes were tracked).
+    public var changedRowCount: Int { tables.reduce(0) { $0 + $1.changedRows.count } }
+
+    /// Writes what a server needs to follow this model since the last call: the step, each
+    /// table's changed rows (a count, then row index and values, rows in the order first
+    /// changed) and every dense parameter (they all change each step); then forgets the
+    /// changes. Values only: a server needs no optimizer state.
+    public func writeChanges(to w: inout BinaryWriter) {
+        w.write(UInt64(step))
+        w.write(UInt32(tables.count))
+        for t in tables {
+            w.write(UInt32(t.dim))
+            w.write(UInt32(t.changedRows.count))
+            for row in t.changedRows {
+                w.write(UInt32(row))
+                w.writeValues(UnsafeBufferPointer(start: t.row(Int(row)), count: t.dim))
+            }
+            t.clearChanges()
+        }
+        dense.withUnsafeBufferPointer { w.writeRaw($0) }
+    }
+
+    /// Applies what `writeChanges` wrote: rows are overwritten (tables grow to hold a row
+    /// they lack yet, with the same initial rows the trainer's grew), the dense
+    /// parameters replaced. Reads everything before changing anything, so bytes that do
+    /// not read leave the model as it was. `checkOnly` reads and checks without applying.
+    public func applyChanges(from r: inout BinaryReader, checkOnly: Bool = false) throws(BinaryReadError) {
+        let start = r.offset
+        // First pass: check the shape and bounds.
+        _ = try r.read(UInt64.self, "step")
+        let count = Int(try r.read(UInt32.self, "table count"))
+        guard count == tables.count else { throw BinaryReadError("the update has \(count) tables, this model \(tables.count)", at: r.offset - 4) }
+        for t in tables {
+            let dim = Int(try r.read(UInt32.self, "row width"))
+            guard dim == t.dim else { throw BinaryReadError("the update's rows have \(dim) values, this model's \(t.dim)", at: r.offset - 4) }
+            let rows = Int(try r.read(UInt32.self, "changed rows"))
+            for _ in 0..<rows {
+                let rowAt = r.offset
+                let row = try r.read(UInt32.self, "row index")
+                guard row < 1 << 28 else { throw BinaryReadError("implausible row \(row)", at: rowAt) }
+                try r.skip(t.dim * 4, "row values")
+            }
+        }
+        let denseAt = r.offset
+        let denseCount = Int(try r.read(UInt64.self, "dense parameters"))
+        guard denseCount == layout.count else { throw BinaryReadError("the update has \(denseCount) dense parameters, this model \(layout.count)", at: denseAt) }
+        try r.skip(denseCount * 4, "dense parameters")
+        if checkOnly { return }
+        // Second pass: apply.
+        let end = r.offset
+        r.rewind(to: start)
+        step = Int(try r.read(UInt64.self, "step"))
+        _ = try r.read(UInt32.self, "table count")
+        for t in tables {
+            _ = try r.read(UInt32.self, "row width")
+            let rows = Int(try r.read(UInt32.self, "changed rows"))
+            for _ in 0..<rows {
+                let row = Int(try r.read(UInt32.self, "row index"))
+                if row >= t.rows { t.grow(to: row + 1) }
+                try r.readValues(into: t.row(row), count: t.dim, "row values")
+            }
+        }
+        try dense.withUnsafeMutableBufferPointer { (b) throws(BinaryReadError) in
+            try r.readRaw(into: b.baseAddress!, expected: layout.count, "dense parameters")
+        }
+        precondition(r.offset == end)
+        for w in workers {
+            for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) }
+        }
+    }
+
+    /// A CRC-32 over every parameter value (tables, then dense layers): equal models have
+    /// equal checksums, so two processes can compare models without shipping them.
+    public func parameterChecksum() -> UInt32 {
+        var w = BinaryWriter()
+        w.write(UInt64(step))
+        for t in tables { w.writeValues(UnsafeBufferPointer(start: t.values, count: t.rows * t.dim)) }
+        dense.withUnsafeBufferPointer { w.writeValues($0) }
+        return w.bytes.withUnsafeBytes { CRC32.checksum($0) }
+    }
+}

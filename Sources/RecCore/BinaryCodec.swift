@@ -21,6 +21,10 @@ public struct BinaryWriter: Sendable {
         write(UInt64(values.count))
         bytes.append(contentsOf: UnsafeRawBufferPointer(values))
     }
+    /// The raw little-endian values without a count (the reader knows how many).
+    public mutating func writeValues(_ values: UnsafeBufferPointer<Float>) {
+        bytes.append(contentsOf: UnsafeRawBufferPointer(values))
+    }
 }
 
 /// Why bytes did not read, and where: the wire format's error, shared by every binary
@@ -62,6 +66,23 @@ public struct BinaryReader {
         try need(size, what)
         UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress! + offset, byteCount: size)
         offset += size
+    }
+    /// Reads `count` raw values written by `writeValues` into `out`.
+    public mutating func readValues(into out: UnsafeMutablePointer<Float>, count: Int, _ what: String) throws(BinaryReadError) {
+        let size = count * 4
+        try need(size, what)
+        UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress! + offset, byteCount: size)
+        offset += size
+    }
+    /// Reads `out.count` raw bytes into `out`.
+    public mutating func readValues(bytes out: UnsafeMutableBufferPointer<UInt8>) throws(BinaryReadError) {
+        try need(out.count, "bytes")
+        UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: bytes.baseAddress! + offset, byteCount: out.count)
+        offset += out.count
+    }
+    public mutating func skip(_ n: Int, _ what: String) throws(BinaryReadError) {
+        try need(n, what)
+        offset += n
     }
     public var remaining: Int { bytes.count - offset }
 

@@ -398,7 +398,7 @@ public final class LockstepRun {
 /// Whether a slate is in the regret sample: a hash of (seed, user, sequence), so the sample
 /// is the same whatever the partitioning.
 @inline(__always)
-func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
+public func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
     let x = SplitMix64.mix(seed ^ 0x5245_4752_4554 ^ (UInt64(h.user) << 32 | UInt64(h.sequence)))
     return Double(x >> 11) * 0x1p-53 < share
 }
@@ -588,6 +588,7 @@ final class TruthWriter {
 
 /// Where the time of the loop went.
 public struct PhaseTimings: Sendable {
+    public init() {}
     /// The simulated users: requests, responses, the end of each tick.
     public var population = Duration.zero
     /// Kafka: encoding, producing, consuming, decoding and ordering every record.
@@ -609,9 +610,10 @@ public struct PhaseTimings: Sendable {
 }
 
 /// Adds the time since the last lap to a phase.
-struct PhaseClock {
+public struct PhaseClock {
     var mark = ContinuousClock.now
-    mutating func lap(_ phase: inout Duration) {
+    public init() {}
+    public mutating func lap(_ phase: inout Duration) {
         let now = ContinuousClock.now
         phase += now - mark
         mark = now

@@ -18,6 +18,19 @@ public struct RunInfo: Sendable {
     public var phases: PhaseTimings
     /// Per arm: how long serving a request took (retrieve, score, build the slate).
     public var serveLatency: [ServeLatency] = []
+
+    public init(bootstrapServers: String, embedded: Bool, partitions: Int, setupSeconds: Double, populationSeconds: Double,
+                runSeconds: Double, messagesPerSecond: Double, phases: PhaseTimings, serveLatency: [ServeLatency] = []) {
+        self.bootstrapServers = bootstrapServers
+        self.embedded = embedded
+        self.partitions = partitions
+        self.setupSeconds = setupSeconds
+        self.populationSeconds = populationSeconds
+        self.runSeconds = runSeconds
+        self.messagesPerSecond = messagesPerSecond
+        self.phases = phases
+        self.serveLatency = serveLatency
+    }
 }
 
 /// One arm's serving latency, from an HDR histogram of every request (3 significant digits).
@@ -51,6 +64,11 @@ public struct ServeLatency: Sendable {
 public struct RunReport: Sendable {
     public var results: ExperimentResults
     public var run: RunInfo
+
+    public init(results: ExperimentResults, run: RunInfo) {
+        self.results = results
+        self.run = run
+    }
 
     public var json: JSONValue {
         [

@@ -312,13 +312,19 @@ public struct KafkaSettings: Sendable, Equatable {
 /// The topic names of a run.
 public struct Topics: Sendable, Equatable {
     public var requests, recommendations, feedback, deadLetter: String
+    /// Model updates from attached trainers to servers (attach mode).
+    public var model: String
     public init(prefix: String) {
         requests = "\(prefix).requests"
         recommendations = "\(prefix).recommendations"
         feedback = "\(prefix).feedback"
         deadLetter = "\(prefix).dead-letter"
+        model = "\(prefix).model"
     }
+    /// The topics a run uses.
     public var all: [String] { [requests, recommendations, feedback, deadLetter] }
+    /// The topics the attach roles use (a run's, and the model updates').
+    public var attach: [String] { all + [model] }
 }
 
 public struct OutputSettings: Sendable, Equatable {

@@ -6,7 +6,7 @@ import Scenario
 /// (user, sequence) order, to its models: item statistics always (popularity and CTR
 /// ranking use them), and a long-sequence model when the arm ranks with DARE or TWIN.
 public final class ArmTrainer {
-    public private(set) var statistics: ItemStatistics
+    public internal(set) var statistics: ItemStatistics
     public let sequence: SequenceLearner?
     /// Retrieval towers (two-tower or SPARC), when the arm retrieves with them.
     public let towers: TowerLearner?

@@ -27,6 +27,10 @@ public final class SequenceLearner {
     /// impression was trained on when it happened, and waiting would hold every sample.
     public var viewSecondsWeight: Float = 0
     public var purchaseWeight: Float = 0
+    /// Whether `learn` keeps the clicks it appends to the histories in `historyAppends`
+    /// (for model updates).
+    public var logsHistoryAppends = false
+    public internal(set) var historyAppends: [(user: UserID, entry: HistoryEntry)] = []
 
     public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
         self.model = model
@@ -80,7 +84,9 @@ public final class SequenceLearner {
                 logLoss: BinaryMetrics.logLoss(probabilities: scores, labels: labels)))
         }
         for f in feedback where f.event == .click && Int(f.item) < model.categoryOf.count && Int(f.header.user) < histories.userCount {
-            histories.append(HistoryEntry(item: f.item, tick: Int32(tick)), for: f.header.user)
+            let entry = HistoryEntry(item: f.item, tick: Int32(tick))
+            histories.append(entry, for: f.header.user)
+            if logsHistoryAppends { historyAppends.append((f.header.user, entry)) }
         }
     }
 }

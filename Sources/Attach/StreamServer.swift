@@ -1,0 +1,339 @@
+import Foundation
+import Histogram
+import Kafka
+import Metrics
+import Models
+import Population
+import RecCore
+import Scenario
+import Server
+import Trainer
+
+/// `recstream serve`: one arm's server attached to Kafka, free-running.
+///
+/// It consumes requests (recstream's request records) in a consumer group, so several
+/// instances split the partitions between them, answers each request of its arm with a
+/// slate on the recommendations topic (keyed by user), and follows its trainer through
+/// the model updates on `<prefix>.model`: every update applies whole, in order, between
+/// two requests, so serving follows training without restarts. It starts from the same
+/// state a fresh trainer has (the scenario's model initialisation and the users' logged
+/// histories), and reads the model topic from its beginning.
+///
+/// **Nothing lost.** Request offsets are committed only after the slates answering them
+/// are delivered; a server that dies before that answers those requests again when it (or
+/// another instance) takes the partition over: at least once. The simulator keeps the
+/// first slate it gets for a request and counts the rest.
+///
+/// **Bad messages.** A request that does not decode, or names a user outside the world,
+/// goes to the dead-letter topic with the reason in `recstream-error`; a model update that
+/// does not decode or apply is counted and logged, and the server goes on with the model
+/// it has.
+public final class StreamServer {
+    public struct Options: Sendable {
+        public var requestsTopic: String
+        public var recommendationsTopic: String
+        public var deadLetterTopic: String
+        /// Where the trainer publishes; nil serves the initial model (and statistics) only.
+        public var modelTopic: String?
+        public var groupID: String
+        public var properties: [String: String]
+        public var connectTimeoutSeconds = 30.0
+        /// Seconds between commits of answered requests.
+        public var commitEverySeconds = 1.0
+        /// Exit once no request has come for this long (after answering all); nil runs
+        /// until stopped.
+        public var exitWhenIdleSeconds: Double?
+        public init(requestsTopic: String, recommendationsTopic: String, deadLetterTopic: String, modelTopic: String?,
+                    groupID: String, properties: [String: String]) {
+            self.requestsTopic = requestsTopic
+            self.recommendationsTopic = recommendationsTopic
+            self.deadLetterTopic = deadLetterTopic
+            self.modelTopic = modelTopic
+            self.groupID = groupID
+            self.properties = properties
+        }
+    }
+
+    public struct Counters: Sendable, Equatable {
+        /// Requests of this arm answered with a slate.
+        public var served = 0
+        /// Requests of other arms (the requests topic carries every arm's): skipped.
+        public var otherArms = 0
+        public var deadLetters = 0
+        public var updatesApplied = 0
+        /// Updates that repeat ticks this server already holds (a restarted trainer's).
+        public var updatesSkipped = 0
+        /// Updates that did not decode or apply, or that belong to another scenario.
+        public var updateErrors = 0
+        /// Updates that began after the last tick this server held: the ones between are
+        /// gone from the topic (retention), so the model may differ from the trainer's.
+        public var updateGaps = 0
+    }
+
+    public let scenario: Scenario
+    public let armIndex: Int
+    public let options: Options
+    /// The state the server scores with: a trainer's, as the model updates make it.
+    public let state: ArmTrainer
+    public private(set) var server: ArmServer
+    public internal(set) var counters = Counters()
+    /// The last tick the model state covers (-1: the initial state).
+    public private(set) var modelThrough: Int64 = -1
+    public private(set) var transientErrors = 0
+    /// Time to build each slate (retrieve, score, select), in nanoseconds.
+    public private(set) var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    var feed: CatalogFeed
+    var assembler = UpdateAssembler()
+    let users: Int
+    let identity: String
+    /// The latest update error (for the log).
+    public private(set) var lastUpdateError: String?
+    public var metricsFactory: (any MetricsFactory)?
+    /// Called about once a second and when the server stops.
+    public var onProgress: ((Counters) -> Void)?
+
+    public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
+        let index = try attachableArm(scenario, arm, role: "serve")
+        self.scenario = scenario
+        armIndex = index
+        self.options = options
+        let world = Population(scenario, threads: 1)
+        users = world.userCount
+        feed = CatalogFeed(scenario)
+        state = StreamTrainer.freshTrainer(scenario, armIndex: index, world: world)
+        server = ArmServer(settings: scenario.arms[index], armIndex: index, catalogSize: world.catalog.count, seed: scenario.seed)
+        server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
+        identity = modelIdentity(scenario, armIndex: index)
+    }
+
+    /// Runs until `shouldStop()` or, with `exitWhenIdleSeconds`, until requests stop
+    /// coming; answers what it has consumed, commits, and returns.
+    public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
+        let base = KafkaConfiguration(options.properties)
+        _ = try waitForTopic(options.requestsTopic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        var requestConfig = base
+        requestConfig.setDefault("group.id", options.groupID)
+        requestConfig.setDefault("enable.auto.commit", "false")
+        requestConfig.setDefault("auto.offset.reset", "earliest")
+        requestConfig.setDefault("fetch.wait.max.ms", "10")
+        let requests = try KafkaConsumer(configuration: requestConfig)
+        defer { requests.close() }
+        try requests.subscribe([options.requestsTopic])
+
+        var models: KafkaConsumer?
+        if let topic = options.modelTopic {
+            let partitionCount = try waitForTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds)
+            var modelConfig = base
+            modelConfig.setDefault("group.id", "\(options.groupID)-model")
+            modelConfig.setDefault("enable.auto.commit", "false")
+            modelConfig.setDefault("fetch.wait.max.ms", "10")
+            let consumer = try KafkaConsumer(configuration: modelConfig, batchCapacity: 64)
+            try consumer.assign((0..<partitionCount).map { (TopicPartition(topic, Int32($0)), offset: KafkaOffset.beginning) })
+            models = consumer
+        }
+        defer { models?.close() }
+
+        var producerConfig = base
+        producerConfig.setDefault("client.id", "recstream-serve-\(scenario.arms[armIndex].name)")
+        producerConfig.setDefault("linger.ms", "1")
+        let producer = try KafkaProducer(configuration: producerConfig)
+        let slates = try producer.topic(options.recommendationsTopic)
+        var metrics = ServerMetrics(arm: scenario.arms[armIndex].name, factory: metricsFactory ?? MetricsSystem.factory)
+
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.slateSize(items: Wire.maxSlateSize), alignment: 8)
+        defer { scratch.deallocate() }
+        var entries: [SlateEntry] = []
+        entries.reserveCapacity(Wire.maxSlateSize)
+        var lastCommit = ContinuousClock.now
+        var lastRequest = ContinuousClock.now
+        var answeredSinceCommit = false
+        let clock = ContinuousClock()
+
+        func commit() throws {
+            // Slates first: a committed request has its answer on the broker.
+            try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+            do { try requests.commitConsumed() } catch { transientErrors += 1 }
+            lastCommit = .now
+            answeredSinceCommit = false
+            metrics.report(counters, modelThrough: modelThrough, transient: transientErrors + requests.transientErrorCount)
+            onProgress?(counters)
+        }
+
+        while !shouldStop() {
+            if let models { try followModel(models) }
+            let got = try requests.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch {
+                    let request: Request
+                    do {
+                        request = try Wire.decodeRequest(m.value)
+                        guard Int(request.header.user) < users else {
+                            throw WireError("user \(request.header.user) is not in the scenario's world (\(users) users)", at: 8)
+                        }
+                        guard Int64(request.header.tick) <= max(feed.through, 0) + StreamTrainer.maxTickLead else {
+                            throw WireError("tick \(request.header.tick) is implausibly far past the catalog's tick \(feed.through)", at: 4)
+                        }
+                    } catch {
+                        try producer.send(to: options.deadLetterTopic, key: m.key, value: m.value,
+                                          header: (name: "recstream-error", value: "\(options.requestsTopic) [\(m.partition)] @\(m.offset): \(error)"))
+                        counters.deadLetters += 1
+                        continue
+                    }
+                    guard request.header.arm == UInt16(armIndex) else {
+                        counters.otherArms += 1
+                        continue
+                    }
+                    followCatalog(through: Int64(request.header.tick))
+                    entries.removeAll(keepingCapacity: true)
+                    let began = clock.now
+                    server.serve(request, statistics: state.statistics, model: state.sequence?.model, histories: state.sequence?.histories,
+                                 into: &entries)
+                    let elapsed = clock.now - began
+                    _ = latency.record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
+                    metrics.latency.record(duration: elapsed)
+                    let n = entries.withUnsafeBufferPointer {
+                        Wire.encodeSlate(request.header, policy: UInt16(armIndex), entries: $0, into: scratch)
+                    }
+                    try producer.send(slates, key: m.key, value: UnsafeRawBufferPointer(rebasing: scratch[..<n]))
+                    counters.served += 1
+                    answeredSinceCommit = true
+                }
+                return batch.count
+            }
+            try producer.poll()
+            if got > 0 { lastRequest = .now }
+            if (ContinuousClock.now - lastCommit).seconds >= options.commitEverySeconds { try commit() }
+            if let idle = options.exitWhenIdleSeconds, got == 0, (ContinuousClock.now - lastRequest).seconds >= idle { break }
+        }
+        if let models { try followModel(models) }
+        _ = answeredSinceCommit
+        try commit()
+        transientErrors += requests.transientErrorCount + (models?.transientErrorCount ?? 0)
+        return counters
+    }
+
+    /// Applies the model updates that have arrived, whole and in order.
+    func followModel(_ consumer: KafkaConsumer) throws {
+        var changed = false
+        _ = try consumer.consumeBatch(timeoutMilliseconds: 0) { batch in
+            for m in batch {
+                let message = Array(m.value)
+                let header: ModelUpdate.Header, chunk: [UInt8]
+                do {
+                    (header, chunk) = try ModelUpdate.decode(message)
+                } catch {
+                    counters.updateErrors += 1
+                    lastUpdateError = "\(m.topic) [\(m.partition)] @\(m.offset): \(error)"
+                    continue
+                }
+                guard header.identity == identity else { continue }  // another arm's, or another world's
+                guard let (update, payload) = assembler.take(header, chunk) else { continue }
+                guard update.through > modelThrough else {
+                    counters.updatesSkipped += 1
+                    continue
+                }
+                if update.from > modelThrough { counters.updateGaps += 1 }
+                do {
+                    // Rows of items the catalog has not reached yet grow the tables as the
+                    // trainer's grew; the catalog follows the update's ticks.
+                    followCatalog(through: update.through)
+                    try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
+                    modelThrough = update.through
+                    counters.updatesApplied += 1
+                    changed = true
+                } catch {
+                    counters.updateErrors += 1
+                    lastUpdateError = "\(error)"
+                }
+            }
+            return batch.count
+        }
+        if changed { server.refresh(from: state.statistics) }
+    }
+
+    /// The catalog of tick `t`: new items become servable, retired ones stop being.
+    func followCatalog(through t: Int64) {
+        guard t > feed.through, feed.advance(through: t) else { return }
+        server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
+        state.updateCatalog(categories: feed.catalog.subcategory.map(UInt32.init),
+                            categoryCount: scenario.catalog.topCategories * scenario.catalog.subcategories)
+    }
+}
+
+/// The arm `name` of `scenario`, if the attach roles can run it.
+func attachableArm(_ scenario: Scenario, _ name: String, role: String) throws(AttachError) -> Int {
+    guard let index = scenario.arms.firstIndex(where: { $0.name == name }) else {
+        throw AttachError("--arm \(name): the scenario has no such arm; its arms: \(scenario.arms.map(\.name).joined(separator: ", "))")
+    }
+    let settings = scenario.arms[index]
+    if case .towers = settings.retrieval {
+        throw AttachError("--arm \(name): \(role) does not yet handle tower retrieval (two-tower, sparc); attach an arm with random or popularity retrieval")
+    }
+    if settings.ranking.polyModel != nil {
+        throw AttachError("--arm \(name): \(role) does not yet handle poly or blend ranking; attach an arm ranked by dare, twin, twin-proj, din, ctr, popularity or random")
+    }
+    return index
+}
+
+/// What a server must match to follow a trainer's model updates: the world and the arm
+/// (not the topic or format the trainer's events came from).
+func modelIdentity(_ scenario: Scenario, armIndex: Int) -> String {
+    "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(scenario.arms[armIndex].name)"
+}
+
+/// A topic's partition count, waiting for it to exist.
+func waitForTopic(_ topic: String, _ config: KafkaConfiguration, timeoutSeconds: Double) throws -> Int {
+    let admin = try KafkaAdmin(configuration: config)
+    let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+    var lastError: KafkaError?
+    while ContinuousClock.now < deadline {
+        do {
+            if let t = try admin.metadata(timeoutMilliseconds: 2000).topic(topic), t.error == nil, t.partitionCount > 0 {
+                return t.partitionCount
+            }
+        } catch {
+            lastError = error
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+    }
+    throw AttachError("topic \(topic) did not appear within \(Int(timeoutSeconds)) s"
+        + (lastError.map { " (\($0))" } ?? "; create it (recstream broker --prefix), or start what produces it"))
+}
+
+/// What an attached server reports through swift-metrics:
+/// `recstream_serve_requests_total{arm}`, `recstream_serve_dead_letters_total{arm}`,
+/// `recstream_serve_model_updates_total{arm, outcome}` (applied, skipped, error, gap),
+/// `recstream_serve_model_tick{arm}` (the last tick the model covers),
+/// `recstream_serve_latency_seconds{arm}` (a histogram of the time to build a slate).
+struct ServerMetrics {
+    let served, deadLetters, transientErrors: Counter
+    let updates: [String: Counter]
+    let modelTick: Gauge
+    let latency: Timer
+    var reported = StreamServer.Counters()
+    var reportedTransient = 0
+
+    init(arm: String, factory: any MetricsFactory) {
+        let a = [("arm", arm)]
+        served = Counter(label: "recstream_serve_requests_total", dimensions: a, factory: factory)
+        deadLetters = Counter(label: "recstream_serve_dead_letters_total", dimensions: a, factory: factory)
+        transientErrors = Counter(label: "recstream_serve_transient_errors_total", dimensions: a, factory: factory)
+        updates = Dictionary(uniqueKeysWithValues: ["applied", "skipped", "error", "gap"].map {
+            ($0, Counter(label: "recstream_serve_model_updates_total", dimensions: a + [("outcome", $0)], factory: factory))
+        })
+        modelTick = Gauge(label: "recstream_serve_model_tick", dimensions: a, factory: factory)
+        latency = Timer(label: "recstream_serve_latency_seconds", dimensions: a, factory: factory)
+    }
+
+    mutating func report(_ now: StreamServer.Counters, modelThrough: Int64, transient: Int) {
+        served.increment(by: now.served - reported.served)
+        deadLetters.increment(by: now.deadLetters - reported.deadLetters)
+        updates["applied"]!.increment(by: now.updatesApplied - reported.updatesApplied)
+        updates["skipped"]!.increment(by: now.updatesSkipped - reported.updatesSkipped)
+        updates["error"]!.increment(by: now.updateErrors - reported.updateErrors)
+        updates["gap"]!.increment(by: now.updateGaps - reported.updateGaps)
+        transientErrors.increment(by: max(0, transient - reportedTransient))
+        modelTick.record(modelThrough)
+        reported = now
+        reportedTransient = transient
+    }
+}
