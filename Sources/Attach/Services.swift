@@ -5,22 +5,26 @@ import Prometheus
 import ServiceLifecycle
 import Synchronization
 
-/// The attached trainer as a swift-service-lifecycle service: its blocking loop runs on a
-/// thread of its own; graceful shutdown (SIGTERM, SIGINT, or another service ending) asks
-/// it to stop at a clean point, and it checkpoints, commits and returns.
-public final class TrainerService: Service, @unchecked Sendable {
-    // @unchecked: `trainer` is touched only by the training thread once `run` starts, and
-    // read by the caller only after `run` has returned.
-    public let trainer: StreamTrainer
+/// An attach role's blocking loop (trainer, server, simulator) as a swift-service-lifecycle
+/// service: the loop runs on a thread of its own; graceful shutdown (SIGTERM, SIGINT, or
+/// another service ending) asks it to stop at a clean point, where it checkpoints,
+/// commits and returns.
+public final class LoopService: Service, @unchecked Sendable {
+    // @unchecked: `body` runs only on the loop's thread once `run` starts, and what it
+    // touches is read by the caller only after `run` has returned.
+    let body: (_ shouldStop: () -> Bool) throws -> Void
+    let name: String
     private let stopRequested = Atomic<Bool>(false)
     let logger: Logger
 
-    public init(trainer: StreamTrainer, logger: Logger) {
-        self.trainer = trainer
+    /// - Parameter body: the loop; it polls `shouldStop` between units of work.
+    public init(name: String, logger: Logger, body: @escaping (_ shouldStop: () -> Bool) throws -> Void) {
+        self.name = name
         self.logger = logger
+        self.body = body
     }
 
-    /// Whether a graceful shutdown stopped the trainer (rather than the stream ending).
+    /// Whether a graceful shutdown stopped the loop (rather than its own end).
     public var stopped: Bool { stopRequested.load(ordering: .acquiring) }
 
     public func run() async throws {
@@ -28,17 +32,17 @@ public final class TrainerService: Service, @unchecked Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let thread = Thread { [self] in
                     do {
-                        _ = try trainer.run(shouldStop: { self.stopRequested.load(ordering: .acquiring) })
+                        try body { self.stopRequested.load(ordering: .acquiring) }
                         continuation.resume()
                     } catch {
                         continuation.resume(throwing: error)
                     }
                 }
-                thread.name = "recstream-train"
+                thread.name = "recstream-\(name)"
                 thread.start()
             }
         } onGracefulShutdown: { [self] in
-            logger.notice("stopping: applying nothing more, checkpointing what was applied")
+            logger.notice("stopping at a clean point")
             stopRequested.store(true, ordering: .releasing)
         }
     }

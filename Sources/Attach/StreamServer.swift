@@ -40,8 +40,9 @@ public final class StreamServer {
         public var connectTimeoutSeconds = 30.0
         /// Seconds between commits of answered requests.
         public var commitEverySeconds = 1.0
-        /// Exit once no request has come for this long (after answering all); nil runs
-        /// until stopped.
+        /// Exit once no request has come for this long (after answering all; counted from
+        /// the first request, so a server started before its users waits); nil runs until
+        /// stopped.
         public var exitWhenIdleSeconds: Double?
         public init(requestsTopic: String, recommendationsTopic: String, deadLetterTopic: String, modelTopic: String?,
                     groupID: String, properties: [String: String]) {
@@ -68,6 +69,7 @@ public final class StreamServer {
         /// Updates that began after the last tick this server held: the ones between are
         /// gone from the topic (retention), so the model may differ from the trainer's.
         public var updateGaps = 0
+        public init() {}
     }
 
     public let scenario: Scenario
@@ -145,8 +147,7 @@ public final class StreamServer {
         var entries: [SlateEntry] = []
         entries.reserveCapacity(Wire.maxSlateSize)
         var lastCommit = ContinuousClock.now
-        var lastRequest = ContinuousClock.now
-        var answeredSinceCommit = false
+        var lastRequest: ContinuousClock.Instant?
         let clock = ContinuousClock()
 
         func commit() throws {
@@ -154,7 +155,6 @@ public final class StreamServer {
             try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
             do { try requests.commitConsumed() } catch { transientErrors += 1 }
             lastCommit = .now
-            answeredSinceCommit = false
             metrics.report(counters, modelThrough: modelThrough, transient: transientErrors + requests.transientErrorCount)
             onProgress?(counters)
         }
@@ -195,17 +195,15 @@ public final class StreamServer {
                     }
                     try producer.send(slates, key: m.key, value: UnsafeRawBufferPointer(rebasing: scratch[..<n]))
                     counters.served += 1
-                    answeredSinceCommit = true
                 }
                 return batch.count
             }
             try producer.poll()
             if got > 0 { lastRequest = .now }
             if (ContinuousClock.now - lastCommit).seconds >= options.commitEverySeconds { try commit() }
-            if let idle = options.exitWhenIdleSeconds, got == 0, (ContinuousClock.now - lastRequest).seconds >= idle { break }
+            if let idle = options.exitWhenIdleSeconds, got == 0, let lastRequest, (ContinuousClock.now - lastRequest).seconds >= idle { break }
         }
         if let models { try followModel(models) }
-        _ = answeredSinceCommit
         try commit()
         transientErrors += requests.transientErrorCount + (models?.transientErrorCount ?? 0)
         return counters

@@ -9,7 +9,8 @@ import Scenario
 /// `recstream simulate`: the simulated users against servers and trainers that run as
 /// processes of their own, free-running.
 ///
-/// Each tick the users ask for slates (requests, keyed by user, carrying the user's arm),
+/// Each tick the users ask for slates (requests, keyed by user, carrying the user's arm;
+/// in the warm-up, the control arm, which then serves everyone as in a run),
 /// wait for the servers' answers on the recommendations topic, respond to the slates that
 /// came (feedback), and the tick closes. Nothing waits for training: servers score with
 /// whatever model their trainer has published by then, as in production. A request with
@@ -50,6 +51,7 @@ public final class StreamSimulator {
         /// Slates that did not decode or answer no request of this simulation.
         public var badSlates = 0
         public var feedback = 0
+        public init() {}
     }
 
     public let scenario: Scenario
@@ -101,6 +103,7 @@ public final class StreamSimulator {
         var metrics = s.arms.enumerated().map {
             ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems, newItemTicks: s.experiment.newItemTicks)
         }
+        let control = s.controlArm
         let populationReady = ContinuousClock.now
 
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.feedbackSize, alignment: 8)
@@ -124,11 +127,15 @@ public final class StreamSimulator {
             asked.removeAll(keepingCapacity: true)
             population.requests(at: tick, into: &asked)
             clock.lap(&timings.population)
-            for r in asked {
-                var user = r.header.user
-                let n = Wire.encode(r, into: scratch)
+            // In the warm-up the control arm serves every user, as in a run: requests (and
+            // so slates and feedback) carry the control arm; metrics go to the user's own.
+            let warmingUp = t < s.experiment.warmupTicks
+            for i in asked.indices {
+                metrics[Int(asked[i].header.arm)].recordRequest(slot: Int(assignment.slot[Int(asked[i].header.user)]), tick: tick)
+                if warmingUp { asked[i].header.arm = UInt16(control) }
+                var user = asked[i].header.user
+                let n = Wire.encode(asked[i], into: scratch)
                 try withUnsafeBytes(of: &user) { try producer.send(requestTopic, key: $0, value: UnsafeRawBufferPointer(rebasing: scratch[..<n])) }
-                metrics[Int(r.header.arm)].recordRequest(slot: Int(assignment.slot[Int(r.header.user)]), tick: tick)
             }
             try producer.poll()
             counters.requests += asked.count
@@ -184,7 +191,7 @@ public final class StreamSimulator {
             if s.experiment.regretSample > 0 {
                 for (h, start) in slateHeaders where regretSampled(h.header, seed: s.seed, share: s.experiment.regretSample) {
                     let shown = entries[start..<start + h.itemCount].lazy.map(\.item)
-                    metrics[Int(h.header.arm)].recordRegret(served: population.expectedClicks(user: h.header.user, slate: shown),
+                    metrics[Int(assignment.arm[Int(h.header.user)])].recordRegret(served: population.expectedClicks(user: h.header.user, slate: shown),
                                                             oracle: population.oracleExpectedClicks(user: h.header.user, k: h.itemCount))
                 }
             }
@@ -195,7 +202,7 @@ public final class StreamSimulator {
                 var user = f.header.user
                 let n = Wire.encode(f, into: scratch)
                 try withUnsafeBytes(of: &user) { try producer.send(feedbackTopic, key: $0, value: UnsafeRawBufferPointer(rebasing: scratch[..<n])) }
-                metrics[Int(f.header.arm)].record(f, slot: Int(assignment.slot[Int(f.header.user)]), itemBorn: population.catalog.bornTick[Int(f.item)])
+                metrics[Int(assignment.arm[Int(f.header.user)])].record(f, slot: Int(assignment.slot[Int(f.header.user)]), itemBorn: population.catalog.bornTick[Int(f.item)])
             }
             try producer.poll()
             counters.feedback += outgoing.count

@@ -49,7 +49,8 @@ public final class StreamTrainer {
         /// A partition at its end for this long stops holding back the ticks.
         public var idleFlushSeconds = 2.0
         /// Exit (after applying everything and checkpointing) once the whole stream has
-        /// been at its end for this long; nil runs until stopped.
+        /// been at its end for this long; nil runs until stopped. A topic that is still
+        /// empty is not at an end: the trainer waits for its first message.
         public var exitWhenIdleSeconds: Double?
         /// How long to wait for the topic to exist and the brokers to answer.
         public var connectTimeoutSeconds = 30.0

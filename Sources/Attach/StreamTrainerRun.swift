@@ -14,6 +14,13 @@ extension StreamTrainer {
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
         let partitionCount = try waitForTopic(options.topic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        if let topic = options.modelTopic {
+            do {
+                _ = try waitForTopic(topic, base, timeoutSeconds: min(options.connectTimeoutSeconds, 10))
+            } catch {
+                throw AttachError("model topic \(topic) does not exist: create it (recstream broker --prefix creates every topic of a prefix), or train with --no-publish")
+            }
+        }
         if FileManager.default.fileExists(atPath: options.checkpointPath) {
             try resume(partitions: partitionCount)
         } else {
@@ -154,7 +161,8 @@ extension StreamTrainer {
             }
             if modelTopic != nil && (ContinuousClock.now - lastPublish).seconds >= options.publishEverySeconds { try publish() }
             if (ContinuousClock.now - lastCheckpoint).seconds >= options.checkpointEverySeconds { try checkpoint() }
-            if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
+            if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.contains(where: { $0.highWatermark > 0 }),
+               partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
                 // The stream has ended: apply what is pending, whatever the watermarks.
                 while let t = nextTick(idle: { _ in true }) { apply(t, deadLetters: &deadLetters) }
                 try sendDeadLetters()

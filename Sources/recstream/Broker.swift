@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kafka
 import Logging
+import Scenario
 import ServiceLifecycle
 
 struct Broker: AsyncParsableCommand {
@@ -19,6 +20,9 @@ struct Broker: AsyncParsableCommand {
     @Option(help: "Create these topics (comma-separated).")
     var topics: String?
 
+    @Option(help: "Create every topic of this prefix (<prefix>.requests, .recommendations, .feedback, .dead-letter, .model): what run, simulate, serve and train use.")
+    var prefix: [String] = []
+
     @Option(help: "Partitions per created topic.")
     var partitions = 4
 
@@ -34,7 +38,8 @@ struct Broker: AsyncParsableCommand {
         let cluster: EmbeddedBroker
         do {
             cluster = try EmbeddedBroker(brokers: brokers)
-            for topic in (topics ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !topic.isEmpty {
+            let named = (topics ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for topic in named + prefix.flatMap({ Topics(prefix: $0).attach }) {
                 try cluster.createTopic(topic, partitions: partitions)
             }
         } catch {

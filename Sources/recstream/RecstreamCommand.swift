@@ -13,7 +13,7 @@ struct Recstream: AsyncParsableCommand {
             2 bad input (a malformed scenario, a bad option).
             """,
         version: recstreamVersion,
-        subcommands: [Run.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Train.self, Produce.self, Bench.self]
+        subcommands: [Run.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Simulate.self, Serve.self, Train.self, Produce.self, Bench.self]
     )
 }
 

@@ -28,9 +28,6 @@ struct Train: AsyncParsableCommand {
     @Option(help: "The arm whose model to train.")
     var arm: String
 
-    @Option(help: "Bootstrap servers (default: the scenario's kafka.brokers).")
-    var brokers: String?
-
     @Option(help: "The topic to consume (default: <topicPrefix>.feedback).")
     var topic: String?
 
@@ -46,29 +43,26 @@ struct Train: AsyncParsableCommand {
     @Option(help: "Seconds between checkpoints.")
     var checkpointEvery = 5.0
 
-    @Option(help: "Exit once the whole stream has been at its end this many seconds (default: run until stopped).")
+    @Option(help: "Exit once the whole stream has been at its end this many seconds, counted once it has a message (default: run until stopped).")
     var exitWhenIdle: Double?
 
     @Option(help: "Consumer group for committed offsets (default: recstream-train-<arm>).")
     var group: String?
 
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port; default: no endpoint).")
-    var metricsPort: Int?
+    @Option(help: "Where to publish model updates for servers (default: <topicPrefix>.model).")
+    var modelTopic: String?
 
-    @Option(help: "The address the metrics endpoint listens on (0.0.0.0 for every interface).")
-    var metricsHost = "127.0.0.1"
+    @Flag(help: "Publish no model updates (no server follows this trainer).")
+    var noPublish = false
 
-    @Flag(help: "Log warnings only.")
-    var quiet = false
+    @Option(help: "Seconds between model updates.")
+    var publishEvery = 1.0
 
-    @OptionGroup var kafka: KafkaPropertyOptions
+    @OptionGroup var role: RoleOptions
 
     func run() async throws {
         let s = try loadScenario(scenario)
-        guard let servers = brokers ?? s.kafka.brokers else {
-            printError("error: --brokers is required (the scenario's kafka.brokers names none)")
-            throw Exit.badInput
-        }
+        let properties = try role.properties(s)
         let eventFormat: StreamTrainer.Format
         switch format {
         case "wire":
@@ -93,19 +87,18 @@ struct Train: AsyncParsableCommand {
             printError("error: --format must be wire or json, got '\(format)'")
             throw Exit.badInput
         }
-        var properties = s.kafka.properties.merging(try kafka.parsedOrExit()) { $1 }
-        properties["bootstrap.servers"] = servers
+        guard publishEvery > 0 && publishEvery.isFinite else {
+            printError("error: --publish-every must be a positive number of seconds, got \(publishEvery)")
+            throw Exit.badInput
+        }
         var options = StreamTrainer.Options(
             topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
             checkpointPath: checkpoint, groupID: group ?? "recstream-train-\(arm)", properties: properties)
         options.checkpointEverySeconds = checkpointEvery
         options.exitWhenIdleSeconds = exitWhenIdle
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
-
-        if let metricsPort, !(0...65535).contains(metricsPort) {
-            printError("error: --metrics-port must be between 0 and 65535, got \(metricsPort)")
-            throw Exit.badInput
-        }
+        options.modelTopic = noPublish ? nil : modelTopic ?? s.kafka.topics.model
+        options.publishEverySeconds = publishEvery
         let trainer: StreamTrainer
         do {
             trainer = try StreamTrainer(scenario: s, arm: arm, options: options)
@@ -113,15 +106,7 @@ struct Train: AsyncParsableCommand {
             printError("error: \(error)")
             throw Exit.badInput
         }
-        let level: Logger.Level = quiet ? .warning : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "recstream.train")
-        logger[metadataKey: "arm"] = "\(arm)"
-        logger[metadataKey: "topic"] = "\(options.topic)"
+        let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.
         logger.info("starting", metadata: ["checkpoint": "\(checkpoint)", "kafka": "\(KafkaConfiguration(properties))"])
         trainer.onProgress = { [logger] p in
@@ -132,44 +117,16 @@ struct Train: AsyncParsableCommand {
             ])
         }
 
-        let service = TrainerService(trainer: trainer, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-        ]
-        if let metricsPort {
-            let registry = PrometheusCollectorRegistry()
-            trainer.metricsFactory = PrometheusMetricsFactory(registry: registry)
-            let endpoint: MetricsEndpoint
-            do {
-                endpoint = try MetricsEndpoint(registry: registry, host: metricsHost, port: UInt16(metricsPort))
-            } catch {
-                printError("error: --metrics-host \(metricsHost): \(error)")
-                throw Exit.badInput
-            }
-            // Before the trainer: a group shuts its services down last first, so the
-            // trainer stops (and checkpoints) while the endpoint still answers.
-            services.insert(.init(service: endpoint), at: 0)
-            let host = metricsHost
-            Task {
-                // Printed whatever the log level: scrapers and scripts need it.
-                if let port = try? await endpoint.port() { printError("metrics at http://\(host):\(port)/metrics") }
-            }
-        }
-        var lifecycle = Logger(label: "recstream.lifecycle")
-        lifecycle.logLevel = .warning
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: lifecycle))
-        do {
-            try await group.run()
-        } catch {
-            printError("error: \(error)")
-            throw Exit.runtimeFailure
+        let stopped = try await role.run("train", logger: logger, metrics: { trainer.metricsFactory = $0 }) { shouldStop in
+            _ = try trainer.run(shouldStop: shouldStop)
         }
         let counters = trainer.counters
         print("""
             applied through tick \(trainer.appliedThrough): \(counters.events) events (\(counters.impressions) impressions, \
             \(counters.clicks) clicks, \(counters.purchases) purchases) in \(counters.ticks) ticks; \(counters.deadLetters) dead letters \
             (\(counters.unknown) outside the world), \(counters.late) late\(counters.otherArms > 0 ? ", \(counters.otherArms) of other arms skipped" : "")
-            checkpoint: \(checkpoint)\(service.stopped ? " (stopped by signal)" : "")
+            checkpoint: \(checkpoint)\(stopped ? " (stopped by signal)" : "")\
+            \(options.modelTopic.map { "; \(trainer.updatesPublished) model updates on \($0)" } ?? "")
             """)
     }
 }

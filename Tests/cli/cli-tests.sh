@@ -73,6 +73,8 @@ if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); 
 
 # Attach mode: kill -9 and SIGTERM against a flowing stream (its own script: it runs a broker).
 if bash Tests/cli/attach-kill.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# The roles as processes: simulate, serve (two in a group), train, following model updates.
+if bash Tests/cli/attach-roles.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 check "train without --brokers says what is missing" 2 "--brokers is required" "$bin" train Tests/cli/attach-world.json --arm dare --checkpoint "$tmp/x.ckpt"
 check "train with an unknown format is a usage error" 2 "--format must be wire or json, got 'xml'" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format xml --checkpoint "$tmp/x.ckpt"
 sed 's/"topicPrefix": "attach"/"topicPrefix": "attach", "stallTimeoutSeconds": 2/' Tests/cli/attach-world.json >"$tmp/attach-short.json"
@@ -84,6 +86,19 @@ if grep -q "sasl.password=\[redacted\]" "$tmp/out" && ! grep -q hunter2 "$tmp/ou
 else
     failed=$((failed + 1)); echo "FAIL: train logs a secret, or not the redacted configuration:"; sed 's/^/    /' "$tmp/out"
 fi
+check "serve refuses an arm the scenario lacks, naming its arms" 2 "--arm nope: the scenario has no such arm; its arms: dare" "$bin" serve Tests/cli/attach-world.json --arm nope --brokers 127.0.0.1:1
+check "serve without --brokers says what is missing" 2 "--brokers is required" "$bin" serve Tests/cli/attach-world.json --arm dare
+check "serve fails with exit 1 when the requests topic never appears" 1 "topic attach.requests did not appear within 2 s" \
+    "$bin" serve "$tmp/attach-short.json" --arm dare --brokers 127.0.0.1:1 --quiet
+check "simulate rejects a tick count out of range" 2 "--ticks must be between 1 and 10000000, got 0" "$bin" simulate Tests/cli/attach-world.json --brokers 127.0.0.1:1 --ticks 0
+check "simulate fails with exit 1 when the topics never appear" 1 "topic attach.requests did not appear within 2 s" \
+    "$bin" simulate "$tmp/attach-short.json" --brokers 127.0.0.1:1 --quiet
+"$bin" broker --topics lonely >"$tmp/broker2.out" 2>/dev/null &
+broker2=$!
+for _ in $(seq 50); do [ -s "$tmp/broker2.out" ] && break; sleep 0.1; done
+check "train says how to go on when the model topic is missing" 1 "model topic attach.model does not exist: create it .recstream broker --prefix creates every topic of a prefix., or train with --no-publish" \
+    "$bin" train "$tmp/attach-short.json" --arm dare --brokers "$(head -1 "$tmp/broker2.out")" --topic lonely --checkpoint "$tmp/y.ckpt" --quiet
+kill -TERM "$broker2"; wait "$broker2"
 printf '{"usr": "u"}' >"$tmp/mapping.json"
 check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping "$tmp/mapping.json" --checkpoint "$tmp/x.ckpt"
 

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Attach
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import Prometheus
+import Scenario
+import ServiceLifecycle
+
+/// What every attach role (train, serve, simulate) takes: where the cluster is, how to
+/// reach it, metrics and logging.
+struct RoleOptions: ParsableArguments {
+    @Option(help: "Bootstrap servers (default: the scenario's kafka.brokers).")
+    var brokers: String?
+
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port; default: no endpoint).")
+    var metricsPort: Int?
+
+    @Option(help: "The address the metrics endpoint listens on (0.0.0.0 for every interface).")
+    var metricsHost = "127.0.0.1"
+
+    @Flag(help: "Log warnings only.")
+    var quiet = false
+
+    @OptionGroup var kafka: KafkaPropertyOptions
+
+    /// The librdkafka properties: the scenario's, then -X, then the bootstrap servers.
+    func properties(_ s: Scenario) throws -> [String: String] {
+        guard let servers = brokers ?? s.kafka.brokers else {
+            printError("error: --brokers is required (the scenario's kafka.brokers names none)")
+            throw Exit.badInput
+        }
+        var properties = s.kafka.properties.merging(try kafka.parsedOrExit()) { $1 }
+        properties["bootstrap.servers"] = servers
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            printError("error: --metrics-port must be between 0 and 65535, got \(metricsPort)")
+            throw Exit.badInput
+        }
+        return properties
+    }
+
+    /// Logs to standard error (swift-log), warnings only with --quiet; returns the role's logger.
+    func logger(_ role: String, metadata: Logger.Metadata) -> Logger {
+        let level: Logger.Level = quiet ? .warning : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "recstream.\(role)")
+        for (key, value) in metadata { logger[metadataKey: key] = value }
+        return logger
+    }
+
+    /// Runs a role's loop as a service, beside the metrics endpoint if asked for, until the
+    /// loop ends or SIGINT/SIGTERM stops it (gracefully: the loop finishes its unit of
+    /// work, checkpoints and commits). `metrics` receives the factory the role should use.
+    /// Returns whether a signal stopped it.
+    func run(_ role: String, logger: Logger, metrics: (any MetricsFactory) -> Void,
+             _ body: @escaping (_ shouldStop: () -> Bool) throws -> Void) async throws -> Bool {
+        let service = LoopService(name: role, logger: logger, body: body)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if let metricsPort {
+            let registry = PrometheusCollectorRegistry()
+            metrics(PrometheusMetricsFactory(registry: registry))
+            let endpoint: MetricsEndpoint
+            do {
+                endpoint = try MetricsEndpoint(registry: registry, host: metricsHost, port: UInt16(metricsPort))
+            } catch {
+                printError("error: --metrics-host \(metricsHost): \(error)")
+                throw Exit.badInput
+            }
+            // Before the loop: a group shuts its services down last first, so the loop
+            // stops (and checkpoints) while the endpoint still answers.
+            services.insert(.init(service: endpoint), at: 0)
+            let host = metricsHost
+            Task {
+                // Printed whatever the log level: scrapers and scripts need it.
+                if let port = try? await endpoint.port() { printError("metrics at http://\(host):\(port)/metrics") }
+            }
+        }
+        var lifecycle = Logger(label: "recstream.lifecycle")
+        lifecycle.logLevel = .warning
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: lifecycle))
+        do {
+            try await group.run()
+        } catch {
+            printError("error: \(error)")
+            throw Exit.runtimeFailure
+        }
+        return service.stopped
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Attach
+import Foundation
+import Kafka
+import Scenario
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve one arm's recommendations from a Kafka stream of requests, following its trainer's model.",
+        discussion: """
+            Consumes the requests topic in a consumer group (start several to split the \
+            partitions), answers each request of the arm with a slate on the recommendations \
+            topic, and applies the model updates its trainer (`recstream train`) publishes, \
+            whole and in order, so serving follows training without restarts. Offsets are \
+            committed after the slates are delivered. SIGINT or SIGTERM: finish, commit, exit 0.
+            """)
+
+    @Argument(help: "The scenario file (JSON): the arm's policy and model, and the world.")
+    var scenario: String
+
+    @Option(help: "The arm to serve.")
+    var arm: String
+
+    @Option(help: "Consumer group (default: recstream-serve-<arm>); instances in one group split the requests.")
+    var group: String?
+
+    @Option(help: "The model topic to follow (default: <topicPrefix>.model).")
+    var modelTopic: String?
+
+    @Flag(help: "Follow no trainer: serve the initial model.")
+    var noFollow = false
+
+    @Option(help: "Exit once no request has come for this many seconds (default: run until stopped).")
+    var exitWhenIdle: Double?
+
+    @OptionGroup var role: RoleOptions
+
+    func run() async throws {
+        let s = try loadScenario(scenario)
+        let properties = try role.properties(s)
+        let topics = s.kafka.topics
+        var options = StreamServer.Options(
+            requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
+            modelTopic: noFollow ? nil : modelTopic ?? topics.model, groupID: group ?? "recstream-serve-\(arm)", properties: properties)
+        options.exitWhenIdleSeconds = exitWhenIdle
+        options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
+        let server: StreamServer
+        do {
+            server = try StreamServer(scenario: s, arm: arm, options: options)
+        } catch {
+            printError("error: \(error)")
+            throw Exit.badInput
+        }
+        let logger = role.logger("serve", metadata: ["arm": "\(arm)", "topic": "\(options.requestsTopic)"])
+        logger.info("starting", metadata: ["group": "\(options.groupID)", "kafka": "\(KafkaConfiguration(properties))"])
+        var reported = StreamServer.Counters()
+        server.onProgress = { [logger] c in
+            if c.updateErrors > reported.updateErrors, let error = server.lastUpdateError {
+                logger.error("a model update did not apply; serving on with the model as it was", metadata: ["error": "\(error)"])
+            }
+            if c.updateGaps > reported.updateGaps {
+                logger.warning("model updates are missing (gone from the topic before this server read them): the model may differ from the trainer's until it restarts")
+            }
+            if c.served != reported.served || c.updatesApplied != reported.updatesApplied {
+                logger.info("serving", metadata: ["served": "\(c.served)", "modelTick": "\(server.modelThrough)", "updates": "\(c.updatesApplied)"])
+            }
+            reported = c
+        }
+        let stopped = try await role.run("serve", logger: logger, metrics: { server.metricsFactory = $0 }) { shouldStop in
+            do {
+                _ = try server.run(shouldStop: shouldStop)
+            } catch let error as KafkaError {
+                throw AttachError("\(error)")
+            }
+        }
+        let c = server.counters
+        let latency = server.latency
+        print("""
+            served \(c.served) requests (\(c.otherArms) of other arms skipped, \(c.deadLetters) dead letters); \
+            model through tick \(server.modelThrough) after \(c.updatesApplied) updates \
+            (\(c.updatesSkipped) repeats skipped, \(c.updateErrors) errors, \(c.updateGaps) gaps)\(stopped ? " (stopped by signal)" : "")
+            latency p50 / p99 / p99.9: \(micros(latency.valueAtPercentile(50))) / \(micros(latency.valueAtPercentile(99))) / \(micros(latency.valueAtPercentile(99.9))) µs
+            """)
+    }
+}
+
+func micros(_ ns: UInt64) -> String {
+    let u = Double(ns) / 1000
+    return u >= 100 ? String(format: "%.0f", u) : String(format: "%.1f", u)
+}
