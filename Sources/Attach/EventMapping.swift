@@ -78,29 +78,54 @@ public struct EventMapping: Sendable, Equatable {
     /// Decodes one message. Throws, with the reason, for anything that is not a JSON
     /// object carrying the mapped fields with values of the right kinds.
     public func decode(_ bytes: UnsafeRawBufferPointer) throws(EventDecodeError) -> MappedEvent {
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw EventDecodeError("not UTF-8 text (\(bytes.count) bytes); expected a JSON object")
-        }
-        let value: JSONValue
-        do { value = try JSONValue.parse(text) } catch { throw EventDecodeError("not JSON: \(error)") }
-        guard case .object = value else { throw EventDecodeError("expected a JSON object, got \(value.kindDescription)") }
+        let value = try object(bytes)
         let name = try string(value, event, "event")
         guard let kind = events[name] else {
             let known = events.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
             throw EventDecodeError("field \"\(event)\" (event): '\(name)' is not a mapped event name; mapped: \(known)")
         }
         var out = MappedEvent(user: UserID(try id(value, user, "user")), item: ItemID(try id(value, item, "item")), event: kind)
-        if let timestamp, let t = try number(value, timestamp, "timestamp") {
-            let tick = (t / tickSeconds).rounded(.down)
-            guard tick >= 0, tick < Double(UInt32.max) else {
-                throw EventDecodeError("field \"\(timestamp)\" (timestamp): \(t) gives tick \(tick), outside 0..<\(UInt32.max)")
-            }
-            out.tick = Tick(tick)
-        }
+        if let timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
         if let viewSeconds, let v = try number(value, viewSeconds, "viewSeconds") { out.viewSeconds = Float(v) }
         if let amount, let a = try number(value, amount, "amount") { out.amount = Float(a) }
         if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
         return out
+    }
+
+    /// Decodes a request for a slate (`recstream serve --format json`): the user (the
+    /// mapping's user field), and optionally the timestamp (its tick), the request id
+    /// and `slateSize` (1...255).
+    public func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(EventDecodeError) -> MappedRequest {
+        let value = try object(bytes)
+        var out = MappedRequest(user: UserID(try id(value, user, "user")))
+        if let timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
+        if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
+        if value.value(atPath: "slateSize") != nil {
+            let size = try id(value, "slateSize", "slate size")
+            guard (1...UInt32(Wire.maxSlateSize)).contains(size) else {
+                throw EventDecodeError("field \"slateSize\" (slate size): \(size) is outside 1...\(Wire.maxSlateSize)")
+            }
+            out.slateSize = Int(size)
+        }
+        return out
+    }
+
+    func object(_ bytes: UnsafeRawBufferPointer) throws(EventDecodeError) -> JSONValue {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw EventDecodeError("not UTF-8 text (\(bytes.count) bytes); expected a JSON object")
+        }
+        let value: JSONValue
+        do { value = try JSONValue.parse(text) } catch { throw EventDecodeError("not JSON: \(error)") }
+        guard case .object = value else { throw EventDecodeError("expected a JSON object, got \(value.kindDescription)") }
+        return value
+    }
+
+    func tick(_ t: Double, _ field: String) throws(EventDecodeError) -> Tick {
+        let tick = (t / tickSeconds).rounded(.down)
+        guard tick >= 0, tick < Double(UInt32.max) else {
+            throw EventDecodeError("field \"\(field)\" (timestamp): \(t) gives tick \(tick), outside 0..<\(UInt32.max)")
+        }
+        return Tick(tick)
     }
 
     func id(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> UInt32 {
@@ -141,6 +166,15 @@ public struct MappedEvent: Sendable, Equatable {
         self.event = event
         self.tick = tick
     }
+}
+
+/// A request for a slate, as the mapping reads it.
+public struct MappedRequest: Sendable, Equatable {
+    public var user: UserID
+    public var tick: Tick?
+    public var request: UInt32?
+    public var slateSize: Int?
+    public init(user: UserID) { self.user = user }
 }
 
 extension FeedbackEvent {

@@ -37,6 +37,13 @@ public final class StreamServer {
         public var modelTopic: String?
         public var groupID: String
         public var properties: [String: String]
+        /// wire: recstream's request and slate records (what `simulate` speaks); the catalog
+        /// follows their ticks. json: JSON requests read through the mapping (user,
+        /// timestamp, request, and an optional `slateSize`), answered with JSON slates
+        /// (`{"user", "arm", "tick", "request", "items", "propensities"}`), for
+        /// requests from anything, `kcat -P` included; each user is served by the arm the
+        /// experiment assigns, and the catalog stays the scenario's.
+        public var format: StreamTrainer.Format = .wire
         public var connectTimeoutSeconds = 30.0
         /// Seconds between commits of answered requests.
         public var commitEverySeconds = 1.0
@@ -87,6 +94,8 @@ public final class StreamServer {
     var feed: CatalogFeed
     var assembler = UpdateAssembler()
     let users: Int
+    /// Each user's arm (JSON requests carry none).
+    let assignment: [UInt16]
     let identity: String
     /// The latest update error (for the log).
     public private(set) var lastUpdateError: String?
@@ -101,6 +110,7 @@ public final class StreamServer {
         self.options = options
         let world = Population(scenario, threads: 1)
         users = world.userCount
+        assignment = world.assignment.arm
         feed = CatalogFeed(scenario)
         state = StreamTrainer.freshTrainer(scenario, armIndex: index, world: world)
         server = ArmServer(settings: scenario.arms[index], armIndex: index, catalogSize: world.catalog.count, seed: scenario.seed)
@@ -165,13 +175,7 @@ public final class StreamServer {
                 for m in batch {
                     let request: Request
                     do {
-                        request = try Wire.decodeRequest(m.value)
-                        guard Int(request.header.user) < users else {
-                            throw WireError("user \(request.header.user) is not in the scenario's world (\(users) users)", at: 8)
-                        }
-                        guard Int64(request.header.tick) <= max(feed.through, 0) + StreamTrainer.maxTickLead else {
-                            throw WireError("tick \(request.header.tick) is implausibly far past the catalog's tick \(feed.through)", at: 4)
-                        }
+                        request = try decodeRequest(m.value)
                     } catch {
                         try producer.send(to: options.deadLetterTopic, key: m.key, value: m.value,
                                           header: (name: "recstream-error", value: "\(options.requestsTopic) [\(m.partition)] @\(m.offset): \(error)"))
@@ -182,7 +186,7 @@ public final class StreamServer {
                         counters.otherArms += 1
                         continue
                     }
-                    followCatalog(through: Int64(request.header.tick))
+                    if case .wire = options.format { followCatalog(through: Int64(request.header.tick)) }
                     entries.removeAll(keepingCapacity: true)
                     let began = clock.now
                     server.serve(request, statistics: state.statistics, model: state.sequence?.model, histories: state.sequence?.histories,
@@ -190,10 +194,16 @@ public final class StreamServer {
                     let elapsed = clock.now - began
                     _ = latency.record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
                     metrics.latency.record(duration: elapsed)
-                    let n = entries.withUnsafeBufferPointer {
-                        Wire.encodeSlate(request.header, policy: UInt16(armIndex), entries: $0, into: scratch)
+                    switch options.format {
+                    case .wire:
+                        let n = entries.withUnsafeBufferPointer {
+                            Wire.encodeSlate(request.header, policy: UInt16(armIndex), entries: $0, into: scratch)
+                        }
+                        try producer.send(slates, key: m.key, value: UnsafeRawBufferPointer(rebasing: scratch[..<n]))
+                    case .json:
+                        let line = Array(jsonSlate(request.header, entries).utf8)
+                        try line.withUnsafeBytes { try producer.send(slates, key: m.key, value: $0) }
                     }
-                    try producer.send(slates, key: m.key, value: UnsafeRawBufferPointer(rebasing: scratch[..<n]))
                     counters.served += 1
                 }
                 return batch.count
@@ -207,6 +217,34 @@ public final class StreamServer {
         try commit()
         transientErrors += requests.transientErrorCount + (models?.transientErrorCount ?? 0)
         return counters
+    }
+
+    /// A request record, or a JSON request through the mapping; checked against the world.
+    func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws -> Request {
+        let request: Request
+        switch options.format {
+        case .wire:
+            request = try Wire.decodeRequest(bytes)
+            guard Int64(request.header.tick) <= max(feed.through, 0) + StreamTrainer.maxTickLead else {
+                throw WireError("tick \(request.header.tick) is implausibly far past the catalog's tick \(feed.through)", at: 4)
+            }
+        case .json(let mapping):
+            let r = try mapping.decodeRequest(bytes)
+            guard Int(r.user) < users else { throw EventDecodeError("user \(r.user) is not in the scenario's world (\(users) users)") }
+            request = Request(RecordHeader(arm: assignment[Int(r.user)], tick: r.tick ?? 0, user: r.user, sequence: r.request ?? 0),
+                              slateSize: UInt16(r.slateSize ?? scenario.population.slateSize))
+        }
+        guard Int(request.header.user) < users else {
+            throw WireError("user \(request.header.user) is not in the scenario's world (\(users) users)", at: 8)
+        }
+        return request
+    }
+
+    /// A slate as one line of JSON.
+    func jsonSlate(_ h: RecordHeader, _ entries: [SlateEntry]) -> String {
+        let items = entries.map { String($0.item) }.joined(separator: ", ")
+        let propensities = entries.map { "\($0.propensity)" }.joined(separator: ", ")
+        return #"{"user": \#(h.user), "arm": \#(JSONValue.string(scenario.arms[armIndex].name).rendered()), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
     }
 
     /// Applies the model updates that have arrived, whole and in order.
@@ -231,9 +269,9 @@ public final class StreamServer {
                 }
                 if update.from > modelThrough { counters.updateGaps += 1 }
                 do {
-                    // Rows of items the catalog has not reached yet grow the tables as the
-                    // trainer's grew; the catalog follows the update's ticks.
-                    followCatalog(through: update.through)
+                    // Recstream's records: the catalog follows the update's ticks, as the
+                    // trainer's did (JSON streams keep the scenario's catalog on both sides).
+                    if case .wire = options.format { followCatalog(through: update.through) }
                     try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
                     modelThrough = update.through
                     counters.updatesApplied += 1

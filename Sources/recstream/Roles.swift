@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import Metrics
 import Prometheus
+import RecCore
 import Scenario
 import ServiceLifecycle
 
@@ -92,5 +93,32 @@ struct RoleOptions: ParsableArguments {
             throw Exit.runtimeFailure
         }
         return service.stopped
+    }
+}
+
+/// `--format wire|json` with `--mapping FILE` (json only), or the reason printed and exit 2.
+func parseFormat(_ format: String, mapping: String?) throws -> StreamTrainer.Format {
+    switch format {
+    case "wire":
+        guard mapping == nil else {
+            printError("error: --mapping applies to --format json")
+            throw Exit.badInput
+        }
+        return .wire
+    case "json":
+        var m = EventMapping()
+        if let mapping {
+            do {
+                guard let data = FileManager.default.contents(atPath: mapping) else { throw MappingError("no such file") }
+                m = try EventMapping(json: JSONValue.parse(String(decoding: data, as: UTF8.self)))
+            } catch {
+                printError("error: \(mapping): \(error)")
+                throw Exit.badInput
+            }
+        }
+        return .json(m)
+    default:
+        printError("error: --format must be wire or json, got '\(format)'")
+        throw Exit.badInput
     }
 }

@@ -21,6 +21,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The arm to serve.")
     var arm: String
 
+    @Option(help: "wire (recstream's request and slate records, as simulate speaks) or json (JSON requests through --mapping, answered with JSON slates).")
+    var format = "wire"
+
+    @Option(help: "A JSON field mapping for --format json: the user, timestamp and request fields (default: user, timestamp).")
+    var mapping: String?
+
     @Option(help: "Consumer group (default: recstream-serve-<arm>); instances in one group split the requests.")
     var group: String?
 
@@ -39,10 +45,12 @@ struct Serve: AsyncParsableCommand {
         let s = try loadScenario(scenario)
         let properties = try role.properties(s)
         let topics = s.kafka.topics
+        let requestFormat = try parseFormat(format, mapping: mapping)
         var options = StreamServer.Options(
             requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
             modelTopic: noFollow ? nil : modelTopic ?? topics.model, groupID: group ?? "recstream-serve-\(arm)", properties: properties)
         options.exitWhenIdleSeconds = exitWhenIdle
+        options.format = requestFormat
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
         let server: StreamServer
         do {

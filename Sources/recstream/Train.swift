@@ -63,30 +63,7 @@ struct Train: AsyncParsableCommand {
     func run() async throws {
         let s = try loadScenario(scenario)
         let properties = try role.properties(s)
-        let eventFormat: StreamTrainer.Format
-        switch format {
-        case "wire":
-            guard mapping == nil else {
-                printError("error: --mapping applies to --format json")
-                throw Exit.badInput
-            }
-            eventFormat = .wire
-        case "json":
-            var m = EventMapping()
-            if let mapping {
-                do {
-                    guard let data = FileManager.default.contents(atPath: mapping) else { throw MappingError("no such file") }
-                    m = try EventMapping(json: JSONValue.parse(String(decoding: data, as: UTF8.self)))
-                } catch {
-                    printError("error: \(mapping): \(error)")
-                    throw Exit.badInput
-                }
-            }
-            eventFormat = .json(m)
-        default:
-            printError("error: --format must be wire or json, got '\(format)'")
-            throw Exit.badInput
-        }
+        let eventFormat = try parseFormat(format, mapping: mapping)
         guard publishEvery > 0 && publishEvery.isFinite else {
             printError("error: --publish-every must be a positive number of seconds, got \(publishEvery)")
             throw Exit.badInput

@@ -110,6 +110,72 @@ struct RolesTests {
         #expect(servers[0].state.sequence!.model.parameterChecksum() == trainers[0].trainer.sequence!.model.parameterChecksum())
     }
 
+    @Test("JSON requests get JSON slates from the arm each user is assigned; a server follows a trainer of JSON events")
+    func json() throws {
+        let scenario = try Scenario.decode(Self.scenarioText)
+        let topics = scenario.kafka.topics
+        let broker = try EmbeddedBroker()
+        for topic in topics.attach { try broker.createTopic(topic, partitions: 2) }
+        let properties = broker.clientConfiguration.properties
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration)
+        func send(_ topic: String, _ user: UInt32, _ line: String) throws {
+            let handle = try producer.topic(topic)
+            try withUnsafeBytes(of: user) { key in try Array(line.utf8).withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+        }
+        // Events for the trainer: three ticks of views and clicks.
+        var rng = RandomStream(seed: 4, 1)
+        for t in 0..<3 {
+            for _ in 0..<120 {
+                let user = rng.nextInt(below: 300), item = rng.nextInt(below: 400)
+                try send(topics.feedback, UInt32(user), #"{"user": \#(user), "item": \#(item), "event": "impression", "timestamp": \#(t)}"#)
+                if rng.nextDouble() < 0.3 {
+                    try send(topics.feedback, UInt32(user), #"{"user": \#(user), "item": \#(item), "event": "click", "timestamp": \#(t)}"#)
+                }
+            }
+        }
+        // Requests: twenty users, one with a slate size of its own, and one that is not JSON.
+        for user in 0..<20 { try send(topics.requests, UInt32(user), #"{"user": \#(user), "timestamp": 3\#(user == 7 ? ", \"slateSize\": 3" : "")}"#) }
+        try send(topics.requests, 99, "not json")
+        try producer.flush(timeoutMilliseconds: 10_000)
+
+        var t = StreamTrainer.Options(topic: topics.feedback, deadLetterTopic: topics.deadLetter, format: .json(EventMapping()),
+                                      checkpointPath: FileManager.default.temporaryDirectory.appendingPathComponent("rs-\(UUID().uuidString)").path,
+                                      groupID: "t", properties: properties)
+        t.modelTopic = topics.model
+        t.idleFlushSeconds = 0.3
+        t.exitWhenIdleSeconds = 0.5
+        let trainer = try StreamTrainer(scenario: scenario, arm: "dare", options: t)
+        _ = try trainer.run()
+        var o = StreamServer.Options(requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
+                                     modelTopic: topics.model, groupID: "s", properties: properties)
+        o.format = .json(EventMapping())
+        o.exitWhenIdleSeconds = 1.5
+        let server = try StreamServer(scenario: scenario, arm: "dare", options: o)
+        let counters = try server.run()
+        let assignment = ArmAssignment(scenario)
+        let dareUsers = (0..<20).filter { assignment.arm[$0] == 0 }
+        #expect(counters.served == dareUsers.count && counters.otherArms == 20 - dareUsers.count && counters.deadLetters == 1)
+        #expect(server.modelThrough == 2 && counters.updatesApplied >= 1)
+        #expect(server.state.stateChecksum(items: 400) == trainer.trainer.stateChecksum(items: 400))
+
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "read", "fetch.wait.max.ms": "1"]))
+        try consumer.assign((0..<2).map { (TopicPartition(topics.recommendations, Int32($0)), offset: 0) })
+        var slates: [JSONValue] = []
+        let deadline = Date().addingTimeInterval(10)
+        while slates.count < dareUsers.count && Date() < deadline {
+            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch { slates.append(try JSONValue.parse(String(decoding: m.value, as: UTF8.self))) }
+            }
+        }
+        #expect(slates.map { $0["user"]?.int ?? -1 }.sorted() == dareUsers)
+        for slate in slates {
+            let items = slate["items"]?.list ?? []
+            #expect(slate["arm"] == .string("dare") && slate["tick"]?.int == 3)
+            #expect(items.count == (slate["user"]?.int == 7 ? 3 : 6) && Set(items.compactMap(\.int)).count == items.count)
+            #expect((slate["propensities"]?.list ?? []).count == items.count)
+        }
+    }
+
     @Test("an update applies whole: parts are joined, a torn update is dropped, and a bad one changes nothing")
     func updates() throws {
         let scenario = try Scenario.decode(Self.scenarioText)
@@ -160,4 +226,9 @@ struct RolesTests {
 /// The model tick each server may stop at (Int64.max: not yet).
 final class StopTargets: Sendable {
     let ticks = Mutex<[Int64]>([.max, .max])
+}
+
+extension JSONValue {
+    var int: Int? { if case .integer(let i) = self { Int(i) } else { nil } }
+    var list: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
 }
