@@ -244,7 +244,7 @@ public final class StreamServer {
     func jsonSlate(_ h: RecordHeader, _ entries: [SlateEntry]) -> String {
         let items = entries.map { String($0.item) }.joined(separator: ", ")
         let propensities = entries.map { "\($0.propensity)" }.joined(separator: ", ")
-        return #"{"user": \#(h.user), "arm": \#(JSONValue.string(scenario.arms[armIndex].name).rendered()), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
+        return #"{"user": \#(h.user), "arm": \#(JSONValue.string(scenario.arms[armIndex].name).rendered(pretty: false)), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
     }
 
     /// Applies the model updates that have arrived, whole and in order.
