@@ -11,8 +11,9 @@ import Trainer
 
 /// `recstream serve`: one arm's server attached to Kafka, free-running.
 ///
-/// It consumes requests (recstream's request records) in a consumer group, so several
-/// instances split the partitions between them, answers each request of its arm with a
+/// It consumes requests (recstream's request records; or JSON, see `Options.format`);
+/// instances of one arm split the partitions between them, by instance number (partition
+/// p goes to instance p mod n), and share a consumer group for their offsets. It answers each request of its arm with a
 /// slate on the recommendations topic (keyed by user), and follows its trainer through
 /// the model updates on `<prefix>.model`: every update applies whole, in order, between
 /// two requests, so serving follows training without restarts. It starts from the same
@@ -37,6 +38,14 @@ public final class StreamServer {
         public var modelTopic: String?
         public var groupID: String
         public var properties: [String: String]
+        /// This server is instance `instance` of `instances`: it serves the partitions p of
+        /// the requests topic with p mod instances == instance. Static, not rebalanced: an
+        /// instance that stops leaves its partitions waiting until it (or a replacement
+        /// with its number) starts, and resumes from the group's committed offsets.
+        /// (librdkafka's group subscription delivered requests about 9 times slower here
+        /// while serving DARE; see the README.)
+        public var instance = 0
+        public var instances = 1
         /// wire: recstream's request and slate records (what `simulate` speaks); the catalog
         /// follows their ticks. json: JSON requests read through the mapping (user,
         /// timestamp, request, and an optional `slateSize`), answered with JSON slates
@@ -122,7 +131,11 @@ public final class StreamServer {
     /// coming; answers what it has consumed, commits, and returns.
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
-        _ = try waitForTopic(options.requestsTopic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        let partitionCount = try waitForTopic(options.requestsTopic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        let mine = (0..<partitionCount).filter { $0 % options.instances == options.instance }
+        guard !mine.isEmpty else {
+            throw AttachError("instance \(options.instance) of \(options.instances) has no partition: \(options.requestsTopic) has \(partitionCount)")
+        }
         var requestConfig = base
         requestConfig.setDefault("group.id", options.groupID)
         requestConfig.setDefault("enable.auto.commit", "false")
@@ -130,7 +143,8 @@ public final class StreamServer {
         requestConfig.setDefault("fetch.wait.max.ms", "10")
         let requests = try KafkaConsumer(configuration: requestConfig)
         defer { requests.close() }
-        try requests.subscribe([options.requestsTopic])
+        // From the group's committed offsets (the earliest where there are none).
+        try requests.assign(mine.map { (TopicPartition(options.requestsTopic, Int32($0)), offset: KafkaOffset.stored) })
 
         var models: KafkaConsumer?
         if let topic = options.modelTopic {

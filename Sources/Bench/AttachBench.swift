@@ -8,13 +8,15 @@ import Scenario
 /// broker. Events per second through a backlog, for JSON events through a field mapping
 /// and for recstream's wire records, with an arm that keeps statistics only (CTR ranking:
 /// the cost of consuming, decoding and ticking) and with a DARE arm; beside them the JSON
-/// mapping's decode rate alone. Then consumer lag while events are produced at a steady
+/// mapping's decode rate alone; a DARE trainer publishing model updates; one server
+/// (`recstream serve`) answering a backlog of requests. Then consumer lag while events are produced at a steady
 /// rate, sampled after every applied tick.
 public struct AttachBench: Sendable {
     public var events = 150_000
     public var partitions = 8
     public var steadyRate = 20_000.0
     public var steadySeconds = 10.0
+    public var serveRequests = 20_000
     public init() {}
 
     static let scenarioText = """
@@ -74,7 +76,7 @@ public struct AttachBench: Sendable {
 
         // Backlogs: produce, then train through them.
         var topicNumber = 0
-        for (json, arm) in [(true, "ctr"), (true, "dare"), (false, "dare")] {
+        for (json, arm, publish) in [(true, "ctr", false), (true, "dare", false), (false, "dare", false), (false, "dare", true)] {
             topicNumber += 1
             let topic = "bench-\(topicNumber)"
             try broker.createTopic(topic, partitions: partitions)
@@ -87,6 +89,10 @@ public struct AttachBench: Sendable {
                                                 checkpointPath: "\(directory)/\(topic).ckpt", groupID: "bench", properties: broker.clientConfiguration.properties)
             options.exitWhenIdleSeconds = 0.3
             options.idleFlushSeconds = 0.2
+            if publish {
+                try broker.createTopic("\(topic).model", partitions: 1)
+                options.modelTopic = "\(topic).model"
+            }
             let trainer = try StreamTrainer(scenario: scenario, arm: arm, options: options)
             var rate = 0.0
             trainer.onProgress = { rate = max(rate, $0.eventsPerSecond) }
@@ -95,7 +101,43 @@ public struct AttachBench: Sendable {
             // Without the final idle wait: the time to apply everything.
             let seconds = (ContinuousClock.now - start).seconds - options.exitWhenIdleSeconds!
             guard counters.events == events else { throw BenchError("attach bench: applied \(counters.events) of \(events) events") }
-            results.append(BenchResult(name: "train, \(json ? "JSON" : "wire") events, \(arm) arm", unit: "events/s", samples: [Double(events) / seconds]))
+            results.append(BenchResult(name: "train, \(json ? "JSON" : "wire") events, \(arm) arm\(publish ? ", publishing model updates every 1 s" : "")",
+                                       unit: "events/s", samples: [Double(events) / seconds]))
+        }
+
+        // Serving: a backlog of requests answered by one server (for DARE, following no
+        // trainer: the cost of serving, not of updates).
+        for arm in ["ctr", "dare"] {
+            topicNumber += 1
+            let requests = "bench-\(topicNumber).requests", slates = "bench-\(topicNumber).recommendations"
+            try broker.createTopic(requests, partitions: partitions)
+            try broker.createTopic(slates, partitions: partitions)
+            let handle = try producer.topic(requests)
+            let armIndex = UInt16(scenario.arms.firstIndex { $0.name == arm }!)
+            var bytes = [UInt8](repeating: 0, count: Wire.requestSize)
+            for n in 0..<serveRequests {
+                let user = UInt32(n % 2000)
+                let r = Request(RecordHeader(arm: armIndex, tick: UInt32(n / 2000), user: user, sequence: UInt32(n / 2000)), slateSize: 10)
+                _ = bytes.withUnsafeMutableBytes { Wire.encode(r, into: $0) }
+                try withUnsafeBytes(of: user) { key in try bytes.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+            }
+            try producer.flush(timeoutMilliseconds: 60_000)
+            progress("attach: serve, \(arm) arm, \(serveRequests) requests")
+            var options = StreamServer.Options(requestsTopic: requests, recommendationsTopic: slates, deadLetterTopic: "\(requests).dead-letter",
+                                               modelTopic: nil, groupID: "bench-serve", properties: broker.clientConfiguration.properties)
+            options.exitWhenIdleSeconds = 0.3
+            let server = try StreamServer(scenario: scenario, arm: arm, options: options)
+            let start = ContinuousClock.now
+            let counters = try server.run()
+            let seconds = (ContinuousClock.now - start).seconds - options.exitWhenIdleSeconds!
+            guard counters.served == serveRequests else { throw BenchError("attach bench: served \(counters.served) of \(serveRequests) requests") }
+            results.append(BenchResult(name: "serve, wire requests, \(arm) arm (slates of 10 from 100 candidates)", unit: "requests/s",
+                                       samples: [Double(serveRequests) / seconds]))
+            results.append(BenchResult(name: "serve, \(arm) arm: time to build a slate, p50", unit: "µs",
+                                       samples: [Double(server.latency.valueAtPercentile(50)) / 1000]))
+            results.append(BenchResult(name: "serve, \(arm) arm: time to build a slate, mean", unit: "µs", samples: [server.latency.mean / 1000]))
+            results.append(BenchResult(name: "serve, \(arm) arm: time to build a slate, p99", unit: "µs",
+                                       samples: [Double(server.latency.valueAtPercentile(99)) / 1000]))
         }
 
         // Steady produce rate: lag after each applied tick (1,000 events a tick).
@@ -139,6 +181,8 @@ public struct AttachBench: Sendable {
         return BenchReport(bench: "attach", results: results, notes: [
             "One trainer on the embedded broker, \(partitions) partitions, events keyed by user; a world of 2,000 users and 5,000 items; DARE with 3 fields of 16, L=100, K=20.",
             "Backlogs of \(events) events, 1,000 a tick (slates of 10, 15% clicked), trained from the start; the time excludes the final idle wait.",
+            "Model updates: the changed rows, the dense layers, the counted items and the appended clicks since the last update, as values.",
+            "Serving: one server, requests of one arm from a backlog, slates produced to the recommendations topic; the time excludes the final idle wait.",
             "Lag: messages produced but not yet applied, after each applied tick. A tick is applied once every partition has moved past it, so about one tick of events (1,000 here) always waits.",
         ])
     }

@@ -8,8 +8,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve one arm's recommendations from a Kafka stream of requests, following its trainer's model.",
         discussion: """
-            Consumes the requests topic in a consumer group (start several to split the \
-            partitions), answers each request of the arm with a slate on the recommendations \
+            Consumes the requests topic (start several with --instance and --instances to \
+            split its partitions), answers each request of the arm with a slate on the recommendations \
             topic, and applies the model updates its trainer (`recstream train`) publishes, \
             whole and in order, so serving follows training without restarts. Offsets are \
             committed after the slates are delivered. SIGINT or SIGTERM: finish, commit, exit 0.
@@ -27,8 +27,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A JSON field mapping for --format json: the user, timestamp and request fields (default: user, timestamp).")
     var mapping: String?
 
-    @Option(help: "Consumer group (default: recstream-serve-<arm>); instances in one group split the requests.")
+    @Option(help: "Consumer group for committed offsets (default: recstream-serve-<arm>).")
     var group: String?
+
+    @Option(help: "This server's number among --instances (from 0): it serves the request partitions p with p mod instances = instance.")
+    var instance = 0
+
+    @Option(help: "How many servers of this arm split the requests.")
+    var instances = 1
 
     @Option(help: "The model topic to follow (default: <topicPrefix>.model).")
     var modelTopic: String?
@@ -46,11 +52,17 @@ struct Serve: AsyncParsableCommand {
         let properties = try role.properties(s)
         let topics = s.kafka.topics
         let requestFormat = try parseFormat(format, mapping: mapping)
+        guard instances >= 1, (0..<instances).contains(instance) else {
+            printError("error: --instance must be between 0 and --instances - 1 (\(instances - 1)), got \(instance)")
+            throw Exit.badInput
+        }
         var options = StreamServer.Options(
             requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
             modelTopic: noFollow ? nil : modelTopic ?? topics.model, groupID: group ?? "recstream-serve-\(arm)", properties: properties)
         options.exitWhenIdleSeconds = exitWhenIdle
         options.format = requestFormat
+        options.instance = instance
+        options.instances = instances
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
         let server: StreamServer
         do {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The attach roles as processes on one standalone broker: two DARE servers in one consumer
-# group (they split the requests), a CTR server, a trainer per arm publishing model
+# The attach roles as processes on one standalone broker: two DARE servers (instances 0
+# and 1 of 2: they split the requests' partitions), a CTR server, a trainer per arm publishing model
 # updates, and the simulated users. Every request must be answered once, every event
 # applied once, and each server must end on its trainer's last tick with no update lost.
 # Usage: attach-roles.sh path/to/recstream
@@ -27,8 +27,10 @@ for arm in dare ctr; do
         >"$tmp/train-$arm.out" 2>"$tmp/train-$arm.err" &
     pids+=($!)
 done
-for server in dare-1 dare-2 ctr-1; do
-    "$bin" serve "$world" --arm "${server%-*}" --brokers "$brokers" --exit-when-idle 8 --quiet >"$tmp/serve-$server.out" 2>"$tmp/serve-$server.err" &
+for server in dare-0-2 dare-1-2 ctr-0-1; do
+    IFS=- read -r arm instance instances <<<"$server"
+    "$bin" serve "$world" --arm "$arm" --instance "$instance" --instances "$instances" --brokers "$brokers" --exit-when-idle 8 --quiet \
+        >"$tmp/serve-$server.out" 2>"$tmp/serve-$server.err" &
     pids+=($!)
 done
 "$bin" simulate "$world" --brokers "$brokers" --answer-timeout 30 --out "$tmp/report" --quiet >"$tmp/simulate.out" 2>"$tmp/simulate.err" \
@@ -43,13 +45,13 @@ feedback=$(sed -E 's/.* ([0-9]+) feedback events$/\1/' <<<"$line")
 grep -q " 0 unanswered; 0 late, 0 duplicate and 0 bad slates" <<<"$line" || fail "requests went unanswered: $line"
 
 served=0
-for server in dare-1 dare-2 ctr-1; do
+for server in dare-0-2 dare-1-2 ctr-0-1; do
     out=$(head -1 "$tmp/serve-$server.out")
     n=$(sed -E 's/^served ([0-9]+) requests.*/\1/' <<<"$out")
-    [ "$n" -gt 0 ] || fail "$server served nothing (the group did not split the partitions?): $out"
+    [ "$n" -gt 0 ] || fail "$server served nothing (the instances did not split the partitions?): $out"
     served=$((served + n))
     grep -q "(0 repeats skipped, 0 errors, 0 gaps)" <<<"$out" || fail "$server: model updates went wrong: $out"
-    arm=${server%-*}
+    arm=${server%%-*}
     tick=$(sed -E 's/^applied through tick ([0-9]+):.*/\1/' "$tmp/train-$arm.out" | head -1)
     grep -q "model through tick $tick after" <<<"$out" || fail "$server did not end on its trainer's tick $tick: $out"
 done

@@ -87,6 +87,7 @@ else
     failed=$((failed + 1)); echo "FAIL: train logs a secret, or not the redacted configuration:"; sed 's/^/    /' "$tmp/out"
 fi
 check "serve refuses an arm the scenario lacks, naming its arms" 2 "--arm nope: the scenario has no such arm; its arms: dare" "$bin" serve Tests/cli/attach-world.json --arm nope --brokers 127.0.0.1:1
+check "serve rejects an instance number out of range" 2 "--instance must be between 0 and --instances - 1 .1., got 2" "$bin" serve Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --instance 2 --instances 2
 check "serve without --brokers says what is missing" 2 "--brokers is required" "$bin" serve Tests/cli/attach-world.json --arm dare
 check "serve fails with exit 1 when the requests topic never appears" 1 "topic attach.requests did not appear within 2 s" \
     "$bin" serve "$tmp/attach-short.json" --arm dare --brokers 127.0.0.1:1 --quiet
