@@ -179,7 +179,8 @@ extension StreamTrainer {
     // MARK: Checkpoints
 
     static let magic: [UInt8] = Array("RSAT".utf8)
-    static let checkpointVersion: UInt32 = 1
+    /// 2: the model's settings carry the auxiliary head's loss weight.
+    static let checkpointVersion: UInt32 = 2
 
     /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and
     /// format (a checkpoint resumes only the trainer it came from), the applied tick and

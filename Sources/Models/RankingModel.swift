@@ -45,6 +45,9 @@ public struct RankingModelSettings: Sendable, Equatable {
     /// Threads a training step splits its mini-batch over (data parallel; the result
     /// depends on this number, never on timing).
     public var threads = 1
+    /// The reference's auxiliary head: its loss, times this weight, joins the main one
+    /// (0: no head; the reference trains with 1). See `RankingModel`.
+    public var auxLossWeight: Float = 0
     public init() {}
 }
 
@@ -81,7 +84,12 @@ public struct LabeledSample: Sendable, Equatable {
 /// drifting batch statistics, and serving one user at a time has none); one logit with
 /// binary cross-entropy instead of a 2-way softmax (the same model family without the
 /// redundant output); row-wise lazy Adam on the tables (only rows that got gradient move).
-/// The auxiliary all-L head of the reference is not implemented yet.
+///
+/// The reference's auxiliary head (`auxLossWeight` > 0; training only): a softmax over
+/// *all* searched scores, not the top K, weights every behaviour's representation into
+/// h_all; [v_t, h_all, v_t (.) h_all] -> hidden1 -> PReLU -> 1 logit, BCE on the same
+/// label. So every behaviour's attention row gets gradient, not only the K kept ones, at
+/// the cost of touching L rows per sample. Serving never runs it.
 public final class RankingModel {
     public let settings: RankingModelSettings
     let tables: [EmbeddingTable]
@@ -125,7 +133,8 @@ public final class RankingModel {
         }
         self.tables = tables
         layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2,
-                             projections: s.design.projects ? 4 * fieldCount : 0, projectionDim: s.representationDim)
+                             projections: s.design.projects ? 4 * fieldCount : 0, projectionDim: s.representationDim,
+                             aux: s.auxLossWeight > 0)
         dense = layout.initialValues(seed: s.seed, scale: s.initScale)
         denseM = [Float](repeating: 0, count: layout.count)
         denseV = denseM
@@ -508,6 +517,12 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
             // Weighted BCE with logits: w (softplus(z) - y z), computed stably.
             loss += sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
             model.backward(sample.target, dLogit: sample.weight * (sigmoid(logit) - sample.label) * scale, worker)
+            let auxWeight = model.settings.auxLossWeight
+            if auxWeight > 0 {
+                let aux = model.auxForward(sample.target, worker)
+                loss += auxWeight * sample.weight * (max(aux, 0) - aux * sample.label + log1p(exp(-abs(aux))))
+                model.auxBackward(sample.target, dLogit: auxWeight * sample.weight * (sigmoid(aux) - sample.label) * scale, worker)
+            }
         }
         losses[part] = loss
     }
@@ -519,8 +534,13 @@ struct DenseLayout {
     let w1, b1, alpha1, w2, b2, alpha2, w3, b3, count: Int
     /// TWIN with projections: `projections` square matrices of `projectionDim`, from `proj`.
     let proj, projections, projectionDim: Int
+    /// The auxiliary head, when there is one (after everything else, so a model without it
+    /// has the same layout and initial values as before it existed): input -> hidden1 ->
+    /// PReLU -> 1.
+    let hasAux: Bool
+    let auxW1, auxB1, auxAlpha, auxW2, auxB2: Int
 
-    init(input: Int, hidden1: Int, hidden2: Int, projections: Int = 0, projectionDim: Int = 0) {
+    init(input: Int, hidden1: Int, hidden2: Int, projections: Int = 0, projectionDim: Int = 0, aux: Bool = false) {
         self.input = input
         self.hidden1 = hidden1
         self.hidden2 = hidden2
@@ -535,7 +555,13 @@ struct DenseLayout {
         w3 = alpha2 + 1
         b3 = w3 + hidden2
         proj = b3 + 1
-        count = proj + projections * projectionDim * projectionDim
+        hasAux = aux
+        auxW1 = proj + projections * projectionDim * projectionDim
+        auxB1 = auxW1 + hidden1 * input
+        auxAlpha = auxB1 + hidden1
+        auxW2 = auxAlpha + 1
+        auxB2 = auxW2 + hidden1
+        count = aux ? auxB2 + 1 : auxW1
     }
 
     /// The projection of `role` (0 query, 1 keys, 2 target representation, 3 behaviour
@@ -546,7 +572,8 @@ struct DenseLayout {
 
     /// Weights and PReLU slopes (penalised, drawn N(0, scale^2)); biases are the rest.
     func isWeight(_ i: Int) -> Bool {
-        !((b1..<b1 + hidden1).contains(i) || (b2..<b2 + hidden2).contains(i) || i == b3)
+        !((b1..<b1 + hidden1).contains(i) || (b2..<b2 + hidden2).contains(i) || i == b3
+          || (hasAux && ((auxB1..<auxB1 + hidden1).contains(i) || i == auxB2)))
     }
 
     /// The reference's init: N(0, scale^2) for every non-bias tensor (PReLU slopes
@@ -555,7 +582,7 @@ struct DenseLayout {
         var rng = RandomStream(seed: seed, 99, 1)
         return (0..<count).map { i in
             if isWeight(i) { return scale * Float(rng.nextGaussian()) }
-            let fanIn = i < alpha1 ? input : i < alpha2 ? hidden1 : hidden2
+            let fanIn = i < alpha1 ? input : i < alpha2 ? hidden1 : i < proj ? hidden2 : i < auxAlpha ? input : hidden1
             return Float(rng.nextDouble() * 2 - 1) / Float(fanIn).squareRoot()
         }
     }
@@ -573,6 +600,9 @@ final class Scratch {
     /// TWIN with projections: y = P_Q q and u = P_K^T y per field, the unprojected
     /// weighted sum of representations, and backward temporaries.
     let projY, projU, hRaw, dr, dy: UnsafeMutablePointer<Float>
+    /// The auxiliary head: the softmax over every searched score and its gradients, h_all
+    /// (raw and as the head sees it), its input, activations and their gradients.
+    let allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux: UnsafeMutablePointer<Float>
     /// Per field: the attention table's base, the target's query row, the search scale.
     let keyBase = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
     let query = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
@@ -596,8 +626,13 @@ final class Scratch {
         z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
         z2 = f(s.hidden2); a2 = f(s.hidden2); dz2 = f(s.hidden2); da2 = f(s.hidden2)
         projY = f(dA); projU = f(dA); hRaw = f(dR); dr = f(dR); dy = f(dA)
+        let auxOn = s.auxLossWeight > 0
+        allWeights = f(auxOn ? s.maxHistory : 0); dAll = f(auxOn ? s.maxHistory : 0)
+        hAll = f(dR); hAllRaw = f(dR); dhAll = f(dR); xAux = f(3 * dR); dxAux = f(3 * dR)
+        zAux = f(s.hidden1); aAux = f(s.hidden1); dzAux = f(s.hidden1); daAux = f(s.hidden1)
         let floats: [UnsafeMutablePointer<Float>] = [projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
-                                                     z1, a1, dz1, da1, z2, a2, dz2, da2]
+                                                     z1, a1, dz1, da1, z2, a2, dz2, da2,
+                                                     allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux]
         all = floats.map { UnsafeMutableRawPointer($0) }
         all += [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]

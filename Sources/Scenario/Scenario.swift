@@ -241,6 +241,8 @@ public struct SequenceModelSettings: Sendable, Equatable {
     /// a purchase, when it arrives, is a positive of weight purchaseWeight.
     public var viewSecondsWeight: Double = 0
     public var purchaseWeight: Double = 0
+    /// The reference's auxiliary head over all L behaviours: its loss weight (0: none).
+    public var auxLossWeight: Double = 0
 }
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each

@@ -196,7 +196,8 @@ extension Scenario {
                     representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
                     topK: r["topK"].int, maxHistory: r["maxHistory"].int,
                     learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
-                    viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double)
+                    viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double,
+                    auxLossWeight: r["auxLossWeight"].double)
             }
             func poly(_ r: Resolved) -> PolyRankingSettings {
                 PolyRankingSettings(

@@ -51,6 +51,7 @@ public final class ArmTrainer {
             s.topK = m.topK
             s.maxHistory = m.maxHistory
             s.adam = AdamSettings(learningRate: Float(m.learningRate))
+            s.auxLossWeight = Float(m.auxLossWeight)
             s.seed = seed
             let model = RankingModel(s, items: items, categories: categoryCount)
             model.updateCatalog(categories: categories, categoryCount: categoryCount)

@@ -11,7 +11,8 @@ import RecCore
 /// everything before it. Files are written to a temporary name and renamed, so a crash
 /// mid-write leaves the previous checkpoint whole.
 public enum Checkpoint {
-    public static let version: UInt32 = 1
+    /// 2: the model's settings carry the auxiliary head's loss weight.
+    public static let version: UInt32 = 2
     static let magic: [UInt8] = Array("RSCK".utf8)
 
     public struct Contents {

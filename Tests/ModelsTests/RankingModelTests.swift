@@ -13,8 +13,9 @@ func historyStore(_ lists: [[HistoryEntry]]) -> UserHistories {
     return store
 }
 
-func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3) -> RankingModel {
+func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3, aux: Float = 0) -> RankingModel {
     var s = RankingModelSettings()
+    s.auxLossWeight = aux
     s.design = design
     s.fields = fields
     s.attentionDim = 4
@@ -30,20 +31,29 @@ func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, se
     return model
 }
 
+/// The sample's loss as training sees it: BCE of the main logit, plus the auxiliary
+/// head's BCE times its weight when the model has one.
 func sampleLoss(_ model: RankingModel, _ history: UnsafeBufferPointer<HistoryEntry>, _ sample: LabeledSample) -> Double {
-    let z = Double(model.forward(model.window(history), sample.target))
-    let y = Double(sample.label)
-    let softplus: Double = Foundation.log1p(Foundation.exp(-Swift.abs(z)))
-    let linear: Double = Swift.max(z, 0) - z * y
-    return linear + softplus
+    func bce(_ logit: Float) -> Double {
+        let z = Double(logit), y = Double(sample.label)
+        let softplus: Double = Foundation.log1p(Foundation.exp(-Swift.abs(z)))
+        let linear: Double = Swift.max(z, 0) - z * y
+        return linear + softplus
+    }
+    var loss = bce(model.forward(model.window(history), sample.target))
+    let auxWeight = model.settings.auxLossWeight
+    if auxWeight > 0 { loss += Double(auxWeight) * bce(model.auxForward(sample.target, model.workers[0])) }
+    return loss
 }
 
 @Suite("Ranking models")
 struct RankingModelTests {
-    @Test("gradients match central finite differences", arguments: EmbeddingDesign.allCases, Fields.allCases)
-    func gradientCheck(design: EmbeddingDesign, fields: Fields) throws {
+    @Test("gradients match central finite differences, with and without the auxiliary head",
+          arguments: EmbeddingDesign.allCases, [(Fields.itemCategoryTime, Float(0)), (.item, 0), (.itemCategoryTime, 0.7), (.item, 0.7)])
+    func gradientCheck(design: EmbeddingDesign, variant: (fields: Fields, aux: Float)) throws {
+      let fields = variant.fields
       for label: Float in [1, 0] {
-        let model = tinyModel(design, fields: fields)
+        let model = tinyModel(design, fields: fields, aux: variant.aux)
         var entries: [HistoryEntry] = []
         for j in 0..<10 { entries.append(HistoryEntry(item: ItemID((j * 7 + 3) % 20), tick: Int32(j - 10))) }
         let histories = historyStore([entries])
@@ -56,8 +66,9 @@ struct RankingModelTests {
             let c = model.scratch
             return (0..<c.k).map { c.selected[$0] } + [-1]
                 + (0..<model.layout.hidden1).map { c.z1[$0] > 0 ? 1 : 0 } + (0..<model.layout.hidden2).map { c.z2[$0] > 0 ? 1 : 0 }
+                + (model.layout.hasAux ? (0..<model.layout.hidden1).map { c.zAux[$0] > 0 ? 1 : 0 } : [])
         }
-        _ = model.forward(model.window(history), sample.target)
+        _ = sampleLoss(model, history, sample)
         let selected = regime()
 
         var checked = 0, skipped = 0
@@ -76,7 +87,7 @@ struct RankingModelTests {
             let numeric = Float(difference / Double(2 * eps))
             // Float32 with eps 1e-2: truncation ~1e-4 relative, rounding ~1e-5 absolute.
             #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
-                    "\(design) \(what): analytic \(analytic), numeric \(numeric)")
+                    "\(design) aux \(variant.aux) \(what): analytic \(analytic), numeric \(numeric)")
             checked += 1
         }
         for i in 0..<model.layout.count {
@@ -107,6 +118,32 @@ struct RankingModelTests {
         // Item rows of the attention table: the target and the three kept behaviours, nothing else.
         #expect(Set(model.sparse[model.attention[0]].touched.map(Int.init)) == Set(kept + [2]))
         #expect(Set(model.sparse[model.representation[0]].touched.map(Int.init)) == Set(kept + [2]))
+    }
+
+    @Test("the auxiliary head sends gradient to every searched behaviour; scoring never uses it")
+    func auxHead() throws {
+        let plain = tinyModel(.dare), aux = tinyModel(.dare, aux: 1)
+        var entries: [HistoryEntry] = []
+        for j in 0..<8 { entries.append(HistoryEntry(item: ItemID(j + 10), tick: Int32(j - 8))) }
+        let histories = historyStore([entries])
+        // Same parameters but the head's (it comes last in the layout): same scores.
+        #expect(Array(aux.dense[..<plain.layout.count]) == plain.dense)
+        #expect(aux.layout.count == plain.layout.count + plain.layout.hidden1 * plain.layout.input + 2 * plain.layout.hidden1 + 2)
+        let history = histories.history(of: 0)
+        #expect(aux.score(history: history, target: 2) == plain.score(history: history, target: 2))
+        _ = aux.accumulateGradients([LabeledSample(user: 0, target: 2, label: 1)], histories: histories)
+        // All eight behaviours (not only the K = 3 kept) and the target get attention gradient.
+        #expect(Set(aux.sparse[aux.attention[0]].touched.map(Int.init)) == Set((10..<18).map { $0 } + [2]))
+        #expect(Set(aux.sparse[aux.representation[0]].touched.map(Int.init)) == Set((10..<18).map { $0 } + [2]))
+        // The head learns: its loss falls on a repeated sample.
+        func auxLoss() -> Double {
+            _ = aux.forward(aux.window(history), 2)
+            let z = Double(aux.auxForward(2, aux.workers[0]))
+            return Foundation.log1p(Foundation.exp(-z))
+        }
+        let before = auxLoss()
+        for _ in 0..<20 { aux.train([LabeledSample(user: 0, target: 2, label: 1)], histories: histories) }
+        #expect(auxLoss() < before * 0.5)
     }
 
     @Test("a mini-batch split over two workers gives the one-worker gradient")

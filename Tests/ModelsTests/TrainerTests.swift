@@ -68,9 +68,10 @@ struct TrainerTests {
 
 @Suite("Checkpoints")
 struct CheckpointTests {
-    func learner(seed: UInt64 = 2) -> SequenceLearner {
+    func learner(seed: UInt64 = 2, aux: Float = 0) -> SequenceLearner {
         var s = smallSettings(representationDim: 6, topK: 3, hidden: (8, 5))
         s.seed = seed
+        s.auxLossWeight = aux
         let model = RankingModel(s, items: 30, categories: 3)
         model.updateCatalog(categories: (0..<30).map { UInt32($0 % 3) }, categoryCount: 3)
         return SequenceLearner(model: model, histories: UserHistories(users: 4, cap: 10), batchSize: 8)
@@ -90,9 +91,9 @@ struct CheckpointTests {
         return out
     }
 
-    @Test("a restored trainer continues exactly as the uninterrupted one")
-    func roundTrip() throws {
-        let uninterrupted = learner(), interrupted = learner()
+    @Test("a restored trainer continues exactly as the uninterrupted one (with and without the auxiliary head)", arguments: [Float(0), 0.5])
+    func roundTrip(aux: Float) throws {
+        let uninterrupted = learner(aux: aux), interrupted = learner(aux: aux)
         for t in 0..<3 {
             uninterrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
             interrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
@@ -100,6 +101,7 @@ struct CheckpointTests {
         let bytes = Checkpoint.encode(interrupted, offsets: ["feedback/0": 120, "feedback/1": 98])
         let restored = try Checkpoint.decode(bytes)
         #expect(restored.offsets == ["feedback/0": 120, "feedback/1": 98])
+        #expect(restored.learner.model.settings.auxLossWeight == aux && restored.learner.model.layout.count == interrupted.model.layout.count)
         #expect(Checkpoint.encode(restored.learner, offsets: restored.offsets) == bytes)
         for t in 3..<6 {
             uninterrupted.learn(tick: Tick(t), feedback: tick(Tick(t))[...])
@@ -131,7 +133,7 @@ struct CheckpointTests {
         let crc = newer.withUnsafeBytes { CRC32.checksum($0) }
         withUnsafeBytes(of: crc.littleEndian) { newer.append(contentsOf: $0) }
         do { _ = try Checkpoint.decode(newer) } catch {
-            #expect(error.description == "checkpoint: byte 4: version 9; this build reads version 1")
+            #expect(error.description == "checkpoint: byte 4: version 9; this build reads version 2")
         }
     }
 
