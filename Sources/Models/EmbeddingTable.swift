@@ -129,6 +129,25 @@ public struct AdamSettings: Sendable, Equatable {
 }
 
 extension EmbeddingTable {
+    /// Applies one dense Adam step, as the reference's optimizer does for its tables:
+    /// every row's moments decay, and every row with a moment moves, whether or not it got
+    /// gradient this step (rows without gradient see zero).
+    func applyDenseAdam(_ gradient: SparseGradient, step: Int, _ adam: AdamSettings) {
+        let bc1 = 1 - pow(adam.beta1, Float(step)), bc2 = 1 - pow(adam.beta2, Float(step))
+        let rate = adam.learningRate / bc1
+        for row in 0..<rows {
+            if tracksChanges { markChanged(row) }
+            let slot = Int(gradient.slotOfRow[row])
+            let base = row * dim
+            for d in 0..<dim {
+                let gd = slot >= 0 ? gradient.gradients[slot * dim + d] : 0
+                m[base + d] = adam.beta1 * m[base + d] + (1 - adam.beta1) * gd
+                v[base + d] = adam.beta2 * v[base + d] + (1 - adam.beta2) * gd * gd
+                values[base + d] -= rate * m[base + d] / ((v[base + d] / bc2).squareRoot() + adam.epsilon)
+            }
+        }
+    }
+
     /// Applies one lazy Adam step to the rows `gradient` touched; `step` is the global step
     /// (from 1) used for bias correction.
     func applyAdam(_ gradient: SparseGradient, step: Int, _ adam: AdamSettings) {

@@ -9,7 +9,7 @@ extension RankingModel {
         w.write(UInt8(s.fields.rawValue))
         for v in [s.attentionDim, s.representationDim, s.topK, s.maxHistory, s.hidden1, s.hidden2] { w.write(UInt32(v)) }
         w.write(s.adam.learningRate); w.write(s.adam.beta1); w.write(s.adam.beta2); w.write(s.adam.epsilon)
-        w.write(s.l2); w.write(s.initScale); w.write(s.seed); w.write(s.auxLossWeight)
+        w.write(s.l2); w.write(s.initScale); w.write(s.seed); w.write(s.auxLossWeight); w.write(s.tableOptimizer.rawValue)
         w.write(UInt64(step))
         categoryOf.withUnsafeBufferPointer { w.writeRaw($0) }
         w.write(UInt32(tables.count))
@@ -45,6 +45,10 @@ extension RankingModel {
         let auxAt = r.offset
         s.auxLossWeight = try r.readFloat("aux loss weight")
         guard s.auxLossWeight.isFinite && s.auxLossWeight >= 0 else { throw BinaryReadError("implausible aux loss weight \(s.auxLossWeight)", at: auxAt) }
+        let optimizerAt = r.offset
+        let optimizer = try r.readString("table optimizer")
+        guard let o = TableOptimizer(rawValue: optimizer) else { throw BinaryReadError("unknown table optimizer '\(optimizer)'", at: optimizerAt) }
+        s.tableOptimizer = o
         let step = Int(try r.read(UInt64.self, "step"))
         let itemsAt = r.offset
         let items = Int(try r.read(UInt64.self, "category feed"))

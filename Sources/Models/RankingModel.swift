@@ -48,7 +48,16 @@ public struct RankingModelSettings: Sendable, Equatable {
     /// The reference's auxiliary head: its loss, times this weight, joins the main one
     /// (0: no head; the reference trains with 1). See `RankingModel`.
     public var auxLossWeight: Float = 0
+    /// How the embedding tables step: row-wise lazy Adam (only rows with gradient move:
+    /// the streaming default), or the reference's dense Adam (every row's moments decay
+    /// and every row moves, each step).
+    public var tableOptimizer: TableOptimizer = .lazyAdam
     public init() {}
+}
+
+public enum TableOptimizer: String, Sendable, CaseIterable {
+    case lazyAdam = "lazy-adam"
+    case adam
 }
 
 public enum Fields: Int, Sendable, CaseIterable {
@@ -83,7 +92,9 @@ public struct LabeledSample: Sendable, Equatable {
 /// Changes for streaming, and why: no BatchNorm (a tick's few hundred samples give noisy,
 /// drifting batch statistics, and serving one user at a time has none); one logit with
 /// binary cross-entropy instead of a 2-way softmax (the same model family without the
-/// redundant output); row-wise lazy Adam on the tables (only rows that got gradient move).
+/// redundant output); row-wise lazy Adam on the tables (only rows that got gradient move:
+/// dense Adam would touch every row of a million-row table each step; `tableOptimizer`
+/// `.adam` runs the reference's dense Adam, for offline comparison).
 ///
 /// The reference's auxiliary head (`auxLossWeight` > 0; training only): a softmax over
 /// *all* searched scores, not the top K, weights every behaviour's representation into
@@ -443,7 +454,10 @@ public final class RankingModel {
         applyDenseAdam()
         let w = workers[0]
         for i in tables.indices {
-            tables[i].applyAdam(w.sparse[i], step: step, settings.adam)
+            switch settings.tableOptimizer {
+            case .lazyAdam: tables[i].applyAdam(w.sparse[i], step: step, settings.adam)
+            case .adam: tables[i].applyDenseAdam(w.sparse[i], step: step, settings.adam)
+            }
             w.sparse[i].clear()
         }
         return loss

@@ -243,6 +243,8 @@ public struct SequenceModelSettings: Sendable, Equatable {
     public var purchaseWeight: Double = 0
     /// The reference's auxiliary head over all L behaviours: its loss weight (0: none).
     public var auxLossWeight: Double = 0
+    /// "lazy-adam" (row-wise, the default) or "adam" (dense over the tables, the reference's).
+    public var optimizer = "lazy-adam"
 }
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each

@@ -52,6 +52,7 @@ public final class ArmTrainer {
             s.maxHistory = m.maxHistory
             s.adam = AdamSettings(learningRate: Float(m.learningRate))
             s.auxLossWeight = Float(m.auxLossWeight)
+            s.tableOptimizer = TableOptimizer(rawValue: m.optimizer) ?? .lazyAdam
             s.seed = seed
             let model = RankingModel(s, items: items, categories: categoryCount)
             model.updateCatalog(categories: categories, categoryCount: categoryCount)

@@ -146,6 +146,34 @@ struct RankingModelTests {
         #expect(auxLoss() < before * 0.5)
     }
 
+    @Test("lazy Adam leaves rows without gradient alone; dense Adam, the reference's, moves every row with a moment")
+    func tableOptimizers() throws {
+        func run(_ optimizer: TableOptimizer) -> (untouched: Bool, movedAfter: Bool) {
+            var s = RankingModelSettings()
+            s.attentionDim = 4
+            s.representationDim = 4
+            s.topK = 2
+            s.maxHistory = 4
+            s.hidden1 = 6
+            s.hidden2 = 4
+            s.tableOptimizer = optimizer
+            let m = RankingModel(s, items: 20, categories: 4)
+            m.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+            let histories = historyStore([[HistoryEntry(item: 1, tick: -2), HistoryEntry(item: 2, tick: -1)],
+                                          [HistoryEntry(item: 11, tick: -2), HistoryEntry(item: 12, tick: -1)]])
+            let item = m.attention[0], row = { Array(UnsafeBufferPointer(start: m.tables[item].row(1), count: 4)) }
+            let never = Array(UnsafeBufferPointer(start: m.tables[item].row(19), count: 4))
+            m.train([LabeledSample(user: 0, target: 5, label: 1)], histories: histories)  // touches item 1's row
+            let afterFirst = row()
+            m.train([LabeledSample(user: 1, target: 15, label: 0)], histories: histories)  // does not
+            return (Array(UnsafeBufferPointer(start: m.tables[item].row(19), count: 4)) == never, row() != afterFirst)
+        }
+        let lazy = run(.lazyAdam), dense = run(.adam)
+        #expect(lazy.untouched && !lazy.movedAfter)
+        // Dense: a row that never had gradient has zero moments and stays; one that had moves on.
+        #expect(dense.untouched && dense.movedAfter)
+    }
+
     @Test("a mini-batch split over two workers gives the one-worker gradient")
     func dataParallel() throws {
         func model(threads: Int) -> RankingModel {
