@@ -179,7 +179,8 @@ extension StreamTrainer {
     // MARK: Checkpoints
 
     static let magic: [UInt8] = Array("RSAT".utf8)
-    /// 2: the model's settings carry the auxiliary head's loss weight and the table optimizer.
+    /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
+    /// and the BatchNorm flag.
     static let checkpointVersion: UInt32 = 2
 
     /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and

@@ -121,6 +121,9 @@ extension RankingModel {
             if block < 4 {
                 for b in block..<4 { (c.x + b * l.input).update(from: c.x, count: l.input) }
             }
+            if l.hasBatchNorm {
+                for b in 0..<4 { normalizeWithRunningStatistics(c.x + b * l.input, into: c.x + b * l.input) }
+            }
 
             // MLP, four candidates per pass over each weight row.
             dense.withUnsafeBufferPointer { p in

@@ -10,6 +10,7 @@ extension RankingModel {
         for v in [s.attentionDim, s.representationDim, s.topK, s.maxHistory, s.hidden1, s.hidden2] { w.write(UInt32(v)) }
         w.write(s.adam.learningRate); w.write(s.adam.beta1); w.write(s.adam.beta2); w.write(s.adam.epsilon)
         w.write(s.l2); w.write(s.initScale); w.write(s.seed); w.write(s.auxLossWeight); w.write(s.tableOptimizer.rawValue)
+        w.write(UInt8(s.batchNorm ? 1 : 0))
         w.write(UInt64(step))
         categoryOf.withUnsafeBufferPointer { w.writeRaw($0) }
         w.write(UInt32(tables.count))
@@ -49,6 +50,7 @@ extension RankingModel {
         let optimizer = try r.readString("table optimizer")
         guard let o = TableOptimizer(rawValue: optimizer) else { throw BinaryReadError("unknown table optimizer '\(optimizer)'", at: optimizerAt) }
         s.tableOptimizer = o
+        s.batchNorm = try r.read(UInt8.self, "batch norm flag") == 1
         let step = Int(try r.read(UInt64.self, "step"))
         let itemsAt = r.offset
         let items = Int(try r.read(UInt64.self, "category feed"))

@@ -52,6 +52,10 @@ public struct RankingModelSettings: Sendable, Equatable {
     /// the streaming default), or the reference's dense Adam (every row's moments decay
     /// and every row moves, each step).
     public var tableOptimizer: TableOptimizer = .lazyAdam
+    /// The reference's BatchNorm on the MLP's input: a training step normalises by its
+    /// batch's statistics, scoring by running ones (see BatchNorm.swift). Off for
+    /// streaming; on, for measuring what dropping it costs.
+    public var batchNorm = false
     public init() {}
 }
 
@@ -89,8 +93,9 @@ public struct LabeledSample: Sendable, Equatable {
 /// - weights w = softmax over the K scores only; h = sum_i w_i e_i (representation);
 /// - MLP on [v_t, h, v_t (.) h] -> hidden1 -> PReLU -> hidden2 -> PReLU -> 1 logit; BCE.
 ///
-/// Changes for streaming, and why: no BatchNorm (a tick's few hundred samples give noisy,
-/// drifting batch statistics, and serving one user at a time has none); one logit with
+/// Changes for streaming, and why: no BatchNorm by default (a tick's few hundred samples
+/// give noisy, drifting batch statistics, and serving one user at a time has none;
+/// `batchNorm` puts it back, and measured offline and online it helped: README); one logit with
 /// binary cross-entropy instead of a 2-way softmax (the same model family without the
 /// redundant output); row-wise lazy Adam on the tables (only rows that got gradient move:
 /// dense Adam would touch every row of a million-row table each step; `tableOptimizer`
@@ -122,6 +127,8 @@ public final class RankingModel {
     var denseGradient: [Float] { workers[0].denseGradient }
     var sparse: [SparseGradient] { workers[0].sparse }
     lazy var scoring = ScoringScratch(settings, input: layout.input)
+    /// BatchNorm training steps' per-batch buffers (BatchNorm.swift).
+    var batchNormScratch = FloatBuffer(capacity: 0)
 
     public init(_ settings: RankingModelSettings, items: Int, categories: Int) {
         precondition(settings.attentionDim > 0 && settings.representationDim > 0 && settings.topK > 0 && settings.maxHistory > 0)
@@ -145,7 +152,7 @@ public final class RankingModel {
         self.tables = tables
         layout = DenseLayout(input: 3 * fieldCount * s.representationDim, hidden1: s.hidden1, hidden2: s.hidden2,
                              projections: s.design.projects ? 4 * fieldCount : 0, projectionDim: s.representationDim,
-                             aux: s.auxLossWeight > 0)
+                             aux: s.auxLossWeight > 0, batchNorm: s.batchNorm)
         dense = layout.initialValues(seed: s.seed, scale: s.initScale)
         denseM = [Float](repeating: 0, count: layout.count)
         denseV = denseM
@@ -238,8 +245,21 @@ public final class RankingModel {
     }
 
     /// Runs the model on one sample, leaving every intermediate in the worker's scratch;
-    /// returns the logit. Reads the parameters only.
+    /// returns the logit. Reads the parameters only. With BatchNorm, the input is
+    /// normalised by the running statistics (as in serving).
     func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) -> Float {
+        embed(history, target, worker)
+        let c = worker.scratch
+        if layout.hasBatchNorm {
+            normalizeWithRunningStatistics(c.x, into: c.y)
+            return mlpForward(c.y, c)
+        }
+        return mlpForward(c.x, c)
+    }
+
+    /// The embedding part of the forward pass: the search, the softmax over the K kept,
+    /// h, and the MLP's input x = [v_t, h, v_t (.) h] in the scratch.
+    func embed(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) {
         let dR = settings.representationDim, F = fieldCount
         let n = history.count
         let t = Int(target)
@@ -281,9 +301,12 @@ public final class RankingModel {
         copy(c.vt, to: x, width)
         copy(c.h, to: x + width, width)
         for d in 0..<width { x[2 * width + d] = c.vt[d] * c.h[d] }
+    }
 
-        // MLP.
-        return dense.withUnsafeBufferPointer { p in
+    /// The MLP on `x` (the scratch's x, or its normalised y): returns the logit and leaves
+    /// the activations in the scratch.
+    func mlpForward(_ x: UnsafePointer<Float>, _ c: Scratch) -> Float {
+        dense.withUnsafeBufferPointer { p in
             let w = p.baseAddress!, l = layout
             for o in 0..<l.hidden1 { c.z1[o] = dot(w + l.w1 + o * l.input, x, l.input) + w[l.b1 + o] }
             prelu(c.z1, c.a1, l.hidden1, w[l.alpha1])
@@ -321,9 +344,22 @@ public final class RankingModel {
     /// Adds d(loss)/d(parameters) of the sample in the worker's scratch to the worker's
     /// gradients, given d(loss)/d(logit).
     func backward(_ target: ItemID, dLogit g: Float, _ worker: Worker) {
-        let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
-        let c = worker.scratch, n = c.n
-        let t = Int(target)
+        let c = worker.scratch
+        if layout.hasBatchNorm {
+            // A batch of one (the reference drops BatchNorm there): the running statistics
+            // are constants, dx = dy (.) gamma / sqrt(var + eps).
+            mlpBackward(c.y, dLogit: g, worker)
+            backwardThroughRunningStatistics(c.x, worker)
+        } else {
+            mlpBackward(c.x, dLogit: g, worker)
+        }
+        embedBackward(target, worker)
+    }
+
+    /// The MLP's backward pass for input `x`: adds its dense gradients to the worker's and
+    /// leaves d(loss)/d(x) in the scratch's dx.
+    func mlpBackward(_ x: UnsafePointer<Float>, dLogit g: Float, _ worker: Worker) {
+        let l = layout, c = worker.scratch
         dense.withUnsafeBufferPointer { wp in
             worker.denseGradient.withUnsafeMutableBufferPointer { gp in
                 let w = wp.baseAddress!, gw = gp.baseAddress!
@@ -343,12 +379,20 @@ public final class RankingModel {
                 gw[l.alpha1] += preluBackward(c.z1, c.da1, c.dz1, l.hidden1, w[l.alpha1])
                 c.dx.initialize(repeating: 0, count: l.input)
                 for o in 0..<l.hidden1 {
-                    axpy(c.dz1[o], c.x, gw + l.w1 + o * l.input, l.input)
+                    axpy(c.dz1[o], x, gw + l.w1 + o * l.input, l.input)
                     gw[l.b1 + o] += c.dz1[o]
                     axpy(c.dz1[o], w + l.w1 + o * l.input, c.dx, l.input)
                 }
             }
         }
+    }
+
+    /// The embedding part's backward pass, from d(loss)/d(x) in the scratch's dx (the
+    /// scratch holding the sample's `embed`).
+    func embedBackward(_ target: ItemID, _ worker: Worker) {
+        let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
+        let c = worker.scratch, n = c.n
+        let t = Int(target)
         // x = [v_t, h, v_t (.) h]: gradients of v_t and h.
         let F = fieldCount, width = F * dR
         for d in 0..<width {
@@ -429,6 +473,7 @@ public final class RankingModel {
     /// `predictions`. With several workers, each takes a contiguous share of the batch and
     /// their gradients are then added into worker 0's in worker order.
     func accumulateGradients<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H, predictions: UnsafeMutablePointer<Float>? = nil) -> Float {
+        if layout.hasBatchNorm && batch.count > 1 { return accumulateGradientsBatchNorm(batch, histories: histories, predictions: predictions) }
         let scale = 1 / Float(batch.count)
         let parts = min(workers.count, max(1, batch.count / 16))
         let per = (batch.count + parts - 1) / parts
@@ -553,8 +598,13 @@ struct DenseLayout {
     /// PReLU -> 1.
     let hasAux: Bool
     let auxW1, auxB1, auxAlpha, auxW2, auxB2: Int
+    /// BatchNorm on the input, when there is one (last of all): gamma and beta (learned),
+    /// then the running mean and variance (state that steps never move: their gradient
+    /// is always 0, so Adam leaves them, and they are not penalised).
+    let hasBatchNorm: Bool
+    let bnGamma, bnBeta, bnMean, bnVar: Int
 
-    init(input: Int, hidden1: Int, hidden2: Int, projections: Int = 0, projectionDim: Int = 0, aux: Bool = false) {
+    init(input: Int, hidden1: Int, hidden2: Int, projections: Int = 0, projectionDim: Int = 0, aux: Bool = false, batchNorm: Bool = false) {
         self.input = input
         self.hidden1 = hidden1
         self.hidden2 = hidden2
@@ -575,7 +625,12 @@ struct DenseLayout {
         auxAlpha = auxB1 + hidden1
         auxW2 = auxAlpha + 1
         auxB2 = auxW2 + hidden1
-        count = aux ? auxB2 + 1 : auxW1
+        hasBatchNorm = batchNorm
+        bnGamma = aux ? auxB2 + 1 : auxW1
+        bnBeta = bnGamma + input
+        bnMean = bnBeta + input
+        bnVar = bnMean + input
+        count = batchNorm ? bnVar + input : bnGamma
     }
 
     /// The projection of `role` (0 query, 1 keys, 2 target representation, 3 behaviour
@@ -586,8 +641,9 @@ struct DenseLayout {
 
     /// Weights and PReLU slopes (penalised, drawn N(0, scale^2)); biases are the rest.
     func isWeight(_ i: Int) -> Bool {
-        !((b1..<b1 + hidden1).contains(i) || (b2..<b2 + hidden2).contains(i) || i == b3
-          || (hasAux && ((auxB1..<auxB1 + hidden1).contains(i) || i == auxB2)))
+        if hasBatchNorm && i >= bnBeta { return false }  // beta, running mean and variance
+        return !((b1..<b1 + hidden1).contains(i) || (b2..<b2 + hidden2).contains(i) || i == b3
+                 || (hasAux && ((auxB1..<auxB1 + hidden1).contains(i) || i == auxB2)))
     }
 
     /// The reference's init: N(0, scale^2) for every non-bias tensor (PReLU slopes
@@ -595,6 +651,8 @@ struct DenseLayout {
     func initialValues(seed: UInt64, scale: Float) -> [Float] {
         var rng = RandomStream(seed: seed, 99, 1)
         return (0..<count).map { i in
+            // BatchNorm starts as the identity (PyTorch's init): gamma 1, beta 0, mean 0, var 1.
+            if hasBatchNorm && i >= bnGamma { return i < bnBeta || i >= bnVar ? 1 : 0 }
             if isWeight(i) { return scale * Float(rng.nextGaussian()) }
             let fanIn = i < alpha1 ? input : i < alpha2 ? hidden1 : i < proj ? hidden2 : i < auxAlpha ? input : hidden1
             return Float(rng.nextDouble() * 2 - 1) / Float(fanIn).squareRoot()
@@ -617,6 +675,8 @@ final class Scratch {
     /// The auxiliary head: the softmax over every searched score and its gradients, h_all
     /// (raw and as the head sees it), its input, activations and their gradients.
     let allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux: UnsafeMutablePointer<Float>
+    /// BatchNorm: the normalised input the MLP reads.
+    let y: UnsafeMutablePointer<Float>
     /// Per field: the attention table's base, the target's query row, the search scale.
     let keyBase = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
     let query = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 3)
@@ -644,9 +704,10 @@ final class Scratch {
         allWeights = f(auxOn ? s.maxHistory : 0); dAll = f(auxOn ? s.maxHistory : 0)
         hAll = f(dR); hAllRaw = f(dR); dhAll = f(dR); xAux = f(3 * dR); dxAux = f(3 * dR)
         zAux = f(s.hidden1); aAux = f(s.hidden1); dzAux = f(s.hidden1); daAux = f(s.hidden1)
+        y = f(3 * dR)
         let floats: [UnsafeMutablePointer<Float>] = [projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
                                                      z1, a1, dz1, da1, z2, a2, dz2, da2,
-                                                     allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux]
+                                                     allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux, y]
         all = floats.map { UnsafeMutableRawPointer($0) }
         all += [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]

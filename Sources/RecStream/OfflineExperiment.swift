@@ -127,6 +127,7 @@ public struct OfflineExperiment {
         settings.adam = AdamSettings(learningRate: Float(m.learningRate))
         settings.auxLossWeight = Float(m.auxLossWeight)
         settings.tableOptimizer = TableOptimizer(rawValue: m.optimizer) ?? .lazyAdam
+        settings.batchNorm = m.batchNorm
         settings.seed = seed
         let categories = world.catalog.settings.topCategories * world.catalog.settings.subcategories
         let model = RankingModel(settings, items: world.catalog.count, categories: categories)

@@ -245,6 +245,8 @@ public struct SequenceModelSettings: Sendable, Equatable {
     public var auxLossWeight: Double = 0
     /// "lazy-adam" (row-wise, the default) or "adam" (dense over the tables, the reference's).
     public var optimizer = "lazy-adam"
+    /// The reference's BatchNorm on the MLP's input (batch statistics in training).
+    public var batchNorm = false
 }
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each

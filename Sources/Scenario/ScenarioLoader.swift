@@ -197,7 +197,7 @@ extension Scenario {
                     topK: r["topK"].int, maxHistory: r["maxHistory"].int,
                     learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
                     viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double,
-                    auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].string)
+                    auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].string, batchNorm: r["batchNorm"].bool)
             }
             func poly(_ r: Resolved) -> PolyRankingSettings {
                 PolyRankingSettings(

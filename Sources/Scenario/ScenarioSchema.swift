@@ -42,6 +42,7 @@ extension Scenario {
             Property("viewSecondsWeight", .number(minimum: 0, maximum: 100), "Weighted target: a click counts 1 + this x ln(1 + view seconds) in the loss (0: every click counts 1).", default: 0),
             Property("purchaseWeight", .number(minimum: 0, maximum: 100), "Delayed label: a purchase, when it arrives (ticks after its click), is trained as a positive of this weight against the user's history then (0: purchases are not trained on).", default: 0),
             Property("optimizer", .string(oneOf: ["lazy-adam", "adam"]), "How the embedding tables step: lazy-adam updates only the rows a step touched (the streaming default); adam is the reference's dense Adam, every row every step (slow on large tables; for comparison).", default: "lazy-adam"),
+            Property("batchNorm", .boolean, "The reference's BatchNorm on the MLP's input: a training step normalises by its batch's statistics, scoring by running ones. Off for streaming (a tick's batches are small and drift); on, to measure what that costs. Training steps then run on one thread.", default: false),
             Property("auxLossWeight", .number(minimum: 0, maximum: 100), "The DARE reference's auxiliary head: a second MLP on a softmax over all maxHistory behaviours (not the top K), its loss times this weight (the reference: 1). Training touches every behaviour's rows, so it is far slower; 0: no head.", default: 0),
         ]
     }

@@ -53,6 +53,7 @@ public final class ArmTrainer {
             s.adam = AdamSettings(learningRate: Float(m.learningRate))
             s.auxLossWeight = Float(m.auxLossWeight)
             s.tableOptimizer = TableOptimizer(rawValue: m.optimizer) ?? .lazyAdam
+            s.batchNorm = m.batchNorm
             s.seed = seed
             let model = RankingModel(s, items: items, categories: categoryCount)
             model.updateCatalog(categories: categories, categoryCount: categoryCount)

@@ -11,7 +11,8 @@ import RecCore
 /// everything before it. Files are written to a temporary name and renamed, so a crash
 /// mid-write leaves the previous checkpoint whole.
 public enum Checkpoint {
-    /// 2: the model's settings carry the auxiliary head's loss weight and the table optimizer.
+    /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
+    /// and the BatchNorm flag.
     public static let version: UInt32 = 2
     static let magic: [UInt8] = Array("RSCK".utf8)
 

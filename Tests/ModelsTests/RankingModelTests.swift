@@ -146,6 +146,88 @@ struct RankingModelTests {
         #expect(auxLoss() < before * 0.5)
     }
 
+    @Test("BatchNorm with batch statistics: gradients over a batch match central finite differences", arguments: EmbeddingDesign.allCases)
+    func batchNormGradients(design: EmbeddingDesign) throws {
+        var s = tinyModel(design).settings
+        s.batchNorm = true
+        let model = RankingModel(s, items: 20, categories: 4)
+        model.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+        // Start BatchNorm away from the identity, so gamma and beta matter.
+        for d in 0..<model.layout.input {
+            model.dense[model.layout.bnGamma + d] = 0.7 + 0.05 * Float(d % 7)
+            model.dense[model.layout.bnBeta + d] = 0.1 * Float(d % 5) - 0.2
+        }
+        var lists: [[HistoryEntry]] = []
+        for u in 0..<4 { lists.append((0..<9).map { j in HistoryEntry(item: ItemID((j * 7 + 3 * u + 1) % 20), tick: Int32(j - 9)) }) }
+        let histories = historyStore(lists)
+        let batch = [LabeledSample(user: 0, target: 5, label: 1), LabeledSample(user: 1, target: 9, label: 0),
+                     LabeledSample(user: 2, target: 14, label: 1, weight: 1.5), LabeledSample(user: 3, target: 2, label: 0)]
+        let means = Array(model.dense[model.layout.bnMean..<model.layout.bnMean + model.layout.input])
+        _ = model.accumulateGradients(batch[...], histories: histories)
+        // The step's running statistics moved (and steps never touch them by gradient).
+        #expect(Array(model.dense[model.layout.bnMean..<model.layout.bnMean + model.layout.input]) != means)
+        #expect((model.layout.bnMean..<model.layout.count).allSatisfy { model.denseGradient[$0] == 0 })
+        var selected: [Int] = []
+        _ = model.batchNormLoss(batch[...], histories: histories, regime: &selected)
+
+        var checked = 0, skipped = 0
+        func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
+            let original = read(), eps: Float = 1e-2
+            var r: [Int] = []
+            write(original + eps)
+            let up = model.batchNormLoss(batch[...], histories: histories, regime: &r)
+            let regimeUp = r
+            write(original - eps)
+            let down = model.batchNormLoss(batch[...], histories: histories, regime: &r)
+            let regimeDown = r
+            write(original)
+            guard regimeUp == selected && regimeDown == selected else { skipped += 1; return }
+            let numeric = Float((up - down) / Double(2 * eps))
+            #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
+                    "\(design) \(what): analytic \(analytic), numeric \(numeric)")
+            checked += 1
+        }
+        for i in 0..<model.layout.bnMean {
+            check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
+        }
+        for (t, table) in model.tables.enumerated() {
+            for row in 0..<table.rows {
+                for d in 0..<table.dim {
+                    let slot = model.sparse[t].slotOfRow[row]
+                    let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
+                    check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
+                }
+            }
+        }
+        #expect(checked > 300, "only \(checked) parameters checked (\(skipped) skipped)")
+    }
+
+    @Test("BatchNorm scores with its running statistics, the same through batch scoring and one at a time")
+    func batchNormScoring() throws {
+        var s = tinyModel(.dare).settings
+        s.batchNorm = true
+        let model = RankingModel(s, items: 20, categories: 4)
+        model.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+        var lists: [[HistoryEntry]] = []
+        for u in 0..<3 { lists.append((0..<8).map { j in HistoryEntry(item: ItemID((j * 5 + u) % 20), tick: Int32(j - 8)) }) }
+        let histories = historyStore(lists)
+        for _ in 0..<5 {
+            model.train([LabeledSample(user: 0, target: 3, label: 1), LabeledSample(user: 1, target: 7, label: 0),
+                         LabeledSample(user: 2, target: 11, label: 1)], histories: histories)
+        }
+        let candidates: [ItemID] = [3, 7, 11, 12, 19]
+        var batchScores = [Float](repeating: 0, count: candidates.count)
+        candidates.withUnsafeBufferPointer { c in
+            batchScores.withUnsafeMutableBufferPointer { model.score(history: histories.history(of: 0), candidates: c, into: $0.baseAddress!) }
+        }
+        for (i, item) in candidates.enumerated() {
+            #expect(abs(batchScores[i] - model.score(history: histories.history(of: 0), target: item)) < 1e-5)
+        }
+        // Running statistics are in use: resetting them changes the scores.
+        for d in 0..<model.layout.input { model.dense[model.layout.bnMean + d] = 0; model.dense[model.layout.bnVar + d] = 1 }
+        #expect(model.score(history: histories.history(of: 0), target: 3) != batchScores[0])
+    }
+
     @Test("lazy Adam leaves rows without gradient alone; dense Adam, the reference's, moves every row with a moment")
     func tableOptimizers() throws {
         func run(_ optimizer: TableOptimizer) -> (untouched: Bool, movedAfter: Bool) {
