@@ -34,7 +34,7 @@ final class ScoringScratch {
         selected = .allocate(capacity: s.topK)
         t1 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         t2 = .allocate(capacity: max(s.attentionDim, s.representationDim))
-        order = .allocate(capacity: s.maxHistory + 64)
+        order = .allocate(capacity: 2 * s.maxHistory + 64)
         weights = .allocate(capacity: s.topK)
     }
 

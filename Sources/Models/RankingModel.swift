@@ -693,7 +693,7 @@ final class Scratch {
         scores = f(s.maxHistory)
         items = .allocate(capacity: s.maxHistory)
         selected = .allocate(capacity: s.topK)
-        order = .allocate(capacity: s.maxHistory + 64)
+        order = .allocate(capacity: 2 * s.maxHistory + 64)
         weights = f(s.topK); dWeights = f(s.topK)
         vt = f(dR); h = f(dR); dvt = f(dR); dh = f(dR); dq = f(dA)
         x = f(3 * dR); dx = f(3 * dR)
@@ -719,14 +719,15 @@ final class Scratch {
 // MARK: Kernels
 
 /// The indices of the `k` largest of `scores[0..<n]` (ties: the later index), ascending,
-/// written to `out`; returns how many (min(k, n)). `work` holds at least n + 64 keys.
+/// written to `out`; returns how many (min(k, n)). `work` holds at least 2n + 64 keys.
 ///
-/// A 64-bucket histogram of the scores (between their minimum and maximum) finds the
-/// bucket the k-th best falls in without sorting; one branch-free pass then collects the
-/// keys from that bucket up (about k + n/64), and only those are sorted. Each key is
+/// A bisection on the score value, each step a vectorised count of the scores at or
+/// above it, finds a threshold with between k and about k + k/4 scores above it (a few
+/// steps, no scatter). One branch-free pass collects, in index order, the keys of those;
+/// a quickselect on a copy of the few finds the k-th largest key, and the collected keys
+/// at or above it are the answer, already in index order: nothing is sorted. Each key is
 /// (score bits in unsigned order) << 32 | index, so one integer comparison orders by score
-/// and then by index. Far faster here than a heap (its comparisons are calls) or a
-/// quickselect (its branches are unpredictable).
+/// and then by index, and no two keys are equal.
 func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>, work: UnsafeMutablePointer<UInt64>) -> Int {
     if n <= k {
         for i in 0..<n { out[i] = i }
@@ -737,38 +738,125 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
         let ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
         return UInt64(ordered) << 32 | UInt64(j)
     }
-    var lo = scores[0], hi = scores[0]
-    for j in 1..<n {
-        lo = min(lo, scores[j])
-        hi = max(hi, scores[j])
-    }
-    let buckets = 64
-    let scale = Float(buckets) / (hi - lo)
+    let (lo, hi) = minMax(scores, n)
     var m = 0
-    if scale.isFinite {
-        @inline(__always) func bucket(_ j: Int) -> Int { min(buckets - 1, Int((scores[j] - lo) * scale)) }
-        let counts = work + n
-        counts.initialize(repeating: 0, count: buckets)
-        for j in 0..<n { counts[bucket(j)] &+= 1 }
-        var from = buckets - 1, above = Int(counts[from])
-        while above < k {
-            from -= 1
-            above += Int(counts[from])
+    // count(scores >= a) >= k holds throughout (a starts at the minimum: every score).
+    var a = lo, b = hi
+    if lo.isFinite && hi.isFinite && lo < hi {
+        let enough = k + max(16, k / 4)
+        for _ in 0..<32 {
+            let mid = a + (b - a) * 0.5
+            guard mid > a && mid < b else { break }
+            let c = countAtLeast(scores, n, mid)
+            if c < k {
+                b = mid
+            } else {
+                a = mid
+                if c <= enough { break }
+            }
         }
         for j in 0..<n {
             work[m] = key(j)
-            m &+= bucket(j) >= from ? 1 : 0
+            m &+= scores[j] >= a ? 1 : 0
         }
-    } else {  // all scores equal (or too close to bucket): every key
+    }
+    if m < k {  // all equal, or not finite (NaN is never at or above a threshold): every key
         for j in 0..<n { work[j] = key(j) }
         m = n
     }
-    var kept = UnsafeMutableBufferPointer(start: work, count: m)
-    kept.sort(by: >)
-    for i in 0..<k { out[i] = Int(truncatingIfNeeded: kept[i] & 0xFFFF_FFFF) }
-    var sorted = UnsafeMutableBufferPointer(start: out, count: k)
-    sorted.sort()
+    let copy = work + n + 64
+    copy.update(from: work, count: m)
+    let threshold = kthLargest(copy, m, k)
+    var o = 0
+    for i in 0..<m where work[i] >= threshold {
+        out[o] = Int(truncatingIfNeeded: work[i] & 0xFFFF_FFFF)
+        o += 1
+    }
     return k
+}
+
+/// The smallest and largest of `x[0..<n]` (n >= 1), eight lanes at a time.
+@inline(__always)
+func minMax(_ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var lo = SIMD8<Float>(repeating: x[0]), hi = lo
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        // (replace, not pointwiseMin/Max: those stay generic calls here)
+        lo.replace(with: v, where: v .< lo)
+        hi.replace(with: v, where: v .> hi)
+        j += 8
+    }
+    var l = lo.min(), h = hi.max()
+    while j < n {
+        l = min(l, x[j])
+        h = max(h, x[j])
+        j += 1
+    }
+    return (l, h)
+}
+
+/// How many of `x[0..<n]` are >= t, eight lanes at a time.
+@inline(__always)
+func countAtLeast(_ x: UnsafePointer<Float>, _ n: Int, _ t: Float) -> Int {
+    let tv = SIMD8<Float>(repeating: t), one = SIMD8<Int32>(repeating: 1)
+    var counts = SIMD8<Int32>()
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        counts.replace(with: counts &+ one, where: v .>= tv)
+        j += 8
+    }
+    var c = Int(counts.wrappedSum())
+    while j < n {
+        c += x[j] >= t ? 1 : 0
+        j += 1
+    }
+    return c
+}
+
+/// The k-th largest (from 1) of `a[0..<m]`, distinct keys, by quickselect (median of
+/// three pivots); reorders `a`.
+func kthLargest(_ a: UnsafeMutablePointer<UInt64>, _ m: Int, _ k: Int) -> UInt64 {
+    precondition(k >= 1 && k <= m)
+    var lo = 0, hi = m - 1
+    let target = k - 1  // its index in descending order
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2
+        // Order a[lo] >= a[mid] >= a[hi]; the median is the pivot.
+        if a[lo] < a[mid] { a.swapAt(lo, mid) }
+        if a[lo] < a[hi] { a.swapAt(lo, hi) }
+        if a[mid] < a[hi] { a.swapAt(mid, hi) }
+        let pivot = a[mid]
+        var i = lo, j = hi
+        while i <= j {
+            while a[i] > pivot { i += 1 }
+            while a[j] < pivot { j -= 1 }
+            if i <= j {
+                a.swapAt(i, j)
+                i += 1
+                j -= 1
+            }
+        }
+        // Now a[lo...j] >= pivot >= a[i...hi], and a[j+1..<i] == pivot.
+        if target <= j {
+            hi = j
+        } else if target >= i {
+            lo = i
+        } else {
+            return a[target]
+        }
+    }
+    return a[lo]
+}
+
+extension UnsafeMutablePointer where Pointee == UInt64 {
+    @inline(__always)
+    func swapAt(_ i: Int, _ j: Int) {
+        let t = self[i]
+        self[i] = self[j]
+        self[j] = t
+    }
 }
 
 @inline(__always)

@@ -318,7 +318,7 @@ struct RankingModelTests {
             // Coarse values so that ties are common, negatives and zeros (of both signs) included.
             let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -0.0 + 1) }
             let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
-            let work = UnsafeMutablePointer<UInt64>.allocate(capacity: n + 64)
+            let work = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * n + 64)
             defer { out.deallocate(); work.deallocate() }
             let got = scores.withUnsafeBufferPointer { selectTopK($0.baseAddress!, n, k, into: out, work: work) }
             let expected = Array(scores.indices.sorted { (scores[$0], $0) > (scores[$1], $1) }.prefix(k)).sorted()
