@@ -129,7 +129,7 @@ public struct ModelsBench: Sendable {
                                    samples: [Double(storeBytes) / Double(store.totalEntries)]))
         notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, \(trainingThreads) threads (data-parallel mini-batch); median of \(steps) steps after \(warmup).")
         notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
-        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together here on 2026-11-28, torch 2.13 CPU: train 1.24x, score 0.99x).")
+        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together here on 2026-11-28, torch 2.13 CPU: train 1.32x, score 1.62x).")
         notes.append("The auxiliary head's and BatchNorm's figures have the plain DARE step as their baseline: the ratio is their cost. A BatchNorm step runs on one thread, in two passes (its batch statistics couple the samples).")
         return BenchReport(bench: "models", results: results, notes: notes)
     }
