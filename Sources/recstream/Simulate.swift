@@ -2,6 +2,7 @@ import ArgumentParser
 import Attach
 import Foundation
 import Kafka
+import Metrics
 import RecStream
 import Report
 import Scenario
@@ -62,12 +63,23 @@ struct Simulate: AsyncParsableCommand {
         let simulator = StreamSimulator(scenario: s, options: options)
         let logger = role.logger("simulate", metadata: ["scenario": "\(s.name)"])
         logger.info("starting", metadata: ["ticks": "\(count)", "kafka": "\(KafkaConfiguration(properties))"])
+        // recstream_simulate_{requests,answered,unanswered,feedback}_total and _tick, per tick.
+        var factory: (any MetricsFactory)?
+        var reported = StreamSimulator.Counters()
         simulator.onTick = { [logger] t, c in
             logger.info("tick", metadata: ["tick": "\(t)", "requests": "\(c.requests)", "answered": "\(c.answered)",
                                            "unanswered": "\(c.unanswered)", "feedback": "\(c.feedback)"])
+            guard let factory else { return }
+            for (name, now, before) in [("requests", c.requests, reported.requests), ("answered", c.answered, reported.answered),
+                                        ("unanswered", c.unanswered, reported.unanswered), ("feedback", c.feedback, reported.feedback)] {
+                Counter(label: "recstream_simulate_\(name)_total", factory: factory).increment(by: now - before)
+            }
+            Gauge(label: "recstream_simulate_tick", factory: factory).record(t)
+            reported = c
         }
+        // Written by the loop's thread, read once the service group has returned.
         nonisolated(unsafe) var report: RunReport?
-        let stopped = try await role.run("simulate", logger: logger, metrics: { _ in }) { shouldStop in
+        let stopped = try await role.run("simulate", logger: logger, metrics: { factory = $0 }) { shouldStop in
             do {
                 report = try simulator.run(shouldStop: shouldStop)
             } catch let error as KafkaError {
