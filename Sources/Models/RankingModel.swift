@@ -308,9 +308,9 @@ public final class RankingModel {
     func mlpForward(_ x: UnsafePointer<Float>, _ c: Scratch) -> Float {
         dense.withUnsafeBufferPointer { p in
             let w = p.baseAddress!, l = layout
-            for o in 0..<l.hidden1 { c.z1[o] = dot(w + l.w1 + o * l.input, x, l.input) + w[l.b1 + o] }
+            linear(w + l.w1, w + l.b1, x, c.z1, outputs: l.hidden1, inputs: l.input)
             prelu(c.z1, c.a1, l.hidden1, w[l.alpha1])
-            for o in 0..<l.hidden2 { c.z2[o] = dot(w + l.w2 + o * l.hidden1, c.a1, l.hidden1) + w[l.b2 + o] }
+            linear(w + l.w2, w + l.b2, c.a1, c.z2, outputs: l.hidden2, inputs: l.hidden1)
             prelu(c.z2, c.a2, l.hidden2, w[l.alpha2])
             return dot(w + l.w3, c.a2, l.hidden2) + w[l.b3]
         }
@@ -369,20 +369,10 @@ public final class RankingModel {
                 for o in 0..<l.hidden2 { c.da2[o] = g * w[l.w3 + o] }
                 // PReLU 2, layer 2.
                 gw[l.alpha2] += preluBackward(c.z2, c.da2, c.dz2, l.hidden2, w[l.alpha2])
-                for o in 0..<l.hidden2 {
-                    axpy(c.dz2[o], c.a1, gw + l.w2 + o * l.hidden1, l.hidden1)
-                    gw[l.b2 + o] += c.dz2[o]
-                }
-                c.da1.initialize(repeating: 0, count: l.hidden1)
-                for o in 0..<l.hidden2 { axpy(c.dz2[o], w + l.w2 + o * l.hidden1, c.da1, l.hidden1) }
+                linearBackward(c.dz2, c.a1, w + l.w2, gw + l.w2, gw + l.b2, c.da1, outputs: l.hidden2, inputs: l.hidden1)
                 // PReLU 1, layer 1.
                 gw[l.alpha1] += preluBackward(c.z1, c.da1, c.dz1, l.hidden1, w[l.alpha1])
-                c.dx.initialize(repeating: 0, count: l.input)
-                for o in 0..<l.hidden1 {
-                    axpy(c.dz1[o], x, gw + l.w1 + o * l.input, l.input)
-                    gw[l.b1 + o] += c.dz1[o]
-                    axpy(c.dz1[o], w + l.w1 + o * l.input, c.dx, l.input)
-                }
+                linearBackward(c.dz1, x, w + l.w1, gw + l.w1, gw + l.b1, c.dx, outputs: l.hidden1, inputs: l.input)
             }
         }
     }
@@ -390,18 +380,32 @@ public final class RankingModel {
     /// The embedding part's backward pass, from d(loss)/d(x) in the scratch's dx (the
     /// scratch holding the sample's `embed`).
     func embedBackward(_ target: ItemID, _ worker: Worker) {
+        let c = worker.scratch
+        backwardThroughAttention(Int(target), dx: c.dx, h: c.h, hRaw: c.hRaw, positions: UnsafeBufferPointer(start: c.selected, count: c.k),
+                                 weights: c.weights, dWeights: c.dWeights, worker)
+    }
+
+    /// Back from d(loss)/d(x), x = [v_t, h, v_t (.) h], where h = sum_i weights[i] e_i over
+    /// the behaviours at window `positions` (representation rows; through P_VB with
+    /// projections, `hRaw` being the sum before it) and the weights are a softmax over those
+    /// behaviours' search scores: adds the gradients of the target's and the behaviours'
+    /// representation and attention rows, and of the projections. It serves the main head
+    /// (the K kept behaviours) and the auxiliary one (every searched behaviour). The scratch
+    /// holds the sample's `embed`; its dvt, dh, dq, dy and dr are overwritten.
+    func backwardThroughAttention<P: Collection<Int>>(_ t: Int, dx: UnsafePointer<Float>, h: UnsafePointer<Float>, hRaw: UnsafePointer<Float>,
+                                                       positions: P, weights: UnsafePointer<Float>, dWeights: UnsafeMutablePointer<Float>,
+                                                       _ worker: Worker) {
         let s = settings, dA = s.attentionDim, dR = s.representationDim, l = layout
         let c = worker.scratch, n = c.n
-        let t = Int(target)
         // x = [v_t, h, v_t (.) h]: gradients of v_t and h.
         let F = fieldCount, width = F * dR
         for d in 0..<width {
-            c.dvt[d] = c.dx[d] + c.dx[2 * width + d] * c.h[d]
-            c.dh[d] = c.dx[width + d] + c.dx[2 * width + d] * c.vt[d]
+            c.dvt[d] = dx[d] + dx[2 * width + d] * h[d]
+            c.dh[d] = dx[width + d] + dx[2 * width + d] * c.vt[d]
         }
-        // h = sum_i w_i e_i: each kept behaviour's representation gets w_i dh; the weights get <dh, e_i>.
+        // h = sum_i w_i e_i: each behaviour's representation gets w_i dh; the weights get <dh, e_i>.
         // With projections, h = P_VB r and v_t = P_VT e_t: first back through the matrices.
-        for i in 0..<c.k { c.dWeights[i] = 0 }
+        for i in 0..<positions.count { dWeights[i] = 0 }
         for f in 0..<F {
             let table = tables[representation[f]]
             let target = table.row(row(f, item: t, time: 0))
@@ -413,7 +417,7 @@ public final class RankingModel {
                         let pvt = l.projection(2, f, fields: F), pvb = l.projection(3, f, fields: F)
                         outer(c.dvt + f * dR, target, gw + pvt, dR)                // dP_VT += dvt e_t^T
                         matvecT(w + pvt, c.dvt + f * dR, c.dy, dR)               // de_t = P_VT^T dvt
-                        outer(c.dh + f * dR, c.hRaw + f * dR, gw + pvb, dR)      // dP_VB += dh r^T
+                        outer(c.dh + f * dR, hRaw + f * dR, gw + pvb, dR)        // dP_VB += dh r^T
                         matvecT(w + pvb, c.dh + f * dR, c.dr, dR)                // dr = P_VB^T dh
                     }
                 }
@@ -421,14 +425,14 @@ public final class RankingModel {
                 dh = c.dr
             }
             accumulate(worker, representation[f], row(f, item: t, time: 0), dvt, 1, dR)
-            for i in 0..<c.k {
-                let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
-                accumulate(worker, representation[f], r, dh, c.weights[i], dR)
-                c.dWeights[i] += dot(dh, table.row(r), dR)
+            for (i, j) in positions.enumerated() {
+                let r = row(f, item: Int(c.items[j]), time: n - j)
+                accumulate(worker, representation[f], r, dh, weights[i], dR)
+                dWeights[i] += dot(dh, table.row(r), dR)
             }
         }
         var weighted: Float = 0
-        for i in 0..<c.k { weighted += c.weights[i] * c.dWeights[i] }
+        for i in 0..<positions.count { weighted += weights[i] * dWeights[i] }
         // Softmax: dscore_i = w_i (dw_i - sum_k w_k dw_k); then the scaled dot products.
         c.dq.initialize(repeating: 0, count: F * dA)
         for f in 0..<F {
@@ -436,9 +440,9 @@ public final class RankingModel {
             let rawQuery = table.row(row(f, item: t, time: 0))
             // The query the keys met: raw, or u = P_K^T P_Q q with projections.
             let q = s.design.projects ? UnsafeMutablePointer(c.projU + f * dA) : rawQuery
-            for i in 0..<c.k {
-                let j = c.selected[i], r = row(f, item: Int(c.items[j]), time: n - j)
-                let ds = c.weights[i] * (c.dWeights[i] - weighted) * scale
+            for (i, j) in positions.enumerated() {
+                let r = row(f, item: Int(c.items[j]), time: n - j)
+                let ds = weights[i] * (dWeights[i] - weighted) * scale
                 axpy(ds, table.row(r), c.dq + f * dA, dA)
                 accumulate(worker, attention[f], r, q, ds, dA)
             }
@@ -674,7 +678,7 @@ final class Scratch {
     let projY, projU, hRaw, dr, dy: UnsafeMutablePointer<Float>
     /// The auxiliary head: the softmax over every searched score and its gradients, h_all
     /// (raw and as the head sees it), its input, activations and their gradients.
-    let allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux: UnsafeMutablePointer<Float>
+    let allWeights, dAll, hAll, hAllRaw, xAux, dxAux, zAux, aAux, dzAux, daAux: UnsafeMutablePointer<Float>
     /// BatchNorm: the normalised input the MLP reads.
     let y: UnsafeMutablePointer<Float>
     /// Per field: the attention table's base, the target's query row, the search scale.
@@ -702,12 +706,12 @@ final class Scratch {
         projY = f(dA); projU = f(dA); hRaw = f(dR); dr = f(dR); dy = f(dA)
         let auxOn = s.auxLossWeight > 0
         allWeights = f(auxOn ? s.maxHistory : 0); dAll = f(auxOn ? s.maxHistory : 0)
-        hAll = f(dR); hAllRaw = f(dR); dhAll = f(dR); xAux = f(3 * dR); dxAux = f(3 * dR)
+        hAll = f(dR); hAllRaw = f(dR); xAux = f(3 * dR); dxAux = f(3 * dR)
         zAux = f(s.hidden1); aAux = f(s.hidden1); dzAux = f(s.hidden1); daAux = f(s.hidden1)
         y = f(3 * dR)
         let floats: [UnsafeMutablePointer<Float>] = [projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
                                                      z1, a1, dz1, da1, z2, a2, dz2, da2,
-                                                     allWeights, dAll, hAll, hAllRaw, dhAll, xAux, dxAux, zAux, aAux, dzAux, daAux, y]
+                                                     allWeights, dAll, hAll, hAllRaw, xAux, dxAux, zAux, aAux, dzAux, daAux, y]
         all = floats.map { UnsafeMutableRawPointer($0) }
         all += [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]
@@ -900,6 +904,25 @@ func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<F
 @inline(__always)
 func copy(_ from: UnsafePointer<Float>, to: UnsafeMutablePointer<Float>, _ n: Int) {
     to.update(from: from, count: n)
+}
+
+/// z = W x + b, W row-major (outputs x inputs).
+@inline(__always)
+func linear(_ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>,
+            outputs: Int, inputs: Int) {
+    for o in 0..<outputs { z[o] = dot(w + o * inputs, x, inputs) + b[o] }
+}
+
+/// The backward pass of `linear` from dz: gW += dz x^T, gb += dz, and dx = W^T dz.
+@inline(__always)
+func linearBackward(_ dz: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>,
+                    _ gb: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>, outputs: Int, inputs: Int) {
+    dx.initialize(repeating: 0, count: inputs)
+    for o in 0..<outputs {
+        axpy(dz[o], x, gw + o * inputs, inputs)
+        gb[o] += dz[o]
+        axpy(dz[o], w + o * inputs, dx, inputs)
+    }
 }
 
 @inline(__always)
