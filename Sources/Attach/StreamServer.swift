@@ -136,12 +136,7 @@ public final class StreamServer {
         guard !mine.isEmpty else {
             throw AttachError("instance \(options.instance) of \(options.instances) has no partition: \(options.requestsTopic) has \(partitionCount)")
         }
-        var requestConfig = base
-        requestConfig.setDefault("group.id", options.groupID)
-        requestConfig.setDefault("enable.auto.commit", "false")
-        requestConfig.setDefault("auto.offset.reset", "earliest")
-        requestConfig.setDefault("fetch.wait.max.ms", "10")
-        let requests = try KafkaConsumer(configuration: requestConfig)
+        let requests = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { requests.close() }
         // From the group's committed offsets (the earliest where there are none).
         try requests.assign(mine.map { (TopicPartition(options.requestsTopic, Int32($0)), offset: KafkaOffset.stored) })
@@ -149,11 +144,7 @@ public final class StreamServer {
         var models: KafkaConsumer?
         if let topic = options.modelTopic {
             let partitionCount = try waitForTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds)
-            var modelConfig = base
-            modelConfig.setDefault("group.id", "\(options.groupID)-model")
-            modelConfig.setDefault("enable.auto.commit", "false")
-            modelConfig.setDefault("fetch.wait.max.ms", "10")
-            let consumer = try KafkaConsumer(configuration: modelConfig, batchCapacity: 64)
+            let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: "\(options.groupID)-model"), batchCapacity: 64)
             try consumer.assign((0..<partitionCount).map { (TopicPartition(topic, Int32($0)), offset: KafkaOffset.beginning) })
             models = consumer
         }
@@ -200,7 +191,7 @@ public final class StreamServer {
                         counters.otherArms += 1
                         continue
                     }
-                    if case .wire = options.format { followCatalog(through: Int64(request.header.tick)) }
+                    followCatalog(through: Int64(request.header.tick))
                     entries.removeAll(keepingCapacity: true)
                     let began = clock.now
                     server.serve(request, statistics: state.statistics, model: state.sequence?.model, histories: state.sequence?.histories,
@@ -283,9 +274,8 @@ public final class StreamServer {
                 }
                 if update.from > modelThrough { counters.updateGaps += 1 }
                 do {
-                    // Recstream's records: the catalog follows the update's ticks, as the
-                    // trainer's did (JSON streams keep the scenario's catalog on both sides).
-                    if case .wire = options.format { followCatalog(through: update.through) }
+                    // The catalog follows the update's ticks, as the trainer's did.
+                    followCatalog(through: update.through)
                     try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
                     modelThrough = update.through
                     counters.updatesApplied += 1
@@ -300,12 +290,13 @@ public final class StreamServer {
         if changed { server.refresh(from: state.statistics) }
     }
 
-    /// The catalog of tick `t`: new items become servable, retired ones stop being.
+    /// The catalog of tick `t`: new items become servable, retired ones stop being. Only
+    /// for recstream's records, whose ticks are the simulation's: JSON streams keep the
+    /// scenario's catalog, as the JSON trainer does.
     func followCatalog(through t: Int64) {
-        guard t > feed.through, feed.advance(through: t) else { return }
+        guard case .wire = options.format, t > feed.through, feed.advance(through: t) else { return }
         server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
-        state.updateCatalog(categories: feed.catalog.subcategory.map(UInt32.init),
-                            categoryCount: scenario.catalog.topCategories * scenario.catalog.subcategories)
+        state.updateCatalog(categories: feed.categories(count: feed.catalog.count), categoryCount: feed.categoryCount)
     }
 }
 
@@ -328,6 +319,20 @@ func attachableArm(_ scenario: Scenario, _ name: String, role: String) throws(At
 /// (not the topic or format the trainer's events came from).
 func modelIdentity(_ scenario: Scenario, armIndex: Int) -> String {
     "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(scenario.arms[armIndex].name)"
+}
+
+extension KafkaConfiguration {
+    /// A consumer of the attach roles: `group` for committed offsets (commits are the
+    /// role's: KafkaConsumer turns auto-commit off), the earliest offset where the group
+    /// has none, and a short fetch wait (the embedded broker holds an empty fetch for all
+    /// of it).
+    func attachConsumer(group: String, fetchWaitMilliseconds: Int = 10) -> KafkaConfiguration {
+        var c = self
+        c.setDefault("group.id", group)
+        c.setDefault("auto.offset.reset", "earliest")
+        c.setDefault("fetch.wait.max.ms", String(fetchWaitMilliseconds))
+        return c
+    }
 }
 
 /// A topic's partition count, waiting for it to exist.

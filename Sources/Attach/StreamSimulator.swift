@@ -76,11 +76,7 @@ public final class StreamSimulator {
         let slatePartitions = try waitForTopic(topics.recommendations, base, timeoutSeconds: options.connectTimeoutSeconds)
         _ = try waitForTopic(topics.feedback, base, timeoutSeconds: options.connectTimeoutSeconds)
 
-        var consumerConfig = base
-        consumerConfig.setDefault("group.id", "recstream-simulate-\(s.kafka.topicPrefix)")
-        consumerConfig.setDefault("enable.auto.commit", "false")
-        consumerConfig.setDefault("fetch.wait.max.ms", "5")
-        let slates = try KafkaConsumer(configuration: consumerConfig)
+        let slates = try KafkaConsumer(configuration: base.attachConsumer(group: "recstream-simulate-\(s.kafka.topicPrefix)", fetchWaitMilliseconds: 5))
         defer { slates.close() }
         // From the end: slates of an earlier simulation on these topics are not this one's.
         var start: [(TopicPartition, offset: Int64)] = []
@@ -141,7 +137,8 @@ public final class StreamSimulator {
             counters.requests += asked.count
 
             // Wait for the slates (requests are in user order, one per user: find by user).
-            answer = Array(repeating: (-1, 0), count: asked.count)
+            answer.removeAll(keepingCapacity: true)
+            answer.append(contentsOf: repeatElement((start: -1, count: 0), count: asked.count))
             entries.removeAll(keepingCapacity: true)
             var answered = 0
             let deadline = ContinuousClock.now + .seconds(options.answerTimeoutSeconds)

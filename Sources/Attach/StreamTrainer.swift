@@ -304,8 +304,7 @@ public final class StreamTrainer {
         if t > feed!.through { feed!.advance(through: t) }
         let count = feed!.count(at: t)
         guard count > catalogItems else { return }
-        let categories = feed!.catalog.subcategory[..<count].map(UInt32.init)
-        trainer.updateCatalog(categories: categories, categoryCount: scenario.catalog.topCategories * scenario.catalog.subcategories)
+        trainer.updateCatalog(categories: feed!.categories(count: count), categoryCount: feed!.categoryCount)
         catalogItems = count
     }
 

@@ -28,12 +28,7 @@ extension StreamTrainer {
         }
         if options.modelTopic != nil { trainer.tracksChanges() }
         publishedThrough = appliedThrough
-        var consumerConfig = base
-        consumerConfig.setDefault("group.id", options.groupID)
-        consumerConfig.setDefault("enable.auto.commit", "false")
-        consumerConfig.setDefault("auto.offset.reset", "earliest")
-        consumerConfig.setDefault("fetch.wait.max.ms", "10")
-        let consumer = try KafkaConsumer(configuration: consumerConfig)
+        let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { consumer.close() }
         try consumer.assign(partitions.indices.map { (TopicPartition(options.topic, Int32($0)), offset: partitions[$0].applied) })
         var producerConfig = base

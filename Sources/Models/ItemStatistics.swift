@@ -132,8 +132,8 @@ extension ItemStatistics {
     }
 
     /// Applies what `writeChanges` wrote (counts overwrite). Reads everything before
-    /// changing anything.
-    public mutating func applyChanges(from r: inout BinaryReader) throws(BinaryReadError) {
+    /// changing anything; `checkOnly` reads and checks without applying.
+    public mutating func applyChanges(from r: inout BinaryReader, checkOnly: Bool = false) throws(BinaryReadError) {
         let start = r.offset
         try r.skip(24, "statistics totals")
         let countAt = r.offset
@@ -147,6 +147,7 @@ extension ItemStatistics {
             highest = max(highest, item)
             try r.skip(8, "item counts")
         }
+        if checkOnly { return }
         r.rewind(to: start)
         totalImpressions = try r.readDouble("total impressions")
         totalClicks = try r.readDouble("total clicks")

@@ -39,6 +39,11 @@ public struct CatalogFeed: Sendable {
     /// The items the run starts with.
     public var initialCount: Int { catalog.settings.items }
 
+    /// The models' category of each of the first `count` items (its subcategory), and how
+    /// many categories there are: the catalog feed a trainer takes in.
+    public func categories(count: Int) -> [UInt32] { catalog.subcategory[..<count].map(UInt32.init) }
+    public var categoryCount: Int { catalog.settings.topCategories * catalog.settings.subcategories }
+
     /// Each item's tick of arrival (the run's `arrived` feed: before the run, Int32.min).
     public var arrived: [Int32] {
         catalog.bornTick.indices.map { $0 < initialCount ? Int32.min : catalog.bornTick[$0] }

@@ -179,10 +179,9 @@ extension ArmTrainer {
     }
 
     func applyPayload(_ raw: UnsafeRawBufferPointer, appliedThrough: Int64) throws(BinaryReadError) {
-        // Check everything first (the statistics on a scratch copy), then apply.
+        // Check everything first, then apply.
         var check = BinaryReader(raw)
-        var scratchStatistics = ItemStatistics()
-        try scratchStatistics.applyChanges(from: &check)
+        try statistics.applyChanges(from: &check, checkOnly: true)
         let (appendsAt, appends) = try Self.readAppendCount(&check)
         let users = sequence?.histories.userCount ?? 0
         for _ in 0..<appends {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecCore
+import Report
 import Scenario
 
 @main
@@ -52,6 +53,29 @@ struct KafkaPropertyOptions: ParsableArguments {
             throw Exit.badInput
         }
     }
+}
+
+/// `body`'s value, or its error printed and exit 2 (bad input: an arm the role cannot
+/// take, a mapping that does not read, ...).
+func orBadInput<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        printError("error: \(error)")
+        throw Exit.badInput
+    }
+}
+
+/// Where the report goes: --out, else the scenario's output.directory (nil: no files).
+/// A directory that cannot be written is bad input, found before anything runs.
+func reportDirectory(_ out: String?, _ s: Scenario) throws -> String? {
+    if out?.isEmpty == true {
+        printError("error: --out must not be empty")
+        throw Exit.badInput
+    }
+    guard let directory = out ?? s.output.directory else { return nil }
+    try orBadInput { try ReportFiles.checkWritable(directory) }
+    return directory
 }
 
 /// The scenario at `path`, or every problem with it printed (with JSON paths) and exit 2.

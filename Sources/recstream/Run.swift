@@ -70,20 +70,7 @@ struct Run: ParsableCommand {
         }
 
         let s = options.applied(to: try loadScenario(scenario))
-        if out?.isEmpty == true {
-            printError("error: --out must not be empty")
-            throw Exit.badInput
-        }
-        let directory = out ?? s.output.directory
-        // A report directory that cannot be written is bad input, found before the run.
-        if let directory {
-            do {
-                try ReportFiles.checkWritable(directory)
-            } catch {
-                printError("error: \(error)")
-                throw Exit.badInput
-            }
-        }
+        let directory = try reportDirectory(out, s)
         if exportTruth {
             guard let directory else {
                 printError("error: --export-truth needs an output directory (--out, or output.directory in the scenario)")

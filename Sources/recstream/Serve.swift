@@ -64,13 +64,7 @@ struct Serve: AsyncParsableCommand {
         options.instance = instance
         options.instances = instances
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
-        let server: StreamServer
-        do {
-            server = try StreamServer(scenario: s, arm: arm, options: options)
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        let server = try orBadInput { try StreamServer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("serve", metadata: ["arm": "\(arm)", "topic": "\(options.requestsTopic)"])
         logger.info("starting", metadata: ["group": "\(options.groupID)", "kafka": "\(KafkaConfiguration(properties))"])
         var reported = StreamServer.Counters()

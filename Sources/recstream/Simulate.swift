@@ -47,15 +47,7 @@ struct Simulate: AsyncParsableCommand {
             printError("error: --tick-seconds must be >= 0 and --answer-timeout > 0")
             throw Exit.badInput
         }
-        let directory = out ?? s.output.directory
-        if let directory {
-            do {
-                try ReportFiles.checkWritable(directory)
-            } catch {
-                printError("error: \(error)")
-                throw Exit.badInput
-            }
-        }
+        let directory = try reportDirectory(out, s)
         var options = StreamSimulator.Options(topics: s.kafka.topics, properties: properties, ticks: count)
         options.tickSeconds = tickSeconds
         options.answerTimeoutSeconds = answerTimeout

@@ -76,13 +76,7 @@ struct Train: AsyncParsableCommand {
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
         options.modelTopic = noPublish ? nil : modelTopic ?? s.kafka.topics.model
         options.publishEverySeconds = publishEvery
-        let trainer: StreamTrainer
-        do {
-            trainer = try StreamTrainer(scenario: s, arm: arm, options: options)
-        } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
-        }
+        let trainer = try orBadInput { try StreamTrainer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.
         logger.info("starting", metadata: ["checkpoint": "\(checkpoint)", "kafka": "\(KafkaConfiguration(properties))"])

@@ -46,6 +46,44 @@ func sampleLoss(_ model: RankingModel, _ history: UnsafeBufferPointer<HistoryEnt
     return loss
 }
 
+/// Compares the gradients in the model's worker 0 with central finite differences of
+/// `loss`, for the dense parameters in `dense` and every table value. `loss` also returns
+/// its regime (which behaviours are kept, which side of zero each PReLU input is on): a
+/// step that changes it crosses a kink, where a finite difference means nothing, and is
+/// skipped. Returns how many parameters were checked and skipped.
+func finiteDifferences(_ model: RankingModel, dense: Range<Int>, label: String,
+                       loss: () -> (loss: Double, regime: [Int])) -> (checked: Int, skipped: Int) {
+    let selected = loss().regime
+    var checked = 0, skipped = 0
+    func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
+        let original = read(), eps: Float = 1e-2
+        write(original + eps)
+        let up = loss()
+        write(original - eps)
+        let down = loss()
+        write(original)
+        guard up.regime == selected && down.regime == selected else { skipped += 1; return }
+        let numeric = Float((up.loss - down.loss) / Double(2 * eps))
+        // Float32 with eps 1e-2: truncation ~1e-4 relative, rounding ~1e-5 absolute.
+        #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
+                "\(label) \(what): analytic \(analytic), numeric \(numeric)")
+        checked += 1
+    }
+    for i in dense {
+        check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
+    }
+    for (t, table) in model.tables.enumerated() {
+        for row in 0..<table.rows {
+            for d in 0..<table.dim {
+                let slot = model.sparse[t].slotOfRow[row]
+                let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
+                check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
+            }
+        }
+    }
+    return (checked, skipped)
+}
+
 @Suite("Ranking models")
 struct RankingModelTests {
     @Test("gradients match central finite differences, with and without the auxiliary head",
@@ -68,39 +106,8 @@ struct RankingModelTests {
                 + (0..<model.layout.hidden1).map { c.z1[$0] > 0 ? 1 : 0 } + (0..<model.layout.hidden2).map { c.z2[$0] > 0 ? 1 : 0 }
                 + (model.layout.hasAux ? (0..<model.layout.hidden1).map { c.zAux[$0] > 0 ? 1 : 0 } : [])
         }
-        _ = sampleLoss(model, history, sample)
-        let selected = regime()
-
-        var checked = 0, skipped = 0
-        func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
-            let original = read(), eps: Float = 1e-2
-            write(original + eps)
-            let up: Double = sampleLoss(model, history, sample)
-            let selectionUp = regime()
-            write(original - eps)
-            let down: Double = sampleLoss(model, history, sample)
-            let selectionDown = regime()
-            write(original)
-            // A step that crosses a kink (top-K choice, PReLU) is not comparable.
-            guard selectionUp == selected && selectionDown == selected else { skipped += 1; return }
-            let difference: Double = up - down
-            let numeric = Float(difference / Double(2 * eps))
-            // Float32 with eps 1e-2: truncation ~1e-4 relative, rounding ~1e-5 absolute.
-            #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
-                    "\(design) aux \(variant.aux) \(what): analytic \(analytic), numeric \(numeric)")
-            checked += 1
-        }
-        for i in 0..<model.layout.count {
-            check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
-        }
-        for (t, table) in model.tables.enumerated() {
-            for row in 0..<table.rows {
-                for d in 0..<table.dim {
-                    let slot = model.sparse[t].slotOfRow[row]
-                    let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
-                    check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
-                }
-            }
+        let (checked, skipped) = finiteDifferences(model, dense: 0..<model.layout.count, label: "\(design) aux \(variant.aux)") {
+            (sampleLoss(model, history, sample), regime())
         }
         #expect(checked > 100 * fields.rawValue, "only \(checked) parameters checked (\(skipped) skipped)")
       }
@@ -167,37 +174,10 @@ struct RankingModelTests {
         // The step's running statistics moved (and steps never touch them by gradient).
         #expect(Array(model.dense[model.layout.bnMean..<model.layout.bnMean + model.layout.input]) != means)
         #expect((model.layout.bnMean..<model.layout.count).allSatisfy { model.denseGradient[$0] == 0 })
-        var selected: [Int] = []
-        _ = model.batchNormLoss(batch[...], histories: histories, regime: &selected)
-
-        var checked = 0, skipped = 0
-        func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
-            let original = read(), eps: Float = 1e-2
-            var r: [Int] = []
-            write(original + eps)
-            let up = model.batchNormLoss(batch[...], histories: histories, regime: &r)
-            let regimeUp = r
-            write(original - eps)
-            let down = model.batchNormLoss(batch[...], histories: histories, regime: &r)
-            let regimeDown = r
-            write(original)
-            guard regimeUp == selected && regimeDown == selected else { skipped += 1; return }
-            let numeric = Float((up - down) / Double(2 * eps))
-            #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
-                    "\(design) \(what): analytic \(analytic), numeric \(numeric)")
-            checked += 1
-        }
-        for i in 0..<model.layout.bnMean {
-            check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
-        }
-        for (t, table) in model.tables.enumerated() {
-            for row in 0..<table.rows {
-                for d in 0..<table.dim {
-                    let slot = model.sparse[t].slotOfRow[row]
-                    let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
-                    check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
-                }
-            }
+        let (checked, skipped) = finiteDifferences(model, dense: 0..<model.layout.bnMean, label: "\(design)") {
+            var regime: [Int] = []
+            let loss = model.batchNormLoss(batch[...], histories: histories, regime: &regime)
+            return (loss, regime)
         }
         #expect(checked > 300, "only \(checked) parameters checked (\(skipped) skipped)")
     }
