@@ -13,9 +13,10 @@ func historyStore(_ lists: [[HistoryEntry]]) -> UserHistories {
     return store
 }
 
-func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3, aux: Float = 0) -> RankingModel {
+func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3, aux: Float = 0, batchNorm: Bool = false) -> RankingModel {
     var s = RankingModelSettings()
     s.auxLossWeight = aux
+    s.batchNorm = batchNorm
     s.design = design
     s.fields = fields
     s.attentionDim = 4
@@ -155,10 +156,7 @@ struct RankingModelTests {
 
     @Test("BatchNorm with batch statistics: gradients over a batch match central finite differences", arguments: EmbeddingDesign.allCases)
     func batchNormGradients(design: EmbeddingDesign) throws {
-        var s = tinyModel(design).settings
-        s.batchNorm = true
-        let model = RankingModel(s, items: 20, categories: 4)
-        model.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+        let model = tinyModel(design, batchNorm: true)
         // Start BatchNorm away from the identity, so gamma and beta matter.
         for d in 0..<model.layout.input {
             model.dense[model.layout.bnGamma + d] = 0.7 + 0.05 * Float(d % 7)
@@ -184,10 +182,7 @@ struct RankingModelTests {
 
     @Test("BatchNorm scores with its running statistics, the same through batch scoring and one at a time")
     func batchNormScoring() throws {
-        var s = tinyModel(.dare).settings
-        s.batchNorm = true
-        let model = RankingModel(s, items: 20, categories: 4)
-        model.updateCatalog(categories: (0..<20).map { UInt32($0 % 4) }, categoryCount: 4)
+        let model = tinyModel(.dare, batchNorm: true)
         var lists: [[HistoryEntry]] = []
         for u in 0..<3 { lists.append((0..<8).map { j in HistoryEntry(item: ItemID((j * 5 + u) % 20), tick: Int32(j - 8)) }) }
         let histories = historyStore(lists)
