@@ -71,10 +71,11 @@ let package = Package(
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         // Reports rendered from report.json alone: table, CSVs, HTML.
         .target(name: "Report", dependencies: ["RecCore"], swiftSettings: strict),
-        .target(name: "Experiment", dependencies: ["RecCore", "Scenario", "Report"], swiftSettings: strict),
+        // The experiment: the ledger both run and simulate feed, metrics, statistics.
+        .target(name: "Experiment", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         // Attach mode: roles that run against a real Kafka stream, free-running.
         .target(name: "Attach", dependencies: [
-            "Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer", "Server", "Experiment", "RecStream",
+            "Kafka", "RecCore", "Scenario", "Population", "Models", "Trainer", "Server", "Experiment",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -85,20 +86,20 @@ let package = Package(
         .target(
             name: "RecStream",
             dependencies: [
-                "Kafka", "RecCore", "Scenario", "Population", "Server", "Trainer", "Experiment", "Report",
+                "Kafka", "RecCore", "Scenario", "Population", "Models", "Server", "Trainer", "Experiment", "Report",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),
         .target(
             name: "Bench",
-            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "RecStream", "Attach"],
+            dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "Experiment", "RecStream", "Attach"],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "recstream",
             dependencies: [
-                "RecStream", "Bench", "Kafka", "Attach", "Scenario", "Allocator", "Report",
+                "RecStream", "Bench", "Kafka", "Attach", "Scenario", "Experiment", "Allocator", "Report",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,7 +118,7 @@ let package = Package(
         .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore", "Trainer"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
-            dependencies: ["RecStream", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],
+            dependencies: ["RecStream", "Attach", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],
             swiftSettings: strict
         ),
     ]

@@ -187,7 +187,9 @@ public final class StreamServer {
                         counters.deadLetters += 1
                         continue
                     }
-                    guard request.header.arm == UInt16(armIndex) else {
+                    // Requests carry the user's assigned arm; this arm serves them after the
+                    // warm-up, and the control serves everyone in it.
+                    guard scenario.servingArm(assigned: Int(request.header.arm), tick: request.header.tick) == armIndex else {
                         counters.otherArms += 1
                         continue
                     }

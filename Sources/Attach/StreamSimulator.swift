@@ -3,14 +3,14 @@ import Foundation
 import Kafka
 import Population
 import RecCore
-import RecStream
 import Scenario
 
 /// `recstream simulate`: the simulated users against servers and trainers that run as
 /// processes of their own, free-running.
 ///
 /// Each tick the users ask for slates (requests, keyed by user, carrying the user's arm;
-/// in the warm-up, the control arm, which then serves everyone as in a run),
+/// the arm that serves each is `Scenario.servingArm`'s: in the warm-up the control
+/// serves everyone, as in a run),
 /// wait for the servers' answers on the recommendations topic, respond to the slates that
 /// came (feedback), and the tick closes. Nothing waits for training: servers score with
 /// whatever model their trainer has published by then, as in production. A request with
@@ -18,10 +18,12 @@ import Scenario
 /// slate that comes after its tick closed is late (counted, not shown); a second slate
 /// for a request (a server that answered again after a restart) is a duplicate (counted).
 ///
-/// The simulator knows the truth, so it keeps each arm's metrics as a run does and ends
-/// with the same results table and report. Unlike a run, the results depend on timing
+/// The simulator knows the truth, so it keeps each arm's metrics in the same
+/// `ExperimentLedger` a run feeds, and ends with the same results table and report. Unlike a run, the results depend on timing
 /// (which model version served each request): compare arms within one simulation, and
-/// over seeds, not one simulation with another bit for bit.
+/// over seeds, not one simulation with another bit for bit. With arms whose serving does not
+/// depend on what they learned, a simulation gives a run's results exactly, save the
+/// off-policy estimates, which need the servers' logs.
 public final class StreamSimulator {
     public struct Options: Sendable {
         public var topics: Topics
@@ -94,12 +96,9 @@ public final class StreamSimulator {
         let setupDone = ContinuousClock.now
 
         let population = Population(s)
-        let initialItems = population.catalog.count
-        let assignment = population.assignment
-        var metrics = s.arms.enumerated().map {
-            ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: initialItems, newItemTicks: s.experiment.newItemTicks)
-        }
-        let control = s.controlArm
+        // No off-policy estimates: the servers' logs of what other policies would have
+        // chosen stay in their processes.
+        var ledger = ExperimentLedger(scenario: s, assignment: population.assignment, items: population.catalog.count, offPolicy: false)
         let populationReady = ContinuousClock.now
 
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.feedbackSize, alignment: 8)
@@ -123,14 +122,10 @@ public final class StreamSimulator {
             asked.removeAll(keepingCapacity: true)
             population.requests(at: tick, into: &asked)
             clock.lap(&timings.population)
-            // In the warm-up the control arm serves every user, as in a run: requests (and
-            // so slates and feedback) carry the control arm; metrics go to the user's own.
-            let warmingUp = t < s.experiment.warmupTicks
-            for i in asked.indices {
-                metrics[Int(asked[i].header.arm)].recordRequest(slot: Int(assignment.slot[Int(asked[i].header.user)]), tick: tick)
-                if warmingUp { asked[i].header.arm = UInt16(control) }
-                var user = asked[i].header.user
-                let n = Wire.encode(asked[i], into: scratch)
+            ledger.recordRequests(asked, tick: tick)
+            for request in asked {
+                var user = request.header.user
+                let n = Wire.encode(request, into: scratch)
                 try withUnsafeBytes(of: &user) { try producer.send(requestTopic, key: $0, value: UnsafeRawBufferPointer(rebasing: scratch[..<n])) }
             }
             try producer.poll()
@@ -158,7 +153,8 @@ public final class StreamSimulator {
                             counters.badSlates += 1
                             keep = false
                         } else if let i = index(of: h.header.user, in: asked), asked[i].header.sequence == h.header.sequence,
-                                  h.header.arm == asked[i].header.arm {
+                                  h.header.arm == asked[i].header.arm,
+                                  Int(h.policy) == s.servingArm(assigned: Int(h.header.arm), tick: tick) {
                             if answer[i].start >= 0 {
                                 counters.duplicateSlates += 1
                                 keep = false
@@ -183,14 +179,11 @@ public final class StreamSimulator {
 
             slateHeaders.removeAll(keepingCapacity: true)
             for (i, r) in asked.enumerated() where answer[i].start >= 0 {
-                slateHeaders.append((SlateHeader(r.header, policy: r.header.arm, itemCount: answer[i].count), answer[i].start))
+                let policy = UInt16(s.servingArm(assigned: Int(r.header.arm), tick: tick))
+                slateHeaders.append((SlateHeader(r.header, policy: policy, itemCount: answer[i].count), answer[i].start))
             }
-            if s.experiment.regretSample > 0 {
-                for (h, start) in slateHeaders where regretSampled(h.header, seed: s.seed, share: s.experiment.regretSample) {
-                    let shown = entries[start..<start + h.itemCount].lazy.map(\.item)
-                    metrics[Int(assignment.arm[Int(h.header.user)])].recordRegret(served: population.expectedClicks(user: h.header.user, slate: shown),
-                                                            oracle: population.oracleExpectedClicks(user: h.header.user, k: h.itemCount))
-                }
+            ledger.recordRegret(slates: slateHeaders, entries: entries, tick: tick) { user, shown in
+                (population.expectedClicks(user: user, slate: shown.lazy.map(\.item)), population.oracleExpectedClicks(user: user, k: shown.count))
             }
             outgoing.removeAll(keepingCapacity: true)
             population.respond(to: slateHeaders, entries: entries, at: tick, into: &outgoing)
@@ -199,15 +192,12 @@ public final class StreamSimulator {
                 var user = f.header.user
                 let n = Wire.encode(f, into: scratch)
                 try withUnsafeBytes(of: &user) { try producer.send(feedbackTopic, key: $0, value: UnsafeRawBufferPointer(rebasing: scratch[..<n])) }
-                metrics[Int(assignment.arm[Int(f.header.user)])].record(f, slot: Int(assignment.slot[Int(f.header.user)]), itemBorn: population.catalog.bornTick[Int(f.item)])
             }
             try producer.poll()
             counters.feedback += outgoing.count
             clock.lap(&timings.kafka)
-            for arm in metrics.indices {
-                metrics[arm].endTick()
-                if t + 1 == s.experiment.warmupTicks { metrics[arm].endWarmup() }
-            }
+            ledger.recordFeedback(&outgoing, tick: tick, itemBorn: population.catalog.bornTick)
+            ledger.endTick(tick)
             population.endTick(tick)
             clock.lap(&timings.statistics)
             ticksRun += 1
@@ -218,10 +208,8 @@ public final class StreamSimulator {
         try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
         let finished = ContinuousClock.now
 
-        var ran = s
-        ran.ticks = ticksRun
-        let results = ExperimentResults(
-            scenario: ran, arms: metrics, catalogSize: population.catalog.count,
+        let results = ledger.results(
+            ticks: ticksRun, catalogSize: population.catalog.count,
             items: ItemFacts(born: population.catalog.bornTick, head: population.catalog.popularHead(share: 0.2)),
             messages: [
                 "requests": counters.requests, "answered": counters.answered, "unanswered": counters.unanswered,

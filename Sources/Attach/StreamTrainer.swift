@@ -229,7 +229,7 @@ public final class StreamTrainer {
         let floor = max(partitions[p].watermark, appliedThrough + 1)
         var pending: Pending
         switch decode(value) {
-        case .success(let (event, _)) where event.header.arm != UInt16(armIndex):
+        case .success(let (event, _)) where !scenario.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick):
             pending = Pending(offset: offset, tick: floor, event: nil)
         case .success(let (event, own)):
             let tick = max(own.map { Int64($0) } ?? floor, floor)

@@ -1,6 +1,5 @@
 import Foundation
 import RecCore
-import Report
 import Scenario
 
 /// Facts of the catalog the item-level measures need: when each item arrived, and which
@@ -260,13 +259,5 @@ public struct ExperimentResults: Sendable {
             "clicks": reward(c.clicks, measured: target.clickRate),
             "viewSeconds": reward(c.viewSeconds, measured: target.viewSecondsRate),
         ]
-    }
-
-    // MARK: Terminal table
-
-    /// The results table, with ANSI colours for lifts when `color` is true: rendered from
-    /// `json`, as `recstream report` renders it from report.json.
-    public func table(color: Bool) -> String {
-        ResultsTable(ReportDocument(results: json)).text(color: color)
     }
 }

@@ -49,7 +49,7 @@ public struct OfflineRetrieval {
             let oracle = users.map { world.oracleSlate(user: $0, k: Self.ks.max()!) }
             for (a, arm) in arms.enumerated() {
                 let (recall, ndcg) = evaluate(arm, world: world, train: train, users: users, oracle: oracle, seed: s.seed, epochs: o.epochs)
-                for (j, k) in Self.ks.enumerated() {
+                for j in Self.ks.indices {
                     rows[a * Self.ks.count + j].recall.append(recall[j])
                     rows[a * Self.ks.count + j].ndcg.append(ndcg[j])
                 }

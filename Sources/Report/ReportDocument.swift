@@ -11,7 +11,7 @@ public struct ReportDocument: Sendable {
     public let root: JSONValue
 
     /// The report format this code writes and reads.
-    public static let version: Int64 = 2
+    public static let version: Int64 = reportVersion
 
     /// From the results section alone (what a run has before it writes anything).
     public init(results: JSONValue) {

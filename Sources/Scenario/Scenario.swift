@@ -21,6 +21,26 @@ public struct Scenario: Sendable, Equatable {
 
     /// The index of the control arm (lifts are measured against it).
     public var controlArm: Int { arms.firstIndex { $0.name == experiment.control } ?? 0 }
+
+    // The warm-up rule, in one place for the lockstep run, the simulator and the attach
+    // roles. Every record carries the user's assigned arm (the wire format's `arm`); these
+    // say who serves it and who learns from it.
+
+    /// Whether `tick` is in the warm-up: before the split, when the control arm serves
+    /// everyone, as production would before an experiment starts.
+    @inline(__always)
+    public func isWarmup(_ tick: Tick) -> Bool { Int(tick) < experiment.warmupTicks }
+
+    /// The arm that serves a request of a user assigned to `arm` in `tick`: the control in
+    /// the warm-up, the user's own arm after it.
+    @inline(__always)
+    public func servingArm(assigned arm: Int, tick: Tick) -> Int { isWarmup(tick) ? controlArm : arm }
+
+    /// Whether arm `learner` learns from the feedback of a user assigned to `arm` in `tick`:
+    /// its own users' after the split; in the warm-up everyone's (the control's log, as a new
+    /// model is trained on production logs), so arms start the split alike.
+    @inline(__always)
+    public func learns(_ learner: Int, fromAssigned arm: Int, tick: Tick) -> Bool { learner == arm || isWarmup(tick) }
 }
 
 /// The simulated users (see `Scenario.schema` for each knob's effect and default).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Allocator
+import Experiment
 import Foundation
 import Kafka
 import RecStream

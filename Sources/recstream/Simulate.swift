@@ -1,5 +1,6 @@
 import ArgumentParser
 import Attach
+import Experiment
 import Foundation
 import Kafka
 import Metrics

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Experiment
 @testable import RecCore
+import Report
 @testable import Scenario
 
 /// The known-answer cases of shared/baselines/stats-fixtures.json (a copy beside this file),
@@ -104,7 +105,7 @@ struct ResultsTests {
         let arms = [ArmMetrics(name: "a", users: 1000, items: 10), ArmMetrics(name: "b", users: 1200, items: 10)]
         let results = ExperimentResults(scenario: scenario, arms: arms, catalogSize: 10, messages: [:])
         #expect(results.sampleRatio.pValue < 1e-4)
-        #expect(results.table(color: false).contains("WARNING: sample ratio mismatch (chi-square p = "))
+        #expect(ResultsTable(ReportDocument(results: results.json)).text(color: false).contains("WARNING: sample ratio mismatch (chi-square p = "))
         #expect(results.json["sampleRatio"]?["df"] == .integer(1))
     }
 }

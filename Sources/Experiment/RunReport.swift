@@ -1,8 +1,5 @@
-import Experiment
 import Foundation
-import Histogram
 import RecCore
-import Report
 
 /// How a run went, apart from its results: where it ran and how fast. Never part of a
 /// determinism comparison.
@@ -18,6 +15,9 @@ public struct RunInfo: Sendable {
     public var phases: PhaseTimings
     /// Per arm: how long serving a request took (retrieve, score, build the slate).
     public var serveLatency: [ServeLatency] = []
+    /// Transient transport errors the clients saw and rode out (a broker down for a while,
+    /// a leader that moved): the results do not depend on them.
+    public var transientErrors = 0
 
     public init(bootstrapServers: String, embedded: Bool, partitions: Int, setupSeconds: Double, populationSeconds: Double,
                 runSeconds: Double, messagesPerSecond: Double, phases: PhaseTimings, serveLatency: [ServeLatency] = []) {
@@ -40,13 +40,8 @@ public struct ServeLatency: Sendable {
     /// Nanoseconds at the 50th, 99th and 99.9th percentiles, and the largest.
     public var p50, p99, p999, max: UInt64
 
-    init(arm: String, histogram h: Histogram<UInt64>) {
-        self.arm = arm
-        requests = Int(h.totalCount)
-        p50 = h.totalCount > 0 ? h.valueAtPercentile(50) : 0
-        p99 = h.totalCount > 0 ? h.valueAtPercentile(99) : 0
-        p999 = h.totalCount > 0 ? h.valueAtPercentile(99.9) : 0
-        max = h.totalCount > 0 ? h.max : 0
+    public init(arm: String, requests: Int, p50: UInt64, p99: UInt64, p999: UInt64, max: UInt64) {
+        (self.arm, self.requests, self.p50, self.p99, self.p999, self.max) = (arm, requests, p50, p99, p999, max)
     }
 
     /// "3.1 / 9.8 / 21 µs"
@@ -73,7 +68,7 @@ public struct RunReport: Sendable {
     public var json: JSONValue {
         [
             "recstream": [
-                "version": .string(recstreamVersion), "reportVersion": .integer(ReportDocument.version),
+                "version": .string(recstreamVersion), "reportVersion": .integer(reportVersion),
                 "wireVersion": .integer(Int64(Wire.version)),
             ],
             "results": results.json,
@@ -84,6 +79,7 @@ public struct RunReport: Sendable {
                 "populationSeconds": .number(run.populationSeconds),
                 "runSeconds": .number(run.runSeconds),
                 "messagesPerSecond": .number(run.messagesPerSecond),
+                "transientErrors": .integer(Int64(run.transientErrors)),
                 "phaseSeconds": [
                     "population": .number(run.phases.population.seconds), "kafka": .number(run.phases.kafka.seconds),
                     "serve": .number(run.phases.serve.seconds), "train": .number(run.phases.train.seconds),
@@ -99,18 +95,39 @@ public struct RunReport: Sendable {
             ],
         ]
     }
-
-    /// Writes report.json, report.html and a per-tick CSV per arm into `directory`
-    /// (created if missing); returns the paths, report.json first.
-    @discardableResult
-    public func write(to directory: String) throws -> [String] {
-        do {
-            return try ReportFiles.write(document, to: directory, json: true)
-        } catch {
-            throw RunError(error.description)
-        }
-    }
-
-    /// The report as `recstream report` reads it back.
-    public var document: ReportDocument { ReportDocument(built: json) }
 }
+
+/// Where the time of the loop went.
+public struct PhaseTimings: Sendable {
+    public init() {}
+    /// The simulated users: requests, responses, the end of each tick.
+    public var population = Duration.zero
+    /// Kafka: encoding, producing, consuming, decoding and ordering every record.
+    public var kafka = Duration.zero
+    /// The arms' servers: retrieval, scoring, slates.
+    public var serve = Duration.zero
+    /// The arms' trainers, and servers taking in what they learned.
+    public var train = Duration.zero
+    /// The experiment's bookkeeping: metrics, regret against the oracle, off-policy logs.
+    public var statistics = Duration.zero
+
+    public var total: Duration { population + kafka + serve + train + statistics }
+    /// Each phase's share of `total`, in the order population, kafka, serve, train, statistics.
+    public var shares: [(name: String, share: Double)] {
+        let t = max(total.seconds, 1e-12)
+        return [("population", population.seconds / t), ("kafka", kafka.seconds / t), ("serve", serve.seconds / t),
+                ("train", train.seconds / t), ("statistics", statistics.seconds / t)]
+    }
+}
+
+/// Adds the time since the last lap to a phase.
+public struct PhaseClock {
+    var mark = ContinuousClock.now
+    public init() {}
+    public mutating func lap(_ phase: inout Duration) {
+        let now = ContinuousClock.now
+        phase += now - mark
+        mark = now
+    }
+}
+
