@@ -1,5 +1,6 @@
 #include "CKafkaShim.h"
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 int recstream_producev(rd_kafka_t *rk, const char *topic, int32_t partition,
                                        const void *key, size_t key_len,
@@ -55,4 +56,9 @@ int recstream_set_nodelay_on_listeners(const int *ports, int port_count) {
     }
     closedir(dir);
     return set;
+}
+
+int recstream_mock_broker_push_error(struct rd_kafka_mock_cluster_s *mcluster, int32_t broker_id, int16_t api_key,
+                                     int err, int rtt_ms) {
+    return rd_kafka_mock_broker_push_request_error_rtts(mcluster, broker_id, api_key, 1, (rd_kafka_resp_err_t)err, rtt_ms);
 }

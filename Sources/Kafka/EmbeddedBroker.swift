@@ -89,6 +89,23 @@ public final class EmbeddedBroker {
         }
     }
 
+    /// Makes the next requests of `api` that broker `id` gets fail with `errors`, in order.
+    /// Unlike the cluster's errors (`injectErrors(_:for:)`), these can be counted:
+    /// `pendingErrors(for:broker:)` says how many have not fired yet.
+    public func injectErrors(_ errors: [Int32], for api: KafkaAPI, broker id: Int32) throws(KafkaError) {
+        for code in errors {
+            let err = recstream_mock_broker_push_error(cluster, id, api.rawValue, code, 0)
+            try check(rd_kafka_resp_err_t(rawValue: err), "injecting \(api) errors on broker \(id)")
+        }
+    }
+
+    /// How many errors injected on broker `id` for `api` have not fired yet.
+    public func pendingErrors(for api: KafkaAPI, broker id: Int32) throws(KafkaError) -> Int {
+        var count = 0
+        try check(rd_kafka_mock_broker_error_stack_cnt(cluster, id, api.rawValue, &count), "counting \(api) errors on broker \(id)")
+        return count
+    }
+
     /// Drops errors injected for `api` that have not fired yet.
     public func clearInjectedErrors(for api: KafkaAPI) {
         rd_kafka_mock_clear_request_errors(cluster, api.rawValue)

@@ -68,7 +68,7 @@ struct EventMappingTests {
             (#"{"events": {"view": "watch"}}"#, "events.view: expected impression, click or purchase, got 'watch'"),
         ] {
             #expect(throws: MappingError.self) { try EventMapping(json: JSONValue.parse(text)) }
-            do { _ = try EventMapping(json: JSONValue.parse(text)) } catch { #expect("\(error)" == message) }
+            do { _ = try EventMapping(json: JSONValue.parse(text)); Issue.record("expected an error, none was thrown") } catch { #expect("\(error)" == message) }
         }
     }
 
@@ -222,6 +222,7 @@ struct StreamTrainerTests {
             if inject != nil {
                 // The fault met the stream mid-way.
                 #expect((injectedAfter ?? total) < total / 2, "the fault came after \(injectedAfter.map(String.init) ?? "none") of \(total) events")
+                if fault == "errors" { #expect(try broker.pendingErrors(for: .fetch, broker: 1) == 0, "not every injected error fired") }
             }
             return (counters, try Data(contentsOf: URL(fileURLWithPath: path)))
         }
@@ -232,7 +233,9 @@ struct StreamTrainerTests {
                 try? broker.setDown(broker: 1)
                 DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { try? broker.setUp(broker: 1) }
             case "errors":
-                broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut], for: .fetch)
+                try? broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut],
+                                         for: .fetch, broker: 1)
+                #expect((try? broker.pendingErrors(for: .fetch, broker: 1)) == 3)
             default:
                 try? broker.setRoundTripTime(100, broker: 1)
             }
@@ -300,7 +303,7 @@ struct StreamTrainerTests {
     func refused() throws {
         let broker = try EmbeddedBroker()
         #expect(throws: AttachError.self) { try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope") }
-        do { _ = try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope") } catch {
+        do { _ = try trainer(broker, topic: "ev", checkpoint: temporary("x"), arm: "nope"); Issue.record("expected an error, none was thrown") } catch {
             #expect("\(error)" == "--arm nope: the scenario has no such arm; its arms: dare")
         }
     }

@@ -6,6 +6,7 @@ import Testing
 @testable import Scenario
 import Population
 import Report
+@testable import Experiment
 
 /// A small world, quick to run, with all three policies in play.
 func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, prefix: String = "t") throws -> Scenario {
@@ -29,10 +30,22 @@ func smallScenario(partitions: Int = 4, seed: UInt64 = 7, stall: Double = 30, pr
 }
 
 func results(_ scenario: Scenario, broker: EmbeddedBroker? = nil, threads: Int? = nil, onTick: ((Tick) -> Void)? = nil) throws -> String {
+    try report(scenario, broker: broker, threads: threads, onTick: onTick).results.json.rendered()
+}
+
+func report(_ scenario: Scenario, broker: EmbeddedBroker? = nil, threads: Int? = nil, onTick: ((Tick) -> Void)? = nil) throws -> RunReport {
     let run = try LockstepRun(scenario: scenario, broker: broker)
     run.options.threads = threads
     run.onTick = onTick
-    return try run.run().results.json.rendered()
+    return try run.run()
+}
+
+/// A flag set from another thread (a fault injected by a timer).
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 @Suite("Lockstep run", .serialized)
@@ -223,12 +236,22 @@ struct LockstepRunTests {
     func brokerOutage() throws {
         let clean = try results(smallScenario(prefix: "clean"))
         let broker = try EmbeddedBroker()
-        let faulty = try results(smallScenario(prefix: "faulty"), broker: broker) { tick in
+        let down = Flag(), up = Flag()
+        var ended: [ContinuousClock.Instant] = []
+        let faulty = try report(smallScenario(prefix: "faulty"), broker: broker) { tick in
+            ended.append(.now)
             guard tick == 3 else { return }
-            try? broker.setDown(broker: 1)
-            DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { try? broker.setUp(broker: 1) }
+            do { try broker.setDown(broker: 1); down.set() } catch { Issue.record("setDown: \(error)") }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) {
+                do { try broker.setUp(broker: 1); up.set() } catch { Issue.record("setUp: \(error)") }
+            }
         }
-        #expect(faulty.replacingOccurrences(of: "faulty", with: "clean") == clean)
+        // The fault happened, and the run felt it (so equal results are not for want of one):
+        // tick 4 sends only after the broker went down, so it cannot end before it came back.
+        for _ in 0..<200 where !up.isSet { Thread.sleep(forTimeInterval: 0.01) }  // setUp returned, up.set() may be a moment behind
+        #expect(down.isSet && up.isSet)
+        #expect(ended.count == 8 && (ended[4] - ended[3]).seconds >= 1.4, "tick 4 took \((ended[4] - ended[3]).seconds) s")
+        #expect(faulty.results.json.rendered().replacingOccurrences(of: "faulty", with: "clean") == clean)
     }
 
     @Test("injected produce and fetch errors do not change the results")
@@ -237,9 +260,15 @@ struct LockstepRunTests {
         let broker = try EmbeddedBroker()
         let faulty = try results(smallScenario(prefix: "faulty"), broker: broker) { tick in
             guard tick == 2 else { return }
-            broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut], for: .produce)
-            broker.injectErrors([KafkaErrorCode.notLeaderForPartition], for: .fetch)
+            do {
+                try broker.injectErrors([KafkaErrorCode.notLeaderForPartition, KafkaErrorCode.requestTimedOut], for: .produce, broker: 1)
+                try broker.injectErrors([KafkaErrorCode.notLeaderForPartition], for: .fetch, broker: 1)
+                #expect(try broker.pendingErrors(for: .produce, broker: 1) == 2)
+            } catch { Issue.record("injecting: \(error)") }
         }
+        // Every injected error fired (so equal results are not for want of a fault).
+        #expect(try broker.pendingErrors(for: .produce, broker: 1) == 0)
+        #expect(try broker.pendingErrors(for: .fetch, broker: 1) == 0)
         #expect(faulty.replacingOccurrences(of: "faulty", with: "clean") == clean)
     }
 
@@ -365,7 +394,7 @@ struct OfflineExperimentTests {
     func nothingToCompare() throws {
         let s = try Scenario.decode(#"{"name": "x", "arms": [{"name": "a", "share": 1}]}"#)
         #expect(throws: RunError.self) { try OfflineExperiment(scenario: s).run() }
-        do { _ = try OfflineExperiment(scenario: s).run() } catch {
+        do { _ = try OfflineExperiment(scenario: s).run(); Issue.record("expected an error, none was thrown") } catch {
             #expect("\(error)" == "x: no arm ranks with a sequence model (dare, twin, twin-proj or din) or poly; nothing to compare offline")
         }
     }

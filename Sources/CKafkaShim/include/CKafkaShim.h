@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 struct rd_kafka_s;
+struct rd_kafka_mock_cluster_s;
 
 /// rd_kafka_producev with a topic name, key, value and at most one header (NULL for none).
 /// The payload and key are copied (RD_KAFKA_MSG_F_COPY). Returns RD_KAFKA_RESP_ERR_NO_ERROR
@@ -24,3 +25,9 @@ int recstream_producev(struct rd_kafka_s *rk, const char *topic, int32_t partiti
 /// Linux copies TCP_NODELAY from a listener to the sockets it accepts, so setting it once
 /// on the mock's listeners fixes every later connection.
 int recstream_set_nodelay_on_listeners(const int *ports, int port_count);
+
+/// rd_kafka_mock_broker_push_request_error_rtts for one error: the next request of
+/// `api_key` that broker `broker_id` of the mock cluster gets after those already stacked
+/// fails with `err` after `rtt_ms`. Returns RD_KAFKA_RESP_ERR_NO_ERROR or why not.
+int recstream_mock_broker_push_error(struct rd_kafka_mock_cluster_s *mcluster, int32_t broker_id, int16_t api_key,
+                                     int err, int rtt_ms);
