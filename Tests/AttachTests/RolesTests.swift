@@ -219,7 +219,7 @@ struct RolesTests {
         var bad = parts[0]
         bad[bad.count / 2] ^= 0x40
         #expect(throws: ModelUpdateError.self) { try ModelUpdate.decode(bad) }
-        do { _ = try ModelUpdate.decode(bad) } catch { #expect("\(error)" == "corrupt model update (checksum does not match)") }
+        do { _ = try ModelUpdate.decode(bad); Issue.record("expected an error, none was thrown") } catch { #expect("\(error)" == "corrupt model update (checksum does not match)") }
     }
 }
 

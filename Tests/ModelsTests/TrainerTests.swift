@@ -121,10 +121,10 @@ struct CheckpointTests {
         }
         var flipped = bytes
         flipped[bytes.count / 3] ^= 0x10
-        do { _ = try Checkpoint.decode(flipped) } catch {
+        do { _ = try Checkpoint.decode(flipped); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description.hasPrefix("checkpoint: corrupt or truncated: checksum 0x"))
         }
-        do { _ = try Checkpoint.decode(Array("hello world, not a checkpoint".utf8)) } catch {
+        do { _ = try Checkpoint.decode(Array("hello world, not a checkpoint".utf8)); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description == "checkpoint: not a recstream checkpoint (it does not start with \"RSCK\")")
         }
         // A newer version with a valid checksum is refused by name.
@@ -132,7 +132,7 @@ struct CheckpointTests {
         newer[4] = 9
         let crc = newer.withUnsafeBytes { CRC32.checksum($0) }
         withUnsafeBytes(of: crc.littleEndian) { newer.append(contentsOf: $0) }
-        do { _ = try Checkpoint.decode(newer) } catch {
+        do { _ = try Checkpoint.decode(newer); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description == "checkpoint: byte 4: version 9; this build reads version 2")
         }
     }
@@ -147,7 +147,7 @@ struct CheckpointTests {
         try Checkpoint.save(l, offsets: ["a/0": 2], to: path)  // replaces
         #expect(try Checkpoint.load(from: path).offsets == ["a/0": 2])
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
-        do { _ = try Checkpoint.load(from: path + ".missing") } catch {
+        do { _ = try Checkpoint.load(from: path + ".missing"); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description.hasSuffix(".missing: no such file"))
         }
     }

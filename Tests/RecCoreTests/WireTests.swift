@@ -142,10 +142,13 @@ struct RandomStreamTests {
 
     @Test("known first outputs stay fixed across builds")
     func pinned() {
+        // Reference values from an independent implementation (Python, of the key
+        // derivation in RandomStream.init and Blackman and Vigna's xoshiro256**): a change
+        // to either changes every scenario's results.
         var s = RandomStream(seed: 1, 2, 3, 4)
-        let first = (s.next(), s.next())
-        var again = RandomStream(seed: 1, 2, 3, 4)
-        #expect((again.next(), again.next()) == first)
+        #expect(s.next() == 0xBEFE_647D_483A_159F)
+        #expect(s.next() == 0xF6BD_61F7_8DA0_0BA5)
+        #expect(s.next() == 0x50E7_D4F8_10A4_6C36)
         var sm = SplitMix64(state: 0)
         // Reference values of splitmix64 from state 0 (Vigna's C reference).
         #expect(sm.next() == 0xE220_A839_7B1D_CDAF)
@@ -179,7 +182,8 @@ struct RandomStreamTests {
 
     @Test("stable hash is fixed for a salt and differs across salts")
     func stableHash() {
-        #expect(StableHash.hash("exp", 5) == StableHash.hash("exp", 5))
+        // From the same Python reference (FNV-1a of the salt, then splitmix64).
+        #expect(StableHash.hash("exp", 5) == 0xEB46_82DC_C29F_3FDC)
         #expect(StableHash.hash("exp", 5) != StableHash.hash("exp2", 5))
         let share = (0..<10_000).filter { StableHash.unit("salt", UInt64($0)) < 0.3 }.count
         #expect(abs(share - 3000) < 200)
