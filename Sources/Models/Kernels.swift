@@ -1,0 +1,228 @@
+import Dispatch
+import Foundation
+import RecCore
+
+// MARK: Kernels
+
+/// The indices of the `k` largest of `scores[0..<n]` (ties: the later index), ascending,
+/// written to `out`; returns how many (min(k, n)). `work` holds at least 2n + 64 keys.
+///
+/// A bisection on the score value, each step a vectorised count of the scores at or
+/// above it, finds a threshold with between k and about k + k/4 scores above it (a few
+/// steps, no scatter). One branch-free pass collects, in index order, the keys of those;
+/// a quickselect on a copy of the few finds the k-th largest key, and the collected keys
+/// at or above it are the answer, already in index order: nothing is sorted. Each key is
+/// (score bits in unsigned order) << 32 | index, so one integer comparison orders by score
+/// and then by index, and no two keys are equal.
+func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>, work: UnsafeMutablePointer<UInt64>) -> Int {
+    if n <= k {
+        for i in 0..<n { out[i] = i }
+        return n
+    }
+    @inline(__always) func key(_ j: Int) -> UInt64 {
+        let b = scores[j].bitPattern
+        let ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+        return UInt64(ordered) << 32 | UInt64(j)
+    }
+    let (lo, hi) = minMax(scores, n)
+    var m = 0
+    // count(scores >= a) >= k holds throughout (a starts at the minimum: every score).
+    var a = lo, b = hi
+    if lo.isFinite && hi.isFinite && lo < hi {
+        let enough = k + max(16, k / 4)
+        for _ in 0..<32 {
+            let mid = a + (b - a) * 0.5
+            guard mid > a && mid < b else { break }
+            let c = countAtLeast(scores, n, mid)
+            if c < k {
+                b = mid
+            } else {
+                a = mid
+                if c <= enough { break }
+            }
+        }
+        for j in 0..<n {
+            work[m] = key(j)
+            m &+= scores[j] >= a ? 1 : 0
+        }
+    }
+    if m < k {  // all equal, or not finite (NaN is never at or above a threshold): every key
+        for j in 0..<n { work[j] = key(j) }
+        m = n
+    }
+    let copy = work + n + 64
+    copy.update(from: work, count: m)
+    let threshold = kthLargest(copy, m, k)
+    var o = 0
+    for i in 0..<m where work[i] >= threshold {
+        out[o] = Int(truncatingIfNeeded: work[i] & 0xFFFF_FFFF)
+        o += 1
+    }
+    return k
+}
+
+/// The smallest and largest of `x[0..<n]` (n >= 1), eight lanes at a time.
+@inline(__always)
+func minMax(_ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var lo = SIMD8<Float>(repeating: x[0]), hi = lo
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        // (replace, not pointwiseMin/Max: those stay generic calls here)
+        lo.replace(with: v, where: v .< lo)
+        hi.replace(with: v, where: v .> hi)
+        j += 8
+    }
+    var l = lo.min(), h = hi.max()
+    while j < n {
+        l = min(l, x[j])
+        h = max(h, x[j])
+        j += 1
+    }
+    return (l, h)
+}
+
+/// How many of `x[0..<n]` are >= t, eight lanes at a time.
+@inline(__always)
+func countAtLeast(_ x: UnsafePointer<Float>, _ n: Int, _ t: Float) -> Int {
+    let tv = SIMD8<Float>(repeating: t), one = SIMD8<Int32>(repeating: 1)
+    var counts = SIMD8<Int32>()
+    var j = 0
+    while j + 8 <= n {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        counts.replace(with: counts &+ one, where: v .>= tv)
+        j += 8
+    }
+    var c = Int(counts.wrappedSum())
+    while j < n {
+        c += x[j] >= t ? 1 : 0
+        j += 1
+    }
+    return c
+}
+
+/// The k-th largest (from 1) of `a[0..<m]`, distinct keys, by quickselect (median of
+/// three pivots); reorders `a`.
+func kthLargest(_ a: UnsafeMutablePointer<UInt64>, _ m: Int, _ k: Int) -> UInt64 {
+    precondition(k >= 1 && k <= m)
+    var lo = 0, hi = m - 1
+    let target = k - 1  // its index in descending order
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2
+        // Order a[lo] >= a[mid] >= a[hi]; the median is the pivot.
+        if a[lo] < a[mid] { a.swapAt(lo, mid) }
+        if a[lo] < a[hi] { a.swapAt(lo, hi) }
+        if a[mid] < a[hi] { a.swapAt(mid, hi) }
+        let pivot = a[mid]
+        var i = lo, j = hi
+        while i <= j {
+            while a[i] > pivot { i += 1 }
+            while a[j] < pivot { j -= 1 }
+            if i <= j {
+                a.swapAt(i, j)
+                i += 1
+                j -= 1
+            }
+        }
+        // Now a[lo...j] >= pivot >= a[i...hi], and a[j+1..<i] == pivot.
+        if target <= j {
+            hi = j
+        } else if target >= i {
+            lo = i
+        } else {
+            return a[target]
+        }
+    }
+    return a[lo]
+}
+
+extension UnsafeMutablePointer where Pointee == UInt64 {
+    @inline(__always)
+    func swapAt(_ i: Int, _ j: Int) {
+        let t = self[i]
+        self[i] = self[j]
+        self[j] = t
+    }
+}
+
+@inline(__always)
+func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+
+/// out = P x for a row-major d x d matrix.
+@inline(__always)
+func matvec(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ d: Int) {
+    for a in 0..<d { out[a] = dot(p + a * d, x, d) }
+}
+
+/// out = P^T x for a row-major d x d matrix.
+@inline(__always)
+func matvecT(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ d: Int) {
+    out.initialize(repeating: 0, count: d)
+    for a in 0..<d { axpy(x[a], p + a * d, out, d) }
+}
+
+/// G += a b^T for a row-major d x d matrix.
+@inline(__always)
+func outer(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ d: Int) {
+    for i in 0..<d { axpy(a[i], b, g + i * d, d) }
+}
+
+/// y += alpha x.
+@inline(__always)
+func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let a = SIMD8<Float>(repeating: alpha)
+    while i + 8 <= n {
+        let yi = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self) + a * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: yi, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n {
+        y[i] += alpha * x[i]
+        i += 1
+    }
+}
+
+@inline(__always)
+func copy(_ from: UnsafePointer<Float>, to: UnsafeMutablePointer<Float>, _ n: Int) {
+    to.update(from: from, count: n)
+}
+
+/// z = W x + b, W row-major (outputs x inputs).
+@inline(__always)
+func linear(_ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>,
+            outputs: Int, inputs: Int) {
+    for o in 0..<outputs { z[o] = dot(w + o * inputs, x, inputs) + b[o] }
+}
+
+/// The backward pass of `linear` from dz: gW += dz x^T, gb += dz, and dx = W^T dz.
+@inline(__always)
+func linearBackward(_ dz: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gw: UnsafeMutablePointer<Float>,
+                    _ gb: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>, outputs: Int, inputs: Int) {
+    dx.initialize(repeating: 0, count: inputs)
+    for o in 0..<outputs {
+        axpy(dz[o], x, gw + o * inputs, inputs)
+        gb[o] += dz[o]
+        axpy(dz[o], w + o * inputs, dx, inputs)
+    }
+}
+
+@inline(__always)
+func prelu(_ z: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) {
+    for i in 0..<n { a[i] = z[i] > 0 ? z[i] : alpha * z[i] }
+}
+
+/// dz = da (.) prelu'(z); returns d(loss)/d(alpha).
+@inline(__always)
+func preluBackward(_ z: UnsafePointer<Float>, _ da: UnsafePointer<Float>, _ dz: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) -> Float {
+    var dAlpha: Float = 0
+    for i in 0..<n {
+        if z[i] > 0 {
+            dz[i] = da[i]
+        } else {
+            dz[i] = alpha * da[i]
+            dAlpha += da[i] * z[i]
+        }
+    }
+    return dAlpha
+}
