@@ -1,10 +1,18 @@
 // swift-tools-version: 6.1
 // recstream: an online-learning streaming simulator for recommender systems.
 //
-// This file is the map of the house (shared/DESIGN.md, section 2). Dependencies point
-// one way: recstream -> RecStream -> {Experiment, Server, Trainer, Population}
-// -> {Models, Scenario, Report} -> RecCore. Kafka knows nothing of recommenders and depends on
-// the C layer only.
+// This file is the map of the house (shared/DESIGN.md, section 2), and each target
+// imports what it lists here and nothing more. Dependencies point one way:
+//   recstream (the CLI)  -> Studies, Bench, RecStream, Attach, Report, Allocator
+//   Studies, Bench       -> RecStream (the seed sweep and benchmarks run lockstep runs)
+//   RecStream, Attach    -> Experiment, Server, Trainer, Population, Kafka
+//                           (Attach does not import RecStream; RecStream writes reports
+//                           through Report)
+//   Experiment           -> Scenario, RecCore (not Report: reports render from JSON)
+//   Server, Trainer      -> Models, Scenario, RecCore
+//   Population           -> Scenario, RecCore
+//   Models, Scenario, Report -> RecCore
+// Kafka knows nothing of recommenders and depends on the C layer only.
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -91,6 +99,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Studies beyond one run: the offline study on logged data, and the seed sweep
+        // (an A/A's false-positive rate, an A/B's power) over lockstep runs.
+        .target(
+            name: "Studies",
+            dependencies: ["RecStream", "Experiment", "Kafka", "Models", "Population", "RecCore", "Report", "Scenario", "Server", "Trainer"],
+            swiftSettings: strict
+        ),
         .target(
             name: "Bench",
             dependencies: ["Kafka", "CKafkaBaseline", "RecCore", "Scenario", "Population", "Models", "Allocator", "Experiment", "RecStream", "Attach"],
@@ -99,8 +114,9 @@ let package = Package(
         .executableTarget(
             name: "recstream",
             dependencies: [
-                "RecStream", "Bench", "Kafka", "Attach", "Scenario", "Experiment", "Allocator", "Report",
+                "RecStream", "Studies", "Bench", "Kafka", "Attach", "Scenario", "Experiment", "Allocator", "Report", "RecCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,5 +137,6 @@ let package = Package(
             dependencies: ["RecStream", "Attach", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],
             swiftSettings: strict
         ),
+        .testTarget(name: "StudiesTests", dependencies: ["Studies", "RecStream", "Experiment", "Population", "Scenario", "RecCore"], swiftSettings: strict),
     ]
 )

@@ -3,6 +3,7 @@ import Foundation
 import RecCore
 import RecStream
 import Scenario
+import Studies
 
 struct Offline: ParsableCommand {
     static let configuration = CommandConfiguration(

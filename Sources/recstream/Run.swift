@@ -6,6 +6,7 @@ import Kafka
 import RecStream
 import Report
 import Scenario
+import Studies
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -57,31 +57,3 @@ struct OffPolicyRunTests {
         #expect(r.table(color: false).contains("Off-policy: each policy's top-slot click rate"))
     }
 }
-
-@Suite("Offline retrieval check", .serialized)
-struct OfflineRetrievalTests {
-    @Test("trained towers retrieve better than chance (twice its recall@50), and the same twice")
-    func towersBeatChance() throws {
-        let s = try Scenario.decode("""
-        {"name": "retrieval", "seed": 3,
-         "population": {"users": 400, "history": {"median": 30, "max": 100}},
-         "catalog": {"items": 1500, "topics": 12, "topicDim": 16},
-         "arms": [
-           {"name": "two-tower", "share": 0.5, "candidates": 50, "retrieval": {"type": "two-tower", "dim": 16}},
-           {"name": "sparc", "share": 0.5, "candidates": 50, "retrieval": {"type": "sparc", "dim": 16, "codes": [16, 8], "interests": 3, "explore": 1}}
-         ],
-         "offline": {"seeds": 2, "trainSamples": 20000, "epochs": 2}}
-        """)
-        var check = OfflineRetrieval(scenario: s)
-        check.testUsers = 60
-        let rows = check.run()
-        #expect(rows.map(\.arm) == ["two-tower", "two-tower", "two-tower", "sparc", "sparc", "sparc"])
-        #expect(rows.allSatisfy { $0.recall.count == 2 && $0.recall.allSatisfy { (0...1).contains($0) } && $0.ndcg.allSatisfy { (0...1).contains($0) } })
-        // Chance: K random items out of 1,500 hold K x K / 1,500 of the oracle's top K.
-        let k50 = rows.first { $0.arm == "two-tower" && $0.k == 50 }!
-        let recall50: Double = k50.recall.reduce(0, +) / 2
-        let chance: Double = 50.0 / 1500
-        #expect(recall50 > 2 * chance, "two-tower recall@50 \(k50.recall)")
-        #expect(check.run().map(\.ndcg) == rows.map(\.ndcg))
-    }
-}

@@ -3,6 +3,7 @@ import Testing
 @testable import Experiment
 @testable import RecStream
 @testable import Scenario
+@testable import Studies
 
 @Suite("Seed sweeps", .serialized)
 struct SeedSweepTests {

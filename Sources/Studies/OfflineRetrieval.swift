@@ -3,6 +3,7 @@ import Foundation
 import Models
 import Population
 import RecCore
+import RecStream
 import Scenario
 import Server
 import Trainer

@@ -2,6 +2,7 @@ import Experiment
 import Foundation
 import Kafka
 import RecCore
+import RecStream
 import Report
 import Scenario
 

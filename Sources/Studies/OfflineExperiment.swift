@@ -4,6 +4,7 @@ import Foundation
 import Models
 import Population
 import RecCore
+import RecStream
 import Scenario
 import Trainer
 
