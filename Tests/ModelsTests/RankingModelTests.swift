@@ -285,22 +285,6 @@ struct RankingModelTests {
         #expect(Set(model.sparse[model.attention[0]].touched.map(Int.init)) == [1, 13, 14, 15])
     }
 
-    @Test("top-K selection agrees with a full sort, ties to the later behaviour")
-    func topK() {
-        var rng = RandomStream(seed: 8, 1)
-        for trial in 0..<500 {
-            let n = 1 + rng.nextInt(below: 300), k = 1 + rng.nextInt(below: 80)
-            // Coarse values so that ties are common, negatives and zeros (of both signs) included.
-            let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -0.0 + 1) }
-            let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
-            let work = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * n + 64)
-            defer { out.deallocate(); work.deallocate() }
-            let got = scores.withUnsafeBufferPointer { selectTopK($0.baseAddress!, n, k, into: out, work: work) }
-            let expected = Array(scores.indices.sorted { (scores[$0], $0) > (scores[$1], $1) }.prefix(k)).sorted()
-            #expect(Array(UnsafeBufferPointer(start: out, count: got)) == expected, "trial \(trial)")
-        }
-    }
-
     @Test("scoring many candidates at once agrees with scoring each alone", arguments: EmbeddingDesign.allCases, Fields.allCases)
     func batchScoring(design: EmbeddingDesign, fields: Fields) {
         let model = tinyModel(design, fields: fields)
