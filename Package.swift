@@ -124,13 +124,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // What several test suites share: the central-difference gradient checker.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
         .testTarget(name: "ExperimentTests", dependencies: ["Experiment", "Report", "RecCore", "Scenario"], exclude: ["stats-fixtures.json"], swiftSettings: strict),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Models", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore"], swiftSettings: strict),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore", "Trainer"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",

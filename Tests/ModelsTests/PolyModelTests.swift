@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Models
 @testable import Population
 @testable import RecCore
@@ -64,28 +65,18 @@ struct PolyModelTests {
         for i in model.denseGradient.indices { model.denseGradient[i] = 0 }
         model.sparse.clear()
 
-        var checked = 0, nonzero = 0
-        func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
-            let original = read(), eps: Float = 1e-2
-            write(original + eps)
-            let up = loss()
-            write(original - eps)
-            let down = loss()
-            write(original)
-            let numeric = Float((up - down) / Double(2 * eps))
-            #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
-                    "\(matching) \(what): analytic \(analytic), numeric \(numeric)")
-            checked += 1
-            if abs(analytic) > 1e-4 { nonzero += 1 }
-        }
+        var c = CentralDifferences(loss: loss)
         for i in model.dense.indices {
-            check(dense[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
+            c.check("dense[\(i)]", analytic: dense[i], read: { model.dense[i] }, write: { model.dense[i] = $0 })
         }
         for row in 0..<model.tokens.rows {
             for d in 0..<8 {
-                check(sparse[row]?[d] ?? 0, { model.tokens.values[row * 8 + d] }, { model.tokens.values[row * 8 + d] = $0 }, "token \(row)[\(d)]")
+                c.check("token \(row)[\(d)]", analytic: sparse[row]?[d] ?? 0,
+                        read: { model.tokens.values[row * 8 + d] }, write: { model.tokens.values[row * 8 + d] = $0 })
             }
         }
+        for m in c.mismatches { Issue.record("\(matching) \(m)") }
+        let checked = c.checked, nonzero = c.nonzero
         // Every part of the model gets gradient: encoder, sessions, summary, both codes, W^s.
         let l = model.layout
         for (name, range) in [("W_h", l.wh..<l.sos), ("W_c", l.wc..<l.prior), ("prior", l.prior..<l.prior + 8),

@@ -4,6 +4,7 @@ import Testing
 @testable import Population
 @testable import RecCore
 @testable import Scenario
+import TestSupport
 
 /// Histories for tests, in the store the models read from (cap = the longest, so nothing
 /// falls off).
@@ -53,36 +54,23 @@ func sampleLoss(_ model: RankingModel, _ history: UnsafeBufferPointer<HistoryEnt
 /// step that changes it crosses a kink, where a finite difference means nothing, and is
 /// skipped. Returns how many parameters were checked and skipped.
 func finiteDifferences(_ model: RankingModel, dense: Range<Int>, label: String,
-                       loss: () -> (loss: Double, regime: [Int])) -> (checked: Int, skipped: Int) {
-    let selected = loss().regime
-    var checked = 0, skipped = 0
-    func check(_ analytic: Float, _ read: () -> Float, _ write: (Float) -> Void, _ what: String) {
-        let original = read(), eps: Float = 1e-2
-        write(original + eps)
-        let up = loss()
-        write(original - eps)
-        let down = loss()
-        write(original)
-        guard up.regime == selected && down.regime == selected else { skipped += 1; return }
-        let numeric = Float((up.loss - down.loss) / Double(2 * eps))
-        // Float32 with eps 1e-2: truncation ~1e-4 relative, rounding ~1e-5 absolute.
-        #expect(abs(analytic - numeric) <= 2e-3 + 0.03 * max(abs(analytic), abs(numeric)),
-                "\(label) \(what): analytic \(analytic), numeric \(numeric)")
-        checked += 1
-    }
+                       loss: @escaping () -> (loss: Double, regime: [Int])) -> (checked: Int, skipped: Int) {
+    var c = CentralDifferences(loss: loss)
     for i in dense {
-        check(model.denseGradient[i], { model.dense[i] }, { model.dense[i] = $0 }, "dense[\(i)]")
+        c.check("dense[\(i)]", analytic: model.denseGradient[i], read: { model.dense[i] }, write: { model.dense[i] = $0 })
     }
     for (t, table) in model.tables.enumerated() {
         for row in 0..<table.rows {
             for d in 0..<table.dim {
                 let slot = model.sparse[t].slotOfRow[row]
                 let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
-                check(analytic, { table.values[row * table.dim + d] }, { table.values[row * table.dim + d] = $0 }, "table \(t) row \(row)[\(d)]")
+                c.check("table \(t) row \(row)[\(d)]", analytic: analytic,
+                        read: { table.values[row * table.dim + d] }, write: { table.values[row * table.dim + d] = $0 })
             }
         }
     }
-    return (checked, skipped)
+    for m in c.mismatches { Issue.record("\(label) \(m)") }
+    return (c.checked, c.skipped)
 }
 
 @Suite("Ranking models")
