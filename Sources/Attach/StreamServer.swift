@@ -93,6 +93,8 @@ public final class StreamServer {
     public let options: Options
     /// The state the server scores with: a trainer's, as the model updates make it.
     public let state: ArmTrainer
+    /// What the server scores with: the models in `state`.
+    let armModels: ArmModels
     public private(set) var server: ArmServer
     public internal(set) var counters = Counters()
     /// The last tick the model state covers (-1: the initial state).
@@ -125,6 +127,8 @@ public final class StreamServer {
         server = ArmServer(settings: scenario.arms[index], armIndex: index, catalogSize: world.catalog.count, seed: scenario.seed)
         server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
         identity = modelIdentity(scenario, armIndex: index)
+        // Attach roles run no tower or poly arm (`attachableArm`): the sequence model at most.
+        armModels = ArmModels(settings: scenario.arms[index], sequence: state.sequence.map { ($0.model, $0.histories) })
     }
 
     /// Runs until `shouldStop()` or, with `exitWhenIdleSeconds`, until requests stop
@@ -196,8 +200,7 @@ public final class StreamServer {
                     followCatalog(through: Int64(request.header.tick))
                     entries.removeAll(keepingCapacity: true)
                     let began = clock.now
-                    server.serve(request, statistics: state.statistics, model: state.sequence?.model, histories: state.sequence?.histories,
-                                 into: &entries)
+                    server.serve(request, statistics: state.statistics, models: armModels, into: &entries)
                     let elapsed = clock.now - began
                     _ = latency.record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
                     metrics.latency.record(duration: elapsed)

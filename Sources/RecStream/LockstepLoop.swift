@@ -88,6 +88,8 @@ final class LockstepLoop {
     let categoryCount: Int
     var servers: [ArmServer]
     let trainers: [ArmTrainer]
+    /// What each arm serves with: its trainer's models.
+    let models: [ArmModels]
     var ledger: ExperimentLedger
     let truth: TruthWriter?
     private(set) var timings = PhaseTimings()
@@ -127,6 +129,12 @@ final class LockstepLoop {
                                             vocabulary: s.catalog.vocabulary, live: population.catalog.alive,
                                             userFeatures: userFeatures),
                        seed: s.seed &+ UInt64(arm))
+        }
+        let trainers = trainers
+        models = trainers.indices.map { arm in
+            let t = trainers[arm]
+            return ArmModels(settings: s.arms[arm], sequence: t.sequence.map { ($0.model, $0.histories) },
+                             poly: t.poly.map { ($0.model, $0.histories) }, towers: t.towers.map { ($0.towers, $0.users) })
         }
         // Off-policy evaluation: each arm whose policy explores logs, for every other arm
         // that differs from it in policy only, the chance that policy had of its top item.
@@ -192,7 +200,7 @@ final class LockstepLoop {
                 slateStarts.withUnsafeMutableBufferPointer { startBuffer in
                     latency.withUnsafeMutableBufferPointer { latencyBuffer in
                         let work = ServeWork(servers: serverBuffer, slates: slateBuffer, starts: startBuffer, latency: latencyBuffer,
-                                             trainers: trainers, requests: requests, byArm: serving)
+                                             trainers: trainers, models: models, requests: requests, byArm: serving)
                         DispatchQueue.concurrentPerform(iterations: work.servers.count) { arm in
                             work.serve(arm: arm)
                         }

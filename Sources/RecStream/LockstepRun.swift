@@ -149,20 +149,18 @@ struct ServeWork: @unchecked Sendable {
     let starts: UnsafeMutableBufferPointer<(Int, Int)>
     let latency: UnsafeMutableBufferPointer<Histogram<UInt64>>
     let trainers: [ArmTrainer]
+    let models: [ArmModels]
     let requests: [Request]
     let byArm: [[Int]]
 
     func serve(arm: Int) {
         slates[arm].removeAll(keepingCapacity: true)
-        let trainer = trainers[arm]
+        let trainer = trainers[arm], models = models[arm]
         let clock = ContinuousClock()
         for i in byArm[arm] {
             let start = slates[arm].count
             let began = clock.now
-            servers[arm].serve(requests[i], statistics: trainer.statistics, model: trainer.sequence?.model,
-                               histories: trainer.sequence?.histories, towers: trainer.towers?.towers,
-                               interestUsers: trainer.towers?.users, poly: trainer.poly?.model, polyHistories: trainer.poly?.histories,
-                               into: &slates[arm])
+            servers[arm].serve(requests[i], statistics: trainer.statistics, models: models, into: &slates[arm])
             let elapsed = clock.now - began
             _ = latency[arm].record(UInt64(max(0, elapsed.components.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.components.attoseconds / 1_000_000_000)))
             starts[i] = (start, slates[arm].count - start)

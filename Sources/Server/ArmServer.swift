@@ -108,22 +108,16 @@ public struct ArmServer: Sendable {
         }
     }
 
-    /// Builds the slate for `request`, appending its entries to `slate`. A sequence model
-    /// (DARE, TWIN) and a poly-attention model score with the user's history as the arm's
-    /// trainer holds it.
-    public mutating func serve(_ request: Request, statistics: ItemStatistics, model: RankingModel? = nil,
-                               histories: UserHistories? = nil, towers: InterestTowers? = nil, interestUsers: InterestUsers? = nil,
-                               poly: PolyModel? = nil, polyHistories: UserHistories? = nil,
-                               into slate: inout [SlateEntry]) {
+    /// Builds the slate for `request` with the arm's `models` (see `ArmModels`), appending
+    /// its entries to `slate`. Sequence and poly-attention models score with the user's
+    /// history as the arm's trainer holds it.
+    public mutating func serve(_ request: Request, statistics: ItemStatistics, models: ArmModels, into slate: inout [SlateEntry]) {
         var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
-        if case .towers(let t) = settings.retrieval {
-            guard let towers, let interestUsers else { preconditionFailure("a tower-retrieval arm is served without its towers") }
-            retrieveWithTowers(request.header.user, t, towers, interestUsers, &rng)
-        } else {
-            retrieve(&rng)
+        switch models.retrieval {
+        case .catalog: retrieve(&rng)
+        case .towers(let t, let towers, let users): retrieveWithTowers(request.header.user, t, towers, users, &rng)
         }
-        score(statistics, model: model, history: histories?.history(of: request.header.user),
-              poly: poly, polyHistory: polyHistories?.history(of: request.header.user), tick: request.header.tick, &rng)
+        score(statistics, models.ranking, user: request.header.user, tick: request.header.tick, &rng)
         let first = slate.count
         select(k: min(Int(request.slateSize), candidates.count), statistics: statistics, &rng, into: &slate)
         if !offPolicyTargets.isEmpty, slate.count > first {
@@ -136,6 +130,12 @@ public struct ArmServer: Sendable {
                                                     interest: s.interest, probability: s.interestProbability, explored: s.explored))
             }
         }
+    }
+
+    /// Builds the slate of an arm that needs no model (random, popularity or CTR ranking
+    /// over random or popularity retrieval).
+    public mutating func serve(_ request: Request, statistics: ItemStatistics, into slate: inout [SlateEntry]) {
+        serve(request, statistics: statistics, models: ArmModels(settings: settings), into: &slate)
     }
 
     /// The candidates tower retrieval gives a user, in retrieval order (the offline

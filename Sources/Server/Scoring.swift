@@ -6,23 +6,21 @@ import Scenario
 // Scoring the candidates with the arm's ranking model.
 
 extension ArmServer {
-    mutating func score(_ statistics: ItemStatistics, model: RankingModel?, history: UnsafeBufferPointer<HistoryEntry>?,
-                        poly: PolyModel? = nil, polyHistory: UnsafeBufferPointer<HistoryEntry>? = nil, tick: Tick = 0,
-                        _ rng: inout RandomStream) {
+    mutating func score(_ statistics: ItemStatistics, _ ranking: ArmModels.Ranking, user: UserID, tick: Tick, _ rng: inout RandomStream) {
         let n = candidates.count
-        switch settings.ranking {
-        case .sequence:
-            guard let model, let history else { preconditionFailure("a sequence-model arm is served without its model") }
+        switch ranking {
+        case .sequence(let model, let histories):
+            let history = histories.history(of: user)
             candidates.withUnsafeBufferPointer { c in
                 scores.withUnsafeMutableBufferPointer { s in model.score(history: history, candidates: c, into: s.baseAddress!) }
             }
-        case .poly:
-            guard let poly, let polyHistory else { preconditionFailure("a poly arm is served without its model") }
+        case .poly(let poly, let histories):
+            let polyHistory = histories.history(of: user)
             candidates.withUnsafeBufferPointer { c in
                 scores.withUnsafeMutableBufferPointer { s in poly.score(history: polyHistory, candidates: c, into: s.baseAddress!) }
             }
-        case .blend(_, _, let youngTicks):
-            guard let model, let history, let poly, let polyHistory else { preconditionFailure("a blend arm is served without its models") }
+        case .blend(let poly, let polyHistories, let model, let histories, let youngTicks):
+            let history = histories.history(of: user), polyHistory = polyHistories.history(of: user)
             // Both give click probabilities: the sequence model's for every candidate, then
             // Poly's in place of it for the young ones (whose id rows have learned little).
             youngIndex.removeAll(keepingCapacity: true)

@@ -322,7 +322,7 @@ struct TowerRetrievalTests {
         var (server, towers, users) = setup(serving: nil)
         var slate: [SlateEntry] = []
         server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 5), statistics: ItemStatistics(items: 400),
-                     towers: towers, interestUsers: users, into: &slate)
+                     models: ArmModels(settings: server.settings, towers: (towers, users)), into: &slate)
         #expect(server.candidates.count == 60 && Set(server.candidates).count == 60)
         var u = [Float](repeating: 0, count: 8)
         u.withUnsafeMutableBufferPointer { towers.servingUserVector(users.recent(1), into: $0.baseAddress!) }
@@ -338,7 +338,7 @@ struct TowerRetrievalTests {
         var (server, towers, users) = setup(serving: serving)
         var slate: [SlateEntry] = []
         server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: 0), slateSize: 10), statistics: ItemStatistics(items: 400),
-                     towers: towers, interestUsers: users, into: &slate)
+                     models: ArmModels(settings: server.settings, towers: (towers, users)), into: &slate)
         #expect(server.candidates.count == 60 && Set(server.candidates).count == 60)
         let fromTowers = server.sources.filter { $0.interest >= 0 }
         let interests = Set(fromTowers.map(\.interest))
@@ -364,7 +364,7 @@ struct TowerRetrievalTests {
             slate.removeAll()
             // The same user and state each time: only the draws differ (by sequence).
             server.serve(Request(RecordHeader(arm: 0, tick: 0, user: 1, sequence: UInt32(q)), slateSize: 4), statistics: ItemStatistics(items: 400),
-                         towers: towers, interestUsers: users, into: &slate)
+                         models: ArmModels(settings: server.settings, towers: (towers, users)), into: &slate)
             counts[slate[0].item, default: 0] += 1
             logged[slate[0].item] = Double(slate[0].propensity)
             #expect(slate.allSatisfy { $0.propensity > 0 && $0.propensity <= 1 })
@@ -414,7 +414,8 @@ struct BlendServingTests {
         s.candidates = (0..<30).map { ItemID($0) }
         var rng = RandomStream(seed: 1, 1)
         let h = histories.history(of: 0)
-        s.score(ItemStatistics(items: 30), model: dare, history: h, poly: poly, polyHistory: h, tick: 10, &rng)
+        let models = ArmModels(settings: s.settings, sequence: (dare, histories), poly: (poly, histories))
+        s.score(ItemStatistics(items: 30), models.ranking, user: 0, tick: 10, &rng)
         var fromDare = [Float](repeating: 0, count: 30), fromPoly = fromDare
         s.candidates.withUnsafeBufferPointer { c in
             fromDare.withUnsafeMutableBufferPointer { dare.score(history: h, candidates: c, into: $0.baseAddress!) }
