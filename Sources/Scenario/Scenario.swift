@@ -5,7 +5,7 @@ import RecCore
 ///
 /// A scenario plus its seed fixes the whole run: the same scenario and seed give the same
 /// report, bit for bit, whatever the transport or partition count.
-public struct Scenario: Sendable, Equatable {
+public struct Scenario: Sendable, Equatable, Encodable {
     public var name: String
     public var description: String
     public var seed: UInt64
@@ -44,7 +44,7 @@ public struct Scenario: Sendable, Equatable {
 }
 
 /// The simulated users (see `Scenario.schema` for each knob's effect and default).
-public struct PopulationSettings: Sendable, Equatable {
+public struct PopulationSettings: Sendable, Equatable, Encodable {
     public var users: Int
     /// Median chance that a user asks for a slate in a tick.
     public var requestProbability: Double
@@ -62,7 +62,7 @@ public struct PopulationSettings: Sendable, Equatable {
     public var history: HistorySettings
 }
 
-public struct InterestSettings: Sendable, Equatable {
+public struct InterestSettings: Sendable, Equatable, Encodable {
     public var active: Int
     public var dormant: Int
     public var drift: Double
@@ -74,17 +74,17 @@ public struct InterestSettings: Sendable, Equatable {
     public var slots: Int { active + dormant }
 }
 
-public struct FatigueSettings: Sendable, Equatable {
+public struct FatigueSettings: Sendable, Equatable, Encodable {
     public var weight: Double
     public var decay: Double
 }
 
-public enum PositionBias: Sendable, Equatable {
+public enum PositionBias: Sendable, Equatable, Encodable {
     case positionBased(exponent: Double)
     case cascade(continueProbability: Double, continueAfterClick: Double)
 }
 
-public struct ResponseSettings: Sendable, Equatable {
+public struct ResponseSettings: Sendable, Equatable, Encodable {
     public var clickBias: Double
     public var affinityScale: Double
     public var qualityWeight: Double
@@ -96,7 +96,7 @@ public struct ResponseSettings: Sendable, Equatable {
     public var priceSensitivity: Double
 }
 
-public struct HistorySettings: Sendable, Equatable {
+public struct HistorySettings: Sendable, Equatable, Encodable {
     public var median: Int
     public var spread: Double
     public var max: Int
@@ -104,7 +104,7 @@ public struct HistorySettings: Sendable, Equatable {
     public var entriesPerTick: Double
 }
 
-public struct CatalogSettings: Sendable, Equatable {
+public struct CatalogSettings: Sendable, Equatable, Encodable {
     public var items: Int
     public var topCategories: Int
     public var subcategories: Int
@@ -125,7 +125,7 @@ public struct CatalogSettings: Sendable, Equatable {
 }
 
 /// One arm of the experiment: how it retrieves candidates, ranks them and builds a slate.
-public struct ArmSettings: Sendable, Equatable {
+public struct ArmSettings: Sendable, Equatable, Encodable {
     /// Does what the arm serves depend on what its own users did (a model, popularity, or
     /// a bandit policy learned from its feedback)? Then all its users share one learned
     /// state, and chance in that state's path is part of the arm's result.
@@ -150,7 +150,7 @@ public struct ArmSettings: Sendable, Equatable {
     public var policy: Policy
 }
 
-public enum Retrieval: Sendable, Equatable {
+public enum Retrieval: Sendable, Equatable, Encodable {
     /// Uniformly random items.
     case random
     /// The items with the most clicks in this arm so far (its own traffic only), with a
@@ -162,7 +162,7 @@ public enum Retrieval: Sendable, Equatable {
 }
 
 /// The retrieval towers' knobs (see `Scenario.schema`).
-public struct TowerRetrieval: Sendable, Equatable {
+public struct TowerRetrieval: Sendable, Equatable, Encodable {
     public var dim: Int
     public var historyLength: Int
     public var learningRate: Double
@@ -181,7 +181,7 @@ public struct TowerRetrieval: Sendable, Equatable {
 }
 
 /// How SPARC chooses interests and splits candidates among them.
-public struct SparcServing: Sendable, Equatable {
+public struct SparcServing: Sendable, Equatable, Encodable {
     public var interests: Int
     public var explore: Int
     public var exploreTemperature: Double
@@ -196,7 +196,7 @@ public struct SparcServing: Sendable, Equatable {
     public var discoveryBelow: Double
 }
 
-public enum Ranking: Sendable, Equatable {
+public enum Ranking: Sendable, Equatable, Encodable {
     /// Random scores.
     case random
     /// Click counts learned online from this arm's feedback.
@@ -230,7 +230,7 @@ public enum Ranking: Sendable, Equatable {
 }
 
 /// The poly-attention model's knobs, as the scenario gives them (see `Scenario.schema`).
-public struct PolyRankingSettings: Sendable, Equatable {
+public struct PolyRankingSettings: Sendable, Equatable, Encodable {
     public var dim: Int
     public var userCodes: Int
     public var contentCodes: Int
@@ -248,7 +248,7 @@ public struct PolyRankingSettings: Sendable, Equatable {
 }
 
 /// A long-sequence ranking model's knobs, as the scenario gives them.
-public struct SequenceModelSettings: Sendable, Equatable {
+public struct SequenceModelSettings: Sendable, Equatable, Encodable {
     /// "dare", "twin" or "din".
     public var design: String
     public var attentionDim: Int
@@ -271,7 +271,7 @@ public struct SequenceModelSettings: Sendable, Equatable {
 
 /// How a slate is built from scored candidates. Every policy logs the propensity of each
 /// item it shows: the probability it had of being put at that position.
-public enum Policy: Sendable, Equatable {
+public enum Policy: Sendable, Equatable, Encodable {
     /// The best remaining candidate at each position.
     case greedy
     /// At each position, with probability `epsilon` a uniformly random remaining candidate.
@@ -289,7 +289,7 @@ public enum Policy: Sendable, Equatable {
     case interestSampling(temperature: Double)
 }
 
-public struct ExperimentSettings: Sendable, Equatable {
+public struct ExperimentSettings: Sendable, Equatable, Encodable {
     /// Mixed into the hash that assigns users to arms: change it to reshuffle users.
     public var salt: String
     /// The arm lifts are measured against.
@@ -305,12 +305,12 @@ public struct ExperimentSettings: Sendable, Equatable {
 }
 
 /// Metrics the results table shows.
-public enum Metric: String, Sendable, CaseIterable {
+public enum Metric: String, Sendable, CaseIterable, Encodable {
     case viewSeconds, gmv, clicks, impressions, ctr, purchases, activeTicks, coverage, regret, newItems, newItemCtr, exposureGini, longTailShare
 }
 
 /// The offline experiment's knobs.
-public struct OfflineSettings: Sendable, Equatable {
+public struct OfflineSettings: Sendable, Equatable, Encodable {
     public var dims: [Int]
     public var seeds: Int
     public var trainSamples: Int
@@ -321,7 +321,7 @@ public struct OfflineSettings: Sendable, Equatable {
     public var coldShare: Double = 0
 }
 
-public struct KafkaSettings: Sendable, Equatable {
+public struct KafkaSettings: Sendable, Equatable, Encodable {
     /// Bootstrap servers of an existing cluster; nil runs the embedded broker.
     public var brokers: String?
     public var topicPrefix: String
@@ -336,7 +336,7 @@ public struct KafkaSettings: Sendable, Equatable {
 }
 
 /// The topic names of a run.
-public struct Topics: Sendable, Equatable {
+public struct Topics: Sendable, Equatable, Encodable {
     public var requests, recommendations, feedback, deadLetter: String
     /// Model updates from attached trainers to servers (attach mode).
     public var model: String
@@ -353,7 +353,7 @@ public struct Topics: Sendable, Equatable {
     public var attach: [String] { all + [model] }
 }
 
-public struct OutputSettings: Sendable, Equatable {
+public struct OutputSettings: Sendable, Equatable, Encodable {
     /// Where reports go; nil writes none (the table is still printed).
     public var directory: String?
     /// Show progress on standard error while running.
@@ -361,17 +361,24 @@ public struct OutputSettings: Sendable, Equatable {
 }
 
 extension Scenario {
+    /// The resolved settings as canonical JSON (every default filled in, keys sorted).
+    public var canonicalJSON: JSONValue {
+        do { return try CanonicalJSON.encode(self) } catch { preconditionFailure("a scenario does not encode: \(error)") }
+    }
+
     /// A fingerprint of everything that decides the results except the seed (which a
-    /// report gives beside it): FNV-1a over the settings as this build of recstream reads
-    /// them, with the transport (`kafka`) and `output`, which do not change results,
-    /// left out. Same fingerprint, same seed, same recstream: the same results.
+    /// report gives beside it): FNV-1a over the canonical JSON of the resolved settings,
+    /// with the transport (`kafka`) and `output`, which do not change results, left out.
+    /// Same fingerprint, same seed, same recstream: the same results. It depends on the
+    /// settings alone (not on a toolchain's debug descriptions), so checkpoints and model
+    /// updates keep their identity across toolchain upgrades.
     public var fingerprint: String {
         var s = self
         s.seed = 0
         s.kafka = KafkaSettings(brokers: nil, topicPrefix: "", partitions: 1, replicationFactor: 1, stallTimeoutSeconds: 1, properties: [:])
         s.output = OutputSettings(directory: nil, progress: false)
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in String(reflecting: s).utf8 {
+        for byte in s.canonicalJSON.rendered(pretty: false).utf8 {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }

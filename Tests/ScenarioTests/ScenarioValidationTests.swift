@@ -283,4 +283,29 @@ struct ScenarioFingerprintTests {
         u.arms[1].policy = .epsilonGreedy(epsilon: 0.21)
         #expect(u.fingerprint != s.fingerprint)
     }
+
+    /// Checkpoints and model updates carry the fingerprint as the scenario's identity, so
+    /// it must come from the settings alone: pinned, so a change of encoding (or of a
+    /// toolchain) cannot slip by. A deliberate change of the scenario model updates it.
+    @Test("it is FNV-1a of the canonical JSON of the resolved settings, pinned")
+    func pinned() throws {
+        let s = try Scenario.decode(base)
+        let json = s.canonicalJSON
+        // Every default filled in, every object's keys sorted, enums by case name.
+        func sorted(_ v: JSONValue) -> Bool {
+            switch v {
+            case .object(let o): o.keys == o.keys.sorted() && o.entries.allSatisfy { sorted($0.value) }
+            case .array(let a): a.allSatisfy(sorted)
+            default: true
+            }
+        }
+        #expect(sorted(json))
+        #expect(json["population"]?["users"] != nil && json["experiment"]?["warmupTicks"] != nil)
+        var u = s
+        u.arms[1].policy = .epsilonGreedy(epsilon: 0.21)
+        let arms: [JSONValue]
+        if case .array(let a)? = u.canonicalJSON["arms"] { arms = a } else { arms = [] }
+        #expect(arms.count == s.arms.count && arms[1]["policy"]?["epsilonGreedy"]?["epsilon"] == .number(0.21))
+        #expect(s.fingerprint == "33a89fd5d82ec41b")
+    }
 }
