@@ -237,8 +237,7 @@ public struct PolyRankingSettings: Sendable, Equatable, Encodable {
     public var sessions: Int
     public var sessionSize: Int
     public var negatives: Int
-    /// "learned" or "plain".
-    public var matching: String
+    public var matching: MatchingKind
     public var temperature: Double
     public var summaryWeight: Double
     public var summaryTokens: Int
@@ -247,10 +246,28 @@ public struct PolyRankingSettings: Sendable, Equatable, Encodable {
     public var batchSize: Int
 }
 
+/// A long-sequence model's design (`ranking.type`): DARE's decoupled attention and
+/// representation tables, TWIN's shared ones, TWIN with projections, or DIN.
+public enum SequenceDesign: String, Sendable, Equatable, Encodable, CaseIterable {
+    case dare, twin, din
+    case twinProjection = "twin-proj"
+}
+
+/// How a sequence model's embedding tables step: row-wise lazy Adam (only the rows a step
+/// touched, the streaming default) or the reference's dense Adam.
+public enum OptimizerKind: String, Sendable, Equatable, Encodable, CaseIterable {
+    case lazyAdam = "lazy-adam"
+    case adam
+}
+
+/// How poly-attention weights its code-by-code matches: learned (EmbSum's) or plain.
+public enum MatchingKind: String, Sendable, Equatable, Encodable, CaseIterable {
+    case learned, plain
+}
+
 /// A long-sequence ranking model's knobs, as the scenario gives them.
 public struct SequenceModelSettings: Sendable, Equatable, Encodable {
-    /// "dare", "twin" or "din".
-    public var design: String
+    public var design: SequenceDesign
     public var attentionDim: Int
     public var representationDim: Int
     public var topK: Int
@@ -263,8 +280,7 @@ public struct SequenceModelSettings: Sendable, Equatable, Encodable {
     public var purchaseWeight: Double = 0
     /// The reference's auxiliary head over all L behaviours: its loss weight (0: none).
     public var auxLossWeight: Double = 0
-    /// "lazy-adam" (row-wise, the default) or "adam" (dense over the tables, the reference's).
-    public var optimizer = "lazy-adam"
+    public var optimizer = OptimizerKind.lazyAdam
     /// The reference's BatchNorm on the MLP's input (batch statistics in training).
     public var batchNorm = false
 }

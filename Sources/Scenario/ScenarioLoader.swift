@@ -185,25 +185,26 @@ extension Scenario {
                                              smoothing: rt["smoothing"].double, mix: rt["mix"].double, discoveryBelow: rt["discoveryBelow"].double)
                 }
                 retrieval = .towers(t)
-            default: retrieval = .random
+            case "random": retrieval = .random
+            case let other: Resolved.unknown("retrieval", other)
             }
             let rk = a["ranking"]
             func sequence(_ r: Resolved) -> SequenceModelSettings {
                 let type = r["type"].string
                 return SequenceModelSettings(
-                    design: type,
+                    design: r["type"].choice(),
                     attentionDim: type == "dare" ? r["attentionDim"].int : r["dim"].int,
                     representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
                     topK: r["topK"].int, maxHistory: r["maxHistory"].int,
                     learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
                     viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double,
-                    auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].string, batchNorm: r["batchNorm"].bool)
+                    auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].choice(), batchNorm: r["batchNorm"].bool)
             }
             func poly(_ r: Resolved) -> PolyRankingSettings {
                 PolyRankingSettings(
                     dim: r["dim"].int, userCodes: r["userCodes"].int, contentCodes: r["contentCodes"].int,
                     sessions: r["sessions"].int, sessionSize: r["sessionSize"].int, negatives: r["negatives"].int,
-                    matching: r["matching"].string, temperature: r["temperature"].double, summaryWeight: r["summaryWeight"].double,
+                    matching: r["matching"].choice(), temperature: r["temperature"].double, summaryWeight: r["summaryWeight"].double,
                     summaryTokens: r["summaryTokens"].int, learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
             }
             let ranking: Ranking = switch rk["type"].string {
@@ -212,7 +213,8 @@ extension Scenario {
             case "dare", "twin", "twin-proj", "din": .sequence(sequence(rk))
             case "poly": .poly(poly(rk))
             case "blend": .blend(young: poly(rk), established: sequence(rk["established"]), youngTicks: rk["youngTicks"].int)
-            default: .random
+            case "random": .random
+            case let other: Resolved.unknown("ranking", other)
             }
             let pol = a["policy"]
             let policy: Policy = switch pol["type"].string {
@@ -222,7 +224,8 @@ extension Scenario {
             case "interest-sampling": .interestSampling(temperature: pol["temperature"].double)
             case "thompson": .thompson(priorClicks: pol["priorClicks"].double, priorImpressions: pol["priorImpressions"].double,
                                        propensitySamples: pol["propensitySamples"].int)
-            default: .greedy
+            case "greedy": .greedy
+            case let other: Resolved.unknown("policy", other)
             }
             return ArmSettings(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,
                                retrieval: retrieval, ranking: ranking, policy: policy)
@@ -271,6 +274,16 @@ struct Resolved {
     var string: String {
         if case .string(let s) = value { return s }
         preconditionFailure("expected a string in a resolved scenario")
+    }
+    /// A tagged value's type the schema allows and the loader does not know: a bug.
+    static func unknown(_ what: String, _ type: String?) -> Never {
+        preconditionFailure("the schema allows \(what) type '\(type ?? "?")' but the loader does not read it")
+    }
+
+    /// One of an enumeration's raw values (the schema's `oneOf` checked it).
+    func choice<E: RawRepresentable>() -> E where E.RawValue == String {
+        guard let e = E(rawValue: string) else { preconditionFailure("'\(string)' is not a \(E.self) in a resolved scenario") }
+        return e
     }
     var optionalString: String? {
         if case .string(let s) = value { return s }

@@ -120,14 +120,14 @@ public struct OfflineExperiment {
     static func evaluate(_ m: SequenceModelSettings, dim: Int, seed: UInt64, epochs: Int, _ w: OfflineWork) -> OfflineScores {
         let world = w.world
         var settings = RankingModelSettings()
-        settings.design = EmbeddingDesign(rawValue: m.design) ?? .dare
+        settings.design = EmbeddingDesign(m.design)
         settings.attentionDim = dim
         settings.representationDim = dim
         settings.topK = m.topK
         settings.maxHistory = m.maxHistory
         settings.adam = AdamSettings(learningRate: Float(m.learningRate))
         settings.auxLossWeight = Float(m.auxLossWeight)
-        settings.tableOptimizer = TableOptimizer(rawValue: m.optimizer) ?? .lazyAdam
+        settings.tableOptimizer = TableOptimizer(m.optimizer)
         settings.batchNorm = m.batchNorm
         settings.seed = seed
         let categories = world.catalog.settings.topCategories * world.catalog.settings.subcategories

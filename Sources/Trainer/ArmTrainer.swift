@@ -45,14 +45,14 @@ public final class ArmTrainer {
         }
         if let m = ranking.sequenceModel {
             var s = RankingModelSettings()
-            s.design = EmbeddingDesign(rawValue: m.design) ?? .dare
+            s.design = EmbeddingDesign(m.design)
             s.attentionDim = m.attentionDim
             s.representationDim = m.representationDim
             s.topK = m.topK
             s.maxHistory = m.maxHistory
             s.adam = AdamSettings(learningRate: Float(m.learningRate))
             s.auxLossWeight = Float(m.auxLossWeight)
-            s.tableOptimizer = TableOptimizer(rawValue: m.optimizer) ?? .lazyAdam
+            s.tableOptimizer = TableOptimizer(m.optimizer)
             s.batchNorm = m.batchNorm
             s.seed = seed
             let model = RankingModel(s, items: items, categories: categoryCount)

@@ -38,7 +38,7 @@ public final class PolyLearner {
         s.sessions = p.sessions
         s.sessionSize = p.sessionSize
         s.negatives = p.negatives
-        s.matching = PolyMatching(rawValue: p.matching) ?? .learned
+        s.matching = PolyMatching(p.matching)
         s.temperature = Float(p.temperature)
         s.summaryWeight = Float(p.summaryWeight)
         s.summaryTokens = p.summaryTokens

@@ -399,9 +399,9 @@ struct BlendServingTests {
         let poly = PolyModel(ps, vocabulary: 10, tokensPerItem: 2, categoryCount: 3, tokens: (0..<60).map { UInt32($0 * 7 % 10) }, categories: categories)
         let histories = UserHistories(users: 1, cap: 5)
         for i in [3, 9, 14] { histories.append(HistoryEntry(item: ItemID(i), tick: 0), for: 0) }
-        let young = PolyRankingSettings(dim: 8, userCodes: 2, contentCodes: 4, sessions: 2, sessionSize: 2, negatives: 4, matching: "learned",
+        let young = PolyRankingSettings(dim: 8, userCodes: 2, contentCodes: 4, sessions: 2, sessionSize: 2, negatives: 4, matching: .learned,
                                         temperature: 1, summaryWeight: 1, summaryTokens: 4, learningRate: 0.01, batchSize: 8)
-        let established = SequenceModelSettings(design: "dare", attentionDim: 4, representationDim: 4, topK: 2, maxHistory: 5, learningRate: 0.01, batchSize: 8)
+        let established = SequenceModelSettings(design: .dare, attentionDim: 4, representationDim: 4, topK: 2, maxHistory: 5, learningRate: 0.01, batchSize: 8)
         var s = ArmServer(settings: ArmSettings(name: "b", share: 1, candidates: 30, retrieval: .random,
                                                 ranking: .blend(young: young, established: established, youngTicks: 3), policy: .greedy),
                           armIndex: 0, catalogSize: 30, seed: 1)
