@@ -35,12 +35,10 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let repeats, repeats < 1 {
-            printError("error: --repeats must be at least 1")
-            throw Exit.badInput
+            throw BadInput("--repeats must be at least 1")
         }
         if let messages, messages < 1024 {
-            printError("error: --messages must be at least 1024")
-            throw Exit.badInput
+            throw BadInput("--messages must be at least 1024")
         }
         let report: BenchReport
         do {
@@ -80,8 +78,7 @@ struct Bench: ParsableCommand {
                 if let repeats { b.repeats = repeats }
                 report = b.run()
             default:
-                printError("error: unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc, poly, attach")
-                throw Exit.badInput
+                throw BadInput("unknown benchmark '\(name)'; one of kafka, models, population, wire, e2e, sparc, poly, attach")
             }
         } catch let error as BenchError {
             printError("error: \(error)")

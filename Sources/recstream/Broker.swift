@@ -28,12 +28,10 @@ struct Broker: AsyncParsableCommand {
 
     func run() async throws {
         guard (1...16).contains(brokers) else {
-            printError("error: --brokers must be between 1 and 16, got \(brokers)")
-            throw Exit.badInput
+            throw BadInput("--brokers must be between 1 and 16, got \(brokers)")
         }
         guard (1...1024).contains(partitions) else {
-            printError("error: --partitions must be between 1 and 1024, got \(partitions)")
-            throw Exit.badInput
+            throw BadInput("--partitions must be between 1 and 1024, got \(partitions)")
         }
         let cluster: EmbeddedBroker
         do {

@@ -30,8 +30,7 @@ struct Offline: ParsableCommand {
         let experiment = OfflineExperiment(scenario: s)
         let retrieval = OfflineRetrieval(scenario: s)
         guard !experiment.models.isEmpty || !retrieval.arms.isEmpty else {
-            printError("error: \(s.name): no arm ranks with a sequence model (dare, twin, twin-proj or din) or retrieves with towers (two-tower, sparc); nothing to compare offline")
-            throw Exit.badInput
+            throw BadInput("\(s.name): no arm ranks with a sequence model (dare, twin, twin-proj or din) or retrieves with towers (two-tower, sparc); nothing to compare offline")
         }
         let progress: (String) -> Void = { if isatty(STDERR_FILENO) != 0 { printError($0) } }
         var document: JSONValue = .null

@@ -16,12 +16,40 @@ struct Recstream: AsyncParsableCommand {
         version: recstreamVersion,
         subcommands: [Run.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Simulate.self, Serve.self, Train.self, Produce.self, Bench.self]
     )
+
+    /// The one place bad input becomes exit 2: a `BadInput` from any command, or a
+    /// scenario that does not load (its errors, one per line, each with its JSON path).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as BadInput {
+            printError("error: \(error)")
+            exit(withError: Exit.badInput)
+        } catch let error as ScenarioError {
+            printError(error.description)
+            exit(withError: Exit.badInput)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Exit codes, as the README documents them.
 enum Exit {
     static let runtimeFailure = ExitCode(1)
     static let badInput = ExitCode(2)
+}
+
+/// Input recstream cannot take (a bad option, a mapping that does not read, an arm a role
+/// cannot run): printed as "error: ..." and exit 2, by `Recstream.main` alone.
+struct BadInput: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
 }
 
 func printError(_ message: String) {
@@ -44,25 +72,23 @@ struct KafkaPropertyOptions: ParsableArguments {
         return out
     }
 
-    /// The properties, or the reason they are malformed printed and exit 2.
+    /// The properties, or why they are malformed as bad input.
     func parsedOrExit() throws -> [String: String] {
         do {
             return try parsed()
         } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
+            throw BadInput("\(error)")
         }
     }
 }
 
-/// `body`'s value, or its error printed and exit 2 (bad input: an arm the role cannot
+/// `body`'s value, or its error as bad input (an arm the role cannot
 /// take, a mapping that does not read, ...).
 func orBadInput<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch {
-        printError("error: \(error)")
-        throw Exit.badInput
+        throw BadInput("\(error)")
     }
 }
 
@@ -70,20 +96,14 @@ func orBadInput<T>(_ body: () throws -> T) throws -> T {
 /// A directory that cannot be written is bad input, found before anything runs.
 func reportDirectory(_ out: String?, _ s: Scenario) throws -> String? {
     if out?.isEmpty == true {
-        printError("error: --out must not be empty")
-        throw Exit.badInput
+        throw BadInput("--out must not be empty")
     }
     guard let directory = out ?? s.output.directory else { return nil }
     try orBadInput { try ReportFiles.checkWritable(directory) }
     return directory
 }
 
-/// The scenario at `path`, or every problem with it printed (with JSON paths) and exit 2.
-func loadScenario(_ path: String) throws -> Scenario {
-    do {
-        return try Scenario.load(path: path)
-    } catch {
-        printError(error.description)
-        throw Exit.badInput
-    }
+/// The scenario at `path`, or every problem with it (with JSON paths), which `main` prints.
+func loadScenario(_ path: String) throws(ScenarioError) -> Scenario {
+    try Scenario.load(path: path)
 }

@@ -23,8 +23,7 @@ struct ReportCommand: ParsableCommand {
         do {
             report = try ReportDocument.load(directory: directory)
         } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
+            throw BadInput("\(error)")
         }
         print(ResultsTable(report).text(color: isatty(STDOUT_FILENO) != 0), terminator: "")
         guard !noWrite else { return }
@@ -32,8 +31,7 @@ struct ReportCommand: ParsableCommand {
             let paths = try ReportFiles.write(report, to: directory, json: false)
             print("\nWrote \(paths.count) files: \(paths.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")).")
         } catch {
-            printError("error: \(error)")
-            throw Exit.badInput
+            throw BadInput("\(error)")
         }
     }
 }

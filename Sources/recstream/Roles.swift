@@ -29,14 +29,12 @@ struct RoleOptions: ParsableArguments {
     /// The librdkafka properties: the scenario's, then -X, then the bootstrap servers.
     func properties(_ s: Scenario) throws -> [String: String] {
         guard let servers = brokers ?? s.kafka.brokers else {
-            printError("error: --brokers is required (the scenario's kafka.brokers names none)")
-            throw Exit.badInput
+            throw BadInput("--brokers is required (the scenario's kafka.brokers names none)")
         }
         var properties = s.kafka.properties.merging(try kafka.parsedOrExit()) { $1 }
         properties["bootstrap.servers"] = servers
         if let metricsPort, !(0...65535).contains(metricsPort) {
-            printError("error: --metrics-port must be between 0 and 65535, got \(metricsPort)")
-            throw Exit.badInput
+            throw BadInput("--metrics-port must be between 0 and 65535, got \(metricsPort)")
         }
         return properties
     }
@@ -71,8 +69,7 @@ struct RoleOptions: ParsableArguments {
             do {
                 endpoint = try MetricsEndpoint(registry: registry, host: metricsHost, port: UInt16(metricsPort))
             } catch {
-                printError("error: --metrics-host \(metricsHost): \(error)")
-                throw Exit.badInput
+                throw BadInput("--metrics-host \(metricsHost): \(error)")
             }
             // Before the loop: a group shuts its services down last first, so the loop
             // stops (and checkpoints) while the endpoint still answers.
@@ -96,13 +93,12 @@ struct RoleOptions: ParsableArguments {
     }
 }
 
-/// `--format wire|json` with `--mapping FILE` (json only), or the reason printed and exit 2.
+/// `--format wire|json` with `--mapping FILE` (json only), or why not as bad input.
 func parseFormat(_ format: String, mapping: String?) throws -> StreamTrainer.Format {
     switch format {
     case "wire":
         guard mapping == nil else {
-            printError("error: --mapping applies to --format json")
-            throw Exit.badInput
+            throw BadInput("--mapping applies to --format json")
         }
         return .wire
     case "json":
@@ -112,13 +108,11 @@ func parseFormat(_ format: String, mapping: String?) throws -> StreamTrainer.For
                 guard let data = FileManager.default.contents(atPath: mapping) else { throw MappingError("no such file") }
                 m = try EventMapping(json: JSONValue.parse(String(decoding: data, as: UTF8.self)))
             } catch {
-                printError("error: \(mapping): \(error)")
-                throw Exit.badInput
+                throw BadInput("\(mapping): \(error)")
             }
         }
         return .json(m)
     default:
-        printError("error: --format must be wire or json, got '\(format)'")
-        throw Exit.badInput
+        throw BadInput("--format must be wire or json, got '\(format)'")
     }
 }

@@ -57,26 +57,22 @@ struct Run: ParsableCommand {
         if quiet { options.progress = false }
         options.properties = try kafka.parsedOrExit()
         if let partitions, !(1...1024).contains(partitions) {
-            printError("error: --partitions must be between 1 and 1024, got \(partitions)")
-            throw Exit.badInput
+            throw BadInput("--partitions must be between 1 and 1024, got \(partitions)")
         }
         options.partitions = partitions
         if let threads, !(1...256).contains(threads) {
-            printError("error: --threads must be between 1 and 256, got \(threads)")
-            throw Exit.badInput
+            throw BadInput("--threads must be between 1 and 256, got \(threads)")
         }
         options.threads = threads
         if let seed, seed > UInt64(Int64.max) {
-            printError("error: --seed must be at most \(Int64.max), got \(seed)")
-            throw Exit.badInput
+            throw BadInput("--seed must be at most \(Int64.max), got \(seed)")
         }
 
         let s = options.applied(to: try loadScenario(scenario))
         let directory = try reportDirectory(out, s)
         if exportTruth {
             guard let directory else {
-                printError("error: --export-truth needs an output directory (--out, or output.directory in the scenario)")
-                throw Exit.badInput
+                throw BadInput("--export-truth needs an output directory (--out, or output.directory in the scenario)")
             }
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -146,12 +142,10 @@ extension Run {
     /// significant.
     func sweep(_ s: Scenario, seeds: Int, directory: String?, showProgress: Bool) throws {
         guard (2...100_000).contains(seeds) else {
-            printError("error: --seeds must be between 2 and 100000, got \(seeds)")
-            throw Exit.badInput
+            throw BadInput("--seeds must be between 2 and 100000, got \(seeds)")
         }
         guard s.arms.count > 1 else {
-            printError("error: --seeds compares arms, and \(scenario) has one")
-            throw Exit.badInput
+            throw BadInput("--seeds compares arms, and \(scenario) has one")
         }
         var sweep = SeedSweep(scenario: s, seeds: seeds)
         let started = ContinuousClock.now

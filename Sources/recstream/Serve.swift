@@ -53,8 +53,7 @@ struct Serve: AsyncParsableCommand {
         let topics = s.kafka.topics
         let requestFormat = try parseFormat(format, mapping: mapping)
         guard instances >= 1, (0..<instances).contains(instance) else {
-            printError("error: --instance must be between 0 and --instances - 1 (\(instances - 1)), got \(instance)")
-            throw Exit.badInput
+            throw BadInput("--instance must be between 0 and --instances - 1 (\(instances - 1)), got \(instance)")
         }
         var options = StreamServer.Options(
             requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,

@@ -41,12 +41,10 @@ struct Simulate: AsyncParsableCommand {
         let properties = try role.properties(s)
         let count = ticks ?? s.ticks
         guard (1...10_000_000).contains(count) else {
-            printError("error: --ticks must be between 1 and 10000000, got \(count)")
-            throw Exit.badInput
+            throw BadInput("--ticks must be between 1 and 10000000, got \(count)")
         }
         guard tickSeconds >= 0 && tickSeconds.isFinite, answerTimeout > 0 && answerTimeout.isFinite else {
-            printError("error: --tick-seconds must be >= 0 and --answer-timeout > 0")
-            throw Exit.badInput
+            throw BadInput("--tick-seconds must be >= 0 and --answer-timeout > 0")
         }
         let directory = try reportDirectory(out, s)
         var options = StreamSimulator.Options(topics: s.kafka.topics, properties: properties, ticks: count)

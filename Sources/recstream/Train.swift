@@ -65,8 +65,7 @@ struct Train: AsyncParsableCommand {
         let properties = try role.properties(s)
         let eventFormat = try parseFormat(format, mapping: mapping)
         guard publishEvery > 0 && publishEvery.isFinite else {
-            printError("error: --publish-every must be a positive number of seconds, got \(publishEvery)")
-            throw Exit.badInput
+            throw BadInput("--publish-every must be a positive number of seconds, got \(publishEvery)")
         }
         var options = StreamTrainer.Options(
             topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
