@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: ["Server", "Models", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Scenario", "RecCore", "Trainer"], swiftSettings: strict),
+        .testTarget(name: "AttachTests", dependencies: ["Attach", "Kafka", "Models", "Population", "Scenario", "RecCore", "Trainer"], swiftSettings: strict),
         .testTarget(
             name: "RecStreamTests",
             dependencies: ["RecStream", "Attach", "Report", "Experiment", "Server", "Kafka", "Scenario", "Population"],

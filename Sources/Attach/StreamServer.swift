@@ -7,7 +7,6 @@ import Population
 import RecCore
 import Scenario
 import Server
-import Trainer
 
 /// `recstream serve`: one arm's server attached to Kafka, free-running.
 ///
@@ -91,8 +90,8 @@ public final class StreamServer {
     public let scenario: Scenario
     public let armIndex: Int
     public let options: Options
-    /// The state the server scores with: a trainer's, as the model updates make it.
-    public let state: ArmTrainer
+    /// The state the server scores with: its trainer's, as the model updates make it.
+    public let state: ModelReplica
     /// What the server scores with: the models in `state`.
     let armModels: ArmModels
     public private(set) var server: ArmServer
@@ -123,12 +122,14 @@ public final class StreamServer {
         users = world.userCount
         assignment = world.assignment.arm
         feed = CatalogFeed(scenario)
-        state = StreamTrainer.freshTrainer(scenario, armIndex: index, world: world)
+        let replica = StreamTrainer.freshReplica(scenario, armIndex: index, world: world)
+        state = replica
         server = ArmServer(settings: scenario.arms[index], armIndex: index, catalogSize: world.catalog.count, seed: scenario.seed)
         server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
         identity = modelIdentity(scenario, armIndex: index)
         // Attach roles run no tower or poly arm (`attachableArm`): the sequence model at most.
-        armModels = ArmModels(settings: scenario.arms[index], sequence: state.sequence.map { ($0.model, $0.histories) })
+        armModels = ArmModels(settings: scenario.arms[index], sequence: replica.model.map { ($0, replica.histories!) })
+        assembler = UpdateAssembler(maxBytes: Self.maxUpdateBytes(replica))
     }
 
     /// Runs until `shouldStop()` or, with `exitWhenIdleSeconds`, until requests stop
@@ -261,38 +262,60 @@ public final class StreamServer {
     func followModel(_ consumer: KafkaConsumer) throws {
         var changed = false
         _ = try consumer.consumeBatch(timeoutMilliseconds: 0) { batch in
-            for m in batch {
-                let message = Array(m.value)
-                let header: ModelUpdate.Header, chunk: [UInt8]
-                do {
-                    (header, chunk) = try ModelUpdate.decode(message)
-                } catch {
-                    counters.updateErrors += 1
-                    lastUpdateError = "\(m.topic) [\(m.partition)] @\(m.offset): \(error)"
-                    continue
-                }
-                guard header.identity == identity else { continue }  // another arm's, or another world's
-                guard let (update, payload) = assembler.take(header, chunk) else { continue }
-                guard update.through > modelThrough else {
-                    counters.updatesSkipped += 1
-                    continue
-                }
-                if update.from > modelThrough { counters.updateGaps += 1 }
-                do {
-                    // The catalog follows the update's ticks, as the trainer's did.
-                    followCatalog(through: update.through)
-                    try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
-                    modelThrough = update.through
-                    counters.updatesApplied += 1
-                    changed = true
-                } catch {
-                    counters.updateErrors += 1
-                    lastUpdateError = "\(error)"
-                }
-            }
+            for m in batch where take(modelMessage: Array(m.value), from: "\(m.topic) [\(m.partition)] @\(m.offset)") { changed = true }
             return batch.count
         }
         if changed { server.refresh(from: state.statistics) }
+    }
+
+    /// Takes one message of the model topic (`source` names it in errors); returns whether
+    /// the model changed. Nothing in it is trusted: a message that does not decode, belongs
+    /// to another arm or world, or fails its checks against this server's state is counted
+    /// and skipped, and the server serves on with the model it has.
+    func take(modelMessage message: [UInt8], from source: String) -> Bool {
+        func failed(_ reason: String) -> Bool {
+            counters.updateErrors += 1
+            lastUpdateError = "\(source): \(reason)"
+            return false
+        }
+        let header: ModelUpdate.Header, chunk: [UInt8]
+        do {
+            (header, chunk) = try ModelUpdate.decode(message)
+        } catch {
+            return failed("\(error)")
+        }
+        guard header.identity == identity else { return false }  // another arm's, or another world's
+        guard let (update, payload) = assembler.take(header, chunk) else { return false }
+        guard update.through > modelThrough else {
+            counters.updatesSkipped += 1
+            return false
+        }
+        // The catalog advances a tick at a time: an update may not take it further than a
+        // request may.
+        let held = max(modelThrough, feed.through, 0)
+        guard update.through <= held + StreamTrainer.maxTickLead else {
+            return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), implausibly far past the server's tick \(held)")
+        }
+        let gap = update.from > modelThrough
+        do {
+            // The catalog follows the update's ticks, as the trainer's did.
+            followCatalog(through: update.through)
+            try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
+        } catch {
+            return failed("\(error)")
+        }
+        if gap { counters.updateGaps += 1 }
+        modelThrough = update.through
+        counters.updatesApplied += 1
+        return true
+    }
+
+    /// The largest update this server joins: twice its whole state (an update holds at
+    /// most every row, every dense parameter and every item's counts) and room for
+    /// history appends.
+    static func maxUpdateBytes(_ state: ModelReplica) -> Int {
+        let model = state.model.map { $0.parameterCount * 8 } ?? 0
+        return 2 * (model + state.catalogCount * 12) + (256 << 20)
     }
 
     /// The catalog of tick `t`: new items become servable, retired ones stop being. Only

@@ -119,6 +119,8 @@ public final class StreamTrainer {
     let incarnation = UInt64.random(in: 1...UInt64.max)
     /// Called after each applied tick and each checkpoint (progress lines).
     public var onProgress: ((Progress) -> Void)?
+    /// Called with what an operator should know but that does not stop the trainer.
+    public var onWarning: ((String) -> Void)?
     /// Where the trainer's metrics go (nil: swift-metrics' global factory, a no-op until
     /// bootstrapped).
     public var metricsFactory: (any MetricsFactory)?
@@ -181,6 +183,17 @@ public final class StreamTrainer {
         ArmTrainer(items: world.catalog.count, ranking: s.arms[armIndex].ranking, retrieval: s.arms[armIndex].retrieval, users: world.userCount,
                    histories: world.histories, categories: world.catalog.subcategory.map(UInt32.init),
                    categoryCount: s.catalog.topCategories * s.catalog.subcategories, seed: s.seed &+ UInt64(armIndex))
+    }
+
+    /// What a server of the arm starts from: the state of a fresh trainer (the same
+    /// initial model, from the same settings and seed, and the users' logged histories),
+    /// with nothing of the learner.
+    static func freshReplica(_ s: Scenario, armIndex: Int, world: Population) -> ModelReplica {
+        let items = world.catalog.count
+        guard let m = s.arms[armIndex].ranking.sequenceModel else { return ModelReplica(items: items, model: nil, histories: nil) }
+        let model = ArmTrainer.freshSequenceModel(m, items: items, categories: world.catalog.subcategory.map(UInt32.init),
+                                                  categoryCount: s.catalog.topCategories * s.catalog.subcategories, seed: s.seed &+ UInt64(armIndex))
+        return ModelReplica(items: items, model: model, histories: UserHistories(users: world.userCount, cap: m.maxHistory, initial: world.histories))
     }
 
     // MARK: Decoding

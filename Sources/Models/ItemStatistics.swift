@@ -99,8 +99,7 @@ extension ItemStatistics {
     }
 
     public static func read(from r: inout BinaryReader) throws(BinaryReadError) -> ItemStatistics {
-        let count = Int(try r.read(UInt64.self, "item statistics count"))
-        guard count <= r.remaining / 8 else { throw BinaryReadError("implausible item count \(count)", at: r.offset - 8) }
+        let count = try r.readCount("item statistics count", elementSize: 8)
         var s = ItemStatistics(items: count)
         try s.impressions.withUnsafeMutableBufferPointer { (p) throws(BinaryReadError) in try r.readRaw(into: p.baseAddress!, expected: count, "impressions") }
         try s.clicks.withUnsafeMutableBufferPointer { (p) throws(BinaryReadError) in try r.readRaw(into: p.baseAddress!, expected: count, "clicks") }
@@ -131,21 +130,27 @@ extension ItemStatistics {
         changedItems.removeAll(keepingCapacity: true)
     }
 
-    /// Applies what `writeChanges` wrote (counts overwrite). Reads everything before
-    /// changing anything; `checkOnly` reads and checks without applying.
-    public mutating func applyChanges(from r: inout BinaryReader, checkOnly: Bool = false) throws(BinaryReadError) {
+    /// Applies what `writeChanges` wrote (counts overwrite). Reads and checks everything
+    /// before changing anything: items must be below `items` (the catalog the receiver
+    /// knows), counts and totals finite and not negative. `checkOnly` only checks.
+    public mutating func applyChanges(from r: inout BinaryReader, items: Int, checkOnly: Bool = false) throws(BinaryReadError) {
         let start = r.offset
-        try r.skip(24, "statistics totals")
-        let countAt = r.offset
-        let count = Int(try r.read(UInt32.self, "changed items"))
-        guard count <= r.remaining / 12 else { throw BinaryReadError("implausible changed item count \(count)", at: countAt) }
-        var highest: UInt32 = 0
+        for what in ["total impressions", "total clicks", "total view seconds"] {
+            let at = r.offset
+            let v = try r.readDouble(what)
+            guard v.isFinite, v >= 0 else { throw BinaryReadError("\(what) \(v): must be finite and not negative", at: at) }
+        }
+        let count = try r.readCount32("changed item count", elementSize: 12)
+        var highest = -1
         for _ in 0..<count {
             let at = r.offset
-            let item = try r.read(UInt32.self, "item")
-            guard item < 1 << 28 else { throw BinaryReadError("implausible item \(item)", at: at) }
+            let item = Int(try r.read(UInt32.self, "item"))
+            guard item < items else { throw BinaryReadError("item \(item) is outside the \(items) items of the catalog", at: at) }
             highest = max(highest, item)
-            try r.skip(8, "item counts")
+            for what in ["impressions", "clicks"] {
+                let v = try r.readFloat(what)
+                guard v.isFinite, v >= 0 else { throw BinaryReadError("\(what) \(v) of item \(item): must be finite and not negative", at: r.offset - 4) }
+            }
         }
         if checkOnly { return }
         r.rewind(to: start)
@@ -153,7 +158,7 @@ extension ItemStatistics {
         totalClicks = try r.readDouble("total clicks")
         totalViewSeconds = try r.readDouble("total view seconds")
         _ = try r.read(UInt32.self, "changed items")
-        if count > 0 { grow(to: Int(highest)) }
+        if highest >= 0 { grow(to: highest) }
         for _ in 0..<count {
             let item = Int(try r.read(UInt32.self, "item"))
             impressions[item] = try r.readFloat("impressions")

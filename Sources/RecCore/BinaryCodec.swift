@@ -58,9 +58,36 @@ public struct BinaryReader {
         defer { offset += n }
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]), as: UTF8.self)
     }
+    /// Reads a u64 count of elements of `elementSize` bytes each, checked against the bytes
+    /// that are left before it becomes an Int: a forged count is an error naming `what`,
+    /// never a trap or an allocation of its size.
+    public mutating func readCount(_ what: String, elementSize: Int) throws(BinaryReadError) -> Int {
+        let at = offset
+        let count = try read(UInt64.self, what)
+        guard count <= UInt64(remaining / max(elementSize, 1)) else {
+            throw BinaryReadError("implausible \(what) \(count): \(remaining) bytes left", at: at)
+        }
+        return Int(count)
+    }
+    /// A u64 that must fit an Int (counters, steps): a larger one is an error, not a trap.
+    public mutating func readInt(_ what: String) throws(BinaryReadError) -> Int {
+        let at = offset
+        let v = try read(UInt64.self, what)
+        guard v <= UInt64(Int.max) else { throw BinaryReadError("implausible \(what) \(v)", at: at) }
+        return Int(v)
+    }
+    /// A u32 count, checked the same way.
+    public mutating func readCount32(_ what: String, elementSize: Int) throws(BinaryReadError) -> Int {
+        let at = offset
+        let count = Int(try read(UInt32.self, what))
+        guard count <= remaining / max(elementSize, 1) else {
+            throw BinaryReadError("implausible \(what) \(count): \(remaining) bytes left", at: at)
+        }
+        return count
+    }
     /// Reads a count and that many raw values into `out` (which must have room for `expected`).
     public mutating func readRaw<T>(into out: UnsafeMutablePointer<T>, expected: Int, _ what: String) throws(BinaryReadError) {
-        let count = Int(try read(UInt64.self, what))
+        let count = try readCount(what, elementSize: MemoryLayout<T>.stride)
         guard count == expected else { throw BinaryReadError("\(what): expected \(expected) values, found \(count)", at: offset - 8) }
         let size = count * MemoryLayout<T>.stride
         try need(size, what)
@@ -69,6 +96,7 @@ public struct BinaryReader {
     }
     /// Reads `count` raw values written by `writeValues` into `out`.
     public mutating func readValues(into out: UnsafeMutablePointer<Float>, count: Int, _ what: String) throws(BinaryReadError) {
+        guard count >= 0, count <= remaining / 4 else { throw BinaryReadError("truncated: \(what) needs \(count) values, \(remaining) bytes left", at: offset) }
         let size = count * 4
         try need(size, what)
         UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress! + offset, byteCount: size)

@@ -119,17 +119,10 @@ public struct OfflineExperiment {
 
     static func evaluate(_ m: SequenceModelSettings, dim: Int, seed: UInt64, epochs: Int, _ w: OfflineWork) -> OfflineScores {
         let world = w.world
-        var settings = RankingModelSettings()
-        settings.design = EmbeddingDesign(m.design)
+        // The offline study sweeps one width for both table sets.
+        var settings = RankingModelSettings(m, seed: seed)
         settings.attentionDim = dim
         settings.representationDim = dim
-        settings.topK = m.topK
-        settings.maxHistory = m.maxHistory
-        settings.adam = AdamSettings(learningRate: Float(m.learningRate))
-        settings.auxLossWeight = Float(m.auxLossWeight)
-        settings.tableOptimizer = TableOptimizer(m.optimizer)
-        settings.batchNorm = m.batchNorm
-        settings.seed = seed
         let categories = world.catalog.settings.topCategories * world.catalog.settings.subcategories
         let model = RankingModel(settings, items: world.catalog.count, categories: categories)
         model.updateCatalog(categories: world.catalog.subcategory.map(UInt32.init), categoryCount: categories)

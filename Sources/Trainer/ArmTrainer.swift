@@ -44,19 +44,7 @@ public final class ArmTrainer {
             poly = nil
         }
         if let m = ranking.sequenceModel {
-            var s = RankingModelSettings()
-            s.design = EmbeddingDesign(m.design)
-            s.attentionDim = m.attentionDim
-            s.representationDim = m.representationDim
-            s.topK = m.topK
-            s.maxHistory = m.maxHistory
-            s.adam = AdamSettings(learningRate: Float(m.learningRate))
-            s.auxLossWeight = Float(m.auxLossWeight)
-            s.tableOptimizer = TableOptimizer(m.optimizer)
-            s.batchNorm = m.batchNorm
-            s.seed = seed
-            let model = RankingModel(s, items: items, categories: categoryCount)
-            model.updateCatalog(categories: categories, categoryCount: categoryCount)
+            let model = Self.freshSequenceModel(m, items: items, categories: categories, categoryCount: categoryCount, seed: seed)
             let learner = SequenceLearner(model: model, histories: UserHistories(users: users, cap: m.maxHistory, initial: histories),
                                           batchSize: m.batchSize)
             Self.configure(learner, m)
@@ -64,6 +52,15 @@ public final class ArmTrainer {
         } else {
             sequence = nil
         }
+    }
+
+    /// A sequence model as a fresh trainer starts it (the scenario's settings, the seed's
+    /// initial values, the catalog taken in): what a server that follows the trainer
+    /// starts from too.
+    public static func freshSequenceModel(_ m: SequenceModelSettings, items: Int, categories: [UInt32], categoryCount: Int, seed: UInt64) -> RankingModel {
+        let model = RankingModel(RankingModelSettings(m, seed: seed), items: items, categories: categoryCount)
+        model.updateCatalog(categories: categories, categoryCount: categoryCount)
+        return model
     }
 
     /// A trainer restored from a checkpoint: its statistics and sequence learner (state),

@@ -32,3 +32,20 @@ extension PolyMatching {
         }
     }
 }
+
+extension RankingModelSettings {
+    /// A sequence arm's model settings, as the scenario gives them.
+    public init(_ m: SequenceModelSettings, seed: UInt64) {
+        self.init()
+        design = EmbeddingDesign(m.design)
+        attentionDim = m.attentionDim
+        representationDim = m.representationDim
+        topK = m.topK
+        maxHistory = m.maxHistory
+        adam = AdamSettings(learningRate: Float(m.learningRate))
+        auxLossWeight = Float(m.auxLossWeight)
+        tableOptimizer = TableOptimizer(m.optimizer)
+        batchNorm = m.batchNorm
+        self.seed = seed
+    }
+}

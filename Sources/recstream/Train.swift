@@ -79,6 +79,7 @@ struct Train: AsyncParsableCommand {
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.
         logger.info("starting", metadata: ["checkpoint": "\(checkpoint)", "kafka": "\(KafkaConfiguration(properties))"])
+        trainer.onWarning = { [logger] message in logger.warning("\(message)") }
         trainer.onProgress = { [logger] p in
             guard p.checkpointed else { return }
             logger.info("checkpointed", metadata: [
