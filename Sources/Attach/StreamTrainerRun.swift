@@ -21,8 +21,12 @@ extension StreamTrainer {
                 throw AttachError("model topic \(topic) does not exist: create it (recstream broker --prefix creates every topic of a prefix), or train with --no-publish")
             }
         }
-        if FileManager.default.fileExists(atPath: options.checkpointPath) {
-            try resume(partitions: partitionCount)
+        // One trainer per checkpoint, for as long as this one runs.
+        let lock = try CheckpointLock(checkpoint: options.checkpointPath)
+        defer { withExtendedLifetime(lock) {} }
+        CheckpointFile.removeLeftovers(options.checkpointPath)
+        if FileManager.default.fileExists(atPath: options.checkpointPath) || FileManager.default.fileExists(atPath: CheckpointFile.previous(options.checkpointPath)) {
+            if let refused = try resume(partitions: partitionCount) { onWarning?("resumed from the previous checkpoint generation: \(refused)") }
         } else {
             partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
         }
@@ -87,10 +91,10 @@ extension StreamTrainer {
         /// the next one. Model updates covering the checkpoint are delivered first, so a
         /// trainer restarted from it owes the servers nothing.
         func checkpoint() throws {
-            if modelTopic != nil {
-                try publish()
-                try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
-            }
+            if modelTopic != nil { try publish() }
+            // Dead letters and model updates are on the broker before the checkpoint that
+            // moves past them.
+            try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
             try save()
             let applied = partitions.indices.compactMap { p -> (TopicPartition, offset: Int64)? in
                 partitions[p].applied >= 0 ? (TopicPartition(options.topic, Int32(p)), offset: partitions[p].applied) : nil
@@ -214,48 +218,76 @@ extension StreamTrainer {
     }
 
     func save() throws(CheckpointError) {
-        try Checkpoint.writeAtomically(encodeCheckpoint(), to: options.checkpointPath)
+        try CheckpointFile.replace(options.checkpointPath, with: encodeCheckpoint())
     }
 
-    /// Restores the state of the checkpoint file.
-    func resume(partitions count: Int) throws {
+    /// What a checkpoint file holds, decoded and checked against this trainer.
+    struct Restored {
+        var appliedThrough: Int64
+        var counters: Counters
+        var trainer: ArmTrainer
+        var catalogItems: Int
+        var partitions: [PartitionState]
+    }
+
+    /// Restores the newest checkpoint generation that decodes (see `CheckpointFile`);
+    /// returns the reason the newest was passed over, if it was.
+    func resume(partitions count: Int) throws -> String? {
         let path = options.checkpointPath
-        guard let data = FileManager.default.contents(atPath: path) else { throw AttachError("checkpoint \(path): cannot read it") }
-        let bytes = [UInt8](data)
+        let found: CheckpointFile.Found<Restored>?
+        do {
+            found = try CheckpointFile.read(path) { try decodeCheckpoint($0, partitions: count) }
+        } catch {
+            throw AttachError("checkpoint \(error.message)")
+        }
+        guard let r = found?.value else { throw AttachError("checkpoint \(path): no such file") }
+        appliedThrough = r.appliedThrough
+        counters = r.counters
+        trainer = r.trainer
+        catalogItems = r.catalogItems
+        partitions = r.partitions
+        return found?.newestRefused
+    }
+
+    /// Decodes a checkpoint of this trainer (the messages name what is wrong; the reader
+    /// prefixes the file).
+    func decodeCheckpoint(_ bytes: [UInt8], partitions count: Int) throws -> Restored {
         switch CheckpointFrame.check(bytes, magic: Self.magic) {
-        case .notOurs?: throw AttachError("checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
-        case .checksum?: throw AttachError("checkpoint \(path): corrupt or truncated (checksum does not match)")
+        case .notOurs?: throw AttachError("not a recstream train checkpoint (it does not start with \"RSAT\")")
+        case .checksum?: throw AttachError("corrupt or truncated (checksum does not match)")
         case nil: break
         }
         do {
-            try CheckpointFrame.read(bytes) { r in
+            return try CheckpointFrame.read(bytes) { r in
                 let version = try r.read(UInt32.self, "version")
                 guard version == Self.checkpointVersion else { throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)") }
                 let theirs = try r.readString("identity")
                 guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
-                appliedThrough = try r.read(Int64.self, "applied tick")
-                for (name, field) in Counters.fields { counters[keyPath: field] = Int(try r.read(UInt64.self, name)) }
+                let appliedThrough = try r.read(Int64.self, "applied tick")
+                var counters = Counters()
+                for (name, field) in Counters.fields { counters[keyPath: field] = try r.readInt(name) }
                 let statistics = try ItemStatistics.read(from: &r)
                 let learner = try r.read(UInt8.self, "learner flag") == 1 ? try Checkpoint.readLearner(from: &r) : nil
                 guard (learner == nil) == (trainer.sequence == nil) else { throw AttachError("its sequence model does not match the arm's ranking") }
-                trainer = ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario.arms[armIndex].ranking)
-                catalogItems = learner?.model.categoryOf.count ?? items
                 let stored = Int(try r.read(UInt32.self, "partitions"))
                 guard stored <= count else {
                     throw AttachError("it covers \(stored) partitions of \(options.topic), which now has \(count); partitions cannot shrink")
                 }
-                partitions = (0..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+                var partitions = (0..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
                 for p in 0..<stored {
                     partitions[p].applied = try r.read(Int64.self, "offset")
                     partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
                     partitions[p].watermark = partitions[p].appliedWatermark
                 }
                 guard r.remaining == 0 else { throw AttachError("\(r.remaining) unexpected bytes at the end") }
+                return Restored(appliedThrough: appliedThrough, counters: counters,
+                                trainer: ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario.arms[armIndex].ranking),
+                                catalogItems: learner?.model.categoryOf.count ?? items, partitions: partitions)
             }
         } catch let error as AttachError {
-            throw AttachError("checkpoint \(path): \(error.message)")
+            throw error
         } catch {
-            throw AttachError("checkpoint \(path): \(error)")
+            throw AttachError("\(error)")
         }
     }
 }

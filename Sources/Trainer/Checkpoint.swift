@@ -8,8 +8,8 @@ import RecCore
 ///
 /// File format (little-endian): "RSCK", version (u32), the model, the history store, the
 /// evaluations, the offsets (count, then topic/partition key and offset), and a CRC-32 of
-/// everything before it. Files are written to a temporary name and renamed, so a crash
-/// mid-write leaves the previous checkpoint whole.
+/// everything before it. Files are replaced crash-safe, keeping the previous generation
+/// (`CheckpointFile`).
 public enum Checkpoint {
     /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
     /// and the BatchNorm flag.
@@ -74,28 +74,22 @@ public enum Checkpoint {
     public static func readLearner(from r: inout BinaryReader) throws(BinaryReadError) -> SequenceLearner {
         let batch = Int(try r.read(UInt32.self, "batch size"))
         let model = try RankingModel.read(from: &r)
+        let historiesAt = r.offset
         let histories = try UserHistories.read(from: &r)
+        try model.checkHistories(histories, at: historiesAt)
         let learner = SequenceLearner(model: model, histories: histories, batchSize: max(batch, 1))
-        let evaluations = Int(try r.read(UInt64.self, "evaluations"))
-        guard evaluations <= r.remaining else { throw BinaryReadError("implausible evaluation count \(evaluations)", at: r.offset - 8) }
+        let evaluations = try r.readCount("evaluation count", elementSize: 36)
         for _ in 0..<evaluations {
             learner.evaluations.append(TickEvaluation(
-                tick: try r.read(UInt32.self, "tick"), samples: Int(try r.read(UInt64.self, "samples")),
-                positives: Int(try r.read(UInt64.self, "positives")), auc: try r.readDouble("auc"), logLoss: try r.readDouble("log loss")))
+                tick: try r.read(UInt32.self, "tick"), samples: try r.readInt("samples"),
+                positives: try r.readInt("positives"), auc: try r.readDouble("auc"), logLoss: try r.readDouble("log loss")))
         }
         return learner
     }
 
-    /// Writes `bytes` atomically: a temporary file beside `path`, then a rename.
+    /// Replaces the checkpoint at `path` with `bytes`, crash-safe (`CheckpointFile.replace`).
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
-        let temporary = path + ".tmp"
-        do {
-            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            throw CheckpointError("cannot write \(path): \(error.localizedDescription)")
-        }
+        try CheckpointFile.replace(path, with: bytes)
     }
 
     /// Writes atomically: a temporary file beside `path`, then a rename.
@@ -103,13 +97,10 @@ public enum Checkpoint {
         try writeAtomically(encode(learner, offsets: offsets), to: path)
     }
 
+    /// The newest generation at `path` that decodes (`CheckpointFile.read`).
     public static func load(from path: String) throws(CheckpointError) -> Contents {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): no such file") }
-        do {
-            return try decode([UInt8](data))
-        } catch {
-            throw CheckpointError("\(path): \(error.message)")
-        }
+        guard let found = try CheckpointFile.read(path, { try decode($0) }) else { throw CheckpointError("\(path): no such file") }
+        return found.value
     }
 
     static func hex(_ v: UInt32) -> String {

@@ -214,7 +214,7 @@ struct StreamTrainerTests {
             let t = try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: "dare", options: options)
             var injectedAfter: Int?
             t.onProgress = { p in
-                guard injectedAfter == nil, p.appliedThrough >= 1, let inject else { return }
+                guard injectedAfter == nil, p.appliedThrough >= 0, let inject else { return }
                 injectedAfter = p.counters.events
                 inject(broker)
             }
@@ -254,8 +254,22 @@ struct StreamTrainerTests {
         _ = try trainer(broker, topic: "ev", checkpoint: path).run()
         let good = try Data(contentsOf: URL(fileURLWithPath: path))
 
+        // The previous generation is whole: a bad newest one falls back to it, with a warning.
+        #expect(FileManager.default.fileExists(atPath: path + ".prev"))
+        var flippedNewest = good
+        flippedNewest[flippedNewest.count / 2] ^= 0x40
+        try flippedNewest.write(to: URL(fileURLWithPath: path))
+        var warnings: [String] = []
+        let fallback = try trainer(broker, topic: "ev", checkpoint: path)
+        fallback.onWarning = { warnings.append($0) }
+        _ = try fallback.run()
+        #expect(warnings == ["resumed from the previous checkpoint generation: \(path): corrupt or truncated (checksum does not match)"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == good)
+
+        // With no previous generation, each is an error naming the file.
         func message(_ bytes: Data, topic: String = "ev") throws -> String {
             try bytes.write(to: URL(fileURLWithPath: path))
+            try? FileManager.default.removeItem(atPath: path + ".prev")
             do {
                 _ = try trainer(broker, topic: topic, checkpoint: path).run()
                 return "(resumed)"

@@ -137,6 +137,53 @@ struct CheckpointTests {
         }
     }
 
+    /// `bytes` with `value` written at `offset` and the checksum sealed again: a file an
+    /// attacker crafted, which the CRC does not catch.
+    static func forged<T: FixedWidthInteger>(_ bytes: [UInt8], _ value: T, at offset: Int) -> [UInt8] {
+        var b = Array(bytes[..<(bytes.count - 4)])
+        withUnsafeBytes(of: value.littleEndian) { for (i, v) in $0.enumerated() { b[offset + i] = v } }
+        let crc = b.withUnsafeBytes { CRC32.checksum($0) }
+        withUnsafeBytes(of: crc.littleEndian) { b.append(contentsOf: $0) }
+        return b
+    }
+
+    @Test("a crafted checkpoint with a valid checksum is a clear error, never a trap or a huge allocation")
+    func craftedFiles() throws {
+        let l = learner()
+        l.learn(tick: 0, feedback: tick(0)[...])
+        let bytes = Checkpoint.encode(l, offsets: ["f/0": 7])
+        #expect(throws: Never.self) { try Checkpoint.decode(bytes) }
+        // Where the fields are: magic, version and batch size, then the model.
+        let model = 12
+        func u32(_ at: Int) -> Int { bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: at, as: UInt32.self)) } }
+        let dims = model + 4 + u32(model) + 1
+        let optimizer = dims + 24 + 16 + 4 + 4 + 8 + 4
+        let step = optimizer + 4 + u32(optimizer) + 1
+        let categoryFeed = step + 8
+        var w = BinaryWriter()
+        l.model.write(to: &w)
+        let histories = model + w.bytes.count
+        let firstEntry = histories + 4 + 8 + 8 + 4 * l.histories.userCount + 8
+        try #require(l.histories.history(of: 0).count > 0)
+
+        func refused(_ file: [UInt8], _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                _ = try Checkpoint.decode(file)
+                Issue.record("expected an error (\(reason)), none was thrown", sourceLocation: sourceLocation)
+            } catch {
+                #expect(error.description.contains(reason), "\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        refused(Self.forged(bytes, UInt32(1 << 24 - 1), at: dims + 12), "implausible model dimensions [4, 6, 3, 16777215, 8, 5]")
+        refused(Self.forged(bytes, UInt32(4096), at: dims + 8), "implausible model dimensions")  // K above L
+        refused(Self.forged(bytes, UInt64(1) << 63, at: step), "implausible step 9223372036854775808")
+        refused(Self.forged(bytes, UInt64(1) << 62, at: categoryFeed), "implausible category feed 4611686018427387904")
+        refused(Self.forged(bytes, UInt32(1_000_000), at: categoryFeed + 8), "category 1000000 in the category feed is outside the 3 rows")
+        refused(Self.forged(bytes, UInt64(1) << 40, at: histories + 4), "implausible history users 1099511627776")
+        refused(Self.forged(bytes, UInt64(100), at: histories + 4), "implausible history store 100 x 10")
+        refused(Self.forged(bytes, UInt32(1 << 30), at: firstEntry), "user 0's history names item 1073741824, outside the model's 30 items")
+    }
+
     @Test("save and load go through a file, atomically")
     func files() throws {
         let l = learner()
@@ -150,6 +197,88 @@ struct CheckpointTests {
         do { _ = try Checkpoint.load(from: path + ".missing"); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description.hasSuffix(".missing: no such file"))
         }
+    }
+
+    /// A fresh directory for a test's files.
+    static func directory() throws -> String {
+        let path = NSTemporaryDirectory() + "recstream-ckpt-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test("a replace keeps the previous generation, and a torn newest falls back to it, saying why")
+    func generations() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/t.ckpt"
+        let l = learner()
+        try Checkpoint.save(l, offsets: ["a/0": 1], to: path)
+        #expect(!FileManager.default.fileExists(atPath: CheckpointFile.previous(path)))
+        try Checkpoint.save(l, offsets: ["a/0": 2], to: path)
+        try Checkpoint.save(l, offsets: ["a/0": 3], to: path)
+        #expect(try Checkpoint.load(from: path).offsets == ["a/0": 3])
+        #expect(try Checkpoint.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: CheckpointFile.previous(path))))).offsets == ["a/0": 2])
+        // Nothing left beside them but the two generations.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["t.ckpt", "t.ckpt.prev"])
+
+        // The newest torn (a disk that lied about a flush): the previous one is used.
+        let whole = try Data(contentsOf: URL(fileURLWithPath: path))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: path))
+        let found = try #require(try CheckpointFile.read(path) { try Checkpoint.decode($0) })
+        #expect(found.value.offsets == ["a/0": 2] && found.path == CheckpointFile.previous(path))
+        #expect(found.newestRefused?.contains("t.ckpt: corrupt or truncated") == true, "\(found.newestRefused ?? "nil")")
+        // Both torn: an error naming both.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: CheckpointFile.previous(path)))
+        do {
+            _ = try CheckpointFile.read(path) { try Checkpoint.decode($0) }
+            Issue.record("expected an error, none was thrown")
+        } catch {
+            #expect(error.message.contains("t.ckpt: corrupt or truncated") && error.message.contains("t.ckpt.prev: not a recstream checkpoint"), "\(error)")
+        }
+        // Neither there: nil (a fresh start is the caller's decision).
+        #expect(try CheckpointFile.read(dir + "/none.ckpt") { try Checkpoint.decode($0) } == nil)
+    }
+
+    @Test("a symlink planted at the checkpoint's path is replaced, its target never written")
+    func plantedSymlink() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = dir + "/precious", path = dir + "/t.ckpt"
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: target))
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
+        try CheckpointFile.replace(path, with: [1, 2, 3])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == Data("precious".utf8))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: CheckpointFile.previous(path)) == target)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([1, 2, 3]))
+        #expect((try FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular)
+    }
+
+    @Test("a second trainer on one checkpoint is refused by name; the lock goes with its holder")
+    func lock() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/t.ckpt"
+        var first: CheckpointLock? = try CheckpointLock(checkpoint: path)
+        do {
+            _ = try CheckpointLock(checkpoint: path)
+            Issue.record("expected an error, none was thrown")
+        } catch {
+            #expect(error.message.contains("t.ckpt is in use by another trainer (pid \(getpid())"), "\(error)")
+        }
+        withExtendedLifetime(first) {}
+        first = nil
+        #expect(throws: Never.self) { _ = try CheckpointLock(checkpoint: path) }
+    }
+
+    @Test("temporary files a crashed writer left are removed")
+    func leftovers() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/t.ckpt"
+        try CheckpointFile.replace(path, with: [1])
+        for name in ["t.ckpt.tmp.123.456", "t.ckpt.prev.tmp.123", "other.tmp.1"] { try Data([9]).write(to: URL(fileURLWithPath: dir + "/" + name)) }
+        CheckpointFile.removeLeftovers(path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["other.tmp.1", "t.ckpt"])
     }
 
     @Test("CRC-32 matches zlib's")
