@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Attach mode under kill -9: while a known stream of JSON events flows, the trainer is
-# killed at random points and restarted from its checkpoint; its final checkpoint must be
-# byte for byte the one an uninterrupted trainer writes (no event lost, none applied
-# twice). Then SIGTERM: a clean stop, exit 0, a checkpoint that resumes.
+# killed at random points (every third run inside its checkpoint replace) and restarted
+# from its checkpoint, which must exist after every kill once first written; its final
+# checkpoint must be byte for byte the one an uninterrupted trainer writes (no event lost,
+# none applied twice). A second trainer on a held checkpoint is refused. Then SIGTERM: a clean stop,
+# exit 0, a checkpoint that resumes.
 # Usage: attach-kill.sh path/to/recstream
 set -u
 bin=${1:?usage: attach-kill.sh path/to/recstream}
@@ -50,19 +52,39 @@ for i, line in enumerate(open(sys.argv[1])):
 ' "$tmp/events" | "$bin" produce --brokers "$brokers" --topic ev --key user 2>"$tmp/produce.err" &
 producer=$!
 
-kills=0 after_checkpoint=0
+kills=0 after_checkpoint=0 crashes=0
+points=(written linked renamed)
 while kill -0 "$producer" 2>/dev/null || [ "$kills" -lt 6 ]; do
-    # The binary itself in the background (not a shell function), so $! is its pid.
-    "$bin" "${args[@]}" --checkpoint "$tmp/killed.ckpt" --checkpoint-every 0.1 >/dev/null 2>&1 &
+    # Every third run dies inside its own checkpoint replace (RECSTREAM_CRASH_AT), at each
+    # step in turn; the others at a random moment. The binary itself in the background
+    # (not a shell function), so $! is its pid.
+    crash=""
+    [ $((kills % 3)) = 2 ] && crash=${points[$(( (kills / 3) % 3 ))]}
+    RECSTREAM_CRASH_AT=$crash "$bin" "${args[@]}" --checkpoint "$tmp/killed.ckpt" --checkpoint-every 0.1 >/dev/null 2>"$tmp/killed.err" &
     pid=$!
-    sleep "$(python3 -c 'import random; print(round(random.uniform(0.4, 1.6), 2))')"
+    if [ -n "$crash" ]; then
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    else
+        sleep "$(python3 -c 'import random; print(round(random.uniform(0.4, 1.6), 2))')"
+    fi
+    # Gone before this kill: it died at its crash point (SIGKILL, exit 137).
+    kill -0 "$pid" 2>/dev/null && alive=1 || alive=0
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    status=$?
+    [ -n "$crash" ] && [ "$alive" = 0 ] && [ "$status" = 137 ] && crashes=$((crashes + 1))
     kills=$((kills + 1))
+    if [ "$after_checkpoint" -gt 0 ]; then
+        # Once there is a checkpoint, no kill, wherever it lands, may leave none.
+        [ -s "$tmp/killed.ckpt" ] || fail "kill $kills${crash:+ (at '$crash')} left no checkpoint; $(ls "$tmp")"
+    fi
     [ -s "$tmp/killed.ckpt" ] && after_checkpoint=$((after_checkpoint + 1))
-done
+    if grep -q "^error: " "$tmp/killed.err"; then fail "run $kills: $(cat "$tmp/killed.err")"; fi
+done 2>/dev/null  # bash's "Killed" notices for the runs that killed themselves
 wait "$producer" || fail "the producer failed: $(cat "$tmp/produce.err")"
 [ "$after_checkpoint" -ge 3 ] || fail "only $after_checkpoint of $kills kills came after a checkpoint"
+[ "$crashes" -ge 2 ] || fail "only $crashes runs died at their RECSTREAM_CRASH_AT point"
+[ -s "$tmp/killed.ckpt.prev" ] || fail "no previous generation beside the checkpoint"
 
 train --checkpoint "$tmp/killed.ckpt" --exit-when-idle 1 >"$tmp/resumed.out" 2>&1 || fail "the resumed trainer failed: $(cat "$tmp/resumed.out")"
 train --checkpoint "$tmp/straight.ckpt" --exit-when-idle 1 >"$tmp/straight.out" 2>&1 || fail "the uninterrupted trainer failed: $(cat "$tmp/straight.out")"
@@ -76,6 +98,9 @@ diff <(head -1 "$tmp/resumed.out") <(head -1 "$tmp/straight.out") >/dev/null || 
 "$bin" "${args[@]}" --checkpoint "$tmp/stopped.ckpt" >"$tmp/stopped.out" 2>&1 &
 pid=$!
 sleep 2
+# A second trainer on the same checkpoint is refused at start, naming the holder.
+train --checkpoint "$tmp/stopped.ckpt" --exit-when-idle 1 >"$tmp/second.out" 2>&1 && fail "a second trainer on a held checkpoint started"
+grep -q "in use by another trainer (pid $pid" "$tmp/second.out" || fail "second trainer: $(cat "$tmp/second.out")"
 kill -TERM "$pid"
 wait "$pid"
 status=$?
@@ -116,4 +141,4 @@ assert any(k.startswith("recstream_train_tick_duration_seconds_bucket{") for k i
 PY
 kill -TERM "$pid"; wait "$pid" || fail "the metrics trainer did not exit 0 on SIGTERM"
 
-echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint) and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"
+echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint, $crashes inside a checkpoint replace), a refused second trainer and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"
