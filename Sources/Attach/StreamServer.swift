@@ -84,6 +84,10 @@ public final class StreamServer {
         /// Updates that began after the last tick this server held: the ones between are
         /// gone from the topic (retention), so the model may differ from the trainer's.
         public var updateGaps = 0
+        /// Update parts dropped unjoined: a part without its beginning (the server started
+        /// mid-update, or parts were lost), an update its trainer never finished, or a run
+        /// of parts larger than the server joins.
+        public var partsAbandoned = 0
         public init() {}
     }
 
@@ -285,7 +289,9 @@ public final class StreamServer {
             return failed("\(error)")
         }
         guard header.identity == identity else { return false }  // another arm's, or another world's
-        guard let (update, payload) = assembler.take(header, chunk) else { return false }
+        let joined = assembler.take(header, chunk)
+        counters.partsAbandoned = assembler.abandonedParts
+        guard let (update, payload) = joined else { return false }
         guard update.through > modelThrough else {
             counters.updatesSkipped += 1
             return false
@@ -385,10 +391,11 @@ func waitForTopic(_ topic: String, _ config: KafkaConfiguration, timeoutSeconds:
 /// What an attached server reports through swift-metrics:
 /// `recstream_serve_requests_total{arm}`, `recstream_serve_dead_letters_total{arm}`,
 /// `recstream_serve_model_updates_total{arm, outcome}` (applied, skipped, error, gap),
+/// `recstream_serve_model_parts_abandoned_total{arm}` (parts dropped unjoined),
 /// `recstream_serve_model_tick{arm}` (the last tick the model covers),
 /// `recstream_serve_latency_seconds{arm}` (a histogram of the time to build a slate).
 struct ServerMetrics {
-    let served, deadLetters, transientErrors: Counter
+    let served, deadLetters, transientErrors, partsAbandoned: Counter
     let updates: [String: Counter]
     let modelTick: Gauge
     let latency: Timer
@@ -403,6 +410,7 @@ struct ServerMetrics {
         updates = Dictionary(uniqueKeysWithValues: ["applied", "skipped", "error", "gap"].map {
             ($0, Counter(label: "recstream_serve_model_updates_total", dimensions: a + [("outcome", $0)], factory: factory))
         })
+        partsAbandoned = Counter(label: "recstream_serve_model_parts_abandoned_total", dimensions: a, factory: factory)
         modelTick = Gauge(label: "recstream_serve_model_tick", dimensions: a, factory: factory)
         latency = Timer(label: "recstream_serve_latency_seconds", dimensions: a, factory: factory)
     }
@@ -414,6 +422,7 @@ struct ServerMetrics {
         updates["skipped"]!.increment(by: now.updatesSkipped - reported.updatesSkipped)
         updates["error"]!.increment(by: now.updateErrors - reported.updateErrors)
         updates["gap"]!.increment(by: now.updateGaps - reported.updateGaps)
+        partsAbandoned.increment(by: now.partsAbandoned - reported.partsAbandoned)
         transientErrors.increment(by: max(0, transient - reportedTransient))
         modelTick.record(modelThrough)
         reported = now

@@ -91,7 +91,7 @@ struct Serve: AsyncParsableCommand {
         print("""
             served \(c.served) requests (\(c.otherArms) of other arms skipped, \(c.deadLetters) dead letters); \
             model through tick \(server.modelThrough) after \(c.updatesApplied) updates \
-            (\(c.updatesSkipped) repeats skipped, \(c.updateErrors) errors, \(c.updateGaps) gaps)\(stopped ? " (stopped by signal)" : "")
+            (\(c.updatesSkipped) repeats skipped, \(c.updateErrors) errors, \(c.updateGaps) gaps, \(c.partsAbandoned) parts abandoned)\(stopped ? " (stopped by signal)" : "")
             latency p50 / p99 / p99.9: \(micros(latency.valueAtPercentile(50))) / \(micros(latency.valueAtPercentile(99))) / \(micros(latency.valueAtPercentile(99.9))) µs
             """)
     }

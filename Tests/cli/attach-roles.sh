@@ -50,7 +50,7 @@ for server in dare-0-2 dare-1-2 ctr-0-1; do
     n=$(sed -E 's/^served ([0-9]+) requests.*/\1/' <<<"$out")
     [ "$n" -gt 0 ] || fail "$server served nothing (the instances did not split the partitions?): $out"
     served=$((served + n))
-    grep -q "(0 repeats skipped, 0 errors, 0 gaps)" <<<"$out" || fail "$server: model updates went wrong: $out"
+    grep -q "(0 repeats skipped, 0 errors, 0 gaps, 0 parts abandoned)" <<<"$out" || fail "$server: model updates went wrong: $out"
     arm=${server%%-*}
     tick=$(sed -E 's/^applied through tick ([0-9]+):.*/\1/' "$tmp/train-$arm.out" | head -1)
     grep -q "model through tick $tick after" <<<"$out" || fail "$server did not end on its trainer's tick $tick: $out"
