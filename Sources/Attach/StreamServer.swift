@@ -147,13 +147,19 @@ public final class StreamServer {
         }
         let requests = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { requests.close() }
-        // From the group's committed offsets (the earliest where there are none).
-        try requests.assign(mine.map { (TopicPartition(options.requestsTopic, Int32($0)), offset: KafkaOffset.stored) })
+        // From the group's committed offsets, the beginning where there are none (asked
+        // explicitly: the consumer resets no offset by itself).
+        let partitions = mine.map { TopicPartition(options.requestsTopic, Int32($0)) }
+        let committed = try requests.committed(partitions, timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+        try requests.assign(partitions.map { ($0, offset: committed[$0] ?? KafkaOffset.beginning) })
 
         var models: KafkaConsumer?
         if let topic = options.modelTopic {
             let partitionCount = try waitForTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds)
-            let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: "\(options.groupID)-model"), batchCapacity: 64)
+            // Updates gone from the topic are gaps the server counts (an update's `from`
+            // shows them), so here the consumer may move on to the earliest it has.
+            let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: "\(options.groupID)-model", offsetReset: "earliest"),
+                                             batchCapacity: 64)
             try consumer.assign((0..<partitionCount).map { (TopicPartition(topic, Int32($0)), offset: KafkaOffset.beginning) })
             models = consumer
         }
@@ -357,13 +363,15 @@ func modelIdentity(_ scenario: Scenario, armIndex: Int) -> String {
 
 extension KafkaConfiguration {
     /// A consumer of the attach roles: `group` for committed offsets (commits are the
-    /// role's: KafkaConsumer turns auto-commit off), the earliest offset where the group
-    /// has none, and a short fetch wait (the embedded broker holds an empty fetch for all
-    /// of it).
-    func attachConsumer(group: String, fetchWaitMilliseconds: Int = 10) -> KafkaConfiguration {
+    /// role's: KafkaConsumer turns auto-commit off), a short fetch wait (the embedded
+    /// broker holds an empty fetch for all of it), and by default no offset reset of
+    /// librdkafka's own: an offset that is gone from the broker is an error the role sees
+    /// (`KafkaError.isOffsetOutOfRange`), not a silent jump. The roles resolve where to
+    /// start themselves, so nothing relies on the reset policy.
+    func attachConsumer(group: String, fetchWaitMilliseconds: Int = 10, offsetReset: String = "error") -> KafkaConfiguration {
         var c = self
         c.setDefault("group.id", group)
-        c.setDefault("auto.offset.reset", "earliest")
+        c.setDefault("auto.offset.reset", offsetReset)
         c.setDefault("fetch.wait.max.ms", String(fetchWaitMilliseconds))
         return c
     }

@@ -59,6 +59,11 @@ public final class StreamTrainer {
         public var modelTopic: String?
         /// Seconds between model updates (each covers every tick applied since the last).
         public var publishEverySeconds = 1.0
+        /// What to do when offsets the trainer needs are gone from the broker.
+        public var onGap = GapPolicy.fail
+        /// Start from the topic's beginning with no checkpoint although the group has
+        /// committed offsets (without it, that is refused: the checkpoint may be lost).
+        public var fresh = false
         public init(topic: String, deadLetterTopic: String, format: Format, checkpointPath: String, groupID: String, properties: [String: String]) {
             self.topic = topic
             self.deadLetterTopic = deadLetterTopic
@@ -67,6 +72,16 @@ public final class StreamTrainer {
             self.groupID = groupID
             self.properties = properties
         }
+    }
+
+    /// What to do when offsets the trainer needs are gone from the broker (retention
+    /// deleted them before they were applied, or the topic was truncated or recreated).
+    public enum GapPolicy: String, Sendable, CaseIterable {
+        /// Stop with an error naming the topic, partition and missing offsets.
+        case fail
+        /// Go on from the partition's first offset; the events skipped are counted
+        /// (`Counters.skipped`, `recstream_train_skipped_offsets_total`) and logged.
+        case skip
     }
 
     /// What the trainer has applied, exactly (a checkpoint carries these).
@@ -84,11 +99,14 @@ public final class StreamTrainer {
         public var ticks = 0
         /// Wire records of other arms (a run's feedback topic carries every arm's): skipped.
         public var otherArms = 0
+        /// Offsets passed over because they were gone from the broker (`--on-gap skip`).
+        public var skipped = 0
 
         /// Every counter, in checkpoint order, with the name a read error gives.
         static var fields: [(String, WritableKeyPath<Counters, Int>)] {
             [("events", \.events), ("impressions", \.impressions), ("clicks", \.clicks), ("purchases", \.purchases),
-             ("dead letters", \.deadLetters), ("late", \.late), ("unknown", \.unknown), ("ticks", \.ticks), ("other arms", \.otherArms)]
+             ("dead letters", \.deadLetters), ("late", \.late), ("unknown", \.unknown), ("ticks", \.ticks), ("other arms", \.otherArms),
+             ("skipped", \.skipped)]
         }
     }
 
@@ -159,6 +177,23 @@ public final class StreamTrainer {
         /// The partition's first and next offsets at the last look.
         var lowWatermark: Int64 = 0
         var highWatermark: Int64 = 0
+
+        /// Where `--on-gap skip` resumes this partition, past offsets gone from the broker.
+        /// `applied` jumps there (and the skip is counted) once the messages pending before
+        /// the gap are applied, so a checkpoint never holds a skip it has not made.
+        var skip: (to: Int64, count: Int)?
+
+        /// The next offset to consume: past a gap being skipped, else after the last pending
+        /// message, else the first not applied (`KafkaOffset.beginning` before any).
+        var position: Int64 { skip?.to ?? pending.last.map { $0.offset + 1 } ?? applied }
+
+        /// Makes the skip once nothing before it is pending.
+        mutating func takeSkip(_ counters: inout Counters) {
+            guard pending.isEmpty, let s = skip else { return }
+            applied = s.to
+            counters.skipped += s.count
+            skip = nil
+        }
     }
 
     /// - Parameter arm: the scenario arm whose model this trainer learns.
@@ -291,6 +326,7 @@ public final class StreamTrainer {
                 partitions[p].appliedWatermark = max(partitions[p].appliedWatermark, m.tick)
             }
             partitions[p].pending.removeFirst(taken)
+            partitions[p].takeSkip(&counters)
         }
         if case .json = options.format { assignPositions(&events) }
         events.sort { ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.item) < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.item) }

@@ -30,11 +30,16 @@ extension StreamTrainer {
         } else {
             partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
         }
+        let resumed = partitions.contains { $0.applied >= 0 } || appliedThrough >= 0
         if options.modelTopic != nil { trainer.tracksChanges() }
         publishedThrough = appliedThrough
         let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { consumer.close() }
-        try consumer.assign(partitions.indices.map { (TopicPartition(options.topic, Int32($0)), offset: partitions[$0].applied) })
+        if !resumed && !options.fresh { try refuseLostCheckpoint(consumer, partitions: partitionCount) }
+        func assignAll() throws {
+            try consumer.assign(partitions.indices.map { (TopicPartition(options.topic, Int32($0)), offset: partitions[$0].position) })
+        }
+        try assignAll()
         var producerConfig = base
         producerConfig.setDefault("client.id", "recstream-train-\(scenario.arms[armIndex].name)")
         let producer = try KafkaProducer(configuration: producerConfig)
@@ -139,11 +144,37 @@ extension StreamTrainer {
             try producer.poll()
         }
 
+        /// Offsets this trainer needs are gone from partition `p`: an error naming them, or
+        /// with `--on-gap skip`, a counted, logged jump past them.
+        func passGap(_ p: Int) throws {
+            let tp = TopicPartition(options.topic, Int32(p))
+            let needed = partitions[p].position
+            let w: (low: Int64, high: Int64)
+            do { w = try admin.watermarks(tp, timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000)) } catch {
+                throw AttachError("\(tp): offset \(needed) is out of range, and the broker does not say what it holds: \(error)")
+            }
+            let gap = Self.describeGap(tp, needed: needed, low: w.low, high: w.high)
+            guard options.onGap == .skip else {
+                throw AttachError("\(gap.text); the trainer stops rather than skip them (to go on without them, counted: --on-gap skip)")
+            }
+            partitions[p].skip = (gap.resume, gap.skipped)
+            partitions[p].takeSkip(&counters)
+            report(checkpointed: false)
+            onWarning?("\(gap.text): skipping them, going on from offset \(gap.resume)")
+            try assignAll()
+        }
+
         refreshHighWatermarks()
         while !shouldStop() {
-            let got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in
-                for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
-                return batch.count
+            let got: Int
+            do {
+                got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in
+                    for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
+                    return batch.count
+                }
+            } catch let error as KafkaError where error.isOffsetOutOfRange && error.source?.topic == options.topic {
+                try passGap(Int(error.source!.partition))
+                continue
             }
             let sinceLagCheck = (ContinuousClock.now - lastLagCheck).seconds
             if sinceLagCheck >= 1 || (got == 0 && sinceLagCheck >= 0.25) { refreshHighWatermarks() }
@@ -175,12 +206,39 @@ extension StreamTrainer {
         return counters
     }
 
+    /// The missing offsets of a partition the trainer needed offset `needed` of: those
+    /// before its first (retention) or, past its end, the topic was truncated or recreated.
+    static func describeGap(_ tp: TopicPartition, needed: Int64, low: Int64, high: Int64) -> (text: String, skipped: Int, resume: Int64) {
+        if needed < low {
+            return ("\(tp): offsets \(needed)..<\(low) (\(low - needed) events) are gone from the broker before this trainer applied them (retention deleted them, or the topic was truncated); the partition now holds \(low)..<\(high)",
+                    Int(low - needed), low)
+        }
+        return ("\(tp): this trainer's next offset is \(needed), past the partition's end \(high): the topic was recreated or truncated since the checkpoint",
+                0, high)
+    }
+
+    /// With no checkpoint, a group that has committed offsets means a trainer ran before
+    /// and its checkpoint is gone: starting from the beginning would apply its events
+    /// again on a fresh model, silently. Refused, unless `--fresh`.
+    func refuseLostCheckpoint(_ consumer: KafkaConsumer, partitions count: Int) throws {
+        let tps = (0..<count).map { TopicPartition(options.topic, Int32($0)) }
+        let committed = try consumer.committed(tps, timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+        let held = tps.compactMap { tp in committed[tp].map { "\(tp) at \($0)" } }
+        guard held.isEmpty else {
+            throw AttachError("""
+                no checkpoint at \(options.checkpointPath), but consumer group \(options.groupID) has committed offsets \
+                (\(held.prefix(3).joined(separator: ", "))\(held.count > 3 ? ", ..." : "")): a trainer ran before and its checkpoint is gone. \
+                Restore the checkpoint, or start over from the topic's beginning with --fresh
+                """)
+        }
+    }
+
     // MARK: Checkpoints
 
     static let magic: [UInt8] = Array("RSAT".utf8)
     /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
-    /// and the BatchNorm flag.
-    static let checkpointVersion: UInt32 = 2
+    /// and the BatchNorm flag. 3: the skipped-offsets counter.
+    static let checkpointVersion: UInt32 = 3
 
     /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and
     /// format (a checkpoint resumes only the trainer it came from), the applied tick and

@@ -7,6 +7,8 @@ import RecCore
 ///
 /// - `recstream_train_events_total{arm, event}`: events applied, by type;
 /// - `recstream_train_dead_letters_total{arm}`, `recstream_train_late_events_total{arm}`;
+/// - `recstream_train_skipped_offsets_total{arm}`: offsets gone from the broker that
+///   `--on-gap skip` passed over;
 /// - `recstream_train_ticks_total{arm}`, `recstream_train_applied_tick{arm}`;
 /// - `recstream_train_consumer_lag{arm, partition}`: messages on the broker not yet applied;
 /// - `recstream_train_events_per_second{arm}` since the trainer started;
@@ -17,7 +19,7 @@ import RecCore
 ///   (test-then-train) figures on the last tick it learned from.
 public struct TrainerMetrics {
     let events: [FeedbackEvent: Counter]
-    let deadLetters, late, ticks, checkpoints, transientErrors, updates: Counter
+    let deadLetters, late, skipped, ticks, checkpoints, transientErrors, updates: Counter
     let appliedTick, eventsPerSecond, auc, logLoss: Gauge
     let lag: [Gauge]
     let tickDuration: Timer
@@ -31,6 +33,7 @@ public struct TrainerMetrics {
         })
         deadLetters = Counter(label: "recstream_train_dead_letters_total", dimensions: a, factory: factory)
         late = Counter(label: "recstream_train_late_events_total", dimensions: a, factory: factory)
+        skipped = Counter(label: "recstream_train_skipped_offsets_total", dimensions: a, factory: factory)
         ticks = Counter(label: "recstream_train_ticks_total", dimensions: a, factory: factory)
         checkpoints = Counter(label: "recstream_train_checkpoints_total", dimensions: a, factory: factory)
         transientErrors = Counter(label: "recstream_train_transient_errors_total", dimensions: a, factory: factory)
@@ -52,6 +55,7 @@ public struct TrainerMetrics {
         deadLetters.increment(by: now.deadLetters - reported.deadLetters)
         late.increment(by: now.late - reported.late)
         ticks.increment(by: now.ticks - reported.ticks)
+        skipped.increment(by: now.skipped - reported.skipped)
         transientErrors.increment(by: max(0, transient - reportedTransient))
         reported = now
         reportedTransient = transient

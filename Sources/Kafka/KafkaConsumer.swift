@@ -164,11 +164,14 @@ public final class KafkaConsumer {
                 kept += 1
                 continue
             }
-            let error = KafkaError(
+            var error = KafkaError(
                 .consume, message: errorText(message), code: err,
                 context: message.pointee.rkt != nil
                     ? "consuming \(KafkaMessage(pointer: message).topic) [\(message.pointee.partition)]"
                     : "consuming")
+            if message.pointee.rkt != nil {
+                error.source = TopicPartition(KafkaMessage(pointer: message).topic, message.pointee.partition)
+            }
             if Self.isFatal(err) {
                 fatal = fatal ?? error
             } else if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {

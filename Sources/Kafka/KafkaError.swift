@@ -35,6 +35,14 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     public var context: String
     /// More to say after the code, e.g. how many further deliveries failed.
     public var note: String?
+    /// The topic and partition a consumer error came from, when it came from one.
+    public var source: TopicPartition?
+
+    /// An offset the consumer was to fetch is not on the broker (retention, truncation, a
+    /// recreated topic), and `auto.offset.reset=error` kept it from moving on by itself.
+    public var isOffsetOutOfRange: Bool {
+        code == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET.rawValue || code == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE.rawValue
+    }
 
     public init(_ kind: Kind, _ message: String, context: String, code: Int32? = nil) {
         self.kind = kind

@@ -58,6 +58,12 @@ struct Train: AsyncParsableCommand {
     @Option(help: "Seconds between model updates.")
     var publishEvery = 1.0
 
+    @Option(help: "When offsets the trainer needs are gone from the broker (retention, a truncated topic): fail (stop, naming them) or skip (go on from the partition's first offset, counting the skipped ones).")
+    var onGap = "fail"
+
+    @Flag(help: "With no checkpoint, start from the topic's beginning even though the consumer group has committed offsets (refused without it: the checkpoint may be lost).")
+    var fresh = false
+
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
@@ -67,6 +73,9 @@ struct Train: AsyncParsableCommand {
         guard publishEvery > 0 && publishEvery.isFinite else {
             throw BadInput("--publish-every must be a positive number of seconds, got \(publishEvery)")
         }
+        guard let gapPolicy = StreamTrainer.GapPolicy(rawValue: onGap) else {
+            throw BadInput("--on-gap must be fail or skip, got '\(onGap)'")
+        }
         var options = StreamTrainer.Options(
             topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
             checkpointPath: checkpoint, groupID: group ?? "recstream-train-\(arm)", properties: properties)
@@ -75,6 +84,8 @@ struct Train: AsyncParsableCommand {
         options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
         options.modelTopic = noPublish ? nil : modelTopic ?? s.kafka.topics.model
         options.publishEverySeconds = publishEvery
+        options.onGap = gapPolicy
+        options.fresh = fresh
         let trainer = try orBadInput { try StreamTrainer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.
@@ -95,7 +106,7 @@ struct Train: AsyncParsableCommand {
         print("""
             applied through tick \(trainer.appliedThrough): \(counters.events) events (\(counters.impressions) impressions, \
             \(counters.clicks) clicks, \(counters.purchases) purchases) in \(counters.ticks) ticks; \(counters.deadLetters) dead letters \
-            (\(counters.unknown) outside the world), \(counters.late) late\(counters.otherArms > 0 ? ", \(counters.otherArms) of other arms skipped" : "")
+            (\(counters.unknown) outside the world), \(counters.late) late\(counters.skipped > 0 ? ", \(counters.skipped) offsets skipped (gone from the broker)" : "")\(counters.otherArms > 0 ? ", \(counters.otherArms) of other arms skipped" : "")
             checkpoint: \(checkpoint)\(stopped ? " (stopped by signal)" : "")\
             \(options.modelTopic.map { "; \(trainer.updatesPublished) model updates on \($0)" } ?? "")
             """)

@@ -121,7 +121,7 @@ struct StreamTrainerTests {
 
     func trainer(_ broker: EmbeddedBroker, topic: String, checkpoint: String, arm: String = "dare") throws -> StreamTrainer {
         var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(EventMapping()),
-                                            checkpointPath: checkpoint, groupID: "g-\(topic)", properties: broker.clientConfiguration.properties)
+                                            checkpointPath: checkpoint, groupID: "g-\((checkpoint as NSString).lastPathComponent)", properties: broker.clientConfiguration.properties)
         options.exitWhenIdleSeconds = 0.5
         options.idleFlushSeconds = 0.3
         options.checkpointEverySeconds = 0.05
@@ -207,10 +207,13 @@ struct StreamTrainerTests {
             defer { feeder.done.wait() }
             let path = temporary("f.ckpt")
             var options = StreamTrainer.Options(topic: "ev", deadLetterTopic: "ev.dead-letter", format: .json(EventMapping()),
-                                                checkpointPath: path, groupID: "g", properties: broker.clientConfiguration.properties)
+                                                checkpointPath: path, groupID: "g-\(path)", properties: broker.clientConfiguration.properties)
             options.exitWhenIdleSeconds = 4
             options.idleFlushSeconds = 3.5  // longer than the outage: a broker away is not a partition at its end
             options.checkpointEverySeconds = 0.05
+            // A new group on a new broker: skip the look-up of its committed offsets (which
+            // waits for the group coordinator), so the trainer meets the stream early.
+            options.fresh = true
             let t = try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: "dare", options: options)
             var injectedAfter: Int?
             t.onProgress = { p in
@@ -284,6 +287,73 @@ struct StreamTrainerTests {
         #expect(try message(Data("hello".utf8)) == "checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
         try broker.createTopic("other", partitions: 2)
         #expect(try message(good, topic: "other").contains("it belongs to another trainer"))
+    }
+
+    @Test("offsets gone from the broker stop the trainer, naming them; --on-gap skip goes on past them, counted once")
+    func retentionGap() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 1)
+        let first = Self.events(ticks: 0..<2)
+        try produce(broker, "ev", first.map { ($0.user, Array($0.line.utf8)) })
+        let path = temporary("r.ckpt")
+        let a = try trainer(broker, topic: "ev", checkpoint: path).run()
+        #expect(a.events == first.count)
+        // The embedded broker keeps about 5 MiB a partition: 6 MiB more pushes the applied
+        // events, and the first of the new ones, out of the partition.
+        let pad = String(repeating: "x", count: 1000)
+        let later = (0..<6000).map { i in (UInt32(i % 300), Array(#"{"user": \#(i % 300), "item": \#(i % 400), "event": "impression", "timestamp": 2, "pad": "\#(pad)"}"#.utf8)) }
+        try produce(broker, "ev", later)
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "w"]))
+        let w = try consumer.watermarks(TopicPartition("ev", 0), timeoutMilliseconds: 5000)
+        let needed = Int64(first.count)
+        #expect(w.low > needed, "retention did not reach the applied offsets: \(w)")
+
+        do {
+            _ = try trainer(broker, topic: "ev", checkpoint: path).run()
+            Issue.record("expected an error, none was thrown")
+        } catch {
+            #expect("\(error)" == "ev [0]: offsets \(needed)..<\(w.low) (\(w.low - needed) events) are gone from the broker before this trainer applied them (retention deleted them, or the topic was truncated); the partition now holds \(w.low)..<\(w.high); the trainer stops rather than skip them (to go on without them, counted: --on-gap skip)")
+        }
+        // The failed run changed nothing.
+        var skipping = try trainer(broker, topic: "ev", checkpoint: path)
+        #expect(skipping.counters == StreamTrainer.Counters())
+        var options = skipping.options
+        options.onGap = .skip
+        skipping = try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: "dare", options: options)
+        var warnings: [String] = []
+        skipping.onWarning = { warnings.append($0) }
+        let b = try skipping.run()
+        #expect(b.skipped == Int(w.low - needed))
+        #expect(b.events == first.count + Int(w.high - w.low) && b.deadLetters == 0)
+        #expect(warnings.count == 1 && warnings[0].hasPrefix("ev [0]: offsets \(needed)..<\(w.low) ") && warnings[0].hasSuffix("skipping them, going on from offset \(w.low)"))
+        // The skip is in the checkpoint: a restart neither skips nor counts it again.
+        let again = try trainer(broker, topic: "ev", checkpoint: path)
+        again.onWarning = { warnings.append($0) }
+        #expect(try again.run() == b)
+        #expect(warnings.count == 1)
+    }
+
+    @Test("with no checkpoint, a group that has committed offsets is refused unless fresh")
+    func lostCheckpoint() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 2)
+        try produce(broker, "ev", Self.events(ticks: 0..<2).map { ($0.user, Array($0.line.utf8)) })
+        // The same file name in another directory: the same consumer group (see `trainer`).
+        let original = temporary("l.ckpt"), lost = temporary("l.ckpt")
+        let a = try trainer(broker, topic: "ev", checkpoint: original).run()
+        do {
+            _ = try trainer(broker, topic: "ev", checkpoint: lost).run()
+            Issue.record("expected an error, none was thrown")
+        } catch {
+            #expect("\(error)".hasPrefix("no checkpoint at \(lost), but consumer group g-l.ckpt has committed offsets (ev [0] at "))
+            #expect("\(error)".hasSuffix("a trainer ran before and its checkpoint is gone. Restore the checkpoint, or start over from the topic's beginning with --fresh"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: lost))
+        var options = try trainer(broker, topic: "ev", checkpoint: lost).options
+        options.fresh = true
+        let fresh = try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: "dare", options: options)
+        #expect(try fresh.run() == a)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: lost)) == Data(contentsOf: URL(fileURLWithPath: original)))
     }
 
     @Test("wire records: only the trained arm's are applied; another arm's are skipped and counted")

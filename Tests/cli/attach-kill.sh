@@ -87,7 +87,11 @@ wait "$producer" || fail "the producer failed: $(cat "$tmp/produce.err")"
 [ -s "$tmp/killed.ckpt.prev" ] || fail "no previous generation beside the checkpoint"
 
 train --checkpoint "$tmp/killed.ckpt" --exit-when-idle 1 >"$tmp/resumed.out" 2>&1 || fail "the resumed trainer failed: $(cat "$tmp/resumed.out")"
-train --checkpoint "$tmp/straight.ckpt" --exit-when-idle 1 >"$tmp/straight.out" 2>&1 || fail "the uninterrupted trainer failed: $(cat "$tmp/straight.out")"
+# A trainer whose checkpoint is lost, in the group that committed offsets, is refused.
+train --checkpoint "$tmp/lost.ckpt" --exit-when-idle 1 >"$tmp/lost.out" 2>&1 && fail "a trainer with a lost checkpoint started over silently"
+grep -q "no checkpoint at $tmp/lost.ckpt, but consumer group recstream-train-dare has committed offsets" "$tmp/lost.out" || fail "lost checkpoint: $(cat "$tmp/lost.out")"
+# The others each have a group of their own.
+train --checkpoint "$tmp/straight.ckpt" --group straight --exit-when-idle 1 >"$tmp/straight.out" 2>&1 || fail "the uninterrupted trainer failed: $(cat "$tmp/straight.out")"
 lines=$(wc -l <"$tmp/events")
 grep -q "^applied through tick 39: $((lines - 4)) events" "$tmp/straight.out" || fail "expected $((lines - 4)) events applied: $(cat "$tmp/straight.out")"
 grep -q "4 dead letters" "$tmp/straight.out" || fail "expected 4 dead letters: $(cat "$tmp/straight.out")"
@@ -95,21 +99,21 @@ cmp -s "$tmp/killed.ckpt" "$tmp/straight.ckpt" || fail "after $kills kill -9s th
 diff <(head -1 "$tmp/resumed.out") <(head -1 "$tmp/straight.out") >/dev/null || fail "counters differ: $(head -1 "$tmp/resumed.out") vs $(head -1 "$tmp/straight.out")"
 
 # SIGTERM: stop at a clean point, checkpoint, exit 0; the checkpoint resumes to the same end.
-"$bin" "${args[@]}" --checkpoint "$tmp/stopped.ckpt" >"$tmp/stopped.out" 2>&1 &
+"$bin" "${args[@]}" --checkpoint "$tmp/stopped.ckpt" --group stopped >"$tmp/stopped.out" 2>&1 &
 pid=$!
 sleep 2
 # A second trainer on the same checkpoint is refused at start, naming the holder.
-train --checkpoint "$tmp/stopped.ckpt" --exit-when-idle 1 >"$tmp/second.out" 2>&1 && fail "a second trainer on a held checkpoint started"
+train --checkpoint "$tmp/stopped.ckpt" --group stopped --exit-when-idle 1 >"$tmp/second.out" 2>&1 && fail "a second trainer on a held checkpoint started"
 grep -q "in use by another trainer (pid $pid" "$tmp/second.out" || fail "second trainer: $(cat "$tmp/second.out")"
 kill -TERM "$pid"
 wait "$pid"
 status=$?
 [ "$status" = 0 ] || fail "SIGTERM: exit $status (want 0): $(cat "$tmp/stopped.out")"
 grep -q "stopped by signal" "$tmp/stopped.out" || fail "SIGTERM: no 'stopped by signal' in: $(cat "$tmp/stopped.out")"
-train --checkpoint "$tmp/stopped.ckpt" --exit-when-idle 1 >/dev/null 2>&1 || fail "resuming after SIGTERM failed"
+train --checkpoint "$tmp/stopped.ckpt" --group stopped --exit-when-idle 1 >/dev/null 2>&1 || fail "resuming after SIGTERM failed"
 cmp -s "$tmp/stopped.ckpt" "$tmp/straight.ckpt" || fail "after SIGTERM and a resume, the checkpoint differs from an uninterrupted run's"
 # /metrics: Prometheus text with the counters the trainer applied.
-"$bin" "${args[@]}" --checkpoint "$tmp/metrics.ckpt" --metrics-port 0 --quiet >"$tmp/metrics.out" 2>"$tmp/metrics.err" &
+"$bin" "${args[@]}" --checkpoint "$tmp/metrics.ckpt" --group metrics --metrics-port 0 --quiet >"$tmp/metrics.out" 2>"$tmp/metrics.err" &
 pid=$!
 url=""
 for _ in $(seq 100); do
@@ -141,4 +145,4 @@ assert any(k.startswith("recstream_train_tick_duration_seconds_bucket{") for k i
 PY
 kill -TERM "$pid"; wait "$pid" || fail "the metrics trainer did not exit 0 on SIGTERM"
 
-echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint, $crashes inside a checkpoint replace), a refused second trainer and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"
+echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint, $crashes inside a checkpoint replace), a refused second trainer, a refused lost checkpoint and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"
