@@ -86,8 +86,8 @@ public struct EventMapping: Sendable, Equatable {
         }
         var out = MappedEvent(user: UserID(try id(value, user, "user")), item: ItemID(try id(value, item, "item")), event: kind)
         if let timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
-        if let viewSeconds, let v = try number(value, viewSeconds, "viewSeconds") { out.viewSeconds = Float(v) }
-        if let amount, let a = try number(value, amount, "amount") { out.amount = Float(a) }
+        if let viewSeconds, let v = try quantity(value, viewSeconds, "viewSeconds") { out.viewSeconds = v }
+        if let amount, let a = try quantity(value, amount, "amount") { out.amount = a }
         if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
         return out
     }
@@ -139,6 +139,16 @@ public struct EventMapping: Sendable, Equatable {
         guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
         guard case .string(let s) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected a string, got \(v.kindDescription)") }
         return s
+    }
+
+    /// An optional duration or amount: a number that is at least 0 and fits a Float (a
+    /// value that would round to infinity is an error, not a silent `inf` in a mean).
+    func quantity(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> Float? {
+        guard let d = try number(value, path, role) else { return nil }
+        guard d >= 0 else { throw EventDecodeError("field \"\(path)\" (\(role)): \(d) is negative; expected a number of at least 0") }
+        let f = Float(d)
+        guard f.isFinite else { throw EventDecodeError("field \"\(path)\" (\(role)): \(d) is too large for a 32-bit float (at most \(Float.greatestFiniteMagnitude))") }
+        return f
     }
 
     /// An optional number: nil when the field is absent or null.

@@ -160,6 +160,9 @@ struct JSONParser {
         defer { depth -= 1 }
         index += 1
         var object = JSONObject()
+        // Duplicate keys: a scan while the object is small, a set once it is not, so that
+        // an object of n keys costs O(n), not O(n^2) (an 80k-key object in milliseconds).
+        var seen = Set<String>()
         skipWhitespace()
         if index < bytes.count && bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
         while true {
@@ -168,7 +171,9 @@ struct JSONParser {
             guard bytes[index] == UInt8(ascii: "\"") else { throw error("expected a key in double quotes, got \(describe(bytes[index]))") }
             let keyStart = index
             let key = try parseString()
-            if object[key] != nil { throw error("duplicate key \"\(key)\"", at: keyStart) }
+            if seen.isEmpty && object.entries.count >= 16 { seen = Set(object.entries.lazy.map(\.key)) }
+            let duplicate = seen.isEmpty ? object[key] != nil : !seen.insert(key).inserted
+            if duplicate { throw error("duplicate key \"\(key)\"", at: keyStart) }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
             index += 1

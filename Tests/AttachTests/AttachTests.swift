@@ -40,6 +40,10 @@ struct EventMappingTests {
         (#"{"user_id": 1, "item": {"id": 2}, "type": "like"}"#, #"field "type" (event): 'like' is not a mapped event name; mapped: 'buy', 'click', 'view'"#),
         (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "ts": "noon"}"#, #"field "ts" (timestamp): expected a number, got a string"#),
         (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "ts": -120}"#, #"field "ts" (timestamp): -120.0 gives tick -2.0, outside 0..<4294967295"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "watch": -5}"#, #"field "watch" (viewSeconds): -5.0 is negative; expected a number of at least 0"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "buy", "order": {"total": -0.5}}"#, #"field "order.total" (amount): -0.5 is negative"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "buy", "order": {"total": 1e39}}"#, #"field "order.total" (amount): 1e+39 is too large for a 32-bit float"#),
+        (#"{"user_id": 1, "item": {"id": 2}, "type": "view", "watch": 1e300}"#, #"field "watch" (viewSeconds): 1e+300 is too large for a 32-bit float"#),
     ]
 
     @Test("a message that does not map is an error saying which field and why", arguments: bad)
