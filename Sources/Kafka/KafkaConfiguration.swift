@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,6 +46,65 @@ public struct KafkaConfiguration: Sendable, CustomStringConvertible {
             throw KafkaError(.configuration, "expected key=value, got '\(text)'", context: "kafka property")
         }
         return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+    }
+
+    /// A property's value as given on a command line: `@PATH` reads it from the file at
+    /// PATH (one trailing newline dropped), so that a secret need not sit in the process
+    /// list, where any local user reads it; anything else is the value itself.
+    public static func resolveValue(_ value: String, key: String) throws(KafkaError) -> String {
+        guard value.hasPrefix("@") else { return value }
+        let path = String(value.dropFirst())
+        guard !path.isEmpty else {
+            throw KafkaError(.configuration, "'@' must be followed by the path of a file holding the value", context: "kafka property '\(key)'")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KafkaError(.configuration, "cannot read \(path) (no such file, or not readable)", context: "kafka property '\(key)'")
+        }
+        guard var text = String(data: data, encoding: .utf8) else {
+            throw KafkaError(.configuration, "\(path) is not UTF-8 text", context: "kafka property '\(key)'")
+        }
+        if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+
+    /// Reads a properties file in the form Kafka's own clients take (`client.properties`):
+    /// one `key=value` a line (spaces around `=` ignored), blank lines and lines starting
+    /// with `#` or `!` skipped. A malformed line is an error naming the file and line; a
+    /// value is never echoed, since the file is where secrets go.
+    public static func readPropertiesFile(_ path: String) throws(KafkaError) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KafkaError(.configuration, "cannot read it (no such file, or not readable)", context: "properties file \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw KafkaError(.configuration, "not UTF-8 text", context: "properties file \(path)")
+        }
+        var out: [String: String] = [:]
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!") { continue }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw KafkaError(.configuration, "line \(index + 1): expected key=value", context: "properties file \(path)")
+            }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            guard !key.isEmpty else {
+                throw KafkaError(.configuration, "line \(index + 1): a property needs a name before '='", context: "properties file \(path)")
+            }
+            out[key] = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        }
+        return out
+    }
+
+    /// The prefix of environment variables that set properties: `RECSTREAM_KAFKA_SASL_PASSWORD`
+    /// sets `sasl.password` (the rest of the name lowercased, `_` read as `.`).
+    public static let environmentPrefix = "RECSTREAM_KAFKA_"
+
+    /// The properties set by `environment`'s `RECSTREAM_KAFKA_*` variables.
+    public static func environmentProperties(_ environment: [String: String]) -> [String: String] {
+        var out: [String: String] = [:]
+        for (name, value) in environment where name.hasPrefix(environmentPrefix) && name.count > environmentPrefix.count {
+            out[name.dropFirst(environmentPrefix.count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
+        }
+        return out
     }
 
     /// True for keys whose values must never be printed.

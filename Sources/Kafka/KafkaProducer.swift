@@ -103,6 +103,35 @@ public final class KafkaProducer {
         }
     }
 
+    /// Copies a message that could not be used to the dead-letter topic `topic`, with
+    /// "SOURCE [PARTITION] @OFFSET: REASON" in its `recstream-error` header. A message too
+    /// large to copy (librdkafka refuses it: over the producer's `message.max.bytes`) goes
+    /// as a reference instead, so that a poison pill can never stop the stream: a JSON
+    /// object naming its topic, partition, offset, key and value sizes and the reason,
+    /// with no payload (its header says so). Returns whether the payload was copied.
+    @discardableResult
+    public func sendDeadLetter(
+        to topic: String, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+        source: TopicPartition, offset: Int64, reason: String
+    ) throws(KafkaError) -> Bool {
+        let where_ = "\(source) @\(offset)"
+        do {
+            try send(to: topic, key: key, value: value, header: (name: "recstream-error", value: "\(where_): \(reason)"))
+            return true
+        } catch where error.code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue {
+            let note = "\(where_): \(reason) (payload of \(value.count) bytes omitted: too large to copy)"
+            let reference = DeadLetterReference(topic: source.topic, partition: source.partition, offset: offset,
+                                                keyBytes: key.count, valueBytes: value.count, reason: reason)
+            let keptKey = key.count <= DeadLetterReference.maxKeyBytes ? key : UnsafeRawBufferPointer(start: nil, count: 0)
+            let body = Array(reference.json.utf8)
+            let err = body.withUnsafeBytes { body in
+                Result { () throws(KafkaError) in try send(to: topic, key: keptKey, value: body, header: (name: "recstream-error", value: note)) }
+            }
+            try err.get()
+            return false
+        }
+    }
+
     /// Serves delivery reports; call now and then in a produce loop. Throws the first
     /// delivery failure.
     public func poll(timeoutMilliseconds: Int32 = 0) throws(KafkaError) {
@@ -157,5 +186,43 @@ final class DeliveryLedger {
             if failed > 1 { failure.note = "\(failed - 1) more deliveries failed" }
             throw failure
         }
+    }
+}
+
+/// What the dead-letter topic holds in place of a message too large to copy: where the
+/// message is (so an operator can fetch it while retention keeps it), how big it is, and
+/// why it was refused. Its JSON has the keys `deadLetter` ("reference"), `topic`,
+/// `partition`, `offset`, `keyBytes`, `valueBytes` and `reason`.
+public struct DeadLetterReference: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var keyBytes: Int
+    public var valueBytes: Int
+    public var reason: String
+
+    /// Keys up to this size are kept on the reference (a key is what partitions it).
+    public static let maxKeyBytes = 4096
+
+    public var json: String {
+        "{\"deadLetter\": \"reference\", \"topic\": \(Self.quoted(topic)), \"partition\": \(partition), \"offset\": \(offset), "
+            + "\"keyBytes\": \(keyBytes), \"valueBytes\": \(valueBytes), \"reason\": \(Self.quoted(reason))}"
+    }
+
+    /// A JSON string literal (Kafka knows no JSON type; this is all it needs).
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
