@@ -88,6 +88,34 @@ extension JSONValue {
         var parser = JSONParser(Array(text.utf8))
         return try parser.document()
     }
+
+    /// Parses a JSON document from raw bytes, such as a file's: bytes that are not UTF-8
+    /// are an error giving the offset of the first bad byte (a `String` made from them
+    /// would have replaced it with U+FFFD, silently).
+    public static func parse(utf8 bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
+        var parser = JSONParser(bytes)
+        if let bad = firstInvalidUTF8(bytes) {
+            throw parser.error("invalid UTF-8 at byte offset \(bad) (\(parser.describe(bytes[bad])))", at: bad)
+        }
+        return try parser.document()
+    }
+}
+
+/// The offset of the first byte that does not belong to a well-formed UTF-8 sequence, or
+/// nil when all of them do.
+public func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
+    // The common case, valid text, in one pass of the standard library's validator.
+    if bytes.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) != nil { return nil }
+    var parser = Unicode.UTF8.ForwardParser()
+    var iterator = bytes.makeIterator()
+    var offset = 0
+    while true {
+        switch parser.parseScalar(from: &iterator) {
+        case .valid(let scalar): offset += scalar.count
+        case .error: return offset
+        case .emptyInput: return nil
+        }
+    }
 }
 
 struct JSONParser {

@@ -18,13 +18,23 @@ public struct ScenarioError: Error, CustomStringConvertible, Sendable {
 extension Scenario {
     /// Reads and validates a scenario file.
     public static func load(path: String) throws(ScenarioError) -> Scenario {
+        try decode(document: read(path: path), source: path)
+    }
+
+    /// Reads a scenario file's JSON, not yet validated: a file that cannot be read, is not
+    /// UTF-8 (the byte offset of the first bad byte) or is not JSON is an error.
+    public static func read(path: String) throws(ScenarioError) -> JSONValue {
         guard let data = FileManager.default.contents(atPath: path) else {
             var isDirectory: ObjCBool = false
             let why = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
                 ? (isDirectory.boolValue ? "is a directory, not a scenario file" : "cannot be read") : "no such file"
             throw ScenarioError(source: path, issues: [ScenarioIssue("", why)])
         }
-        return try decode(String(decoding: data, as: UTF8.self), source: path)
+        do {
+            return try JSONValue.parse(utf8: [UInt8](data))
+        } catch {
+            throw ScenarioError(source: path, issues: [ScenarioIssue("", "not valid JSON: \(error)")])
+        }
     }
 
     /// Parses and validates scenario JSON, reporting every issue at once.
@@ -35,6 +45,11 @@ extension Scenario {
         } catch {
             throw ScenarioError(source: source, issues: [ScenarioIssue("", "not valid JSON: \(error)")])
         }
+        return try decode(document: document, source: source)
+    }
+
+    /// Validates a parsed scenario document, reporting every issue at once.
+    public static func decode(document: JSONValue, source: String) throws(ScenarioError) -> Scenario {
         if isJSONSchema(document) {
             throw ScenarioError(source: source, issues: [ScenarioIssue("", "this is a JSON Schema (it has \"$schema\"), not a scenario")])
         }

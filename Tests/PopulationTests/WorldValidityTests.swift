@@ -257,3 +257,32 @@ struct WorldValidityTests {
         }
     }
 }
+
+@Suite("Memory estimate")
+struct MemoryEstimateTests {
+    @Test("the estimate's logged histories are within 10% of the store a world builds", arguments: [(300, 1.0, 3000), (1000, 0.5, 1200), (200, 1.5, 400)])
+    func historiesMatchTheStore(median: Int, spread: Double, max: Int) throws {
+        let s = try Scenario.decode(#"{"name": "h", "population": {"users": 3000, "history": {"median": \#(median), "spread": \#(spread), "max": \#(max)}}, "arms": [{"name": "a", "share": 1}]}"#)
+        let built = Double(Population(s).histories.offsets.last!) * 8
+        let estimated = try #require(s.memoryEstimate.parts.first { $0.name == "logged histories" }).bytes
+        #expect(abs(estimated / built - 1) < 0.10, "estimated \(estimated) B, built \(built) B")
+    }
+
+    @Test("10 million users with 1,000 behaviours each need over 80 GB, and the histories lead the breakdown")
+    func largeWorld() throws {
+        let s = try Scenario.decode(#"{"name": "big", "population": {"users": 10000000, "history": {"median": 1000, "spread": 0, "max": 1000}}, "arms": [{"name": "a", "share": 1}]}"#)
+        let e = s.memoryEstimate
+        #expect(e.totalBytes > 80e9)
+        #expect(e.breakdown.first == "logged histories: 74.5 GB (population.users 10000000 x about 1000 entries (population.history.median 1000, .spread 0.0, .max 1000) x 8 B)")
+    }
+
+    @Test("sizes parse with K, M, G and T suffixes (powers of 1,024) and print in the largest fitting unit")
+    func sizes() {
+        #expect(MemoryEstimate.parseSize("16G") == Double(16 << 30))
+        #expect(MemoryEstimate.parseSize("512MiB") == Double(512 << 20))
+        #expect(MemoryEstimate.parseSize("2gb") == Double(2 << 30))
+        #expect(MemoryEstimate.parseSize("1000") == 1000)
+        #expect(MemoryEstimate.parseSize("lots") == nil && MemoryEstimate.parseSize("-1G") == nil && MemoryEstimate.parseSize("G") == nil)
+        #expect(MemoryEstimate.describe(bytes: 1536) == "1.5 KB" && MemoryEstimate.describe(bytes: 100) == "100 B")
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import RecCore
 @testable import Scenario
@@ -229,6 +230,24 @@ struct ScenarioValidationTests {
         do { _ = try Scenario.load(path: "/nonexistent/x.json"); Issue.record("expected an error, none was thrown") } catch {
             #expect(error.description == "/nonexistent/x.json: (top level): no such file")
         }
+    }
+
+    @Test("a file that is not UTF-8 is an error giving the first bad byte's offset, line and column")
+    func invalidUTF8() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("recstream-utf8-\(getpid()).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // "name": "caf\u{e9}" written in Latin-1: a lone 0xE9 at byte offset 16, line 2, column 15
+        // (the "é" of a valid file would be two bytes and one column).
+        var bytes = Array("{\n  \"name\": \"caf".utf8)
+        bytes += [0xE9] + Array("\"\n}".utf8)
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        do { _ = try Scenario.load(path: path); Issue.record("expected an error, none was thrown") } catch {
+            #expect(error.description == "\(path): (top level): not valid JSON: line 2, column 15: invalid UTF-8 at byte offset 16 (byte 0xe9)")
+        }
+        // A truncated multi-byte sequence at the very end, and valid text after a valid "é".
+        #expect(firstInvalidUTF8(Array("ab\u{e9}".utf8).dropLast().map { $0 }) == 2)
+        #expect(firstInvalidUTF8(Array("\u{e9}x\u{1F600}".utf8)) == nil)
+        #expect(firstInvalidUTF8([0x61, 0xC0, 0x80]) == 1)  // an overlong encoding of NUL
     }
 }
 
