@@ -55,6 +55,13 @@ public final class StreamServer {
         public var connectTimeoutSeconds = 30.0
         /// Seconds between commits of answered requests.
         public var commitEverySeconds = 1.0
+        /// How many ticks past its anchor (the model's tick, or the scenario's last tick if
+        /// that is later) the catalog may follow a request or a model update; a request
+        /// further ahead is dead-lettered, an update refused. So forged requests cannot push
+        /// the catalog ahead without limit.
+        public var maxEventLead: Int64 = StreamTrainer.defaultEventLead(.wire)
+        /// Seconds between looks at the topics' partition counts.
+        public var partitionCheckSeconds = 5.0
         /// Exit once no request has come for this long (after answering all; counted from
         /// the first request, so a server started before its users waits); nil runs until
         /// stopped.
@@ -107,6 +114,10 @@ public final class StreamServer {
     public private(set) var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     var feed: CatalogFeed
     var assembler = UpdateAssembler()
+    /// The next offset of each model-topic partition (for re-assigning when it grows).
+    var modelPositions: [Int32: Int64] = [:]
+    /// Called with what an operator should know but that does not stop the server.
+    public var onWarning: ((String) -> Void)?
     let users: Int
     /// Each user's arm (JSON requests carry none).
     let assignment: [UInt16]
@@ -141,10 +152,12 @@ public final class StreamServer {
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
         let partitionCount = try waitForTopic(options.requestsTopic, base, timeoutSeconds: options.connectTimeoutSeconds)
-        let mine = (0..<partitionCount).filter { $0 % options.instances == options.instance }
+        var mine = (0..<partitionCount).filter { $0 % options.instances == options.instance }
         guard !mine.isEmpty else {
             throw AttachError("instance \(options.instance) of \(options.instances) has no partition: \(options.requestsTopic) has \(partitionCount)")
         }
+        try requireTopic(options.deadLetterTopic, base, timeoutSeconds: options.connectTimeoutSeconds,
+                         missing: "dead-letter topic \(options.deadLetterTopic) does not exist: create it (recstream broker --prefix creates every topic of a prefix); requests that cannot be served are copied there")
         let requests = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { requests.close() }
         // From the group's committed offsets, the beginning where there are none (asked
@@ -154,8 +167,10 @@ public final class StreamServer {
         try requests.assign(partitions.map { ($0, offset: committed[$0] ?? KafkaOffset.beginning) })
 
         var models: KafkaConsumer?
+        var modelPartitions = 0
         if let topic = options.modelTopic {
             let partitionCount = try waitForTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds)
+            modelPartitions = partitionCount
             // Updates gone from the topic are gaps the server counts (an update's `from`
             // shows them), so here the consumer may move on to the earliest it has.
             let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: "\(options.groupID)-model", offsetReset: "earliest"),
@@ -189,7 +204,36 @@ public final class StreamServer {
             onProgress?(counters)
         }
 
+        /// Partitions added to the requests or model topic are taken up as they appear
+        /// (requests from the group's committed offsets or the beginning; updates from the
+        /// beginning), without a restart. Re-assigning restarts every partition from a known
+        /// offset: the answered requests are committed first, and the model consumer
+        /// resumes each partition after the last message it took.
+        let admin = try KafkaAdmin(configuration: base)
+        var lastPartitionCheck = ContinuousClock.now
+        func followPartitions() throws {
+            lastPartitionCheck = .now
+            guard let metadata = try? admin.metadata(timeoutMilliseconds: 1000) else { return }
+            if let count = metadata.topic(options.requestsTopic)?.partitionCount {
+                let now = (0..<count).filter { $0 % options.instances == options.instance }
+                if now.count > mine.count {
+                    try commit()
+                    let all = now.map { TopicPartition(options.requestsTopic, Int32($0)) }
+                    let committed = try requests.committed(all, timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+                    try requests.assign(all.map { ($0, offset: committed[$0] ?? KafkaOffset.beginning) })
+                    onWarning?("\(options.requestsTopic) grew to \(count) partitions: this instance now serves \(now.map(String.init).joined(separator: ", "))")
+                    mine = now
+                }
+            }
+            if let models, let topic = options.modelTopic, let count = metadata.topic(topic)?.partitionCount, count > modelPartitions {
+                try models.assign((0..<count).map { p in (TopicPartition(topic, Int32(p)), offset: modelPositions[Int32(p)] ?? KafkaOffset.beginning) })
+                onWarning?("\(topic) grew from \(modelPartitions) to \(count) partitions: following the new ones from their beginning")
+                modelPartitions = count
+            }
+        }
+
         while !shouldStop() {
+            if (ContinuousClock.now - lastPartitionCheck).seconds >= options.partitionCheckSeconds { try followPartitions() }
             if let models { try followModel(models) }
             let got = try requests.consumeBatch(timeoutMilliseconds: 50) { batch in
                 for m in batch {
@@ -197,8 +241,8 @@ public final class StreamServer {
                     do {
                         request = try decodeRequest(m.value)
                     } catch {
-                        try producer.send(to: options.deadLetterTopic, key: m.key, value: m.value,
-                                          header: (name: "recstream-error", value: "\(options.requestsTopic) [\(m.partition)] @\(m.offset): \(error)"))
+                        try producer.sendDeadLetter(to: options.deadLetterTopic, key: m.key, value: m.value,
+                                                    source: TopicPartition(options.requestsTopic, m.partition), offset: m.offset, reason: "\(error)")
                         counters.deadLetters += 1
                         continue
                     }
@@ -246,8 +290,8 @@ public final class StreamServer {
         switch options.format {
         case .wire:
             request = try Wire.decodeRequest(bytes)
-            guard Int64(request.header.tick) <= max(feed.through, 0) + StreamTrainer.maxTickLead else {
-                throw WireError("tick \(request.header.tick) is implausibly far past the catalog's tick \(feed.through)", at: 4)
+            guard Int64(request.header.tick) <= catalogAnchor + options.maxEventLead else {
+                throw WireError("tick \(request.header.tick) is more than --max-event-lead \(options.maxEventLead) ticks past the server's tick \(catalogAnchor) (its model's, or the scenario's last)", at: 4)
             }
         case .json(let mapping):
             let r = try mapping.decodeRequest(bytes)
@@ -272,7 +316,10 @@ public final class StreamServer {
     func followModel(_ consumer: KafkaConsumer) throws {
         var changed = false
         _ = try consumer.consumeBatch(timeoutMilliseconds: 0) { batch in
-            for m in batch where take(modelMessage: Array(m.value), from: "\(m.topic) [\(m.partition)] @\(m.offset)") { changed = true }
+            for m in batch {
+                modelPositions[m.partition] = m.offset + 1
+                if take(modelMessage: Array(m.value), from: "\(m.topic) [\(m.partition)] @\(m.offset)") { changed = true }
+            }
             return batch.count
         }
         if changed { server.refresh(from: state.statistics) }
@@ -304,9 +351,8 @@ public final class StreamServer {
         }
         // The catalog advances a tick at a time: an update may not take it further than a
         // request may.
-        let held = max(modelThrough, feed.through, 0)
-        guard update.through <= held + StreamTrainer.maxTickLead else {
-            return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), implausibly far past the server's tick \(held)")
+        guard update.through <= catalogAnchor + options.maxEventLead else {
+            return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), more than --max-event-lead \(options.maxEventLead) ticks past the server's tick \(catalogAnchor)")
         }
         let gap = update.from > modelThrough
         do {
@@ -321,6 +367,11 @@ public final class StreamServer {
         counters.updatesApplied += 1
         return true
     }
+
+    /// The tick the catalog's lead is measured from: the model's (what the trainer has
+    /// published), or the scenario's last tick if that is later. Requests cannot move it,
+    /// so no run of them takes the catalog further than `maxEventLead` past it.
+    var catalogAnchor: Int64 { max(modelThrough, Int64(scenario.ticks) - 1) }
 
     /// The largest update this server joins: twice its whole state (an update holds at
     /// most every row, every dense parameter and every item's counts) and room for
@@ -374,6 +425,16 @@ extension KafkaConfiguration {
         c.setDefault("auto.offset.reset", offsetReset)
         c.setDefault("fetch.wait.max.ms", String(fetchWaitMilliseconds))
         return c
+    }
+}
+
+/// Checks at start that a topic the role writes to exists (waiting up to 10 s for it), so
+/// that its absence is found now, not when the first message for it comes.
+func requireTopic(_ topic: String, _ config: KafkaConfiguration, timeoutSeconds: Double, missing: String) throws {
+    do {
+        _ = try waitForTopic(topic, config, timeoutSeconds: min(timeoutSeconds, 10))
+    } catch {
+        throw AttachError(missing)
     }
 }
 

@@ -61,6 +61,14 @@ public final class StreamTrainer {
         public var publishEverySeconds = 1.0
         /// What to do when offsets the trainer needs are gone from the broker.
         public var onGap = GapPolicy.fail
+        /// How many ticks past the trainer's event time an event may be (nil: the format's
+        /// default, `StreamTrainer.defaultEventLead`). One further ahead is dead-lettered:
+        /// accepted, it would raise its partition's watermark, and every later event of the
+        /// partition would wait in memory for that tick (a stall the checkpoint would keep).
+        public var maxEventLead: Int64?
+        /// Seconds between looks at the topic's partition count (partitions added to it are
+        /// consumed from their beginning without a restart).
+        public var partitionCheckSeconds = 5.0
         /// Start from the topic's beginning with no checkpoint although the group has
         /// committed offsets (without it, that is refused: the checkpoint may be lost).
         public var fresh = false
@@ -139,6 +147,9 @@ public final class StreamTrainer {
     public var onProgress: ((Progress) -> Void)?
     /// Called with what an operator should know but that does not stop the trainer.
     public var onWarning: ((String) -> Void)?
+    /// Tests stand in for the broker's partition count here (the embedded broker cannot
+    /// add partitions to a topic); nil asks the broker.
+    var partitionCountSeam: (() -> Int?)?
     /// Where the trainer's metrics go (nil: swift-metrics' global factory, a no-op until
     /// bootstrapped).
     public var metricsFactory: (any MetricsFactory)?
@@ -161,9 +172,18 @@ public final class StreamTrainer {
         var event: Feedback?
         /// The event's own tick was below its partition's watermark.
         var late = false
-        var deadLetter: (key: [UInt8], value: [UInt8], reason: String)?
+        var deadLetter: DeadLetter?
         /// The dead letter names a user or item outside the world.
         var outsideWorld = false
+    }
+
+    /// A message that could not be used, copied for the dead-letter topic.
+    struct DeadLetter {
+        var key: [UInt8]
+        var value: [UInt8]
+        var reason: String
+        var partition: Int32
+        var offset: Int64
     }
 
     struct PartitionState {
@@ -210,9 +230,32 @@ public final class StreamTrainer {
         trainer = Self.freshTrainer(scenario, armIndex: index, world: world)
     }
 
-    /// Recstream's records whose tick is further than this past the applied tick are
-    /// dead letters (the catalog feed would have to advance that far to check them).
-    static let maxTickLead: Int64 = 1_000_000
+    /// The default of `Options.maxEventLead`: for JSON events, one day of ticks (a stream
+    /// that falls silent for longer needs a larger lead); for recstream's records, whose
+    /// ticks have no length in time, 10,000 ticks, hundreds of times the longest shipped
+    /// scenario (the catalog feed advances that far to check a record's item, so the
+    /// bound also bounds the catalog a forged record can make a trainer build).
+    public static func defaultEventLead(_ format: Format) -> Int64 {
+        switch format {
+        case .wire: 10_000
+        case .json(let mapping): Int64(min((86_400 / mapping.tickSeconds).rounded(.up), 1e15))
+        }
+    }
+
+    /// The lead in force.
+    var eventLead: Int64 { options.maxEventLead ?? Self.defaultEventLead(options.format) }
+
+    /// The lowest event tick consumed (JSON events), the trainer's event time until a tick
+    /// is applied.
+    var lowestTickSeen: Int64?
+
+    /// The tick event time is measured from: the last tick applied; before any, the lowest
+    /// consumed (JSON) or the simulation's start (recstream's records start at tick 0).
+    var eventTimeAnchor: Int64? {
+        if appliedThrough >= 0 { return appliedThrough }
+        if case .wire = options.format { return 0 }
+        return lowestTickSeen
+    }
 
     static func freshTrainer(_ s: Scenario, armIndex: Int, world: Population) -> ArmTrainer {
         ArmTrainer(items: world.catalog.count, ranking: s.arms[armIndex].ranking, retrieval: s.arms[armIndex].retrieval, users: world.userCount,
@@ -251,14 +294,15 @@ public final class StreamTrainer {
                                 event: e.event, position: 0, item: e.item, shownTick: e.tick ?? 0, viewSeconds: e.viewSeconds, amount: e.amount)
             tick = e.tick
         }
+        // Before anything else: a wire record's tick moves the catalog feed.
+        if let own = tick, let anchor = eventTimeAnchor, Int64(own) > anchor + eventLead {
+            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past the trainer's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
+        }
         if Int(feedback.header.user) >= users {
             return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)", outsideWorld: true))
         }
         if feed != nil {
             let t = Int64(feedback.header.tick)
-            guard t <= max(appliedThrough, 0) + Self.maxTickLead else {
-                return .failure(EventDecodeError("tick \(t) is implausibly far past the applied tick \(appliedThrough)"))
-            }
             // In place: a copy of the feed would copy the catalog.
             if t > feed!.through { feed!.advance(through: t) }
             let count = feed!.count(at: t)
@@ -280,12 +324,13 @@ public final class StreamTrainer {
         case .success(let (event, _)) where !scenario.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick):
             pending = Pending(offset: offset, tick: floor, event: nil)
         case .success(let (event, own)):
+            if let own { lowestTickSeen = min(lowestTickSeen ?? Int64(own), Int64(own)) }
             let tick = max(own.map { Int64($0) } ?? floor, floor)
             var e = event
             e.header.tick = Tick(tick)
             pending = Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false)
         case .failure(let error):
-            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: (Array(key), Array(value), error.reason),
+            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, partition: Int32(p), offset: offset),
                               outsideWorld: error.outsideWorld)
         }
         partitions[p].pending.append(pending)
@@ -305,7 +350,7 @@ public final class StreamTrainer {
 
     /// Applies tick `t`: every pending message of a tick up to `t`, in (user, sequence,
     /// position, event) order; dead letters go to `deadLetters`.
-    func apply(_ t: Int64, deadLetters: inout [(key: [UInt8], value: [UInt8], reason: String)]) {
+    func apply(_ t: Int64, deadLetters: inout [DeadLetter]) {
         var events: [Feedback] = []
         for p in partitions.indices {
             var taken = 0

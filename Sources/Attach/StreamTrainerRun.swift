@@ -13,14 +13,13 @@ extension StreamTrainer {
     /// checkpoint file when there is one.
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
-        let partitionCount = try waitForTopic(options.topic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        let partitionCount = try partitionCountSeam?() ?? waitForTopic(options.topic, base, timeoutSeconds: options.connectTimeoutSeconds)
         if let topic = options.modelTopic {
-            do {
-                _ = try waitForTopic(topic, base, timeoutSeconds: min(options.connectTimeoutSeconds, 10))
-            } catch {
-                throw AttachError("model topic \(topic) does not exist: create it (recstream broker --prefix creates every topic of a prefix), or train with --no-publish")
-            }
+            try requireTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds,
+                             missing: "model topic \(topic) does not exist: create it (recstream broker --prefix creates every topic of a prefix), or train with --no-publish")
         }
+        try requireTopic(options.deadLetterTopic, base, timeoutSeconds: options.connectTimeoutSeconds,
+                         missing: "dead-letter topic \(options.deadLetterTopic) does not exist: create it (recstream broker --prefix creates every topic of a prefix); events that cannot be applied are copied there")
         // One trainer per checkpoint, for as long as this one runs.
         let lock = try CheckpointLock(checkpoint: options.checkpointPath)
         defer { withExtendedLifetime(lock) {} }
@@ -52,7 +51,7 @@ extension StreamTrainer {
         var metrics = TrainerMetrics(arm: scenario.arms[armIndex].name, partitions: partitions.count, factory: metricsFactory ?? MetricsSystem.factory)
         var lastCheckpoint = ContinuousClock.now
         var lastLagCheck = ContinuousClock.now - .seconds(10)
-        var deadLetters: [(key: [UInt8], value: [UInt8], reason: String)] = []
+        var deadLetters: [DeadLetter] = []
         let admin = try KafkaAdmin(configuration: base)
 
         /// Looks up where each partition ends. A broker that does not answer (it is away)
@@ -136,7 +135,8 @@ extension StreamTrainer {
             for d in deadLetters {
                 try d.key.withUnsafeBytes { key in
                     try d.value.withUnsafeBytes { value in
-                        try producer.send(to: options.deadLetterTopic, key: key, value: value, header: (name: "recstream-error", value: d.reason))
+                        try producer.sendDeadLetter(to: options.deadLetterTopic, key: key, value: value,
+                                                    source: TopicPartition(options.topic, d.partition), offset: d.offset, reason: d.reason)
                     }
                 }
             }
@@ -164,8 +164,27 @@ extension StreamTrainer {
             try assignAll()
         }
 
+        /// Partitions added to the topic are taken up as they appear, from their beginning:
+        /// a producer keying by user sends some users there from then on, and ignoring them
+        /// until a restart would hold those events back.
+        var lastPartitionCheck = ContinuousClock.now
+        func followPartitions() throws {
+            lastPartitionCheck = .now
+            let count: Int?
+            if let partitionCountSeam { count = partitionCountSeam() } else {
+                count = try? admin.metadata(timeoutMilliseconds: 1000).topic(options.topic)?.partitionCount
+            }
+            guard let count, count > partitions.count else { return }
+            let before = partitions.count
+            partitions += (before..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+            metrics.follow(partitions: count)
+            onWarning?("\(options.topic) grew from \(before) to \(count) partitions: consuming the new ones from their beginning")
+            try assignAll()
+        }
+
         refreshHighWatermarks()
         while !shouldStop() {
+            if (ContinuousClock.now - lastPartitionCheck).seconds >= options.partitionCheckSeconds { try followPartitions() }
             let got: Int
             do {
                 got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in

@@ -21,13 +21,17 @@ public struct TrainerMetrics {
     let events: [FeedbackEvent: Counter]
     let deadLetters, late, skipped, ticks, checkpoints, transientErrors, updates: Counter
     let appliedTick, eventsPerSecond, auc, logLoss: Gauge
-    let lag: [Gauge]
+    private(set) var lag: [Gauge]
+    let arm: String
+    let factory: any MetricsFactory
     let tickDuration: Timer
     var reported = StreamTrainer.Counters()
     var reportedTransient = 0
 
     public init(arm: String, partitions: Int, factory: any MetricsFactory = MetricsSystem.factory) {
         let a = [("arm", arm)]
+        self.arm = arm
+        self.factory = factory
         events = Dictionary(uniqueKeysWithValues: FeedbackEvent.allCases.map { e in
             (e, Counter(label: "recstream_train_events_total", dimensions: a + [("event", "\(e)")], factory: factory))
         })
@@ -42,8 +46,16 @@ public struct TrainerMetrics {
         eventsPerSecond = Gauge(label: "recstream_train_events_per_second", dimensions: a, factory: factory)
         auc = Gauge(label: "recstream_model_auc", dimensions: a, factory: factory)
         logLoss = Gauge(label: "recstream_model_log_loss", dimensions: a, factory: factory)
-        lag = (0..<partitions).map { Gauge(label: "recstream_train_consumer_lag", dimensions: a + [("partition", "\($0)")], factory: factory) }
+        lag = []
         tickDuration = Timer(label: "recstream_train_tick_duration_seconds", dimensions: a, factory: factory)
+        follow(partitions: partitions)
+    }
+
+    /// A lag gauge for each of `partitions` partitions (the topic grew).
+    mutating func follow(partitions: Int) {
+        lag += (lag.count..<max(partitions, lag.count)).map {
+            Gauge(label: "recstream_train_consumer_lag", dimensions: [("arm", arm), ("partition", "\($0)")], factory: factory)
+        }
     }
 
     /// Brings the counters up to `now` (counters only go up: the difference since the

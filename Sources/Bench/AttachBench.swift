@@ -80,6 +80,7 @@ public struct AttachBench: Sendable {
             topicNumber += 1
             let topic = "bench-\(topicNumber)"
             try broker.createTopic(topic, partitions: partitions)
+            try broker.createTopic("\(topic).dead-letter", partitions: 1)
             let handle = try producer.topic(topic)
             var rng = RandomStream(seed: 4, 1)
             for n in 0..<events { try send(handle, Self.event(n, rng: &rng), json: json) }
@@ -112,6 +113,7 @@ public struct AttachBench: Sendable {
             let requests = "bench-\(topicNumber).requests", slates = "bench-\(topicNumber).recommendations"
             try broker.createTopic(requests, partitions: partitions)
             try broker.createTopic(slates, partitions: partitions)
+            try broker.createTopic("\(requests).dead-letter", partitions: 1)
             let handle = try producer.topic(requests)
             let armIndex = UInt16(scenario.arms.firstIndex { $0.name == arm }!)
             var bytes = [UInt8](repeating: 0, count: Wire.requestSize)
@@ -145,6 +147,7 @@ public struct AttachBench: Sendable {
         topicNumber += 1
         let topic = "bench-\(topicNumber)"
         try broker.createTopic(topic, partitions: partitions)
+        try broker.createTopic("\(topic).dead-letter", partitions: 1)
         var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(EventMapping()),
                                             checkpointPath: "\(directory)/steady.ckpt", groupID: "bench", properties: broker.clientConfiguration.properties)
         options.exitWhenIdleSeconds = 1

@@ -65,8 +65,8 @@ final class StageChannel {
                 do {
                     try handle(message.value)
                 } catch {
-                    try producer.send(to: deadLetterTopic, key: message.key, value: message.value,
-                                      header: ("recstream-error", "\(topic.name) [\(message.partition)] @\(message.offset): \(error)"))
+                    try producer.sendDeadLetter(to: deadLetterTopic, key: message.key, value: message.value,
+                                                source: TopicPartition(topic.name, message.partition), offset: message.offset, reason: "\(error)")
                     deadLetters += 1
                 }
             }

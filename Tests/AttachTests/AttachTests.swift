@@ -115,7 +115,9 @@ struct StreamTrainerTests {
     }
 
     func produce(_ broker: EmbeddedBroker, _ topic: String, _ messages: [(user: UInt32, bytes: [UInt8])]) throws {
-        let producer = try KafkaProducer(configuration: broker.clientConfiguration)
+        // Room for a message larger than a role's own producer may copy (its default
+        // message.max.bytes, 1,000,000), as another program's stream may hold one.
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration.merging(["message.max.bytes": "4000000"]))
         let handle = try producer.topic(topic)
         for m in messages {
             try withUnsafeBytes(of: m.user) { key in try m.bytes.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
@@ -129,6 +131,7 @@ struct StreamTrainerTests {
         options.exitWhenIdleSeconds = 0.5
         options.idleFlushSeconds = 0.3
         options.checkpointEverySeconds = 0.05
+        options.partitionCheckSeconds = 0.2
         return try StreamTrainer(scenario: Scenario.decode(Self.scenarioText), arm: arm, options: options)
     }
 
@@ -151,11 +154,14 @@ struct StreamTrainerTests {
             (10, Array(#"{"user": 5000, "item": 3, "event": "click", "timestamp": 1}"#.utf8), "user 5000 is not in the scenario's world (300 users)"),
         ]
         messages.insert(contentsOf: bad.map { ($0.0, $0.1) }, at: 100)
+        // A poison pill: 1.5 MB of garbage, too large to copy to the dead-letter topic.
+        let pill = [UInt8](repeating: 0x5A, count: 1_500_000)
+        messages.insert((11, pill), at: 200)
         try produce(broker, "ev", messages)
         let path = temporary("a.ckpt")
         let t = try trainer(broker, topic: "ev", checkpoint: path)
         let counters = try t.run()
-        #expect(counters.events == messages.count - 4 && counters.deadLetters == 4 && counters.unknown == 1 && counters.ticks == 4)
+        #expect(counters.events == messages.count - 5 && counters.deadLetters == 5 && counters.unknown == 1 && counters.ticks == 4)
         #expect(counters.impressions + counters.clicks == counters.events && counters.late == 0)
         #expect(t.appliedThrough == 3)
         #expect(t.trainer.sequence!.evaluations.count == 4)
@@ -164,21 +170,90 @@ struct StreamTrainerTests {
         try consumer.assign([(TopicPartition("ev.dead-letter", 0), offset: 0)])
         var letters: [([UInt8], String)] = []
         let deadline = Date().addingTimeInterval(10)
-        while letters.count < 4 && Date() < deadline {
+        while letters.count < 5 && Date() < deadline {
             try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
                 for m in batch { letters.append((Array(m.value), m.header("recstream-error") ?? "(no header)")) }
             }
         }
-        #expect(letters.count == 4)
+        #expect(letters.count == 5)
+        // Each header names the message's partition and offset, then the reason.
         for (value, reason) in bad.map({ ($0.1, $0.2) }) {
-            #expect(letters.contains { $0.0 == value && $0.1.hasPrefix(reason) }, "no dead letter with \(reason)")
+            #expect(letters.contains { $0.0 == value && $0.1.hasPrefix("ev [") && $0.1.contains(": " + reason) }, "no dead letter with \(reason)")
         }
+        // The pill comes as a reference: where it is, how big, why; no payload.
+        let reference = try #require(letters.first { $0.1.contains("(payload of 1500000 bytes omitted: too large to copy)") })
+        let json = try JSONValue.parse(String(decoding: reference.0, as: UTF8.self))
+        #expect(json.value(atPath: "deadLetter") == .string("reference") && json.value(atPath: "topic") == .string("ev"))
+        #expect(json.value(atPath: "valueBytes") == .integer(1_500_000) && json.value(atPath: "keyBytes") == .integer(4))
+        guard case .string(let why)? = json.value(atPath: "reason") else { Issue.record("no reason: \(json)"); return }
+        #expect(why.hasPrefix("not JSON: "))
+        guard case .integer(let p)? = json.value(atPath: "partition"), case .integer(let o)? = json.value(atPath: "offset") else {
+            Issue.record("the reference names no partition and offset: \(json)"); return
+        }
+        #expect(reference.1.hasPrefix("ev [\(p)] @\(o): "))
+    }
+
+    @Test("an event far past the trainer's event time is a dead letter, and the partition does not stall behind it")
+    func eventLead() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 1)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
+        var messages = Self.events(ticks: 0..<6).map { ($0.user, Array($0.line.utf8)) }
+        // More than a day past the trainer's event time when it arrives (tick 0 or 1, as
+        // the batches fall): accepted, it would hold every later event of the partition
+        // at its tick.
+        let far = #"{"user": 3, "item": 5, "event": "click", "timestamp": 90000}"#
+        let at = messages.firstIndex { String(decoding: $0.1, as: UTF8.self).contains(#""timestamp": 2"#) }!
+        messages.insert((3, Array(far.utf8)), at: at)
+        try produce(broker, "ev", messages)
+        let t = try trainer(broker, topic: "ev", checkpoint: temporary("lead.ckpt"))
+        #expect(t.eventLead == 86_400)
+        let counters = try t.run()
+        #expect(counters.deadLetters == 1 && counters.events == messages.count - 1)
+        #expect(counters.ticks == 6 && counters.late == 0 && t.appliedThrough == 5)
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "dl", "fetch.wait.max.ms": "1"]))
+        try consumer.assign([(TopicPartition("ev.dead-letter", 0), offset: 0)])
+        var reason: String?
+        let deadline = Date().addingTimeInterval(10)
+        while reason == nil && Date() < deadline {
+            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch { reason = m.header("recstream-error") }
+            }
+        }
+        let said = reason ?? "no dead letter"
+        #expect(said.hasPrefix("ev [0] @") && said.contains(": tick 90000 is ")
+                && said.hasSuffix("ticks past the trainer's event time (tick \(said.contains("(tick 1)") ? 1 : 0)), more than --max-event-lead 86400"), "\(said)")
+    }
+
+    @Test("partitions added to the topic are consumed from their beginning without a restart; nothing on them is lost")
+    func partitionsAdded() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 2)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
+        let messages = Self.events(ticks: 0..<4).map { ($0.user, Array($0.line.utf8)) }
+        try produce(broker, "ev", messages)
+        let t = try trainer(broker, topic: "ev", checkpoint: temporary("grow.ckpt"))
+        // The topic "had" one partition when the trainer started, and two from its next look
+        // (the embedded broker cannot add partitions to a topic, so the count is stood in for).
+        var looks = 0
+        t.partitionCountSeam = {
+            looks += 1
+            return looks == 1 ? 1 : 2
+        }
+        var warnings: [String] = []
+        t.onWarning = { warnings.append($0) }
+        let counters = try t.run()
+        #expect(looks >= 2)
+        #expect(warnings.contains("ev grew from 1 to 2 partitions: consuming the new ones from their beginning"))
+        #expect(counters.events == messages.count && counters.deadLetters == 0)
+        #expect(t.partitions.count == 2 && t.partitions.allSatisfy { $0.applied > 0 })
     }
 
     @Test("restarted from its checkpoint, a trainer applies nothing twice and ends where an uninterrupted one ends")
     func resume() throws {
         let broker = try EmbeddedBroker()
         try broker.createTopic("ev", partitions: 3)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
         let first = Self.events(ticks: 0..<5), second = Self.events(ticks: 5..<9, seed: 2)
         try produce(broker, "ev", first.map { ($0.user, Array($0.line.utf8)) })
         let interrupted = temporary("i.ckpt"), straight = temporary("s.ckpt")
@@ -204,6 +279,7 @@ struct StreamTrainerTests {
         func train(_ inject: ((EmbeddedBroker) -> Void)?) throws -> (StreamTrainer.Counters, Data) {
             let broker = try EmbeddedBroker()
             try broker.createTopic("ev", partitions: 3)
+            try broker.createTopic("ev.dead-letter", partitions: 1)
             // The stream flows while the trainer runs: a tick every 150 ms.
             let feeder = Feeder(broker: broker, ticks: ticks)
             let thread = Thread { feeder.run() }
@@ -256,6 +332,7 @@ struct StreamTrainerTests {
     func badCheckpoints() throws {
         let broker = try EmbeddedBroker()
         try broker.createTopic("ev", partitions: 2)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
         try produce(broker, "ev", Self.events(ticks: 0..<2).map { ($0.user, Array($0.line.utf8)) })
         let path = temporary("c.ckpt")
         _ = try trainer(broker, topic: "ev", checkpoint: path).run()
@@ -290,6 +367,7 @@ struct StreamTrainerTests {
         #expect(try message(good.prefix(good.count - 100)) == "checkpoint \(path): corrupt or truncated (checksum does not match)")
         #expect(try message(Data("hello".utf8)) == "checkpoint \(path): not a recstream train checkpoint (it does not start with \"RSAT\")")
         try broker.createTopic("other", partitions: 2)
+        try broker.createTopic("other.dead-letter", partitions: 1)
         #expect(try message(good, topic: "other").contains("it belongs to another trainer"))
     }
 
@@ -297,6 +375,7 @@ struct StreamTrainerTests {
     func retentionGap() throws {
         let broker = try EmbeddedBroker()
         try broker.createTopic("ev", partitions: 1)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
         let first = Self.events(ticks: 0..<2)
         try produce(broker, "ev", first.map { ($0.user, Array($0.line.utf8)) })
         let path = temporary("r.ckpt")
@@ -341,6 +420,7 @@ struct StreamTrainerTests {
     func lostCheckpoint() throws {
         let broker = try EmbeddedBroker()
         try broker.createTopic("ev", partitions: 2)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
         try produce(broker, "ev", Self.events(ticks: 0..<2).map { ($0.user, Array($0.line.utf8)) })
         // The same file name in another directory: the same consumer group (see `trainer`).
         let original = temporary("l.ckpt"), lost = temporary("l.ckpt")
@@ -364,6 +444,7 @@ struct StreamTrainerTests {
     func wireArms() throws {
         let broker = try EmbeddedBroker()
         try broker.createTopic("fb", partitions: 2)
+        try broker.createTopic("fb.dead-letter", partitions: 1)
         var rng = RandomStream(seed: 9, 1)
         var records: [(UInt32, [UInt8])] = []
         var mine = 0

@@ -132,7 +132,7 @@ struct HostileUpdateTests {
         let s = try Setup()
         var h = s.header
         h.through = 1 << 62
-        rejects(s, s.message(header: h), "implausibly far past the server's tick")
+        rejects(s, s.message(header: h), "runs through tick \(1 << 62), more than --max-event-lead 10000 ticks past the server's tick \(s.server.catalogAnchor)")
     }
 
     @Test("a statistics item beyond the catalog is refused, and no column grows")
@@ -201,5 +201,30 @@ struct HostileUpdateTests {
         #expect(assembler.payload.isEmpty)
         // The third part crosses the limit; the parts after it have no beginning.
         #expect(assembler.abandonedParts == 998)
+    }
+
+    @Test("forged requests far ahead are dead letters; a run of them cannot push the catalog past the model's tick plus the lead")
+    func requestLead() throws {
+        let s = try Setup()
+        let server = s.server
+        let anchor = server.catalogAnchor
+        #expect(anchor == Int64(server.scenario.ticks) - 1)  // no update yet: the scenario's last tick
+        func request(tick: Int64) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: Wire.requestSize)
+            let r = Request(RecordHeader(arm: 0, tick: UInt32(tick), user: 1, sequence: 0), slateSize: 5)
+            _ = bytes.withUnsafeMutableBytes { Wire.encode(r, into: $0) }
+            return bytes
+        }
+        let lead = server.options.maxEventLead
+        let within = request(tick: anchor + lead), beyond = request(tick: anchor + lead + 1)
+        #expect(throws: Never.self) { try within.withUnsafeBytes { _ = try server.decodeRequest($0) } }
+        #expect {
+            try beyond.withUnsafeBytes { _ = try server.decodeRequest($0) }
+        } throws: { "\($0)".contains("tick \(anchor + lead + 1) is more than --max-event-lead \(lead) ticks past the server's tick \(anchor)") }
+        // Serving the one within the lead moves the catalog there, but not the anchor: the
+        // next forged request is held to the same bound.
+        server.followCatalog(through: anchor + lead)
+        #expect(server.catalogAnchor == anchor)
+        #expect { try beyond.withUnsafeBytes { _ = try server.decodeRequest($0) } } throws: { _ in true }
     }
 }

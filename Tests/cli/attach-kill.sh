@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: attach: $*"; exit 1; }
 
-"$bin" broker --topics ev,attach.model --partitions 3 >"$tmp/addr" 2>"$tmp/broker.err" &
+"$bin" broker --topics ev,attach.model,attach.dead-letter --partitions 3 >"$tmp/addr" 2>"$tmp/broker.err" &
 broker=$!
 for _ in $(seq 50); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 brokers=$(head -1 "$tmp/addr")
