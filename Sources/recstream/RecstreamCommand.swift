@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kafka
 import RecCore
 import Report
 import Scenario
@@ -56,29 +57,87 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
 }
 
-/// `-X key=value` options, as kcat takes them.
+/// librdkafka properties from the command line, a properties file and the environment.
+/// Later sources win: the scenario's `kafka.properties`, then `--kafka-properties FILE`,
+/// then `RECSTREAM_KAFKA_*` variables, then `-X`. Secrets belong in the file, the
+/// environment or `-X key=@FILE`: a value typed after `-X` is in the process list.
 struct KafkaPropertyOptions: ParsableArguments {
-    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property for every client, as with kcat (repeatable).", valueName: "key=value"))
+    @Option(name: .customShort("X"), help: ArgumentHelp(
+        "A librdkafka property for every client, as with kcat (repeatable); key=@FILE reads the value from FILE.",
+        valueName: "key=value"))
     var properties: [String] = []
 
-    func parsed() throws -> [String: String] {
-        var out: [String: String] = [:]
+    @Option(help: ArgumentHelp("A file of librdkafka properties, one key=value a line (# comments), as Kafka's client.properties.",
+                               valueName: "file"))
+    var kafkaProperties: String?
+
+    /// The properties these options set, over `base` (the scenario's), with the warnings
+    /// an operator should see (a secret typed on the command line).
+    func resolved(over base: [String: String] = [:], environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> (properties: [String: String], warnings: [String])
+    {
+        var out = base, warnings: [String] = []
+        if let kafkaProperties {
+            out.merge(try KafkaConfiguration.readPropertiesFile(kafkaProperties)) { $1 }
+        }
+        out.merge(KafkaConfiguration.environmentProperties(environment)) { $1 }
         for text in properties {
-            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            guard let (key, value) = try? KafkaConfiguration.parseProperty(text) else {
                 throw ValidationError("-X expects key=value, got '\(text)'")
             }
-            out[String(text[..<eq])] = String(text[text.index(after: eq)...])
+            if KafkaConfiguration.isSecret(key) && !value.hasPrefix("@") {
+                let variable = KafkaConfiguration.environmentPrefix + key.uppercased().replacingOccurrences(of: ".", with: "_")
+                warnings.append("-X \(key): a secret on the command line is visible to every local user in the process list; "
+                    + "give it as -X \(key)=@FILE, in --kafka-properties FILE, or in \(variable)")
+            }
+            out[key] = try KafkaConfiguration.resolveValue(value, key: key)
         }
-        return out
+        return (out, warnings)
     }
 
-    /// The properties, or why they are malformed as bad input.
-    func parsedOrExit() throws -> [String: String] {
+    /// The properties over `base`, or why they are malformed as bad input; warnings go to
+    /// standard error.
+    func parsedOrExit(over base: [String: String] = [:]) throws -> [String: String] {
         do {
-            return try parsed()
+            let (properties, warnings) = try resolved(over: base)
+            for w in warnings { printError("warning: \(w)") }
+            return properties
         } catch {
             throw BadInput("\(error)")
         }
+    }
+}
+
+/// `--max-memory`: a scenario whose estimated memory is above it is refused before
+/// anything is built (see `MemoryEstimate`).
+struct MemoryLimitOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Refuse a scenario whose estimated memory is above this: bytes, or with K, M, G or T (default: this machine's physical memory).",
+                               valueName: "size"))
+    var maxMemory: String?
+
+    /// The limit in bytes and how to name it, or why the option is malformed.
+    func limit() throws -> (bytes: Double, name: String) {
+        guard let maxMemory else {
+            let physical = Double(ProcessInfo.processInfo.physicalMemory)
+            return (physical, "\(MemoryEstimate.describe(bytes: physical)), this machine's physical memory (--max-memory)")
+        }
+        guard let bytes = MemoryEstimate.parseSize(maxMemory) else {
+            throw BadInput("--max-memory must be a size such as 16G, 512M or 1000000 (bytes), got '\(maxMemory)'")
+        }
+        return (bytes, "--max-memory \(maxMemory)")
+    }
+
+    /// Why `s` does not fit, naming the parts and the knobs that drive them; nil when it fits.
+    func refusal(_ s: Scenario, source: String) throws -> String? {
+        Self.refusal(s, source: source, limit: try limit())
+    }
+
+    static func refusal(_ s: Scenario, source: String, limit: (bytes: Double, name: String)) -> String? {
+        let (bytes, name) = limit
+        let estimate = s.memoryEstimate
+        guard estimate.totalBytes > bytes else { return nil }
+        return "\(source): needs an estimated \(MemoryEstimate.describe(bytes: estimate.totalBytes)) of memory, above \(name); what drives it:\n"
+            + estimate.breakdown.prefix(6).map { "  \($0)" }.joined(separator: "\n")
     }
 }
 

@@ -31,12 +31,17 @@ struct RoleOptions: ParsableArguments {
         guard let servers = brokers ?? s.kafka.brokers else {
             throw BadInput("--brokers is required (the scenario's kafka.brokers names none)")
         }
-        var properties = s.kafka.properties.merging(try kafka.parsedOrExit()) { $1 }
+        var properties = try kafka.parsedOrExit(over: s.kafka.properties)
         properties["bootstrap.servers"] = servers
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw BadInput("--metrics-port must be between 0 and 65535, got \(metricsPort)")
         }
         return properties
+    }
+
+    /// Whether an address names this machine only (127.0.0.0/8, ::1, localhost).
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 
     /// Logs to standard error (swift-log), warnings only with --quiet; returns the role's logger.
@@ -63,6 +68,9 @@ struct RoleOptions: ParsableArguments {
             .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
         if let metricsPort {
+            if !Self.isLoopback(metricsHost) {
+                logger.warning("the metrics endpoint listens on \(metricsHost), beyond this machine, and is unauthenticated: anyone who reaches it reads the role's metrics (bind it to 127.0.0.1 behind a proxy that authenticates, or firewall the port)")
+            }
             let registry = PrometheusCollectorRegistry()
             metrics(PrometheusMetricsFactory(registry: registry))
             let endpoint: MetricsEndpoint
@@ -106,7 +114,7 @@ func parseFormat(_ format: String, mapping: String?) throws -> StreamTrainer.For
         if let mapping {
             do {
                 guard let data = FileManager.default.contents(atPath: mapping) else { throw MappingError("no such file") }
-                m = try EventMapping(json: JSONValue.parse(String(decoding: data, as: UTF8.self)))
+                m = try EventMapping(json: JSONValue.parse(utf8: [UInt8](data)))
             } catch {
                 throw BadInput("\(mapping): \(error)")
             }

@@ -50,6 +50,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var kafka: KafkaPropertyOptions
 
+    @OptionGroup var memory: MemoryLimitOptions
+
     func run() throws {
         var options = RunOptions()
         options.seed = seed
@@ -69,6 +71,7 @@ struct Run: ParsableCommand {
         }
 
         let s = options.applied(to: try loadScenario(scenario))
+        if let refusal = try memory.refusal(s, source: scenario) { throw BadInput(refusal) }
         let directory = try reportDirectory(out, s)
         if exportTruth {
             guard let directory else {

@@ -45,6 +45,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Exit once no request has come for this many seconds (default: run until stopped).")
     var exitWhenIdle: Double?
 
+    @Option(help: "Ticks a request (or a model update) may take the catalog past the server's tick, its model's or the scenario's last, before it is dead-lettered (refused).")
+    var maxEventLead: Int64 = StreamTrainer.defaultEventLead(.wire)
+
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
@@ -59,6 +62,8 @@ struct Serve: AsyncParsableCommand {
             requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
             modelTopic: noFollow ? nil : modelTopic ?? topics.model, groupID: group ?? "recstream-serve-\(arm)", properties: properties)
         options.exitWhenIdleSeconds = exitWhenIdle
+        guard maxEventLead >= 1 else { throw BadInput("--max-event-lead must be at least 1 tick, got \(maxEventLead)") }
+        options.maxEventLead = maxEventLead
         options.format = requestFormat
         options.instance = instance
         options.instances = instances
@@ -66,6 +71,7 @@ struct Serve: AsyncParsableCommand {
         let server = try orBadInput { try StreamServer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("serve", metadata: ["arm": "\(arm)", "topic": "\(options.requestsTopic)"])
         logger.info("starting", metadata: ["group": "\(options.groupID)", "kafka": "\(KafkaConfiguration(properties))"])
+        server.onWarning = { [logger] message in logger.warning("\(message)") }
         var reported = StreamServer.Counters()
         server.onProgress = { [logger] c in
             if c.updateErrors > reported.updateErrors, let error = server.lastUpdateError {

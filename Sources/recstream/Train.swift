@@ -64,6 +64,9 @@ struct Train: AsyncParsableCommand {
     @Flag(help: "With no checkpoint, start from the topic's beginning even though the consumer group has committed offsets (refused without it: the checkpoint may be lost).")
     var fresh = false
 
+    @Option(help: "Ticks an event may be ahead of the trainer's event time (the last applied tick) before it is dead-lettered (default: one day of ticks for JSON, 10000 for recstream's records).")
+    var maxEventLead: Int64?
+
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
@@ -76,6 +79,9 @@ struct Train: AsyncParsableCommand {
         guard let gapPolicy = StreamTrainer.GapPolicy(rawValue: onGap) else {
             throw BadInput("--on-gap must be fail or skip, got '\(onGap)'")
         }
+        if let maxEventLead, maxEventLead < 1 {
+            throw BadInput("--max-event-lead must be at least 1 tick, got \(maxEventLead)")
+        }
         var options = StreamTrainer.Options(
             topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
             checkpointPath: checkpoint, groupID: group ?? "recstream-train-\(arm)", properties: properties)
@@ -86,6 +92,7 @@ struct Train: AsyncParsableCommand {
         options.publishEverySeconds = publishEvery
         options.onGap = gapPolicy
         options.fresh = fresh
+        options.maxEventLead = maxEventLead
         let trainer = try orBadInput { try StreamTrainer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.

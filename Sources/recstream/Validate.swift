@@ -11,19 +11,25 @@ struct Validate: ParsableCommand {
     @Argument(help: "Scenario files.")
     var files: [String]
 
+    @OptionGroup var memory: MemoryLimitOptions
+
     func run() throws {
         var failed = false
+        let limit = try memory.limit()
         for file in files {
-            // `validate scenarios/*.json` also names the schema: say so rather than fail.
-            if let data = FileManager.default.contents(atPath: file),
-               let document = try? JSONValue.parse(String(decoding: data, as: UTF8.self)),
-               Scenario.isJSONSchema(document)
-            {
-                print("\(file): skipped (a JSON Schema, not a scenario)")
-                continue
-            }
             do {
-                let s = try Scenario.load(path: file)
+                let document = try Scenario.read(path: file)
+                // `validate scenarios/*.json` also names the schema: say so rather than fail.
+                if Scenario.isJSONSchema(document) {
+                    print("\(file): skipped (a JSON Schema, not a scenario)")
+                    continue
+                }
+                let s = try Scenario.decode(document: document, source: file)
+                if let refusal = MemoryLimitOptions.refusal(s, source: file, limit: limit) {
+                    printError(refusal)
+                    failed = true
+                    continue
+                }
                 print("\(file): ok (\(s.arms.count) arms: \(s.arms.map(\.name).joined(separator: ", ")))")
             } catch {
                 printError(error.description)

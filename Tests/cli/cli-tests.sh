@@ -26,6 +26,12 @@ printf '{"name": "x", "ticks": 0, "arms": [{"name": "a", "share": 1, "polcy": {}
 check "validate reports every error with its path" 2 "bad.json: ticks: must be between 1 and 1000000, got 0" "$bin" validate "$tmp/bad.json"
 check "validate suggests the key meant" 2 "arms\[0\]\.polcy: unknown key \(did you mean 'policy'\?\)" "$bin" validate "$tmp/bad.json"
 check "a missing file is one line" 2 "^nope.json: \(top level\): no such file$" "$bin" validate nope.json
+printf '{"name": "big", "population": {"users": 10000000, "history": {"median": 1000, "spread": 0, "max": 1000}}, "arms": [{"name": "a", "share": 1}]}' >"$tmp/big.json"
+check "validate refuses a world larger than the machine, with the estimate and its knobs" 2 "big.json: needs an estimated [0-9.]+ GB of memory, above [0-9.]+ GB, this machine's physical memory .--max-memory.; what drives it:" "$bin" validate "$tmp/big.json"
+check "the refusal names the knobs of its largest part" 2 "logged histories: 74.5 GB .population.users 10000000 x about 1000 entries" "$bin" validate "$tmp/big.json"
+check "validate takes a world within --max-memory" 0 "big.json: ok" "$bin" validate "$tmp/big.json" --max-memory 1T
+check "run refuses a scenario above --max-memory before building anything" 2 "quickstart.json: needs an estimated .* above --max-memory 1M" "$bin" run scenarios/quickstart.json --max-memory 1M
+check "a malformed --max-memory is bad input" 2 "--max-memory must be a size such as 16G, 512M or 1000000 .bytes., got 'lots'" "$bin" validate scenarios/quickstart.json --max-memory lots
 check "run rejects a malformed scenario with exit 2" 2 "ticks: must be between" "$bin" run "$tmp/bad.json"
 check "run rejects bad --partitions" 2 "partitions must be between 1 and 1024, got 0" "$bin" run scenarios/quickstart.json --partitions 0
 check "run rejects a seed beyond the schema's range" 2 "--seed must be at most 9223372036854775807" "$bin" run scenarios/quickstart.json --seed 18446744073709551615
@@ -86,6 +92,26 @@ if grep -q "sasl.password=\[redacted\]" "$tmp/out" && ! grep -q hunter2 "$tmp/ou
 else
     failed=$((failed + 1)); echo "FAIL: train logs a secret, or not the redacted configuration:"; sed 's/^/    /' "$tmp/out"
 fi
+# Secrets off the command line: a typed secret is warned about; @FILE, --kafka-properties
+# and RECSTREAM_KAFKA_* carry them without a warning, and none is ever printed.
+if grep -q "warning: -X sasl.password: a secret on the command line is visible" "$tmp/out"; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: a secret typed after -X is not warned about:"; sed 's/^/    /' "$tmp/out"
+fi
+printf 'hunter3\n' >"$tmp/password"
+printf '# client.properties\nsecurity.protocol = SASL_PLAINTEXT\nsasl.mechanisms=PLAIN\n\nsasl.username=me\n' >"$tmp/client.properties"
+RECSTREAM_KAFKA_SASL_OAUTHBEARER_CLIENT_ID=hunter4 "$bin" train "$tmp/attach-short.json" --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" \
+    --kafka-properties "$tmp/client.properties" -X sasl.password=@"$tmp/password" >"$tmp/out" 2>&1
+if grep -q "sasl.password=\[redacted\]" "$tmp/out" && grep -q "security.protocol=SASL_PLAINTEXT" "$tmp/out" \
+   && grep -q "sasl.oauthbearer.client.id=hunter4" "$tmp/out" && ! grep -q "hunter3\|warning: -X" "$tmp/out"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); echo "FAIL: properties from a file, @FILE and the environment:"; sed 's/^/    /' "$tmp/out"
+fi
+printf 'no equals sign here\n' >"$tmp/bad.properties"
+check "a malformed properties file names its line" 2 "properties file .*bad.properties: line 1: expected key=value" \
+    "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" --kafka-properties "$tmp/bad.properties"
+check "an unreadable @FILE is bad input naming the property" 2 "kafka property 'sasl.password': cannot read $tmp/nope" \
+    "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" -X sasl.password=@"$tmp/nope"
 check "serve refuses an arm the scenario lacks, naming its arms" 2 "--arm nope: the scenario has no such arm; its arms: dare" "$bin" serve Tests/cli/attach-world.json --arm nope --brokers 127.0.0.1:1
 check "serve rejects an instance number out of range" 2 "--instance must be between 0 and --instances - 1 .1., got 2" "$bin" serve Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --instance 2 --instances 2
 check "serve without --brokers says what is missing" 2 "--brokers is required" "$bin" serve Tests/cli/attach-world.json --arm dare
@@ -94,12 +120,18 @@ check "serve fails with exit 1 when the requests topic never appears" 1 "topic a
 check "simulate rejects a tick count out of range" 2 "--ticks must be between 1 and 10000000, got 0" "$bin" simulate Tests/cli/attach-world.json --brokers 127.0.0.1:1 --ticks 0
 check "simulate fails with exit 1 when the topics never appear" 1 "topic attach.requests did not appear within 2 s" \
     "$bin" simulate "$tmp/attach-short.json" --brokers 127.0.0.1:1 --quiet
-"$bin" broker --topics lonely >"$tmp/broker2.out" 2>/dev/null &
+"$bin" broker --topics lonely,attach.requests >"$tmp/broker2.out" 2>/dev/null &
 broker2=$!
 for _ in $(seq 50); do [ -s "$tmp/broker2.out" ] && break; sleep 0.1; done
 check "train says how to go on when the model topic is missing" 1 "model topic attach.model does not exist: create it .recstream broker --prefix creates every topic of a prefix., or train with --no-publish" \
     "$bin" train "$tmp/attach-short.json" --arm dare --brokers "$(head -1 "$tmp/broker2.out")" --topic lonely --checkpoint "$tmp/y.ckpt" --quiet
+check "train says how to go on when the dead-letter topic is missing" 1 "dead-letter topic attach.dead-letter does not exist: create it .recstream broker --prefix creates every topic of a prefix." \
+    "$bin" train "$tmp/attach-short.json" --arm dare --brokers "$(head -1 "$tmp/broker2.out")" --topic lonely --checkpoint "$tmp/y.ckpt" --quiet --no-publish
+check "serve says how to go on when the dead-letter topic is missing" 1 "dead-letter topic attach.dead-letter does not exist" \
+    "$bin" serve "$tmp/attach-short.json" --arm dare --brokers "$(head -1 "$tmp/broker2.out")" --quiet
 kill -TERM "$broker2"; wait "$broker2"
+check "train rejects a --max-event-lead below one tick" 2 "--max-event-lead must be at least 1 tick, got 0" \
+    "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" --max-event-lead 0
 printf '{"usr": "u"}' >"$tmp/mapping.json"
 check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping "$tmp/mapping.json" --checkpoint "$tmp/x.ckpt"
 
