@@ -127,11 +127,8 @@ struct MemoryLimitOptions: ParsableArguments {
         return (bytes, "--max-memory \(maxMemory)")
     }
 
-    /// Why `s` does not fit, naming the parts and the knobs that drive them; nil when it fits.
-    func refusal(_ s: Scenario, source: String) throws -> String? {
-        Self.refusal(s, source: source, limit: try limit())
-    }
-
+    /// Why `s` does not fit `limit`, naming the parts and the knobs that drive them; nil
+    /// when it fits.
     static func refusal(_ s: Scenario, source: String, limit: (bytes: Double, name: String)) -> String? {
         let (bytes, name) = limit
         let estimate = s.memoryEstimate

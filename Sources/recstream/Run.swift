@@ -71,7 +71,7 @@ struct Run: ParsableCommand {
         }
 
         let s = options.applied(to: try loadScenario(scenario))
-        if let refusal = try memory.refusal(s, source: scenario) { throw BadInput(refusal) }
+        if let refusal = MemoryLimitOptions.refusal(s, source: scenario, limit: try memory.limit()) { throw BadInput(refusal) }
         let directory = try reportDirectory(out, s)
         if exportTruth {
             guard let directory else {

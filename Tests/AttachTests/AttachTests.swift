@@ -141,6 +141,21 @@ struct StreamTrainerTests {
         return dir.appendingPathComponent(name).path
     }
 
+    /// The first `count` messages of a one-partition dead-letter topic (or as many as come
+    /// within 10 s): each payload and its `recstream-error` header.
+    func readDeadLetters(_ broker: EmbeddedBroker, _ topic: String, count: Int) throws -> [(value: [UInt8], reason: String)] {
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "dl", "fetch.wait.max.ms": "1"]))
+        try consumer.assign([(TopicPartition(topic, 0), offset: 0)])
+        var letters: [(value: [UInt8], reason: String)] = []
+        let deadline = Date().addingTimeInterval(10)
+        while letters.count < count && Date() < deadline {
+            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
+                for m in batch { letters.append((Array(m.value), m.header("recstream-error") ?? "(no header)")) }
+            }
+        }
+        return letters
+    }
+
     @Test("malformed JSON, binary garbage and strangers go to the dead-letter topic with the reason; the rest is applied")
     func deadLetters() throws {
         let broker = try EmbeddedBroker()
@@ -166,15 +181,7 @@ struct StreamTrainerTests {
         #expect(t.appliedThrough == 3)
         #expect(t.trainer.sequence!.evaluations.count == 4)
 
-        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "dl", "fetch.wait.max.ms": "1"]))
-        try consumer.assign([(TopicPartition("ev.dead-letter", 0), offset: 0)])
-        var letters: [([UInt8], String)] = []
-        let deadline = Date().addingTimeInterval(10)
-        while letters.count < 5 && Date() < deadline {
-            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
-                for m in batch { letters.append((Array(m.value), m.header("recstream-error") ?? "(no header)")) }
-            }
-        }
+        let letters = try readDeadLetters(broker, "ev.dead-letter", count: 5)
         #expect(letters.count == 5)
         // Each header names the message's partition and offset, then the reason.
         for (value, reason) in bad.map({ ($0.1, $0.2) }) {
@@ -211,16 +218,7 @@ struct StreamTrainerTests {
         let counters = try t.run()
         #expect(counters.deadLetters == 1 && counters.events == messages.count - 1)
         #expect(counters.ticks == 6 && counters.late == 0 && t.appliedThrough == 5)
-        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "dl", "fetch.wait.max.ms": "1"]))
-        try consumer.assign([(TopicPartition("ev.dead-letter", 0), offset: 0)])
-        var reason: String?
-        let deadline = Date().addingTimeInterval(10)
-        while reason == nil && Date() < deadline {
-            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in
-                for m in batch { reason = m.header("recstream-error") }
-            }
-        }
-        let said = reason ?? "no dead letter"
+        let said = try readDeadLetters(broker, "ev.dead-letter", count: 1).first?.reason ?? "no dead letter"
         #expect(said.hasPrefix("ev [0] @") && said.contains(": tick 90000 is ")
                 && said.hasSuffix("ticks past the trainer's event time (tick \(said.contains("(tick 1)") ? 1 : 0)), more than --max-event-lead 86400"), "\(said)")
     }
