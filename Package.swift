@@ -46,6 +46,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.20.0"),
+        // HMAC-SHA256 for signed model updates (--model-key-file).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // C layer: librdkafka (with its mock cluster), a shim for the variadic calls
@@ -90,6 +92,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "FlyingFox", package: "FlyingFox"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
         .target(
             name: "RecStream",
@@ -121,6 +124,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+
+        // libFuzzer harnesses over everything attach mode reads from outside (`make fuzz`);
+        // the ordinary build replays saved inputs with it (`make test`).
+        .executableTarget(
+            name: "recstream-fuzz",
+            dependencies: ["Attach", "Models", "RecCore", "Scenario", "Trainer"],
+            path: "Tests/Fuzz",
+            exclude: ["regressions"],
             swiftSettings: strict
         ),
 

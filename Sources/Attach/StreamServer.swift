@@ -60,6 +60,9 @@ public final class StreamServer {
         /// further ahead is dead-lettered, an update refused. So forged requests cannot push
         /// the catalog ahead without limit.
         public var maxEventLead: Int64 = StreamTrainer.defaultEventLead(.wire)
+        /// Requires every model update message to carry a valid signature of this key
+        /// (see `ModelSigner`); nil takes unsigned updates.
+        public var modelSigner: ModelSigner?
         /// Seconds between looks at the topics' partition counts.
         public var partitionCheckSeconds = 5.0
         /// Exit once no request has come for this long (after answering all; counted from
@@ -88,6 +91,8 @@ public final class StreamServer {
         public var updatesSkipped = 0
         /// Updates that did not decode or apply, or that belong to another scenario.
         public var updateErrors = 0
+        /// Update messages dropped unsigned or badly signed (with `modelSigner`).
+        public var updatesUnauthenticated = 0
         /// Updates that began after the last tick this server held: the ones between are
         /// gone from the topic (retention), so the model may differ from the trainer's.
         public var updateGaps = 0
@@ -285,7 +290,7 @@ public final class StreamServer {
     }
 
     /// A request record, or a JSON request through the mapping; checked against the world.
-    func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws -> Request {
+    package func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws -> Request {
         let request: Request
         switch options.format {
         case .wire:
@@ -318,7 +323,9 @@ public final class StreamServer {
         _ = try consumer.consumeBatch(timeoutMilliseconds: 0) { batch in
             for m in batch {
                 modelPositions[m.partition] = m.offset + 1
-                if take(modelMessage: Array(m.value), from: "\(m.topic) [\(m.partition)] @\(m.offset)") { changed = true }
+                if take(modelMessage: Array(m.value), signature: m.header(ModelSigner.header), from: "\(m.topic) [\(m.partition)] @\(m.offset)") {
+                    changed = true
+                }
             }
             return batch.count
         }
@@ -329,7 +336,7 @@ public final class StreamServer {
     /// the model changed. Nothing in it is trusted: a message that does not decode, belongs
     /// to another arm or world, or fails its checks against this server's state is counted
     /// and skipped, and the server serves on with the model it has.
-    func take(modelMessage message: [UInt8], from source: String) -> Bool {
+    package func take(modelMessage message: [UInt8], signature: String? = nil, from source: String) -> Bool {
         func failed(_ reason: String) -> Bool {
             counters.updateErrors += 1
             lastUpdateError = "\(source): \(reason)"
@@ -342,6 +349,12 @@ public final class StreamServer {
             return failed("\(error)")
         }
         guard header.identity == identity else { return false }  // another arm's, or another world's
+        // Before the assembler holds any of it: a forged part must not displace a real one.
+        if let signer = options.modelSigner, let refusal = signer.refusal(of: message, signature: signature) {
+            counters.updatesUnauthenticated += 1
+            lastUpdateError = "\(source): \(refusal)"
+            return false
+        }
         let joined = assembler.take(header, chunk)
         counters.partsAbandoned = assembler.abandonedParts
         guard let (update, payload) = joined else { return false }
@@ -459,7 +472,8 @@ func waitForTopic(_ topic: String, _ config: KafkaConfiguration, timeoutSeconds:
 
 /// What an attached server reports through swift-metrics:
 /// `recstream_serve_requests_total{arm}`, `recstream_serve_dead_letters_total{arm}`,
-/// `recstream_serve_model_updates_total{arm, outcome}` (applied, skipped, error, gap),
+/// `recstream_serve_model_updates_total{arm, outcome}` (applied, skipped, error, gap,
+/// unauthenticated),
 /// `recstream_serve_model_parts_abandoned_total{arm}` (parts dropped unjoined),
 /// `recstream_serve_model_tick{arm}` (the last tick the model covers),
 /// `recstream_serve_latency_seconds{arm}` (a histogram of the time to build a slate).
@@ -476,7 +490,7 @@ struct ServerMetrics {
         served = Counter(label: "recstream_serve_requests_total", dimensions: a, factory: factory)
         deadLetters = Counter(label: "recstream_serve_dead_letters_total", dimensions: a, factory: factory)
         transientErrors = Counter(label: "recstream_serve_transient_errors_total", dimensions: a, factory: factory)
-        updates = Dictionary(uniqueKeysWithValues: ["applied", "skipped", "error", "gap"].map {
+        updates = Dictionary(uniqueKeysWithValues: ["applied", "skipped", "error", "gap", "unauthenticated"].map {
             ($0, Counter(label: "recstream_serve_model_updates_total", dimensions: a + [("outcome", $0)], factory: factory))
         })
         partsAbandoned = Counter(label: "recstream_serve_model_parts_abandoned_total", dimensions: a, factory: factory)
@@ -491,6 +505,7 @@ struct ServerMetrics {
         updates["skipped"]!.increment(by: now.updatesSkipped - reported.updatesSkipped)
         updates["error"]!.increment(by: now.updateErrors - reported.updateErrors)
         updates["gap"]!.increment(by: now.updateGaps - reported.updateGaps)
+        updates["unauthenticated"]!.increment(by: now.updatesUnauthenticated - reported.updatesUnauthenticated)
         partsAbandoned.increment(by: now.partsAbandoned - reported.partsAbandoned)
         transientErrors.increment(by: max(0, transient - reportedTransient))
         modelTick.record(modelThrough)

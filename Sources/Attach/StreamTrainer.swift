@@ -57,6 +57,9 @@ public final class StreamTrainer {
         /// Where model updates go (changed rows only; see `ModelUpdate`), so servers follow
         /// training; nil publishes none.
         public var modelTopic: String?
+        /// Signs each model update message (HMAC-SHA256 in its `recstream-signature`
+        /// header) for servers that require it; nil signs nothing.
+        public var modelSigner: ModelSigner?
         /// Seconds between model updates (each covers every tick applied since the last).
         public var publishEverySeconds = 1.0
         /// What to do when offsets the trainer needs are gone from the broker.

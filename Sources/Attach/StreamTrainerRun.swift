@@ -81,7 +81,14 @@ extension StreamTrainer {
                                             from: publishedThrough, through: appliedThrough, part: 0, parts: 1)
             for message in ModelUpdate.encode(trainer, header: header) {
                 try armName.withUnsafeBytes { key in
-                    try message.withUnsafeBytes { try producer.send(modelTopic, key: key, value: $0) }
+                    try message.withUnsafeBytes { value in
+                        if let signer = options.modelSigner {
+                            try producer.send(to: modelTopic.name, key: key, value: value,
+                                              header: (name: ModelSigner.header, value: signer.signature(of: message)))
+                        } else {
+                            try producer.send(modelTopic, key: key, value: value)
+                        }
+                    }
                 }
             }
             try producer.poll()
@@ -263,7 +270,7 @@ extension StreamTrainer {
     /// format (a checkpoint resumes only the trainer it came from), the applied tick and
     /// counters, the item statistics, the sequence learner if any, per partition the first
     /// offset not applied and the highest tick applied; then a CRC-32 of all of it.
-    func encodeCheckpoint() -> [UInt8] {
+    package func encodeCheckpoint() -> [UInt8] {
         var w = BinaryWriter()
         for b in Self.magic { w.write(b) }
         w.write(Self.checkpointVersion)
@@ -299,7 +306,7 @@ extension StreamTrainer {
     }
 
     /// What a checkpoint file holds, decoded and checked against this trainer.
-    struct Restored {
+    package struct Restored {
         var appliedThrough: Int64
         var counters: Counters
         var trainer: ArmTrainer
@@ -328,7 +335,7 @@ extension StreamTrainer {
 
     /// Decodes a checkpoint of this trainer (the messages name what is wrong; the reader
     /// prefixes the file).
-    func decodeCheckpoint(_ bytes: [UInt8], partitions count: Int) throws -> Restored {
+    package func decodeCheckpoint(_ bytes: [UInt8], partitions count: Int) throws -> Restored {
         switch CheckpointFrame.check(bytes, magic: Self.magic) {
         case .notOurs?: throw AttachError("not a recstream train checkpoint (it does not start with \"RSAT\")")
         case .checksum?: throw AttachError("corrupt or truncated (checksum does not match)")

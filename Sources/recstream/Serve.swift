@@ -48,6 +48,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Ticks a request (or a model update) may take the catalog past the server's tick, its model's or the scenario's last, before it is dead-lettered (refused).")
     var maxEventLead: Int64 = StreamTrainer.defaultEventLead(.wire)
 
+    @Option(help: "Serve only model updates signed with the key in this file (HMAC-SHA256; the trainer takes the same file); unsigned or badly signed ones are dropped and counted.")
+    var modelKeyFile: String?
+
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
@@ -64,6 +67,7 @@ struct Serve: AsyncParsableCommand {
         options.exitWhenIdleSeconds = exitWhenIdle
         guard maxEventLead >= 1 else { throw BadInput("--max-event-lead must be at least 1 tick, got \(maxEventLead)") }
         options.maxEventLead = maxEventLead
+        options.modelSigner = try modelKeyFile.map { path in try orBadInput { try ModelSigner(keyFile: path) } }
         options.format = requestFormat
         options.instance = instance
         options.instances = instances
@@ -76,6 +80,9 @@ struct Serve: AsyncParsableCommand {
         server.onProgress = { [logger] c in
             if c.updateErrors > reported.updateErrors, let error = server.lastUpdateError {
                 logger.error("a model update did not apply; serving on with the model as it was", metadata: ["error": "\(error)"])
+            }
+            if c.updatesUnauthenticated > reported.updatesUnauthenticated, let error = server.lastUpdateError {
+                logger.error("a model update message is not authentic and was dropped; serving on with the model as it was", metadata: ["error": "\(error)"])
             }
             if c.updateGaps > reported.updateGaps {
                 logger.warning("model updates are missing (gone from the topic before this server read them): the model may differ from the trainer's until it restarts")
@@ -97,7 +104,8 @@ struct Serve: AsyncParsableCommand {
         print("""
             served \(c.served) requests (\(c.otherArms) of other arms skipped, \(c.deadLetters) dead letters); \
             model through tick \(server.modelThrough) after \(c.updatesApplied) updates \
-            (\(c.updatesSkipped) repeats skipped, \(c.updateErrors) errors, \(c.updateGaps) gaps, \(c.partsAbandoned) parts abandoned)\(stopped ? " (stopped by signal)" : "")
+            (\(c.updatesSkipped) repeats skipped, \(c.updateErrors) errors, \(c.updateGaps) gaps, \(c.partsAbandoned) parts abandoned\
+            \(options.modelSigner == nil ? "" : ", \(c.updatesUnauthenticated) unauthenticated dropped"))\(stopped ? " (stopped by signal)" : "")
             latency p50 / p99 / p99.9: \(micros(latency.valueAtPercentile(50))) / \(micros(latency.valueAtPercentile(99))) / \(micros(latency.valueAtPercentile(99.9))) µs
             """)
     }

@@ -67,6 +67,9 @@ struct Train: AsyncParsableCommand {
     @Option(help: "Ticks an event may be ahead of the trainer's event time (the last applied tick) before it is dead-lettered (default: one day of ticks for JSON, 10000 for recstream's records).")
     var maxEventLead: Int64?
 
+    @Option(help: "Sign each model update with the key in this file (HMAC-SHA256, at least 32 bytes), for servers started with the same --model-key-file.")
+    var modelKeyFile: String?
+
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
@@ -93,6 +96,7 @@ struct Train: AsyncParsableCommand {
         options.onGap = gapPolicy
         options.fresh = fresh
         options.maxEventLead = maxEventLead
+        options.modelSigner = try modelKeyFile.map { path in try orBadInput { try ModelSigner(keyFile: path) } }
         let trainer = try orBadInput { try StreamTrainer(scenario: s, arm: arm, options: options) }
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.

@@ -24,13 +24,15 @@ struct HostileUpdateTests {
         let statisticsItem: Int, statisticsClicks: Int, appendItem: Int, appendTick: Int, step: Int, firstRowCount: Int, firstRow: Int, dense: Int
         let rowsOfFirstTable: Int
 
-        init() throws {
+        init(signer: ModelSigner? = nil) throws {
             let scenario = try Scenario.decode(RolesTests.scenarioText)
             var options = StreamTrainer.Options(topic: "x", deadLetterTopic: "y", format: .wire, checkpointPath: "/nonexistent", groupID: "g", properties: [:])
             options.modelTopic = "m"
             trainer = try StreamTrainer(scenario: scenario, arm: "dare", options: options)
-            server = try StreamServer(scenario: scenario, arm: "dare", options: StreamServer.Options(
-                requestsTopic: "r", recommendationsTopic: "s", deadLetterTopic: "d", modelTopic: "m", groupID: "g", properties: [:]))
+            var serverOptions = StreamServer.Options(
+                requestsTopic: "r", recommendationsTopic: "s", deadLetterTopic: "d", modelTopic: "m", groupID: "g", properties: [:])
+            serverOptions.modelSigner = signer
+            server = try StreamServer(scenario: scenario, arm: "dare", options: serverOptions)
             // Both sides take in tick 0's catalog (its arrivals), as the roles do before
             // the update applies.
             var feed = CatalogFeed(scenario)
@@ -226,5 +228,35 @@ struct HostileUpdateTests {
         server.followCatalog(through: anchor + lead)
         #expect(server.catalogAnchor == anchor)
         #expect { try beyond.withUnsafeBytes { _ = try server.decodeRequest($0) } } throws: { _ in true }
+    }
+
+    @Test("with a model key, unsigned, badly signed and altered updates are dropped and counted; the signed one applies")
+    func signatures() throws {
+        let key = [UInt8](repeating: 7, count: 32), other = [UInt8](repeating: 8, count: 32)
+        let signer = try ModelSigner(key: key)
+        let s = try Setup(signer: signer)
+        let honest = s.message()
+        // Altered behind a valid checksum (as a forger would re-seal it), under the honest signature.
+        let altered = s.message { $0[$0.count / 2] ^= 1 }
+        #expect(altered != honest)
+        let cases: [(message: [UInt8], signature: String?, reason: String)] = [
+            (honest, nil, "unsigned (no recstream-signature header), and this server requires signed updates"),
+            (honest, try ModelSigner(key: other).signature(of: honest), "bad signature (signed with another key, or altered)"),
+            (altered, signer.signature(of: honest), "bad signature (signed with another key, or altered)"),
+            (honest, "zz", "its recstream-signature header is not a SHA-256 HMAC in hex"),
+        ]
+        for (i, c) in cases.enumerated() {
+            #expect(!s.server.take(modelMessage: c.message, signature: c.signature, from: "test @\(i)"))
+            #expect(s.server.counters.updatesUnauthenticated == i + 1)
+            #expect(s.server.lastUpdateError == "test @\(i): \(c.reason)")
+            #expect(s.server.modelThrough == -1)
+        }
+        #expect(s.server.counters.updateErrors == 0)
+        #expect(s.server.take(modelMessage: honest, signature: signer.signature(of: honest), from: "test @9"))
+        #expect(s.server.modelThrough == 0)
+        // A key too short to be one is refused.
+        #expect { try ModelSigner(key: [UInt8](repeating: 1, count: 31)) } throws: {
+            "\($0)" == "the model key has 31 bytes; it needs at least 32 (e.g. head -c 32 /dev/urandom > model.key)"
+        }
     }
 }
