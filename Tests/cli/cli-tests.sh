@@ -130,10 +130,19 @@ check "train says how to go on when the dead-letter topic is missing" 1 "dead-le
 check "serve says how to go on when the dead-letter topic is missing" 1 "dead-letter topic attach.dead-letter does not exist" \
     "$bin" serve "$tmp/attach-short.json" --arm dare --brokers "$(head -1 "$tmp/broker2.out")" --quiet
 kill -TERM "$broker2"; wait "$broker2"
+printf 'short' >"$tmp/short.key"
+check "a model key shorter than 32 bytes is bad input" 2 "--model-key-file .*short.key: the model key has 5 bytes; it needs at least 32" \
+    "$bin" serve Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --model-key-file "$tmp/short.key"
 check "train rejects a --max-event-lead below one tick" 2 "--max-event-lead must be at least 1 tick, got 0" \
     "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt" --max-event-lead 0
 printf '{"usr": "u"}' >"$tmp/mapping.json"
 check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping "$tmp/mapping.json" --checkpoint "$tmp/x.ckpt"
+
+# Every saved fuzz input (a crash once found, kept once fixed) runs through its target.
+for dir in Tests/Fuzz/regressions/*/; do
+    target=$(basename "$dir")
+    check "fuzz regressions of $target replay without a crash" 0 "^$target: [0-9]+ inputs replayed" "$(dirname "$bin")/recstream-fuzz" replay "$target" "$dir"
+done
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]
