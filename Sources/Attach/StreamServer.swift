@@ -332,10 +332,11 @@ public final class StreamServer {
         if changed { server.refresh(from: state.statistics) }
     }
 
-    /// Takes one message of the model topic (`source` names it in errors); returns whether
-    /// the model changed. Nothing in it is trusted: a message that does not decode, belongs
-    /// to another arm or world, or fails its checks against this server's state is counted
-    /// and skipped, and the server serves on with the model it has.
+    /// Takes one message of the model topic (`source` names it in errors; `signature` is
+    /// its `recstream-signature` header); returns whether the model changed. Nothing in it
+    /// is trusted: a message that does not decode, belongs to another arm or world, is not
+    /// signed with this server's key (when it holds one), or fails its checks against this
+    /// server's state is counted and skipped, and the server serves on with the model it has.
     package func take(modelMessage message: [UInt8], signature: String? = nil, from source: String) -> Bool {
         func failed(_ reason: String) -> Bool {
             counters.updateErrors += 1
