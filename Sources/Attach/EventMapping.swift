@@ -6,13 +6,21 @@ import RecCore
 /// the event ("order.total").
 ///
 /// A mapping file is a JSON object with any of these keys (defaults in brackets):
-/// `user` ["user"], `item` ["item"], `event` ["event"], `timestamp` ["timestamp"],
-/// `tickSeconds` [1], `viewSeconds` ["viewSeconds"], `amount` ["amount"], `request`
-/// [none], and `events`, an object from the stream's event names to `impression`,
-/// `click` or `purchase` [each name to itself].
+/// `user` ["user"], `item` ["item"], `category` [none], `event` ["event"], `timestamp`
+/// ["timestamp"], `tickSeconds` [1], `viewSeconds` ["viewSeconds"], `amount` ["amount"],
+/// `request` [none], and `events`, an object from the stream's event names to
+/// `impression`, `click` or `purchase` [each name to itself].
+///
+/// An id field (`user`, `item`, `category`) is a field name, or `{"field": NAME, "kind":
+/// KIND}`: kind `index` [the default] is a row of a scenario's world (an integer in
+/// 0...4294967295); `int64` any 64-bit integer (a string of decimal digits too); `string`
+/// any string of at most 512 bytes (an integer too, as its decimal text). Ids of kind
+/// int64 and string are mapped to rows by the model's `IdDictionary`.
 public struct EventMapping: Sendable, Equatable {
-    public var user = "user"
-    public var item = "item"
+    public var user = IdField("user")
+    public var item = IdField("item")
+    /// The item's category, when events carry it (for a model without a world).
+    public var category: IdField?
     public var event = "event"
     /// Event time; events are grouped into ticks of `tickSeconds` of it. nil: every event
     /// falls in its partition's current tick.
@@ -28,10 +36,15 @@ public struct EventMapping: Sendable, Equatable {
 
     public init() {}
 
+    /// The first id kind a scenario's world cannot take (int64 or string), if any.
+    public var externalKind: IdKind? {
+        [user.kind, item.kind].first { $0 != .index }
+    }
+
     /// The mapping in one line, event names in sorted order (the same text in every process).
     public var canonical: String {
-        let fields = [("user", user), ("item", item), ("event", event), ("timestamp", timestamp ?? "-"), ("viewSeconds", viewSeconds ?? "-"),
-                      ("amount", amount ?? "-"), ("request", request ?? "-")].map { "\($0)=\($1)" }
+        let fields = [("user", user.canonical), ("item", item.canonical), ("event", event), ("timestamp", timestamp ?? "-"), ("viewSeconds", viewSeconds ?? "-"),
+                      ("amount", amount ?? "-"), ("request", request ?? "-")].map { "\($0)=\($1)" } + (category.map { ["category=\($0.canonical)"] } ?? [])
         let names = events.keys.sorted().map { "\($0):\(events[$0]!)" }
         return (fields + ["tickSeconds=\(tickSeconds)", "events=" + names.joined(separator: ",")]).joined(separator: " ")
     }
@@ -39,7 +52,7 @@ public struct EventMapping: Sendable, Equatable {
     /// Reads a mapping file's JSON; every problem is an error naming its key.
     public init(json: JSONValue) throws(MappingError) {
         guard case .object(let o) = json else { throw MappingError("a mapping is a JSON object, got \(json.kindDescription)") }
-        let known = ["user", "item", "event", "timestamp", "tickSeconds", "viewSeconds", "amount", "request", "events"]
+        let known = ["user", "item", "category", "event", "timestamp", "tickSeconds", "viewSeconds", "amount", "request", "events"]
         for key in o.keys where !known.contains(key) {
             throw MappingError("\(key): unknown key; known keys: \(known.joined(separator: ", "))")
         }
@@ -49,8 +62,30 @@ public struct EventMapping: Sendable, Equatable {
             guard case .string(let s) = v, !s.isEmpty else { throw MappingError("\(key): expected a field name (a string), got \(v.kindDescription)") }
             return s
         }
-        user = try path("user") ?? user
-        item = try path("item") ?? item
+        func idField(_ key: String) throws(MappingError) -> IdField? {
+            guard let v = o[key] else { return nil }
+            switch v {
+            case .null: return nil
+            case .string(let s) where !s.isEmpty: return IdField(s)
+            case .object(let f):
+                for k in f.keys where k != "field" && k != "kind" { throw MappingError("\(key).\(k): unknown key; an id field has field and kind") }
+                guard case .string(let name)? = f["field"], !name.isEmpty else {
+                    throw MappingError("\(key).field: expected a field name (a string), got \(f["field"]?.kindDescription ?? "nothing")")
+                }
+                var kind = IdKind.index
+                if let k = f["kind"] {
+                    guard case .string(let s) = k else { throw MappingError("\(key).kind: expected index, int64 or string, got \(k.kindDescription)") }
+                    guard let parsed = IdKind(rawValue: s) else { throw MappingError("\(key).kind: expected index, int64 or string, got '\(s)'") }
+                    kind = parsed
+                }
+                return IdField(name, kind: kind)
+            default:
+                throw MappingError("\(key): expected a field name (a string) or {\"field\": NAME, \"kind\": \"index\" | \"int64\" | \"string\"}, got \(v.kindDescription)")
+            }
+        }
+        user = try idField("user") ?? user
+        item = try idField("item") ?? item
+        category = try idField("category")
         event = try path("event") ?? event
         if o["timestamp"] != nil { timestamp = try path("timestamp") }
         if o["viewSeconds"] != nil { viewSeconds = try path("viewSeconds") }
@@ -84,11 +119,12 @@ public struct EventMapping: Sendable, Equatable {
             let known = events.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
             throw EventDecodeError("field \"\(event)\" (event): '\(name)' is not a mapped event name; mapped: \(known)")
         }
-        var out = MappedEvent(user: UserID(try id(value, user, "user")), item: ItemID(try id(value, item, "item")), event: kind)
+        var out = MappedEvent(user: try id(value, user, "user"), item: try id(value, item, "item"), event: kind)
+        if let category { out.category = try id(value, category, "category") }
         if let timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
         if let viewSeconds, let v = try quantity(value, viewSeconds, "viewSeconds") { out.viewSeconds = v }
         if let amount, let a = try quantity(value, amount, "amount") { out.amount = a }
-        if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
+        if let request { out.request = UInt32(truncatingIfNeeded: try index(value, request, "request")) }
         return out
     }
 
@@ -97,11 +133,11 @@ public struct EventMapping: Sendable, Equatable {
     /// and `slateSize` (1...255).
     public func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(EventDecodeError) -> MappedRequest {
         let value = try object(bytes)
-        var out = MappedRequest(user: UserID(try id(value, user, "user")))
+        var out = MappedRequest(user: try id(value, user, "user"))
         if let timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
-        if let request { out.request = UInt32(truncatingIfNeeded: try id(value, request, "request")) }
+        if let request { out.request = UInt32(truncatingIfNeeded: try index(value, request, "request")) }
         if value.value(atPath: "slateSize") != nil {
-            let size = try id(value, "slateSize", "slate size")
+            let size = try index(value, "slateSize", "slate size")
             guard (1...UInt32(Wire.maxSlateSize)).contains(size) else {
                 throw EventDecodeError("field \"slateSize\" (slate size): \(size) is outside 1...\(Wire.maxSlateSize)")
             }
@@ -128,7 +164,37 @@ public struct EventMapping: Sendable, Equatable {
         return Tick(tick)
     }
 
-    func id(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> UInt32 {
+    /// An id of the field's kind.
+    func id(_ value: JSONValue, _ field: IdField, _ role: String) throws(EventDecodeError) -> ExternalID {
+        let path = field.path
+        switch field.kind {
+        case .index: return .int(Int64(try index(value, path, role)))
+        case .int64:
+            guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+            switch v {
+            case .integer(let i): return .int(i)
+            case .string(let s):
+                guard let i = Int64(s) else { throw EventDecodeError("field \"\(path)\" (\(role)): '\(s.prefix(40))' is not a 64-bit integer id") }
+                return .int(i)
+            default: throw EventDecodeError("field \"\(path)\" (\(role)): expected a 64-bit integer id, got \(v.kindDescription)")
+            }
+        case .string:
+            guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
+            switch v {
+            case .integer(let i): return .string(String(i))
+            case .string(let s):
+                guard !s.isEmpty else { throw EventDecodeError("field \"\(path)\" (\(role)): an empty id") }
+                guard s.utf8.count <= ExternalID.maxStringBytes else {
+                    throw EventDecodeError("field \"\(path)\" (\(role)): an id of \(s.utf8.count) bytes; ids are at most \(ExternalID.maxStringBytes)")
+                }
+                return .string(s)
+            default: throw EventDecodeError("field \"\(path)\" (\(role)): expected a string id, got \(v.kindDescription)")
+            }
+        }
+    }
+
+    /// A row of the scenario's world (or a request number, or a slate size).
+    func index(_ value: JSONValue, _ path: String, _ role: String) throws(EventDecodeError) -> UInt32 {
         guard let v = value.value(atPath: path) else { throw EventDecodeError("field \"\(path)\" (\(role)): missing") }
         guard case .integer(let i) = v else { throw EventDecodeError("field \"\(path)\" (\(role)): expected an integer id, got \(v.kindDescription)") }
         guard i >= 0 && i <= Int64(UInt32.max) else { throw EventDecodeError("field \"\(path)\" (\(role)): \(i) is outside 0...\(UInt32.max)") }
@@ -160,17 +226,41 @@ public struct EventMapping: Sendable, Equatable {
     }
 }
 
-/// One event of another service's stream, as the mapping reads it.
+/// How an id field is read (`EventMapping`).
+public enum IdKind: String, Sendable, CaseIterable {
+    /// A row of a scenario's world: an integer in 0...4294967295.
+    case index
+    /// Any 64-bit integer (or a string of decimal digits).
+    case int64
+    /// Any string of at most `ExternalID.maxStringBytes` bytes (or an integer, as its text).
+    case string
+}
+
+/// A field holding an id, and how it is read.
+public struct IdField: Sendable, Equatable {
+    public var path: String
+    public var kind: IdKind
+    public init(_ path: String, kind: IdKind = .index) {
+        self.path = path
+        self.kind = kind
+    }
+    /// The path, and the kind unless it is the default.
+    var canonical: String { kind == .index ? path : "\(path):\(kind.rawValue)" }
+}
+
+/// One event of another service's stream, as the mapping reads it. Ids of kind `index`
+/// read as `.int`.
 public struct MappedEvent: Sendable, Equatable {
-    public var user: UserID
-    public var item: ItemID
+    public var user: ExternalID
+    public var item: ExternalID
+    public var category: ExternalID?
     public var event: FeedbackEvent
     /// nil when the mapping has no timestamp (or the event lacks one).
     public var tick: Tick?
     public var viewSeconds: Float = 0
     public var amount: Float = 0
     public var request: UInt32?
-    public init(user: UserID, item: ItemID, event: FeedbackEvent, tick: Tick? = nil) {
+    public init(user: ExternalID, item: ExternalID, event: FeedbackEvent, tick: Tick? = nil) {
         self.user = user
         self.item = item
         self.event = event
@@ -180,11 +270,11 @@ public struct MappedEvent: Sendable, Equatable {
 
 /// A request for a slate, as the mapping reads it.
 public struct MappedRequest: Sendable, Equatable {
-    public var user: UserID
+    public var user: ExternalID
     public var tick: Tick?
     public var request: UInt32?
     public var slateSize: Int?
-    public init(user: UserID) { self.user = user }
+    public init(user: ExternalID) { self.user = user }
 }
 
 extension FeedbackEvent {

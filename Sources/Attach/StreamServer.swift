@@ -135,6 +135,9 @@ public final class StreamServer {
 
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
         let index = try attachableArm(scenario, arm, role: "serve")
+        if case .json(let mapping) = options.format, let kind = mapping.externalKind {
+            throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users are rows 0, 1, ...): serve a model without a world, --model FILE, to such requests")
+        }
         self.scenario = scenario
         armIndex = index
         self.options = options
@@ -300,8 +303,10 @@ public final class StreamServer {
             }
         case .json(let mapping):
             let r = try mapping.decodeRequest(bytes)
-            guard Int(r.user) < users else { throw EventDecodeError("user \(r.user) is not in the scenario's world (\(users) users)") }
-            request = Request(RecordHeader(arm: assignment[Int(r.user)], tick: r.tick ?? 0, user: r.user, sequence: r.request ?? 0),
+            // A world's users are index ids (the mapping is checked at start).
+            guard case .int(let id) = r.user, id >= 0, id < Int64(users) else { throw EventDecodeError("user \(r.user) is not in the scenario's world (\(users) users)") }
+            let user = UserID(id)
+            request = Request(RecordHeader(arm: assignment[Int(user)], tick: r.tick ?? 0, user: user, sequence: r.request ?? 0),
                               slateSize: UInt16(r.slateSize ?? scenario.population.slateSize))
         }
         guard Int(request.header.user) < users else {

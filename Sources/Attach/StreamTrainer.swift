@@ -121,8 +121,15 @@ public final class StreamTrainer {
         }
     }
 
-    public let scenario: Scenario
+    /// The world whose events these are; nil for a model without a world (`open`).
+    public let scenario: Scenario?
+    /// The arm's index in the scenario (0 for a model without a world).
     public let armIndex: Int
+    public let armName: String
+    /// The id tables of a model without a world (`init(model:options:)`).
+    public internal(set) var open: OpenWorld?
+    /// What identifies the model: the scenario's or the model spec's fingerprint and seed.
+    let modelSource: String
     public let options: Options
     public internal(set) var trainer: ArmTrainer
     public internal(set) var counters = Counters()
@@ -178,6 +185,8 @@ public final class StreamTrainer {
         var deadLetter: DeadLetter?
         /// The dead letter names a user or item outside the world.
         var outsideWorld = false
+        /// A model without a world's event: its ids, mapped to rows when its tick applies.
+        var keys: EventKeys?
     }
 
     /// A message that could not be used, copied for the dead-letter topic.
@@ -222,8 +231,16 @@ public final class StreamTrainer {
     /// - Parameter arm: the scenario arm whose model this trainer learns.
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
         let index = try attachableArm(scenario, arm, role: "train")
+        if case .json(let mapping) = options.format, let kind = mapping.externalKind {
+            throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users and items are rows 0, 1, ...): train a model without a world, --model FILE, on such a stream")
+        }
+        if case .json(let mapping) = options.format, mapping.category != nil {
+            throw AttachError("--mapping names a category field, but a scenario's items take their categories from its catalog: train a model without a world, --model FILE, to take them from the stream")
+        }
         self.scenario = scenario
         armIndex = index
+        armName = scenario.arms[index].name
+        modelSource = "scenario \(scenario.fingerprint) seed \(scenario.seed)"
         self.options = options
         let world = Population(scenario, threads: 1)
         users = world.userCount
@@ -231,6 +248,33 @@ public final class StreamTrainer {
         catalogItems = items
         if case .wire = options.format { feed = CatalogFeed(scenario) }
         trainer = Self.freshTrainer(scenario, armIndex: index, world: world)
+    }
+
+    /// A trainer of a model without a world: users, items and categories are the stream's
+    /// own ids (of the kinds `options.format`'s mapping declares), mapped to rows by id
+    /// dictionaries that grow, filter and forget as `model.tables` says. JSON events only.
+    public init(model: ModelSpec, options: Options) throws(AttachError) {
+        guard case .json(let mapping) = options.format else {
+            throw AttachError("a model without a world trains on JSON events (--format json with --mapping); recstream's records name a scenario's rows")
+        }
+        scenario = nil
+        armIndex = 0
+        armName = model.name
+        modelSource = "model \(model.fingerprint) seed \(model.seed)"
+        self.options = options
+        users = 0
+        items = 0
+        catalogItems = 0
+        open = OpenWorld(spec: model, mapping: mapping)
+        trainer = Self.freshTrainer(model)
+    }
+
+    /// A model without a world as it starts: one row each (the default rows), no history.
+    static func freshTrainer(_ model: ModelSpec) -> ArmTrainer {
+        let trainer = ArmTrainer(items: 1, ranking: model.arm.ranking, retrieval: model.arm.retrieval, users: 1, histories: UserHistories(users: 1, cap: 1),
+                                 categories: [0], categoryCount: 1, seed: model.seed)
+        trainer.sequence?.historyFloor = 1
+        return trainer
     }
 
     /// The default of `Options.maxEventLead`: for JSON events, one day of ticks (a stream
@@ -279,9 +323,11 @@ public final class StreamTrainer {
 
     // MARK: Decoding
 
-    /// Decodes one message into an event of this world, or the reason it cannot be one.
-    func decode(_ bytes: UnsafeRawBufferPointer) -> Result<(Feedback, Tick?), EventDecodeError> {
+    /// Decodes one message into an event of this world (with its ids, for a model without
+    /// a world), or the reason it cannot be one.
+    func decode(_ bytes: UnsafeRawBufferPointer) -> Result<(Feedback, Tick?, EventKeys?), EventDecodeError> {
         let feedback: Feedback, tick: Tick?
+        var keys: EventKeys?
         switch options.format {
         case .wire:
             do {
@@ -293,14 +339,23 @@ public final class StreamTrainer {
         case .json(let mapping):
             let e: MappedEvent
             do { e = try mapping.decode(bytes) } catch { return .failure(error) }
-            feedback = Feedback(RecordHeader(arm: UInt16(armIndex), tick: e.tick ?? 0, user: e.user, sequence: e.request ?? 0),
-                                event: e.event, position: 0, item: e.item, shownTick: e.tick ?? 0, viewSeconds: e.viewSeconds, amount: e.amount)
+            // A world's rows are index ids (the mapping is checked at start); a model
+            // without a world maps its ids when the event's tick applies.
+            var user: UserID = 0, item: ItemID = 0
+            if open != nil {
+                keys = EventKeys(user: e.user, item: e.item, category: e.category)
+            } else if case .int(let u) = e.user, case .int(let i) = e.item {
+                (user, item) = (UserID(u), ItemID(i))
+            }
+            feedback = Feedback(RecordHeader(arm: UInt16(armIndex), tick: e.tick ?? 0, user: user, sequence: e.request ?? 0),
+                                event: e.event, position: 0, item: item, shownTick: e.tick ?? 0, viewSeconds: e.viewSeconds, amount: e.amount)
             tick = e.tick
         }
         // Before anything else: a wire record's tick moves the catalog feed.
         if let own = tick, let anchor = eventTimeAnchor, Int64(own) > anchor + eventLead {
             return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past the trainer's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
         }
+        if keys != nil { return .success((feedback, tick, keys)) }
         if Int(feedback.header.user) >= users {
             return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)", outsideWorld: true))
         }
@@ -315,7 +370,7 @@ public final class StreamTrainer {
         } else if Int(feedback.item) >= items {
             return .failure(EventDecodeError("item \(feedback.item) is not in the scenario's catalog (\(items) items)", outsideWorld: true))
         }
-        return .success((feedback, tick))
+        return .success((feedback, tick, nil))
     }
 
     /// Adds one consumed message of partition `p` to its pending list (in place: a copy
@@ -324,14 +379,15 @@ public final class StreamTrainer {
         let floor = max(partitions[p].watermark, appliedThrough + 1)
         var pending: Pending
         switch decode(value) {
-        case .success(let (event, _)) where !scenario.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick):
+        case .success(let (event, _, _)) where scenario.map({ !$0.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick) }) ?? false:
             pending = Pending(offset: offset, tick: floor, event: nil)
-        case .success(let (event, own)):
+        case .success(let (event, own, keys)):
             if let own { lowestTickSeen = min(lowestTickSeen ?? Int64(own), Int64(own)) }
             let tick = max(own.map { Int64($0) } ?? floor, floor)
             var e = event
             e.header.tick = Tick(tick)
             pending = Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false)
+            pending.keys = keys
         case .failure(let error):
             pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, partition: Int32(p), offset: offset),
                               outsideWorld: error.outsideWorld)
@@ -355,6 +411,7 @@ public final class StreamTrainer {
     /// position, event) order; dead letters go to `deadLetters`.
     func apply(_ t: Int64, deadLetters: inout [DeadLetter]) {
         var events: [Feedback] = []
+        var keys: [EventKeys] = []
         for p in partitions.indices {
             var taken = 0
             for m in partitions[p].pending {
@@ -362,6 +419,7 @@ public final class StreamTrainer {
                 taken += 1
                 if let e = m.event {
                     events.append(e)
+                    if let k = m.keys { keys.append(k) }
                     if m.late { counters.late += 1 }
                 } else if let d = m.deadLetter {
                     deadLetters.append(d)
@@ -376,6 +434,7 @@ public final class StreamTrainer {
             partitions[p].pending.removeFirst(taken)
             partitions[p].takeSkip(&counters)
         }
+        if let open { open.map(tick: t, events: &events, keys: keys, trainer: trainer) }
         if case .json = options.format { assignPositions(&events) }
         events.sort { ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.item) < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.item) }
         for e in events {

@@ -30,7 +30,10 @@ extension StreamTrainer {
             partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
         }
         let resumed = partitions.contains { $0.applied >= 0 } || appliedThrough >= 0
-        if options.modelTopic != nil { trainer.tracksChanges() }
+        if options.modelTopic != nil {
+            trainer.tracksChanges()
+            open?.tracksChanges = true
+        }
         publishedThrough = appliedThrough
         let consumer = try KafkaConsumer(configuration: base.attachConsumer(group: options.groupID))
         defer { consumer.close() }
@@ -40,15 +43,15 @@ extension StreamTrainer {
         }
         try assignAll()
         var producerConfig = base
-        producerConfig.setDefault("client.id", "recstream-train-\(scenario.arms[armIndex].name)")
+        producerConfig.setDefault("client.id", "recstream-train-\(armName)")
         let producer = try KafkaProducer(configuration: producerConfig)
         let modelTopic = try options.modelTopic.map { try producer.topic($0) }
         var lastPublish = ContinuousClock.now
-        let armName = Array(scenario.arms[armIndex].name.utf8)
+        let armKey = Array(armName.utf8)
 
         let started = ContinuousClock.now
         let eventsAtStart = counters.events
-        var metrics = TrainerMetrics(arm: scenario.arms[armIndex].name, partitions: partitions.count, factory: metricsFactory ?? MetricsSystem.factory)
+        var metrics = TrainerMetrics(arm: armName, partitions: partitions.count, factory: metricsFactory ?? MetricsSystem.factory)
         var lastCheckpoint = ContinuousClock.now
         var lastLagCheck = ContinuousClock.now - .seconds(10)
         var deadLetters: [DeadLetter] = []
@@ -79,8 +82,8 @@ extension StreamTrainer {
             guard let modelTopic, appliedThrough > publishedThrough else { return }
             let header = ModelUpdate.Header(identity: modelIdentity, incarnation: incarnation, sequence: UInt64(updatesPublished + 1),
                                             from: publishedThrough, through: appliedThrough, part: 0, parts: 1)
-            for message in ModelUpdate.encode(trainer, header: header) {
-                try armName.withUnsafeBytes { key in
+            for message in ModelUpdate.encode(trainer, open: open, header: header) {
+                try armKey.withUnsafeBytes { key in
                     try message.withUnsafeBytes { value in
                         if let signer = options.modelSigner {
                             try producer.send(to: modelTopic.name, key: key, value: value,
@@ -263,13 +266,15 @@ extension StreamTrainer {
 
     static let magic: [UInt8] = Array("RSAT".utf8)
     /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
-    /// and the BatchNorm flag. 3: the skipped-offsets counter.
-    static let checkpointVersion: UInt32 = 3
+    /// and the BatchNorm flag. 3: the skipped-offsets counter. 4: a model without a world's
+    /// id dictionaries.
+    static let checkpointVersion: UInt32 = 4
 
     /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and
     /// format (a checkpoint resumes only the trainer it came from), the applied tick and
     /// counters, the item statistics, the sequence learner if any, per partition the first
-    /// offset not applied and the highest tick applied; then a CRC-32 of all of it.
+    /// offset not applied and the highest tick applied; a model without a world's id
+    /// dictionaries (users, items, categories; `IdDictionary.write`); then a CRC-32 of all of it.
     package func encodeCheckpoint() -> [UInt8] {
         var w = BinaryWriter()
         for b in Self.magic { w.write(b) }
@@ -285,12 +290,13 @@ extension StreamTrainer {
             w.write(p.applied)
             w.write(p.appliedWatermark)
         }
+        open?.write(to: &w)
         return CheckpointFrame.seal(w)
     }
 
     /// What a server must match to follow this trainer's model updates: the world and the
     /// arm (not the topic or format the events came from).
-    public var modelIdentity: String { Attach.modelIdentity(scenario, armIndex: armIndex) }
+    public var modelIdentity: String { "\(modelSource), arm \(armName)" }
 
     /// What a checkpoint must match to be resumed by this trainer.
     var identity: String {
@@ -298,7 +304,7 @@ extension StreamTrainer {
         case .wire: "wire"
         case .json(let m): "json (\(m.canonical))"
         }
-        return "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(scenario.arms[armIndex].name), topic \(options.topic), \(format)"
+        return "\(modelIdentity), topic \(options.topic), \(format)"
     }
 
     func save() throws(CheckpointError) {
@@ -312,6 +318,7 @@ extension StreamTrainer {
         var trainer: ArmTrainer
         var catalogItems: Int
         var partitions: [PartitionState]
+        var open: OpenWorld?
     }
 
     /// Restores the newest checkpoint generation that decodes (see `CheckpointFile`);
@@ -330,6 +337,7 @@ extension StreamTrainer {
         trainer = r.trainer
         catalogItems = r.catalogItems
         partitions = r.partitions
+        open = r.open
         return found?.newestRefused
     }
 
@@ -363,10 +371,22 @@ extension StreamTrainer {
                     partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
                     partitions[p].watermark = partitions[p].appliedWatermark
                 }
+                var restoredOpen: OpenWorld?
+                if let open, case .json(let mapping) = options.format {
+                    let world = try OpenWorld.read(from: &r, spec: open.spec, mapping: mapping)
+                    if let learner {
+                        guard learner.histories.userCount >= world.users.rows, learner.model.categoryOf.count >= world.items.rows,
+                              learner.model.categoryRows == 0 || learner.model.categoryRows >= world.categories.rows else {
+                            throw AttachError("its model's tables (\(learner.histories.userCount) users, \(learner.model.categoryOf.count) items) are smaller than its id dictionaries' (\(world.users.rows), \(world.items.rows))")
+                        }
+                        learner.historyFloor = 1
+                    }
+                    restoredOpen = world
+                }
                 guard r.remaining == 0 else { throw AttachError("\(r.remaining) unexpected bytes at the end") }
                 return Restored(appliedThrough: appliedThrough, counters: counters,
-                                trainer: ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario.arms[armIndex].ranking),
-                                catalogItems: learner?.model.categoryOf.count ?? items, partitions: partitions)
+                                trainer: ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario?.arms[armIndex].ranking ?? open!.spec.arm.ranking),
+                                catalogItems: learner?.model.categoryOf.count ?? items, partitions: partitions, open: restoredOpen)
             }
         } catch let error as AttachError {
             throw error

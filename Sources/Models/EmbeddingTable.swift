@@ -66,6 +66,17 @@ public final class EmbeddingTable {
     @inline(__always)
     public func row(_ r: Int) -> UnsafeMutablePointer<Float> { values + r * dim }
 
+    /// Puts row `r` back as it started (its initial values, no Adam moments), for a row
+    /// whose id expired and that another id takes over.
+    public func reset(row r: Int) {
+        precondition(r < rows)
+        var rng = RandomStream(seed: seed, 100 + tableID, UInt64(r))
+        for d in 0..<dim { values[r * dim + d] = initScale * Float(rng.nextGaussian()) }
+        (m + r * dim).update(repeating: 0, count: dim)
+        (v + r * dim).update(repeating: 0, count: dim)
+        if tracksChanges { markChanged(r) }
+    }
+
     @inline(__always)
     func markChanged(_ row: Int) {
         if row >= isChanged.count { isChanged.append(contentsOf: repeatElement(false, count: max(rows, row + 1) - isChanged.count)) }

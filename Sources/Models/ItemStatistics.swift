@@ -24,8 +24,17 @@ public struct ItemStatistics: Sendable {
 
     public var count: Int { clicks.count }
 
+    /// Item `item`'s counts start over (its id expired; the totals keep what was counted).
+    public mutating func reset(_ item: UInt32) {
+        grow(to: Int(item))
+        impressions[Int(item)] = 0
+        clicks[Int(item)] = 0
+        if tracksChanges { markChanged(item) }
+    }
+
+    /// Room for items up to `item`.
     @inline(__always)
-    mutating func grow(to item: Int) {
+    public mutating func grow(to item: Int) {
         if item >= clicks.count {
             let n = max(item + 1, clicks.count * 2)
             impressions.append(contentsOf: repeatElement(0, count: n - impressions.count))

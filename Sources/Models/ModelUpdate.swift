@@ -28,6 +28,9 @@ import RecCore
 /// anything is allocated or written (`ModelReplica.apply`).
 public enum ModelUpdate {
     public static let version: UInt32 = 1
+    /// A history append of this item empties the user's history instead (a model without
+    /// a world gave the user's row to another user).
+    public static let historyCleared = UInt32.max
     static let magic: [UInt8] = Array("RSMU".utf8)
 
     public struct Header: Equatable, Sendable {
@@ -226,7 +229,7 @@ public final class ModelReplica {
             let item = try check.read(UInt32.self, "item")
             let tick = try check.read(Int32.self, "tick")
             guard Int(user) < users else { throw BinaryReadError("history append of user \(user): outside the \(users) users", at: at) }
-            guard Int(item) < catalogCount else { throw BinaryReadError("history append of item \(item): outside the \(catalogCount) items of the catalog", at: at + 4) }
+            guard Int(item) < catalogCount || item == ModelUpdate.historyCleared else { throw BinaryReadError("history append of item \(item): outside the \(catalogCount) items of the catalog", at: at + 4) }
             guard tick >= 0, Int64(tick) <= through else { throw BinaryReadError("history append at tick \(tick): outside the update's ticks (through \(through))", at: at + 8) }
         }
         let flagAt = check.offset
@@ -245,7 +248,8 @@ public final class ModelReplica {
         for _ in 0..<appends {
             let user = try r.read(UInt32.self, "user")
             let entry = HistoryEntry(item: try r.read(UInt32.self, "item"), tick: try r.read(Int32.self, "tick"))
-            if Int64(entry.tick) > appliedThrough { histories?.append(entry, for: user) }
+            guard Int64(entry.tick) > appliedThrough else { continue }
+            if entry.item == ModelUpdate.historyCleared { histories?.clear(user) } else { histories?.append(entry, for: user) }
         }
         _ = try r.read(UInt8.self, "model flag")
         try model?.applyChanges(from: &r)

@@ -89,4 +89,42 @@ public final class RankingModel {
         }
         for w in workers { for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) } }
     }
+
+    // MARK: Tables that grow with a stream's ids (a model without a world)
+
+    /// Rows of the category tables (0 when the model reads the item alone).
+    public var categoryRows: Int { fieldCount == 3 ? tables[attention[1]].rows : 0 }
+
+    /// Grows the item tables to `items` rows (new items have category 0) and the category
+    /// tables to `categories` rows.
+    public func grow(items: Int, categories: Int) {
+        if items > categoryOf.count { categoryOf.append(contentsOf: repeatElement(0, count: items - categoryOf.count)) }
+        tables[attention[0]].grow(to: items)
+        tables[representation[0]].grow(to: items)
+        if fieldCount == 3 {
+            tables[attention[1]].grow(to: categories)
+            tables[representation[1]].grow(to: categories)
+        }
+        for w in workers { for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) } }
+    }
+
+    /// Item `item` is of category `category` (both rows the tables have).
+    public func setCategory(item: Int, category: UInt32) {
+        precondition(item < categoryOf.count && (fieldCount < 3 || Int(category) < categoryRows))
+        categoryOf[item] = category
+    }
+
+    /// Item row `item` starts over (initial values, category 0): its id expired.
+    public func reset(item: Int) {
+        tables[attention[0]].reset(row: item)
+        if representation[0] != attention[0] { tables[representation[0]].reset(row: item) }
+        categoryOf[item] = 0
+    }
+
+    /// Category row `category` starts over: its id expired.
+    public func reset(category: Int) {
+        guard fieldCount == 3 else { return }
+        tables[attention[1]].reset(row: category)
+        if representation[1] != attention[1] { tables[representation[1]].reset(row: category) }
+    }
 }

@@ -10,17 +10,40 @@ import RecCore
 /// histories (their last `cap` behaviours).
 public final class UserHistories: HistorySource {
     public let cap: Int
-    public let userCount: Int
-    let storage: UnsafeMutablePointer<HistoryEntry>
+    public private(set) var userCount: Int
+    private(set) var storage: UnsafeMutablePointer<HistoryEntry>
+    /// Users the storage has room for (`grow` doubles it).
+    private var capacity: Int
     var counts: [Int32]
 
     public init(users: Int, cap: Int) {
         precondition(cap > 0)
         self.cap = cap
         userCount = users
+        capacity = users
         storage = .allocate(capacity: users * cap)
         storage.initialize(repeating: HistoryEntry(item: 0, tick: 0), count: users * cap)
         counts = [Int32](repeating: 0, count: users)
+    }
+
+    /// Adds users (with empty histories) up to `users`; may move the storage.
+    public func grow(to users: Int) {
+        guard users > userCount else { return }
+        if users > capacity {
+            let fresh = UnsafeMutablePointer<HistoryEntry>.allocate(capacity: max(users, capacity * 2, 16) * cap)
+            fresh.moveInitialize(from: storage, count: userCount * cap)
+            storage.deallocate()
+            storage = fresh
+            capacity = max(users, capacity * 2, 16)
+        }
+        (storage + userCount * cap).initialize(repeating: HistoryEntry(item: 0, tick: 0), count: (users - userCount) * cap)
+        counts.append(contentsOf: repeatElement(0, count: users - userCount))
+        userCount = users
+    }
+
+    /// Empties a user's history (its id expired; the row's next user starts with none).
+    public func clear(_ user: UserID) {
+        counts[Int(user)] = 0
     }
 
     public convenience init<H: HistorySource>(users: Int, cap: Int, initial: H) {

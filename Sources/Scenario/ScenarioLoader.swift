@@ -181,70 +181,7 @@ extension Scenario {
             medianDurationSeconds: c["medianDurationSeconds"].double, durationSpread: c["durationSpread"].double,
             vocabulary: c["vocabulary"].int, tokensPerItem: c["tokensPerItem"].int,
             arrivalsPerTick: c["arrivalsPerTick"].double, retireProbability: c["retireProbability"].double)
-        arms = r["arms"].array.map { a in
-            let rt = a["retrieval"]
-            let retrieval: Retrieval
-            switch rt["type"].string {
-            case "popularity": retrieval = .popularity(explore: rt["explore"].double)
-            case "two-tower", "sparc":
-                var t = TowerRetrieval(dim: rt["dim"].int, historyLength: rt["historyLength"].int, learningRate: rt["learningRate"].double,
-                                       temperature: rt["temperature"].double, batchSize: rt["batchSize"].int)
-                if rt["type"].string == "sparc" {
-                    t.codes = rt["codes"].intArray
-                    t.restartEvery = rt["restartEvery"].int
-                    t.deadBelow = rt["deadBelow"].double
-                    t.userFeatures = rt["userFeatures"].bool
-                    t.serving = SparcServing(interests: rt["interests"].int, explore: rt["explore"].int, exploreTemperature: rt["exploreTemperature"].double,
-                                             exploreQuota: rt["exploreQuota"].int, minQuota: rt["minQuota"].int,
-                                             conditioned: rt["query"].string == "conditioned", probes: rt["probes"].int,
-                                             smoothing: rt["smoothing"].double, mix: rt["mix"].double, discoveryBelow: rt["discoveryBelow"].double)
-                }
-                retrieval = .towers(t)
-            case "random": retrieval = .random
-            case let other: Resolved.unknown("retrieval", other)
-            }
-            let rk = a["ranking"]
-            func sequence(_ r: Resolved) -> SequenceModelSettings {
-                let type = r["type"].string
-                return SequenceModelSettings(
-                    design: r["type"].choice(),
-                    attentionDim: type == "dare" ? r["attentionDim"].int : r["dim"].int,
-                    representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
-                    topK: r["topK"].int, maxHistory: r["maxHistory"].int,
-                    learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
-                    viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double,
-                    auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].choice(), batchNorm: r["batchNorm"].bool)
-            }
-            func poly(_ r: Resolved) -> PolyRankingSettings {
-                PolyRankingSettings(
-                    dim: r["dim"].int, userCodes: r["userCodes"].int, contentCodes: r["contentCodes"].int,
-                    sessions: r["sessions"].int, sessionSize: r["sessionSize"].int, negatives: r["negatives"].int,
-                    matching: r["matching"].choice(), temperature: r["temperature"].double, summaryWeight: r["summaryWeight"].double,
-                    summaryTokens: r["summaryTokens"].int, learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
-            }
-            let ranking: Ranking = switch rk["type"].string {
-            case "popularity": .popularity
-            case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
-            case "dare", "twin", "twin-proj", "din": .sequence(sequence(rk))
-            case "poly": .poly(poly(rk))
-            case "blend": .blend(young: poly(rk), established: sequence(rk["established"]), youngTicks: rk["youngTicks"].int)
-            case "random": .random
-            case let other: Resolved.unknown("ranking", other)
-            }
-            let pol = a["policy"]
-            let policy: Policy = switch pol["type"].string {
-            case "epsilon-greedy": .epsilonGreedy(epsilon: pol["epsilon"].double)
-            case "softmax": .softmax(temperature: pol["temperature"].double)
-            case "ucb": .ucb(bonus: pol["bonus"].double)
-            case "interest-sampling": .interestSampling(temperature: pol["temperature"].double)
-            case "thompson": .thompson(priorClicks: pol["priorClicks"].double, priorImpressions: pol["priorImpressions"].double,
-                                       propensitySamples: pol["propensitySamples"].int)
-            case "greedy": .greedy
-            case let other: Resolved.unknown("policy", other)
-            }
-            return ArmSettings(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,
-                               retrieval: retrieval, ranking: ranking, policy: policy)
-        }
+        arms = r["arms"].array.map(ArmSettings.init(resolved:))
         let e = r["experiment"]
         experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name,
                                          warmupTicks: e["warmupTicks"].int, newItemViews: e["newItemViews"].int,
@@ -261,6 +198,74 @@ extension Scenario {
                               properties: k["properties"].stringMap)
         let o = r["output"]
         output = OutputSettings(directory: o["directory"].optionalString, progress: o["progress"].bool)
+    }
+}
+
+extension ArmSettings {
+    /// An arm of a resolved document (a scenario's, or a model spec's).
+    init(resolved a: Resolved) {
+        let rt = a["retrieval"]
+        let retrieval: Retrieval
+        switch rt["type"].string {
+        case "popularity": retrieval = .popularity(explore: rt["explore"].double)
+        case "two-tower", "sparc":
+            var t = TowerRetrieval(dim: rt["dim"].int, historyLength: rt["historyLength"].int, learningRate: rt["learningRate"].double,
+                                   temperature: rt["temperature"].double, batchSize: rt["batchSize"].int)
+            if rt["type"].string == "sparc" {
+                t.codes = rt["codes"].intArray
+                t.restartEvery = rt["restartEvery"].int
+                t.deadBelow = rt["deadBelow"].double
+                t.userFeatures = rt["userFeatures"].bool
+                t.serving = SparcServing(interests: rt["interests"].int, explore: rt["explore"].int, exploreTemperature: rt["exploreTemperature"].double,
+                                         exploreQuota: rt["exploreQuota"].int, minQuota: rt["minQuota"].int,
+                                         conditioned: rt["query"].string == "conditioned", probes: rt["probes"].int,
+                                         smoothing: rt["smoothing"].double, mix: rt["mix"].double, discoveryBelow: rt["discoveryBelow"].double)
+            }
+            retrieval = .towers(t)
+        case "random": retrieval = .random
+        case let other: Resolved.unknown("retrieval", other)
+        }
+        let rk = a["ranking"]
+        func sequence(_ r: Resolved) -> SequenceModelSettings {
+            let type = r["type"].string
+            return SequenceModelSettings(
+                design: r["type"].choice(),
+                attentionDim: type == "dare" ? r["attentionDim"].int : r["dim"].int,
+                representationDim: type == "dare" ? r["representationDim"].int : r["dim"].int,
+                topK: r["topK"].int, maxHistory: r["maxHistory"].int,
+                learningRate: r["learningRate"].double, batchSize: r["batchSize"].int,
+                viewSecondsWeight: r["viewSecondsWeight"].double, purchaseWeight: r["purchaseWeight"].double,
+                auxLossWeight: r["auxLossWeight"].double, optimizer: r["optimizer"].choice(), batchNorm: r["batchNorm"].bool)
+        }
+        func poly(_ r: Resolved) -> PolyRankingSettings {
+            PolyRankingSettings(
+                dim: r["dim"].int, userCodes: r["userCodes"].int, contentCodes: r["contentCodes"].int,
+                sessions: r["sessions"].int, sessionSize: r["sessionSize"].int, negatives: r["negatives"].int,
+                matching: r["matching"].choice(), temperature: r["temperature"].double, summaryWeight: r["summaryWeight"].double,
+                summaryTokens: r["summaryTokens"].int, learningRate: r["learningRate"].double, batchSize: r["batchSize"].int)
+        }
+        let ranking: Ranking = switch rk["type"].string {
+        case "popularity": .popularity
+        case "ctr": .ctr(priorClicks: rk["priorClicks"].double, priorImpressions: rk["priorImpressions"].double)
+        case "dare", "twin", "twin-proj", "din": .sequence(sequence(rk))
+        case "poly": .poly(poly(rk))
+        case "blend": .blend(young: poly(rk), established: sequence(rk["established"]), youngTicks: rk["youngTicks"].int)
+        case "random": .random
+        case let other: Resolved.unknown("ranking", other)
+        }
+        let pol = a["policy"]
+        let policy: Policy = switch pol["type"].string {
+        case "epsilon-greedy": .epsilonGreedy(epsilon: pol["epsilon"].double)
+        case "softmax": .softmax(temperature: pol["temperature"].double)
+        case "ucb": .ucb(bonus: pol["bonus"].double)
+        case "interest-sampling": .interestSampling(temperature: pol["temperature"].double)
+        case "thompson": .thompson(priorClicks: pol["priorClicks"].double, priorImpressions: pol["priorImpressions"].double,
+                                   propensitySamples: pol["propensitySamples"].int)
+        case "greedy": .greedy
+        case let other: Resolved.unknown("policy", other)
+        }
+        self.init(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,
+                           retrieval: retrieval, ranking: ranking, policy: policy)
     }
 }
 

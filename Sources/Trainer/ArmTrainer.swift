@@ -86,6 +86,32 @@ public final class ArmTrainer {
         towers?.updateCatalog(categories: categories, categoryCount: categoryCount, tokens: tokens)
     }
 
+    // MARK: A model without a world: tables that grow, and rows that start over
+
+    /// Grows the users' histories, the item tables (and statistics) and the category tables
+    /// to the rows of the model's id dictionaries.
+    public func grow(users: Int, items: Int, categories: Int) {
+        sequence?.histories.grow(to: users)
+        sequence?.model.grow(items: items, categories: categories)
+        statistics.grow(to: items - 1)
+    }
+
+    /// User row `user` has a new user: no history (logged for model updates).
+    public func clearHistory(of user: UserID, tick: Tick) {
+        sequence?.clearHistory(of: user, tick: tick)
+    }
+
+    /// Item row `item` has a new item: initial values, no counts, category 0.
+    public func reset(item: ItemID) {
+        statistics.reset(item)
+        sequence?.model.reset(item: Int(item))
+    }
+
+    /// Category row `category` has a new category: initial values.
+    public func reset(category: UInt32) {
+        sequence?.model.reset(category: Int(category))
+    }
+
     /// The end of a tick: the towers take in what they learned for serving (`live` marks
     /// the items retrieval may return).
     public func endTick(live: [Bool]) {

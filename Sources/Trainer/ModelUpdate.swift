@@ -23,7 +23,7 @@ extension ArmTrainer {
     }
 
     /// The payload of an update (see `ModelUpdate`); forgets the changes it wrote.
-    func writeChanges(to w: inout BinaryWriter) {
+    public func writeChanges(to w: inout BinaryWriter) {
         ModelUpdate.writePayload(statistics: &statistics, appends: sequence?.historyAppends ?? [], model: sequence?.model, to: &w)
         sequence?.historyAppends.removeAll(keepingCapacity: true)
     }

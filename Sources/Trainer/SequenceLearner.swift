@@ -31,6 +31,17 @@ public final class SequenceLearner {
     /// (for model updates).
     public var logsHistoryAppends = false
     public internal(set) var historyAppends: [(user: UserID, entry: HistoryEntry)] = []
+    /// Users below this row keep no history (a model without a world's row 0, shared by
+    /// every user without a row of its own: their clicks label samples, but belong to no
+    /// one's history).
+    public var historyFloor: UserID = 0
+
+    /// Empties user `user`'s history at `tick` (its id expired and the row has a new
+    /// user); logged for model updates as an append of item `ModelUpdate.historyCleared`.
+    public func clearHistory(of user: UserID, tick: Tick) {
+        histories.clear(user)
+        if logsHistoryAppends { historyAppends.append((user, HistoryEntry(item: ModelUpdate.historyCleared, tick: Int32(tick)))) }
+    }
 
     public init(model: RankingModel, histories: UserHistories, batchSize: Int) {
         self.model = model
@@ -83,7 +94,8 @@ public final class SequenceLearner {
                 auc: BinaryMetrics.auc(scores: scores, labels: labels),
                 logLoss: BinaryMetrics.logLoss(probabilities: scores, labels: labels)))
         }
-        for f in feedback where f.event == .click && Int(f.item) < model.categoryOf.count && Int(f.header.user) < histories.userCount {
+        for f in feedback where f.event == .click && Int(f.item) < model.categoryOf.count && Int(f.header.user) < histories.userCount
+            && f.header.user >= historyFloor {
             let entry = HistoryEntry(item: f.item, tick: Int32(tick))
             histories.append(entry, for: f.header.user)
             if logsHistoryAppends { historyAppends.append((f.header.user, entry)) }

@@ -66,8 +66,11 @@ struct EventMappingTests {
     @Test("a mapping file with a mistake is an error naming the key")
     func badMappings() {
         for (text, message) in [
-            (#"{"usr": "u"}"#, "usr: unknown key; known keys: user, item, event, timestamp, tickSeconds, viewSeconds, amount, request, events"),
-            (#"{"user": 3}"#, "user: expected a field name (a string), got an integer"),
+            (#"{"usr": "u"}"#, "usr: unknown key; known keys: user, item, category, event, timestamp, tickSeconds, viewSeconds, amount, request, events"),
+            (#"{"user": 3}"#, #"user: expected a field name (a string) or {"field": NAME, "kind": "index" | "int64" | "string"}, got an integer"#),
+            (#"{"user": {"field": "u", "kind": "uuid"}}"#, "user.kind: expected index, int64 or string, got 'uuid'"),
+            (#"{"item": {"kind": "string"}}"#, "item.field: expected a field name (a string), got nothing"),
+            (#"{"item": {"field": "i", "type": "string"}}"#, "item.type: unknown key; an id field has field and kind"),
             (#"{"tickSeconds": 0}"#, "tickSeconds: expected a number above 0, got an integer"),
             (#"{"events": {"view": "watch"}}"#, "events.view: expected impression, click or purchase, got 'watch'"),
         ] {

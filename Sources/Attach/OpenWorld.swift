@@ -1,0 +1,138 @@
+import Models
+import RecCore
+import Scenario
+import Trainer
+
+/// The tables of a model without a world (`--model`): the id dictionaries of its users,
+/// items and item categories, as its trainer grows them and its servers follow them.
+///
+/// Each tick, the trainer maps the tick's events to rows in the order it consumed them
+/// (partition by partition, by offset), so the rows are a function of the stream alone;
+/// rows freed that tick (expired ids) start over before anything trains on them; items
+/// take the category their latest event names.
+public final class OpenWorld {
+    public let spec: ModelSpec
+    public let users: IdDictionary
+    public let items: IdDictionary
+    public let categories: IdDictionary
+    /// Item rows whose category changed since the last model update, and whether each is listed.
+    var changedCategories: [Int32] = []
+    var isCategoryChanged: [Bool] = []
+    public var tracksChanges = false {
+        didSet { for d in dictionaries { d.tracksChanges = tracksChanges } }
+    }
+
+    public init(spec: ModelSpec, mapping: EventMapping) {
+        self.spec = spec
+        users = IdDictionary(kind: Self.kind(mapping.user.kind), settings: Self.settings(spec.users))
+        items = IdDictionary(kind: Self.kind(mapping.item.kind), settings: Self.settings(spec.items))
+        categories = IdDictionary(kind: Self.kind(mapping.category?.kind ?? .int64), settings: Self.settings(spec.categories))
+    }
+
+    init(spec: ModelSpec, users: IdDictionary, items: IdDictionary, categories: IdDictionary) {
+        self.spec = spec
+        self.users = users
+        self.items = items
+        self.categories = categories
+    }
+
+    var dictionaries: [IdDictionary] { [users, items, categories] }
+
+    static func kind(_ k: IdKind) -> IdDictionary.Kind { k == .string ? .string : .int64 }
+
+    static func settings(_ t: ModelSpec.TableSettings) -> IdDictionary.Settings {
+        IdDictionary.Settings(capacity: t.capacity, minCount: t.minCount, expireAfterTicks: t.expireAfterTicks, candidates: t.candidates)
+    }
+
+    /// Maps tick `t`'s events (`keys[i]` names `events[i]`'s user, item and category) to
+    /// rows, and brings `trainer` along: its tables grow to the rows, freed rows start
+    /// over, items take their categories.
+    func map(tick t: Int64, events: inout [Feedback], keys: [EventKeys], trainer: ArmTrainer) {
+        let tick = UInt32(clamping: t)
+        for d in dictionaries { d.advance(to: t) }
+        var categoryOf: [(item: Int32, category: Int32)] = []
+        for i in events.indices {
+            let k = keys[i]
+            let user = users.row(for: k.user, tick: tick)
+            let item = items.row(for: k.item, tick: tick)
+            events[i].header.user = UserID(user)
+            events[i].item = ItemID(item)
+            if let c = k.category {
+                let category = categories.row(for: c, tick: tick)
+                if item > 0 { categoryOf.append((item, category)) }
+            }
+        }
+        trainer.grow(users: users.rows, items: items.rows, categories: categories.rows)
+        for u in users.takeFreedRows() { trainer.clearHistory(of: UserID(u), tick: tick) }
+        for i in items.takeFreedRows() {
+            trainer.reset(item: ItemID(i))
+            noteCategoryChange(i)
+        }
+        for c in categories.takeFreedRows() { trainer.reset(category: UInt32(c)) }
+        if let model = trainer.sequence?.model {
+            for (item, category) in categoryOf where model.categoryOf[Int(item)] != UInt32(category) {
+                model.setCategory(item: Int(item), category: UInt32(category))
+                noteCategoryChange(item)
+            }
+        }
+    }
+
+    func noteCategoryChange(_ item: Int32) {
+        guard tracksChanges else { return }
+        let i = Int(item)
+        if i >= isCategoryChanged.count { isCategoryChanged.append(contentsOf: repeatElement(false, count: i + 1 - isCategoryChanged.count)) }
+        if !isCategoryChanged[i] {
+            isCategoryChanged[i] = true
+            changedCategories.append(item)
+        }
+    }
+
+    // MARK: Model updates
+
+    /// What a model update carries first for a model without a world: each dictionary's row
+    /// changes (`IdDictionary.writeChanges`), then the items whose category changed (count,
+    /// then item row and category row, as they are now). Forgets the changes.
+    func writeChanges(to w: inout BinaryWriter, model: RankingModel?) {
+        for d in dictionaries { d.writeChanges(to: &w) }
+        let listed = model == nil ? [] : changedCategories
+        w.write(UInt32(listed.count))
+        for item in listed {
+            w.write(UInt32(item))
+            w.write(model!.categoryOf[Int(item)])
+        }
+        for item in changedCategories { isCategoryChanged[Int(item)] = false }
+        changedCategories.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Checkpoints
+
+    func write(to w: inout BinaryWriter) {
+        for d in dictionaries { d.write(to: &w) }
+    }
+
+    static func read(from r: inout BinaryReader, spec: ModelSpec, mapping: EventMapping) throws(BinaryReadError) -> OpenWorld {
+        let users = try IdDictionary.read(from: &r, kind: kind(mapping.user.kind), settings: settings(spec.users))
+        let items = try IdDictionary.read(from: &r, kind: kind(mapping.item.kind), settings: settings(spec.items))
+        let categories = try IdDictionary.read(from: &r, kind: kind(mapping.category?.kind ?? .int64), settings: settings(spec.categories))
+        return OpenWorld(spec: spec, users: users, items: items, categories: categories)
+    }
+}
+
+/// The ids of one event of a model without a world, until its tick maps them to rows.
+struct EventKeys {
+    var user: ExternalID
+    var item: ExternalID
+    var category: ExternalID?
+}
+
+extension ModelUpdate {
+    /// The messages of one update of `trainer`, with a model without a world's dictionary
+    /// changes first (so a server grows its tables before the rows the rest names).
+    static func encode(_ trainer: ArmTrainer, open: OpenWorld?, header: Header) -> [[UInt8]] {
+        guard let open else { return encode(trainer, header: header) }
+        var payload = BinaryWriter()
+        open.writeChanges(to: &payload, model: trainer.sequence?.model)
+        trainer.writeChanges(to: &payload)
+        return seal(payload: payload.bytes, header: header)
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import Testing
+@testable import Attach
+@testable import Kafka
+@testable import Models
+@testable import RecCore
+@testable import Scenario
+
+@Suite("Id fields")
+struct IdFieldTests {
+    let mapping = try! EventMapping(json: JSONValue.parse("""
+        {"user": {"field": "user_id", "kind": "string"}, "item": {"field": "item_id", "kind": "int64"},
+         "category": {"field": "category_id", "kind": "int64"}, "event": "behavior", "timestamp": "ts",
+         "events": {"pv": "impression", "click": "click", "buy": "purchase"}}
+        """))
+
+    func decode(_ text: String) -> Result<MappedEvent, EventDecodeError> {
+        Array(text.utf8).withUnsafeBytes { bytes in Result { () throws(EventDecodeError) in try mapping.decode(bytes) } }
+    }
+
+    @Test("string and 64-bit ids are read as they come; an integer string id is its text, a digit string an int64")
+    func kinds() throws {
+        let e = try decode(#"{"user_id": "u_8f3a", "item_id": 123456789012, "category_id": "77", "behavior": "pv", "ts": 5}"#).get()
+        #expect(e.user == .string("u_8f3a") && e.item == .int(123_456_789_012) && e.category == .int(77) && e.tick == 5)
+        let n = try decode(#"{"user_id": 42, "item_id": "-9", "category_id": 1, "behavior": "buy"}"#).get()
+        #expect(n.user == .string("42") && n.item == .int(-9) && n.event == .purchase)
+    }
+
+    static let bad: [(String, String)] = [
+        (#"{"user_id": "", "item_id": 1, "category_id": 1, "behavior": "pv"}"#, #"field "user_id" (user): an empty id"#),
+        (#"{"user_id": true, "item_id": 1, "category_id": 1, "behavior": "pv"}"#, #"field "user_id" (user): expected a string id, got a boolean"#),
+        (#"{"user_id": "a", "item_id": "x1", "category_id": 1, "behavior": "pv"}"#, #"field "item_id" (item): 'x1' is not a 64-bit integer id"#),
+        (#"{"user_id": "a", "item_id": 1.5, "category_id": 1, "behavior": "pv"}"#, #"field "item_id" (item): expected a 64-bit integer id, got a number"#),
+        (#"{"user_id": "a", "item_id": 1, "behavior": "pv"}"#, #"field "category_id" (category): missing"#),
+        ("{\"user_id\": \"\(String(repeating: "x", count: 513))\", \"item_id\": 1, \"category_id\": 1, \"behavior\": \"pv\"}",
+         #"field "user_id" (user): an id of 513 bytes; ids are at most 512"#),
+    ]
+
+    @Test("an id of the wrong kind is an error naming the field", arguments: bad)
+    func errors(text: String, reason: String) {
+        guard case .failure(let e) = decode(text) else {
+            Issue.record("\(text) decoded")
+            return
+        }
+        #expect(e.reason == reason)
+    }
+
+    @Test("a scenario's world refuses a mapping of external ids or categories, pointing to --model")
+    func worldRefuses() throws {
+        let scenario = try Scenario.decode(StreamTrainerTests.scenarioText)
+        let options = StreamTrainer.Options(topic: "t", deadLetterTopic: "t.dl", format: .json(mapping), checkpointPath: "/tmp/x", groupID: "g", properties: [:])
+        #expect { try StreamTrainer(scenario: scenario, arm: "dare", options: options) } throws: { error in
+            "\(error)".contains("--mapping reads string ids") && "\(error)".contains("--model FILE")
+        }
+    }
+}
+
+@Suite("A model without a world", .serialized)
+struct OpenWorldTests {
+    static let modelText = """
+        {"name": "dare", "seed": 5, "slateSize": 5, "candidates": 30,
+         "ranking": {"type": "dare", "attentionDim": 8, "representationDim": 8, "topK": 5, "maxHistory": 20, "batchSize": 64},
+         "tables": {"users": {"capacity": 400, "minCount": 2, "expireAfterTicks": 4},
+                    "items": {"capacity": 300, "expireAfterTicks": 6}, "categories": {"capacity": 20}}}
+        """
+    static let mappingText = """
+        {"user": {"field": "user_id", "kind": "string"}, "item": {"field": "item_id", "kind": "int64"},
+         "category": {"field": "category_id", "kind": "int64"}, "event": "behavior", "timestamp": "ts",
+         "events": {"pv": "impression", "click": "click", "buy": "purchase"}}
+        """
+
+    /// Users and items that come and go: each tick's users and items are drawn from a
+    /// window that slides, so old ids stop appearing (and expire) and new ones arrive.
+    static func events(ticks: Range<Int>, seed: UInt64 = 1) -> [(key: String, line: String)] {
+        var rng = RandomStream(seed: seed, 1)
+        var out: [(String, String)] = []
+        for t in ticks {
+            for _ in 0..<30 {
+                let user = "u_\(String(t * 20 + rng.nextInt(below: 120), radix: 16))"
+                for _ in 0..<4 {
+                    let item = Int64(10_000_000_000) + Int64(t * 15 + rng.nextInt(below: 90))
+                    let category = item % 7
+                    out.append((user, #"{"user_id": "\#(user)", "item_id": \#(item), "category_id": \#(category), "behavior": "pv", "ts": \#(t)}"#))
+                    if rng.nextDouble() < 0.25 {
+                        out.append((user, #"{"user_id": "\#(user)", "item_id": \#(item), "category_id": \#(category), "behavior": "click", "ts": \#(t)}"#))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func produce(_ broker: EmbeddedBroker, _ topic: String, _ messages: [(key: String, line: String)]) throws {
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration)
+        let handle = try producer.topic(topic)
+        for m in messages {
+            try Array(m.key.utf8).withUnsafeBytes { key in try Array(m.line.utf8).withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+        }
+        try producer.flush(timeoutMilliseconds: 10_000)
+    }
+
+    func trainer(_ broker: EmbeddedBroker, topic: String, checkpoint: String, modelTopic: String? = nil) throws -> StreamTrainer {
+        let mapping = try EventMapping(json: JSONValue.parse(Self.mappingText))
+        var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(mapping),
+                                            checkpointPath: checkpoint, groupID: "g-\((checkpoint as NSString).lastPathComponent)", properties: broker.clientConfiguration.properties)
+        options.exitWhenIdleSeconds = 0.5
+        options.idleFlushSeconds = 0.3
+        options.checkpointEverySeconds = 0.05
+        options.modelTopic = modelTopic
+        return try StreamTrainer(model: ModelSpec.decode(Self.modelText), options: options)
+    }
+
+    func temporary(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recstream-open-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    @Test("string user ids and 64-bit item ids train a DARE model: rows grow, filter and expire, categories come from the events")
+    func trains() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 3)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
+        let stream = Self.events(ticks: 0..<12)
+        try produce(broker, "ev", stream)
+        let t = try trainer(broker, topic: "ev", checkpoint: temporary("o.ckpt"))
+        let counters = try t.run()
+        #expect(counters.events == stream.count && counters.deadLetters == 0 && counters.ticks == 12)
+        let open = try #require(t.open)
+        // Every event looked its user and item up once.
+        #expect(open.users.counters.lookups == stream.count && open.items.counters.lookups == stream.count)
+        // Users need two occurrences; ids that stopped coming expired and their rows were reused.
+        #expect(open.users.counters.filtered > 0 && open.users.counters.expired > 0 && open.items.counters.expired > 0)
+        #expect(open.items.rows <= 301 && open.items.counters.created > open.items.rows - 1)
+        #expect(open.categories.occupied == 7)
+        // The model's tables follow the dictionaries; items carry their events' categories.
+        let model = try #require(t.trainer.sequence?.model)
+        #expect(model.categoryOf.count >= open.items.rows && t.trainer.sequence!.histories.userCount >= open.users.rows)
+        for row in 1..<open.items.rows {
+            guard case .int(let id)? = open.items.id(ofRow: row) else { continue }
+            #expect(open.categories.id(ofRow: Int(model.categoryOf[row])) == .int(id % 7))
+        }
+        // Row 0 (users without a row) keeps no history; users with rows do.
+        #expect(t.trainer.sequence!.histories.history(of: 0).isEmpty)
+        #expect(t.trainer.sequence!.histories.totalEntries > 0)
+        #expect(t.trainer.sequence!.evaluations.count == 12)
+    }
+
+    @Test("restarted from its checkpoint, a trainer of string ids with expiry ends byte for byte where an uninterrupted one does")
+    func resume() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("ev", partitions: 3)
+        try broker.createTopic("ev.dead-letter", partitions: 1)
+        let first = Self.events(ticks: 0..<6), second = Self.events(ticks: 6..<14, seed: 2)
+        try produce(broker, "ev", first)
+        let interrupted = temporary("i.ckpt"), straight = temporary("s.ckpt")
+        let a = try trainer(broker, topic: "ev", checkpoint: interrupted).run()
+        #expect(a.events == first.count)
+        try produce(broker, "ev", second)
+        let resumed = try trainer(broker, topic: "ev", checkpoint: interrupted)
+        let b = try resumed.run()
+        #expect(b.events == first.count + second.count && b.ticks == 14)
+        let whole = try trainer(broker, topic: "ev", checkpoint: straight)
+        #expect(try whole.run() == b)
+        #expect(resumed.open!.users.counters == whole.open!.users.counters && whole.open!.users.counters.expired > 0)
+        let x = try Data(contentsOf: URL(fileURLWithPath: interrupted)), y = try Data(contentsOf: URL(fileURLWithPath: straight))
+        #expect(x == y, "checkpoints differ: \(x.count) and \(y.count) bytes")
+    }
+
+    @Test("a model spec is validated like a scenario: every issue, with its path")
+    func specErrors() {
+        for (text, message) in [
+            (#"{"name": "m"}"#, "model: ranking: required"),
+            (#"{"name": "m", "ranking": {"type": "poly"}}"#, "model: ranking.type: poly and blend ranking read a world's item tokens"),
+            (#"{"name": "m", "ranking": {"type": "ctr"}, "tables": {"users": {"capacity": 0}}}"#, "model: tables.users.capacity: "),
+            (#"{"name": "m", "ranking": {"type": "ctr"}, "retrieval": {"type": "sparc"}}"#, "model: retrieval.type: two-tower and sparc retrieval read a world's item content"),
+            (#"{"name": "m", "ranking": {"type": "ctr"}, "tables": {"items": {"expire": 3}}}"#, "model: tables.items.expire: unknown key"),
+        ] {
+            do {
+                _ = try ModelSpec.decode(text)
+                Issue.record("\(text) decoded")
+            } catch {
+                #expect("\(error)".hasPrefix(message), "got: \(error)")
+            }
+        }
+    }
+}
