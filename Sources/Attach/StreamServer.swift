@@ -103,7 +103,15 @@ public final class StreamServer {
         public init() {}
     }
 
-    public let scenario: Scenario
+    /// The world whose requests these are; nil for a model without a world (`open`).
+    public let scenario: Scenario?
+    public let armName: String
+    /// A model without a world's id dictionaries, as its trainer's updates make them.
+    public let open: OpenWorld?
+    /// Items per slate when a request does not say.
+    let slateSize: Int
+    /// The user id the last JSON request of a model without a world named (its slate names it).
+    var requestUser: ExternalID?
     public let armIndex: Int
     public let options: Options
     /// The state the server scores with: its trainer's, as the model updates make it.
@@ -117,7 +125,7 @@ public final class StreamServer {
     public private(set) var transientErrors = 0
     /// Time to build each slate (retrieve, score, select), in nanoseconds.
     public private(set) var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-    var feed: CatalogFeed
+    var feed: CatalogFeed?
     var assembler = UpdateAssembler()
     /// The next offset of each model-topic partition (for re-assigning when it grows).
     var modelPositions: [Int32: Int64] = [:]
@@ -140,19 +148,51 @@ public final class StreamServer {
         }
         self.scenario = scenario
         armIndex = index
+        armName = scenario.arms[index].name
+        open = nil
+        slateSize = scenario.population.slateSize
         self.options = options
         let world = Population(scenario, threads: 1)
         users = world.userCount
         assignment = world.assignment.arm
-        feed = CatalogFeed(scenario)
+        let feed = CatalogFeed(scenario)
+        self.feed = feed
         let replica = StreamTrainer.freshReplica(scenario, armIndex: index, world: world)
         state = replica
         server = ArmServer(settings: scenario.arms[index], armIndex: index, catalogSize: world.catalog.count, seed: scenario.seed)
         server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
-        identity = modelIdentity(scenario, armIndex: index)
+        identity = "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(armName)"
         // Attach roles run no tower or poly arm (`attachableArm`): the sequence model at most.
         armModels = ArmModels(settings: scenario.arms[index], sequence: replica.model.map { ($0, replica.histories!) })
         assembler = UpdateAssembler(maxBytes: Self.maxUpdateBytes(replica))
+    }
+
+    /// A server of a model without a world (see `StreamTrainer.init(model:options:)`): it
+    /// answers JSON requests naming the stream's own user ids with slates of the stream's
+    /// own item ids, and follows its trainer's model updates, id dictionaries included.
+    /// It can serve only the items its trainer has given rows; before the first update it
+    /// has none, and answers with empty slates.
+    public init(model: ModelSpec, options: Options) throws(AttachError) {
+        guard case .json(let mapping) = options.format else {
+            throw AttachError("a model without a world serves JSON requests (--format json with --mapping); recstream's records name a scenario's rows")
+        }
+        scenario = nil
+        armIndex = 0
+        armName = model.name
+        slateSize = model.slateSize
+        self.options = options
+        users = 0
+        assignment = []
+        feed = nil
+        open = OpenWorld(spec: model, mapping: mapping)
+        let fresh = StreamTrainer.freshTrainer(model)
+        let replica = ModelReplica(items: 1, model: fresh.sequence?.model, histories: fresh.sequence?.histories)
+        state = replica
+        server = ArmServer(settings: model.arm, armIndex: 0, catalogSize: 1, seed: model.seed)
+        server.updateCatalog(live: [], count: 1)
+        identity = "model \(model.fingerprint) seed \(model.seed), arm \(model.name)"
+        armModels = ArmModels(settings: model.arm, sequence: replica.model.map { ($0, replica.histories!) })
+        assembler = UpdateAssembler(maxBytes: 1 << 30)
     }
 
     /// Runs until `shouldStop()` or, with `exitWhenIdleSeconds`, until requests stop
@@ -189,11 +229,11 @@ public final class StreamServer {
         defer { models?.close() }
 
         var producerConfig = base
-        producerConfig.setDefault("client.id", "recstream-serve-\(scenario.arms[armIndex].name)")
+        producerConfig.setDefault("client.id", "recstream-serve-\(armName)")
         producerConfig.setDefault("linger.ms", "1")
         let producer = try KafkaProducer(configuration: producerConfig)
         let slates = try producer.topic(options.recommendationsTopic)
-        var metrics = ServerMetrics(arm: scenario.arms[armIndex].name, factory: metricsFactory ?? MetricsSystem.factory)
+        var metrics = ServerMetrics(arm: armName, factory: metricsFactory ?? MetricsSystem.factory)
 
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Wire.slateSize(items: Wire.maxSlateSize), alignment: 8)
         defer { scratch.deallocate() }
@@ -256,7 +296,7 @@ public final class StreamServer {
                     }
                     // Requests carry the user's assigned arm; this arm serves them after the
                     // warm-up, and the control serves everyone in it.
-                    guard scenario.servingArm(assigned: Int(request.header.arm), tick: request.header.tick) == armIndex else {
+                    guard scenario.map({ $0.servingArm(assigned: Int(request.header.arm), tick: request.header.tick) == armIndex }) ?? true else {
                         counters.otherArms += 1
                         continue
                     }
@@ -274,7 +314,7 @@ public final class StreamServer {
                         }
                         try producer.send(slates, key: m.key, value: UnsafeRawBufferPointer(rebasing: scratch[..<n]))
                     case .json:
-                        let line = Array(jsonSlate(request.header, entries).utf8)
+                        let line = Array(jsonSlate(request.header, entries, user: requestUser).utf8)
                         try line.withUnsafeBytes { try producer.send(slates, key: m.key, value: $0) }
                     }
                     counters.served += 1
@@ -303,11 +343,18 @@ public final class StreamServer {
             }
         case .json(let mapping):
             let r = try mapping.decodeRequest(bytes)
+            if let open {
+                // An unknown user (or one without a row yet) is row 0: no history.
+                requestUser = r.user
+                let row = open.users.lookup(r.user) ?? 0
+                return Request(RecordHeader(arm: 0, tick: r.tick ?? Tick(clamping: max(0, modelThrough)), user: UserID(row), sequence: r.request ?? 0),
+                               slateSize: UInt16(r.slateSize ?? slateSize))
+            }
             // A world's users are index ids (the mapping is checked at start).
             guard case .int(let id) = r.user, id >= 0, id < Int64(users) else { throw EventDecodeError("user \(r.user) is not in the scenario's world (\(users) users)") }
             let user = UserID(id)
             request = Request(RecordHeader(arm: assignment[Int(user)], tick: r.tick ?? 0, user: user, sequence: r.request ?? 0),
-                              slateSize: UInt16(r.slateSize ?? scenario.population.slateSize))
+                              slateSize: UInt16(r.slateSize ?? slateSize))
         }
         guard Int(request.header.user) < users else {
             throw WireError("user \(request.header.user) is not in the scenario's world (\(users) users)", at: 8)
@@ -315,11 +362,19 @@ public final class StreamServer {
         return request
     }
 
-    /// A slate as one line of JSON.
-    func jsonSlate(_ h: RecordHeader, _ entries: [SlateEntry]) -> String {
-        let items = entries.map { String($0.item) }.joined(separator: ", ")
+    /// A slate as one line of JSON: a model without a world's in the stream's own ids
+    /// (`user` is the id the request named).
+    func jsonSlate(_ h: RecordHeader, _ entries: [SlateEntry], user: ExternalID?) -> String {
+        let items: String, userText: String
+        if let open {
+            items = entries.map { open.items.id(ofRow: Int($0.item))?.json ?? "null" }.joined(separator: ", ")
+            userText = user?.json ?? "null"
+        } else {
+            items = entries.map { String($0.item) }.joined(separator: ", ")
+            userText = String(h.user)
+        }
         let propensities = entries.map { "\($0.propensity)" }.joined(separator: ", ")
-        return #"{"user": \#(h.user), "arm": \#(JSONValue.string(scenario.arms[armIndex].name).rendered(pretty: false)), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
+        return #"{"user": \#(userText), "arm": \#(JSONValue.string(armName).rendered(pretty: false)), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
     }
 
     /// Applies the model updates that have arrived, whole and in order.
@@ -377,7 +432,11 @@ public final class StreamServer {
         do {
             // The catalog follows the update's ticks, as the trainer's did.
             followCatalog(through: update.through)
-            try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
+            if let open {
+                try apply(update, payload, open)
+            } else {
+                try state.apply(update: update, payload: payload, appliedThrough: modelThrough)
+            }
         } catch {
             return failed("\(error)")
         }
@@ -390,7 +449,7 @@ public final class StreamServer {
     /// The tick the catalog's lead is measured from: the model's (what the trainer has
     /// published), or the scenario's last tick if that is later. Requests cannot move it,
     /// so no run of them takes the catalog further than `maxEventLead` past it.
-    var catalogAnchor: Int64 { max(modelThrough, Int64(scenario.ticks) - 1) }
+    var catalogAnchor: Int64 { max(modelThrough, Int64(scenario?.ticks ?? 0) - 1) }
 
     /// The largest update this server joins: twice its whole state (an update holds at
     /// most every row, every dense parameter and every item's counts) and room for
@@ -404,9 +463,45 @@ public final class StreamServer {
     /// for recstream's records, whose ticks are the simulation's: JSON streams keep the
     /// scenario's catalog, as the JSON trainer does.
     func followCatalog(through t: Int64) {
-        guard case .wire = options.format, t > feed.through, feed.advance(through: t) else { return }
-        server.updateCatalog(live: feed.catalog.liveItems, count: feed.catalog.count, arrived: feed.arrived)
-        state.updateCatalog(categories: feed.categories(count: feed.catalog.count), categoryCount: feed.categoryCount)
+        guard case .wire = options.format, feed != nil, t > feed!.through, feed!.advance(through: t) else { return }
+        server.updateCatalog(live: feed!.catalog.liveItems, count: feed!.catalog.count, arrived: feed!.arrived)
+        state.updateCatalog(categories: feed!.categories(count: feed!.catalog.count), categoryCount: feed!.categoryCount)
+    }
+}
+
+extension StreamServer {
+    /// Applies an update of a model without a world: its dictionary changes (checked
+    /// first), the tables grown to the rows they name, then the rest as a world's update;
+    /// the dictionaries and categories change only once the rest has applied.
+    func apply(_ update: ModelUpdate.Header, _ payload: [UInt8], _ open: OpenWorld) throws {
+        let (changes, categories, rest) = try payload.withUnsafeBytes { raw throws -> ([[IdDictionary.Change]], [(UInt32, UInt32)], Int) in
+            var r = BinaryReader(raw)
+            do {
+                let changes = try open.dictionaries.map { d throws(BinaryReadError) in try d.readChanges(from: &r) }
+                let count = try r.readCount32("category changes", elementSize: 8)
+                var categories: [(UInt32, UInt32)] = []
+                for _ in 0..<count {
+                    let at = r.offset
+                    let item = try r.read(UInt32.self, "item"), category = try r.read(UInt32.self, "category")
+                    guard item > 0, Int(item) <= open.items.settings.capacity, Int(category) <= open.categories.settings.capacity else {
+                        throw BinaryReadError("category change of item \(item) to \(category): outside the tables' capacities", at: at)
+                    }
+                    categories.append((item, category))
+                }
+                return (changes, categories, r.offset)
+            } catch {
+                throw ModelUpdateError("update \(update.sequence) (ticks \(update.from + 1)...\(update.through)) of \(update.identity): \(error)")
+            }
+        }
+        func rows(_ d: Int, _ extra: [Int]) -> Int {
+            max(open.dictionaries[d].rows, (changes[d].map { Int($0.row) } + extra).max().map { $0 + 1 } ?? 0)
+        }
+        state.grow(users: rows(0, []), items: rows(1, categories.map { Int($0.0) }), categories: rows(2, categories.map { Int($0.1) }))
+        try state.apply(update: update, payload: Array(payload[rest...]), appliedThrough: modelThrough)
+        for (d, list) in zip(open.dictionaries, changes) { for c in list { d.apply(c) } }
+        for (item, category) in categories { state.model?.setCategory(item: Int(item), category: category) }
+        let live = (1..<open.items.rows).filter { open.items.id(ofRow: $0) != nil }.map(ItemID.init)
+        server.updateCatalog(live: live, count: open.items.rows)
     }
 }
 
@@ -423,12 +518,6 @@ func attachableArm(_ scenario: Scenario, _ name: String, role: String) throws(At
         throw AttachError("--arm \(name): \(role) does not yet handle poly or blend ranking; attach an arm ranked by dare, twin, twin-proj, din, ctr, popularity or random")
     }
     return index
-}
-
-/// What a server must match to follow a trainer's model updates: the world and the arm
-/// (not the topic or format the trainer's events came from).
-func modelIdentity(_ scenario: Scenario, armIndex: Int) -> String {
-    "scenario \(scenario.fingerprint) seed \(scenario.seed), arm \(scenario.arms[armIndex].name)"
 }
 
 extension KafkaConfiguration {

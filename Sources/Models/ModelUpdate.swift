@@ -197,6 +197,15 @@ public final class ModelReplica {
         catalogCount = items
     }
 
+    /// Grows the tables of a model without a world to the rows its trainer's dictionaries
+    /// have handed out (new rows start as the trainer's did: by index).
+    public func grow(users: Int, items: Int, categories: Int) {
+        histories?.grow(to: users)
+        model?.grow(items: items, categories: categories)
+        statistics.grow(to: items - 1)
+        catalogCount = max(catalogCount, items)
+    }
+
     /// Takes in the catalog feed (new items get embedding rows, as the trainer's do).
     public func updateCatalog(categories: [UInt32], categoryCount: Int) {
         catalogCount = max(catalogCount, categories.count)

@@ -100,7 +100,7 @@ struct HostileUpdateTests {
         #expect(s.server.lastUpdateError?.contains(reason) == true, "\(s.server.lastUpdateError ?? "no error")", sourceLocation: sourceLocation)
         #expect(s.server.state.stateChecksum(items: 400) == before, sourceLocation: sourceLocation)
         #expect(s.server.modelThrough == -1, sourceLocation: sourceLocation)
-        #expect(s.server.feed.through == 0, sourceLocation: sourceLocation)
+        #expect(s.server.feed!.through == 0, sourceLocation: sourceLocation)
         let appliedHonest = s.server.take(modelMessage: s.message(), from: "test @1")
         #expect(appliedHonest, sourceLocation: sourceLocation)
         #expect(s.server.state.stateChecksum(items: 400) == s.trainer.trainer.stateChecksum(items: 400), sourceLocation: sourceLocation)
@@ -210,7 +210,7 @@ struct HostileUpdateTests {
         let s = try Setup()
         let server = s.server
         let anchor = server.catalogAnchor
-        #expect(anchor == Int64(server.scenario.ticks) - 1)  // no update yet: the scenario's last tick
+        #expect(anchor == Int64(server.scenario!.ticks) - 1)  // no update yet: the scenario's last tick
         func request(tick: Int64) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: Wire.requestSize)
             let r = Request(RecordHeader(arm: 0, tick: UInt32(tick), user: 1, sequence: 0), slateSize: 5)

@@ -167,6 +167,75 @@ struct OpenWorldTests {
         #expect(x == y, "checkpoints differ: \(x.count) and \(y.count) bytes")
     }
 
+    static func array(_ v: JSONValue?) -> [JSONValue]? {
+        if case .array(let a)? = v { return a }
+        return nil
+    }
+
+    /// Every message of partition 0 of `topic` (as many as come within 10 s, up to `count`).
+    func messages(_ broker: EmbeddedBroker, _ topic: String, count: Int = .max) throws -> [[UInt8]] {
+        let consumer = try KafkaConsumer(configuration: broker.clientConfiguration.merging(["group.id": "read-\(topic)", "fetch.wait.max.ms": "1"]))
+        let high = try KafkaAdmin(configuration: broker.clientConfiguration).watermarks(TopicPartition(topic, 0), timeoutMilliseconds: 5000).high
+        try consumer.assign([(TopicPartition(topic, 0), offset: 0)])
+        var out: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(10)
+        while out.count < min(count, Int(high)) && Date() < deadline {
+            try consumer.consumeBatch(timeoutMilliseconds: 50) { batch in for m in batch { out.append(Array(m.value)) } }
+        }
+        return out
+    }
+
+    @Test("a server follows the trainer's dictionaries and answers requests for string user ids with the stream's item ids")
+    func serves() throws {
+        let broker = try EmbeddedBroker()
+        for (topic, partitions) in [("ev", 3), ("ev.dead-letter", 1), ("m", 1), ("req", 1), ("rec", 1), ("req.dead-letter", 1)] {
+            try broker.createTopic(topic, partitions: partitions)
+        }
+        try produce(broker, "ev", Self.events(ticks: 0..<12))
+        let t = try trainer(broker, topic: "ev", checkpoint: temporary("p.ckpt"), modelTopic: "m")
+        _ = try t.run()
+        let open = try #require(t.open)
+
+        let mapping = try EventMapping(json: JSONValue.parse(Self.mappingText))
+        var options = StreamServer.Options(requestsTopic: "req", recommendationsTopic: "rec", deadLetterTopic: "req.dead-letter", modelTopic: "m",
+                                           groupID: "serve", properties: broker.clientConfiguration.properties)
+        options.format = .json(mapping)
+        options.exitWhenIdleSeconds = 0.5
+        let server = try StreamServer(model: ModelSpec.decode(Self.modelText), options: options)
+        // Every update applies; then the server holds the trainer's state, dictionaries included.
+        for (i, m) in try messages(broker, "m").enumerated() { _ = server.take(modelMessage: m, from: "m @\(i)") }
+        #expect(server.counters.updatesApplied == t.updatesPublished && server.counters.updateErrors == 0, "\(server.lastUpdateError ?? "")")
+        let serverOpen = try #require(server.open)
+        for (mine, theirs) in zip(open.dictionaries, serverOpen.dictionaries) {
+            for row in 1..<mine.rows { #expect(theirs.id(ofRow: row) == mine.id(ofRow: row), "row \(row)") }
+        }
+        #expect(server.state.stateChecksum(items: open.items.rows) == t.trainer.stateChecksum(items: open.items.rows))
+        #expect(server.state.model!.categoryOf[..<open.items.rows] == t.trainer.sequence!.model.categoryOf[..<open.items.rows])
+
+        // A known user, and one never seen (served from row 0: no history).
+        let known = try #require((1..<open.users.rows).lazy.compactMap { open.users.id(ofRow: $0) }.first)
+        guard case .string(let knownText) = known else {
+            Issue.record("a user id that is not a string: \(known)")
+            return
+        }
+        let requests = [#"{"user_id": "\#(knownText)", "ts": 11, "slateSize": 4}"#, #"{"user_id": "stranger", "ts": 11}"#, #"{"user_id": 17}"#]
+        let producer = try KafkaProducer(configuration: broker.clientConfiguration)
+        for r in requests { try Array(r.utf8).withUnsafeBytes { try producer.send(producer.topic("req"), key: UnsafeRawBufferPointer(start: nil, count: 0), value: $0) } }
+        try producer.flush(timeoutMilliseconds: 10_000)
+        let counters = try server.run()
+        #expect(counters.served == 3 && counters.deadLetters == 0)
+        let slates = try messages(broker, "rec", count: 3).map { try JSONValue.parse(utf8: $0) }
+        #expect(slates.count == 3)
+        #expect(slates.map { $0["user"] } == [.string(knownText), .string("stranger"), .string("17")])
+        #expect(slates.map { Self.array($0["items"])?.count } == [4, 5, 5])
+        for slate in slates {
+            for item in Self.array(slate["items"]) ?? [] {
+                guard case .integer(let id) = item else { Issue.record("item \(item) is not a 64-bit id"); continue }
+                #expect(open.items.lookup(.int(id)) != nil, "item \(id) has no row")
+            }
+        }
+    }
+
     @Test("a model spec is validated like a scenario: every issue, with its path")
     func specErrors() {
         for (text, message) in [
