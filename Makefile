@@ -3,6 +3,8 @@
 #   make test   installs what is missing, runs the whole test suite
 SWIFT ?= swift
 APT_PACKAGES := librdkafka-dev libjemalloc-dev pkg-config
+# The tests also run the README's walkthroughs, which use kcat.
+test: APT_PACKAGES += kcat
 
 .PHONY: deps demo test bench schema fuzz clean
 

@@ -87,6 +87,14 @@ public final class OpenWorld {
         }
     }
 
+    /// One line on the tables: rows held, candidates, expired, filtered.
+    public var summary: String {
+        zip(["users", "items", "categories"], dictionaries).map { name, d in
+            let c = d.counters
+            return "\(name) \(d.occupied) of \(d.settings.capacity) rows (\(c.created) created, \(c.expired) expired, \(d.candidateCount) under the filter, \(c.filtered + c.untracked + c.refused) occurrences on row 0)"
+        }.joined(separator: "; ")
+    }
+
     // MARK: Model updates
 
     /// What a model update carries first for a model without a world: each dictionary's row

@@ -225,6 +225,7 @@ public final class StreamServer {
                                              batchCapacity: 64)
             try consumer.assign((0..<partitionCount).map { (TopicPartition(topic, Int32($0)), offset: KafkaOffset.beginning) })
             models = consumer
+            try catchUp(consumer, topic: topic, partitions: partitionCount)
         }
         defer { models?.close() }
 
@@ -377,10 +378,29 @@ public final class StreamServer {
         return #"{"user": \#(userText), "arm": \#(JSONValue.string(armName).rendered(pretty: false)), "tick": \#(h.tick), "request": \#(h.sequence), "items": [\#(items)], "propensities": [\#(propensities)]}"#
     }
 
+    /// Before the first request: applies every update already on the model topic, so a
+    /// server (re)started beside a trainer answers with the trainer's model, not the
+    /// initial one. Waits at most `connectTimeoutSeconds`, then serves on (and follows).
+    func catchUp(_ consumer: KafkaConsumer, topic: String, partitions: Int) throws {
+        var ends: [Int32: Int64] = [:]
+        for p in 0..<Int32(partitions) {
+            if let high = try? consumer.watermarks(TopicPartition(topic, p), timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000)).high, high > 0 {
+                ends[p] = high
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(options.connectTimeoutSeconds)
+        while ends.contains(where: { (modelPositions[$0.key] ?? 0) < $0.value }) && ContinuousClock.now < deadline {
+            try followModel(consumer, timeoutMilliseconds: 100)
+        }
+        if ends.contains(where: { (modelPositions[$0.key] ?? 0) < $0.value }) {
+            onWarning?("\(topic): not every model update on the topic was read within \(Int(options.connectTimeoutSeconds)) s; serving on with the model as it is, and following")
+        }
+    }
+
     /// Applies the model updates that have arrived, whole and in order.
-    func followModel(_ consumer: KafkaConsumer) throws {
+    func followModel(_ consumer: KafkaConsumer, timeoutMilliseconds: Int32 = 0) throws {
         var changed = false
-        _ = try consumer.consumeBatch(timeoutMilliseconds: 0) { batch in
+        _ = try consumer.consumeBatch(timeoutMilliseconds: timeoutMilliseconds) { batch in
             for m in batch {
                 modelPositions[m.partition] = m.offset + 1
                 if take(modelMessage: Array(m.value), signature: m.header(ModelSigner.header), from: "\(m.topic) [\(m.partition)] @\(m.offset)") {
@@ -424,8 +444,9 @@ public final class StreamServer {
             return false
         }
         // The catalog advances a tick at a time: an update may not take it further than a
-        // request may.
-        guard update.through <= catalogAnchor + options.maxEventLead else {
+        // request may. (A model without a world has no catalog to advance: its tables
+        // follow the update's dictionary changes, bounded by their capacities.)
+        guard open != nil || update.through <= catalogAnchor + options.maxEventLead else {
             return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), more than --max-event-lead \(options.maxEventLead) ticks past the server's tick \(catalogAnchor)")
         }
         let gap = update.from > modelThrough

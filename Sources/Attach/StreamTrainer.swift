@@ -64,7 +64,7 @@ public final class StreamTrainer {
         public var publishEverySeconds = 1.0
         /// What to do when offsets the trainer needs are gone from the broker.
         public var onGap = GapPolicy.fail
-        /// How many ticks past the trainer's event time an event may be (nil: the format's
+        /// How many ticks past its partition's event time (`eventTimeAnchor`) an event may be (nil: the format's
         /// default, `StreamTrainer.defaultEventLead`). One further ahead is dead-lettered:
         /// accepted, it would raise its partition's watermark, and every later event of the
         /// partition would wait in memory for that tick (a stall the checkpoint would keep).
@@ -296,12 +296,18 @@ public final class StreamTrainer {
     /// is applied.
     var lowestTickSeen: Int64?
 
-    /// The tick event time is measured from: the last tick applied; before any, the lowest
-    /// consumed (JSON) or the simulation's start (recstream's records start at tick 0).
-    var eventTimeAnchor: Int64? {
-        if appliedThrough >= 0 { return appliedThrough }
-        if case .wire = options.format { return 0 }
-        return lowestTickSeen
+    /// The tick partition `p`'s event time is measured from. recstream's records: the
+    /// last tick applied (before any, the simulation's start, tick 0). JSON events: the
+    /// later of that (before any, the lowest tick consumed) and the highest tick consumed
+    /// on the partition itself, so a backlog whose partitions arrive unevenly (one read
+    /// days ahead of another) is taken whole, while a timestamp that jumps far past its
+    /// own partition's is still refused.
+    func eventTimeAnchor(partition p: Int) -> Int64? {
+        if case .wire = options.format { return max(appliedThrough, 0) }
+        let base = appliedThrough >= 0 ? appliedThrough : lowestTickSeen
+        let own = partitions[p].watermark
+        guard own >= 0 else { return base }
+        return max(base ?? own, own)
     }
 
     static func freshTrainer(_ s: Scenario, armIndex: Int, world: Population) -> ArmTrainer {
@@ -325,7 +331,7 @@ public final class StreamTrainer {
 
     /// Decodes one message into an event of this world (with its ids, for a model without
     /// a world), or the reason it cannot be one.
-    func decode(_ bytes: UnsafeRawBufferPointer) -> Result<(Feedback, Tick?, EventKeys?), EventDecodeError> {
+    func decode(_ bytes: UnsafeRawBufferPointer, partition p: Int) -> Result<(Feedback, Tick?, EventKeys?), EventDecodeError> {
         let feedback: Feedback, tick: Tick?
         var keys: EventKeys?
         switch options.format {
@@ -352,8 +358,8 @@ public final class StreamTrainer {
             tick = e.tick
         }
         // Before anything else: a wire record's tick moves the catalog feed.
-        if let own = tick, let anchor = eventTimeAnchor, Int64(own) > anchor + eventLead {
-            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past the trainer's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
+        if let own = tick, let anchor = eventTimeAnchor(partition: p), Int64(own) > anchor + eventLead {
+            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past its partition's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
         }
         if keys != nil { return .success((feedback, tick, keys)) }
         if Int(feedback.header.user) >= users {
@@ -378,7 +384,7 @@ public final class StreamTrainer {
     func take(partition p: Int, offset: Int64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let floor = max(partitions[p].watermark, appliedThrough + 1)
         var pending: Pending
-        switch decode(value) {
+        switch decode(value, partition: p) {
         case .success(let (event, _, _)) where scenario.map({ !$0.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick) }) ?? false:
             pending = Pending(offset: offset, tick: floor, event: nil)
         case .success(let (event, own, keys)):

@@ -131,6 +131,7 @@ extension StreamTrainer {
                                     lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
                                     eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed)
             metrics.report(counters, transient: transientErrors + consumer.transientErrorCount)
+            if let open { metrics.report(open) }
             metrics.appliedTick.record(appliedThrough)
             metrics.eventsPerSecond.record(progress.eventsPerSecond)
             for (p, lag) in progress.lag.enumerated() { metrics.lag[p].record(lag) }

@@ -1,4 +1,5 @@
 import Metrics
+import Models
 import RecCore
 
 /// What an attached trainer reports through swift-metrics, once per applied tick and per
@@ -16,7 +17,13 @@ import RecCore
 /// - `recstream_train_checkpoints_total{arm}`, `recstream_train_transient_errors_total{arm}`;
 /// - `recstream_train_model_updates_total{arm}`: model updates published for servers;
 /// - `recstream_model_auc{arm}`, `recstream_model_log_loss{arm}`: the model's progressive
-///   (test-then-train) figures on the last tick it learned from.
+///   (test-then-train) figures on the last tick it learned from;
+/// - a model without a world's id tables (`table`: users, items, categories):
+///   `recstream_train_ids_total{arm, table, outcome}` (outcome: lookups, created, filtered,
+///   untracked, refused, expired, forgotten; see `IdDictionary.Counters`),
+///   `recstream_train_table_rows{arm, table}` (rows held by ids),
+///   `recstream_train_table_candidates{arm, table}` (ids under the frequency filter),
+///   `recstream_train_table_bytes{arm, table}` (the dictionary's memory).
 public struct TrainerMetrics {
     let events: [FeedbackEvent: Counter]
     let deadLetters, late, skipped, ticks, checkpoints, transientErrors, updates: Counter
@@ -27,6 +34,8 @@ public struct TrainerMetrics {
     let tickDuration: Timer
     var reported = StreamTrainer.Counters()
     var reportedTransient = 0
+    /// Per id table: its outcome counters, row, candidate and byte gauges, and what was last reported.
+    var tables: [(ids: [Counter], rows: Gauge, candidates: Gauge, bytes: Gauge, reported: IdDictionary.Counters)] = []
 
     public init(arm: String, partitions: Int, factory: any MetricsFactory = MetricsSystem.factory) {
         let a = [("arm", arm)]
@@ -55,6 +64,29 @@ public struct TrainerMetrics {
     mutating func follow(partitions: Int) {
         lag += (lag.count..<max(partitions, lag.count)).map {
             Gauge(label: "recstream_train_consumer_lag", dimensions: [("arm", arm), ("partition", "\($0)")], factory: factory)
+        }
+    }
+
+    /// Brings the id tables' figures up to date.
+    mutating func report(_ open: OpenWorld) {
+        let names = ["users", "items", "categories"]
+        if tables.isEmpty {
+            tables = names.map { table in
+                let d = [("arm", arm), ("table", table)]
+                return (IdDictionary.Counters.fields.map { Counter(label: "recstream_train_ids_total", dimensions: d + [("outcome", $0.0)], factory: factory) },
+                        Gauge(label: "recstream_train_table_rows", dimensions: d, factory: factory),
+                        Gauge(label: "recstream_train_table_candidates", dimensions: d, factory: factory),
+                        Gauge(label: "recstream_train_table_bytes", dimensions: d, factory: factory), IdDictionary.Counters())
+            }
+        }
+        for (i, d) in open.dictionaries.enumerated() {
+            for (j, (_, field)) in IdDictionary.Counters.fields.enumerated() {
+                tables[i].ids[j].increment(by: d.counters[keyPath: field] - tables[i].reported[keyPath: field])
+            }
+            tables[i].reported = d.counters
+            tables[i].rows.record(d.occupied)
+            tables[i].candidates.record(d.candidateCount)
+            tables[i].bytes.record(d.memoryBytes)
         }
     }
 

@@ -67,6 +67,7 @@ public final class IdDictionary {
         public var expired = 0
         /// Candidates forgotten after `expireAfterTicks` unseen.
         public var forgotten = 0
+        public init() {}
 
         public static var fields: [(String, WritableKeyPath<Counters, Int>)] { [
             ("lookups", \.lookups), ("created", \.created), ("filtered", \.filtered), ("untracked", \.untracked),

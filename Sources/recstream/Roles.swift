@@ -27,11 +27,11 @@ struct RoleOptions: ParsableArguments {
     @OptionGroup var kafka: KafkaPropertyOptions
 
     /// The librdkafka properties: the scenario's, then -X, then the bootstrap servers.
-    func properties(_ s: Scenario) throws -> [String: String] {
-        guard let servers = brokers ?? s.kafka.brokers else {
-            throw BadInput("--brokers is required (the scenario's kafka.brokers names none)")
+    func properties(_ s: Scenario?) throws -> [String: String] {
+        guard let servers = brokers ?? s?.kafka.brokers else {
+            throw BadInput(s == nil ? "--brokers is required" : "--brokers is required (the scenario's kafka.brokers names none)")
         }
-        var properties = try kafka.parsedOrExit(over: s.kafka.properties)
+        var properties = try kafka.parsedOrExit(over: s?.kafka.properties ?? [:])
         properties["bootstrap.servers"] = servers
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw BadInput("--metrics-port must be between 0 and 65535, got \(metricsPort)")
@@ -98,6 +98,56 @@ struct RoleOptions: ParsableArguments {
             throw Exit.runtimeFailure
         }
         return service.stopped
+    }
+}
+
+/// What train and serve run: an arm of a scenario (its world names users and items by
+/// row), or a model without a world (`--model`: the stream's own ids).
+struct SourceOptions: ParsableArguments {
+    @Argument(help: "The scenario file (JSON): the arm's model, and the world its events come from. Not with --model.")
+    var scenario: String?
+
+    @Option(help: "The scenario's arm.")
+    var arm: String?
+
+    @Option(help: "A model without a world (JSON: a name, one arm's ranking, retrieval and policy, and its id tables), instead of a scenario and --arm: users, items and categories are the stream's own ids (see docs/real-streams.md). Topics default to <name>.feedback, <name>.model, ...")
+    var model: String?
+
+    enum Source {
+        case scenario(Scenario, arm: String)
+        case model(ModelSpec)
+
+        /// The arm's (or model's) name.
+        var name: String {
+            switch self {
+            case .scenario(_, let arm): arm
+            case .model(let m): m.name
+            }
+        }
+        var topics: Topics {
+            switch self {
+            case .scenario(let s, _): s.kafka.topics
+            case .model(let m): Topics(prefix: m.name)
+            }
+        }
+        var scenario: Scenario? {
+            if case .scenario(let s, _) = self { return s }
+            return nil
+        }
+        var stallTimeoutSeconds: Double { scenario?.kafka.stallTimeoutSeconds ?? 30 }
+    }
+
+    func resolve() throws -> Source {
+        switch (scenario, model) {
+        case (let path?, nil):
+            guard let arm else { throw BadInput("--arm is required with a scenario: the arm whose model to run") }
+            return .scenario(try loadScenario(path), arm: arm)
+        case (nil, let path?):
+            guard arm == nil else { throw BadInput("--arm names an arm of a scenario; a --model is one arm already") }
+            return .model(try ModelSpec.load(path: path))
+        case (nil, nil): throw BadInput("give a scenario file and --arm, or --model FILE")
+        case (_?, _?): throw BadInput("a scenario and --model: give one (--model runs without a scenario's world)")
+        }
     }
 }
 

@@ -15,14 +15,19 @@ struct Serve: AsyncParsableCommand {
             committed after the slates are delivered. SIGINT or SIGTERM: finish, commit, exit 0.
             """)
 
-    @Argument(help: "The scenario file (JSON): the arm's policy and model, and the world.")
-    var scenario: String
+    @OptionGroup var source: SourceOptions
 
-    @Option(help: "The arm to serve.")
-    var arm: String
+    @Option(help: "wire (recstream's request and slate records, as simulate speaks) or json (JSON requests through --mapping, answered with JSON slates; the default, and the only format, with --model).")
+    var format: String?
 
-    @Option(help: "wire (recstream's request and slate records, as simulate speaks) or json (JSON requests through --mapping, answered with JSON slates).")
-    var format = "wire"
+    @Option(help: "The requests topic (default: <topicPrefix>.requests).")
+    var requestsTopic: String?
+
+    @Option(help: "Where slates go (default: <topicPrefix>.recommendations).")
+    var recommendationsTopic: String?
+
+    @Option(help: "Where requests that cannot be served go (default: <topicPrefix>.dead-letter).")
+    var deadLetterTopic: String?
 
     @Option(help: "A JSON field mapping for --format json: the user, timestamp and request fields (default: user, timestamp).")
     var mapping: String?
@@ -54,15 +59,17 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
-        let s = try loadScenario(scenario)
-        let properties = try role.properties(s)
-        let topics = s.kafka.topics
-        let requestFormat = try parseFormat(format, mapping: mapping)
+        let source = try source.resolve()
+        let arm = source.name
+        let properties = try role.properties(source.scenario)
+        let topics = source.topics
+        let requestFormat = try parseFormat(format ?? (source.scenario == nil ? "json" : "wire"), mapping: mapping)
         guard instances >= 1, (0..<instances).contains(instance) else {
             throw BadInput("--instance must be between 0 and --instances - 1 (\(instances - 1)), got \(instance)")
         }
         var options = StreamServer.Options(
-            requestsTopic: topics.requests, recommendationsTopic: topics.recommendations, deadLetterTopic: topics.deadLetter,
+            requestsTopic: requestsTopic ?? topics.requests, recommendationsTopic: recommendationsTopic ?? topics.recommendations,
+            deadLetterTopic: deadLetterTopic ?? topics.deadLetter,
             modelTopic: noFollow ? nil : modelTopic ?? topics.model, groupID: group ?? "recstream-serve-\(arm)", properties: properties)
         options.exitWhenIdleSeconds = exitWhenIdle
         guard maxEventLead >= 1 else { throw BadInput("--max-event-lead must be at least 1 tick, got \(maxEventLead)") }
@@ -71,8 +78,13 @@ struct Serve: AsyncParsableCommand {
         options.format = requestFormat
         options.instance = instance
         options.instances = instances
-        options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
-        let server = try orBadInput { try StreamServer(scenario: s, arm: arm, options: options) }
+        options.connectTimeoutSeconds = source.stallTimeoutSeconds
+        let server = try orBadInput {
+            switch source {
+            case .scenario(let s, let arm): try StreamServer(scenario: s, arm: arm, options: options)
+            case .model(let m): try StreamServer(model: m, options: options)
+            }
+        }
         let logger = role.logger("serve", metadata: ["arm": "\(arm)", "topic": "\(options.requestsTopic)"])
         logger.info("starting", metadata: ["group": "\(options.groupID)", "kafka": "\(KafkaConfiguration(properties))"])
         server.onWarning = { [logger] message in logger.warning("\(message)") }

@@ -22,17 +22,16 @@ struct Train: AsyncParsableCommand {
             metrics at /metrics. Logs go to standard error (swift-log).
             """)
 
-    @Argument(help: "The scenario file (JSON): the arm's model, and the world its events come from.")
-    var scenario: String
-
-    @Option(help: "The arm whose model to train.")
-    var arm: String
+    @OptionGroup var source: SourceOptions
 
     @Option(help: "The topic to consume (default: <topicPrefix>.feedback).")
     var topic: String?
 
-    @Option(help: "wire (recstream's feedback records) or json (JSON events, read through --mapping).")
-    var format = "wire"
+    @Option(help: "Where events that cannot be applied go (default: <topicPrefix>.dead-letter).")
+    var deadLetterTopic: String?
+
+    @Option(help: "wire (recstream's feedback records) or json (JSON events, read through --mapping; the default, and the only format, with --model).")
+    var format: String?
 
     @Option(help: "A JSON field mapping for --format json (default: fields user, item, event, timestamp, viewSeconds, amount).")
     var mapping: String?
@@ -46,7 +45,7 @@ struct Train: AsyncParsableCommand {
     @Option(help: "Exit once the whole stream has been at its end this many seconds, counted once it has a message (default: run until stopped).")
     var exitWhenIdle: Double?
 
-    @Option(help: "Consumer group for committed offsets (default: recstream-train-<arm>).")
+    @Option(help: "Consumer group for committed offsets (default: recstream-train-<arm or model name>).")
     var group: String?
 
     @Option(help: "Where to publish model updates for servers (default: <topicPrefix>.model).")
@@ -73,9 +72,10 @@ struct Train: AsyncParsableCommand {
     @OptionGroup var role: RoleOptions
 
     func run() async throws {
-        let s = try loadScenario(scenario)
-        let properties = try role.properties(s)
-        let eventFormat = try parseFormat(format, mapping: mapping)
+        let source = try source.resolve()
+        let arm = source.name
+        let properties = try role.properties(source.scenario)
+        let eventFormat = try parseFormat(format ?? (source.scenario == nil ? "json" : "wire"), mapping: mapping)
         guard publishEvery > 0 && publishEvery.isFinite else {
             throw BadInput("--publish-every must be a positive number of seconds, got \(publishEvery)")
         }
@@ -86,18 +86,23 @@ struct Train: AsyncParsableCommand {
             throw BadInput("--max-event-lead must be at least 1 tick, got \(maxEventLead)")
         }
         var options = StreamTrainer.Options(
-            topic: topic ?? s.kafka.topics.feedback, deadLetterTopic: s.kafka.topics.deadLetter, format: eventFormat,
+            topic: topic ?? source.topics.feedback, deadLetterTopic: deadLetterTopic ?? source.topics.deadLetter, format: eventFormat,
             checkpointPath: checkpoint, groupID: group ?? "recstream-train-\(arm)", properties: properties)
         options.checkpointEverySeconds = checkpointEvery
         options.exitWhenIdleSeconds = exitWhenIdle
-        options.connectTimeoutSeconds = s.kafka.stallTimeoutSeconds
-        options.modelTopic = noPublish ? nil : modelTopic ?? s.kafka.topics.model
+        options.connectTimeoutSeconds = source.stallTimeoutSeconds
+        options.modelTopic = noPublish ? nil : modelTopic ?? source.topics.model
         options.publishEverySeconds = publishEvery
         options.onGap = gapPolicy
         options.fresh = fresh
         options.maxEventLead = maxEventLead
         options.modelSigner = try modelKeyFile.map { path in try orBadInput { try ModelSigner(keyFile: path) } }
-        let trainer = try orBadInput { try StreamTrainer(scenario: s, arm: arm, options: options) }
+        let trainer = try orBadInput {
+            switch source {
+            case .scenario(let s, let arm): try StreamTrainer(scenario: s, arm: arm, options: options)
+            case .model(let m): try StreamTrainer(model: m, options: options)
+            }
+        }
         let logger = role.logger("train", metadata: ["arm": "\(arm)", "topic": "\(options.topic)"])
         // Secrets never reach a log: the configuration's description redacts them.
         logger.info("starting", metadata: ["checkpoint": "\(checkpoint)", "kafka": "\(KafkaConfiguration(properties))"])
@@ -118,7 +123,7 @@ struct Train: AsyncParsableCommand {
             applied through tick \(trainer.appliedThrough): \(counters.events) events (\(counters.impressions) impressions, \
             \(counters.clicks) clicks, \(counters.purchases) purchases) in \(counters.ticks) ticks; \(counters.deadLetters) dead letters \
             (\(counters.unknown) outside the world), \(counters.late) late\(counters.skipped > 0 ? ", \(counters.skipped) offsets skipped (gone from the broker)" : "")\(counters.otherArms > 0 ? ", \(counters.otherArms) of other arms skipped" : "")
-            checkpoint: \(checkpoint)\(stopped ? " (stopped by signal)" : "")\
+            \(trainer.open.map { "ids: " + $0.summary + "\n" } ?? "")checkpoint: \(checkpoint)\(stopped ? " (stopped by signal)" : "")\
             \(options.modelTopic.map { "; \(trainer.updatesPublished) model updates on \($0)" } ?? "")
             """)
     }

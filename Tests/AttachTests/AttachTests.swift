@@ -220,9 +220,9 @@ struct StreamTrainerTests {
         try broker.createTopic("ev", partitions: 1)
         try broker.createTopic("ev.dead-letter", partitions: 1)
         var messages = Self.events(ticks: 0..<6).map { ($0.user, Array($0.line.utf8)) }
-        // More than a day past the trainer's event time when it arrives (tick 0 or 1, as
-        // the batches fall): accepted, it would hold every later event of the partition
-        // at its tick.
+        // More than a day past its partition's event time when it arrives (tick 1, the
+        // highest consumed on it): accepted, it would hold every later event of the
+        // partition at its tick.
         let far = #"{"user": 3, "item": 5, "event": "click", "timestamp": 90000}"#
         let at = messages.firstIndex { String(decoding: $0.1, as: UTF8.self).contains(#""timestamp": 2"#) }!
         messages.insert((3, Array(far.utf8)), at: at)
@@ -234,7 +234,7 @@ struct StreamTrainerTests {
         #expect(counters.ticks == 6 && counters.late == 0 && t.appliedThrough == 5)
         let said = try readDeadLetters(broker, "ev.dead-letter", count: 1).first?.reason ?? "no dead letter"
         #expect(said.hasPrefix("ev [0] @") && said.contains(": tick 90000 is ")
-                && said.hasSuffix("ticks past the trainer's event time (tick \(said.contains("(tick 1)") ? 1 : 0)), more than --max-event-lead 86400"), "\(said)")
+                && said.hasSuffix("ticks past its partition's event time (tick 1), more than --max-event-lead 86400"), "\(said)")
     }
 
     @Test("partitions added to the topic are consumed from their beginning without a restart; nothing on them is lost")

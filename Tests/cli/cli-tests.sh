@@ -81,6 +81,28 @@ if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); 
 if bash Tests/cli/attach-kill.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # The roles as processes: simulate, serve (two in a group), train, following model updates.
 if bash Tests/cli/attach-roles.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# The README's walkthrough of a real stream (string user ids, 64-bit item ids, --model), as it stands.
+if diff <(awk '/^<!-- examples\/shop\/walkthrough.sh -->$/ {on = 1; next} on && /^```sh$/ {next} on && /^```$/ {exit} on' README.md) \
+        examples/shop/walkthrough.sh >"$tmp/walk.diff" 2>&1; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: the README's walkthrough differs from examples/shop/walkthrough.sh:"; sed 's/^/    /' "$tmp/walk.diff" | head -20
+fi
+RECSTREAM="$bin" bash examples/shop/walkthrough.sh >"$tmp/walk.out" 2>&1
+walk=$?
+for pattern in '^ids: users [0-9]+ of 100000 rows \([0-9]+ created, [1-9][0-9]* expired' '"user": "u_0014b", "arm": "shop", "tick": 419944, "request": 0, "items": \[91[0-9]{11}(, 91[0-9]{11}){4}\]' \
+               '"user": "someone-new", .*"items": \[91[0-9]{11}(, 91[0-9]{11}){2}\]' 'recstream-error=shop.feedback \[[0-2]\] @[0-9]+: not JSON' \
+               'model through tick 419943 after [0-9]+ updates \(0 repeats skipped, 0 errors'; do
+    if [ "$walk" = 0 ] && grep -qE -- "$pattern" "$tmp/walk.out"; then passed=$((passed + 1)); else
+        failed=$((failed + 1)); echo "FAIL: the real-stream walkthrough (exit $walk) lacks /$pattern/:"; sed 's/^/    /' "$tmp/walk.out" | head -20
+    fi
+done
+check "train takes a scenario or --model, not both" 2 "a scenario and --model: give one" "$bin" train Tests/cli/attach-world.json --model examples/shop/model.json --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+check "train with --model refuses --arm" 2 "--arm names an arm of a scenario; a --model is one arm already" "$bin" train --model examples/shop/model.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+check "train needs a scenario or --model" 2 "give a scenario file and --arm, or --model FILE" "$bin" train --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+printf '{"name": "m", "ranking": {"type": "poly"}, "tables": {"users": {"capacity": 0}}}' >"$tmp/bad-model.json"
+check "a bad model file reports every issue with its path" 2 "bad-model.json: tables.users.capacity: must be between 1 and" "$bin" train --model "$tmp/bad-model.json" --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+check "a scenario refuses a mapping of string ids, pointing to --model" 2 "--mapping reads string ids, which a scenario's world does not have" \
+    "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping examples/shop/mapping.json --checkpoint "$tmp/x.ckpt"
+check "--model reads JSON events only" 2 "a model without a world trains on JSON events" "$bin" train --model examples/shop/model.json --format wire --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
 check "train without --brokers says what is missing" 2 "--brokers is required" "$bin" train Tests/cli/attach-world.json --arm dare --checkpoint "$tmp/x.ckpt"
 check "train with an unknown format is a usage error" 2 "--format must be wire or json, got 'xml'" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format xml --checkpoint "$tmp/x.ckpt"
 sed 's/"topicPrefix": "attach"/"topicPrefix": "attach", "stallTimeoutSeconds": 2/' Tests/cli/attach-world.json >"$tmp/attach-short.json"

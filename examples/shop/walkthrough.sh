@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Train DARE on a shop's event log (string user ids, 64-bit item ids, no simulated world),
+# then ask it for recommendations. Needs recstream (or RECSTREAM=path), kcat and python3.
+set -euo pipefail
+cd "$(dirname "$0")"
+recstream=${RECSTREAM:-recstream}
+work=$(mktemp -d)
+
+# A broker with the model's topics: shop.feedback, .requests, .recommendations,
+# .dead-letter and .model. On your cluster, create them, and pass --brokers to each role.
+"$recstream" broker --prefix shop --partitions 3 >"$work/address" 2>/dev/null &
+broker=$!
+trap 'kill $broker; rm -rf "$work"' EXIT
+until [ -s "$work/address" ]; do sleep 0.1; done
+B=$(head -1 "$work/address")
+
+# Three days of the shop's log, keyed by user (and one line that is not JSON).
+python3 events.py | kcat -P -b "$B" -t shop.feedback -K $'\t'
+printf 'u_00042\tnot json\n' | kcat -P -b "$B" -t shop.feedback -K $'\t'
+
+# Train until the stream has been quiet for 3 s. Without --exit-when-idle it runs until
+# stopped; started again with the same checkpoint, it resumes where it stopped.
+"$recstream" train --model model.json --mapping mapping.json --brokers "$B" \
+  --checkpoint "$work/shop.ckpt" --exit-when-idle 3 --quiet
+
+# A server takes in the trainer's model, then answers requests in the stream's own ids.
+"$recstream" serve --model model.json --mapping mapping.json --brokers "$B" --exit-when-idle 3 --quiet &
+server=$!
+printf '%s\n' '{"user_id": "u_0014b", "timestamp": 1511798400}' '{"user_id": "someone-new", "slateSize": 3}' \
+  | kcat -P -b "$B" -t shop.requests
+timeout 60 kcat -C -b "$B" -t shop.recommendations -c 2 -q   # two slates of item ids
+timeout 60 kcat -C -b "$B" -t shop.dead-letter -c 1 -q -f '%h\n'   # where the bad line was, and why
+wait $server
