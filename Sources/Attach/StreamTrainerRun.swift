@@ -57,12 +57,21 @@ extension StreamTrainer {
         var deadLetters: [DeadLetter] = []
         let admin = try KafkaAdmin(configuration: base)
 
-        /// Looks up where each partition ends. A broker that does not answer (it is away)
-        /// leaves the last answer in place: the look-up only feeds idleness and lag.
+        /// Looks up where each partition ends: as the consumer's fetches last saw it, asking
+        /// the broker only before a partition's first fetch (librdkafka does not bound that
+        /// query while the broker is away, and a trainer asked to stop must not wait for
+        /// it). A broker that does not answer leaves the last answer in place: the look-up
+        /// only feeds idleness and lag.
         func refreshHighWatermarks() {
             lastLagCheck = .now
             for p in partitions.indices {
-                guard let w = try? admin.watermarks(TopicPartition(options.topic, Int32(p)), timeoutMilliseconds: 1000) else {
+                let tp = TopicPartition(options.topic, Int32(p))
+                if let cached = consumer.cachedWatermarks(tp) {
+                    if cached.low >= 0 { partitions[p].lowWatermark = cached.low }
+                    partitions[p].highWatermark = cached.high
+                    continue
+                }
+                guard let w = try? admin.watermarks(tp, timeoutMilliseconds: 1000) else {
                     transientErrors += 1
                     return
                 }

@@ -233,6 +233,17 @@ public final class KafkaConsumer {
         return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
     }
 
+    /// The partition's low and high watermarks as the last fetch responses gave them (no
+    /// round trip; nil before the first fetch; low is -1 until a response carries it).
+    public func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1, high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? (low, high) : nil
+    }
+
+    /// Asks the broker. With the broker away, librdkafka 2.0.2 does not honour the timeout
+    /// (the call waits until the broker is back): loops that must stay responsive read
+    /// `cachedWatermarks` instead.
     public func watermarks(_ partition: TopicPartition, timeoutMilliseconds: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
         try queryWatermarks(handle, partition, timeoutMilliseconds: timeoutMilliseconds)
     }

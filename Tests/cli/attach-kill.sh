@@ -5,9 +5,13 @@
 # checkpoint must be byte for byte the one an uninterrupted trainer writes (no event lost,
 # none applied twice). A second trainer on a held checkpoint is refused. Then SIGTERM: a clean stop,
 # exit 0, a checkpoint that resumes.
-# Usage: attach-kill.sh path/to/recstream
+# Usage: attach-kill.sh path/to/recstream [world|model]
+#   world: a scenario's DARE arm on integer ids (the default);
+#   model: a model without a world (Tests/cli/kill-model.json) on string user ids and
+#          64-bit item ids that come and go, so rows expire and are reused between kills.
 set -u
-bin=${1:?usage: attach-kill.sh path/to/recstream}
+bin=${1:?usage: attach-kill.sh path/to/recstream [world|model]}
+mode=${2:-world}
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 broker=""
@@ -19,28 +23,42 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: attach: $*"; exit 1; }
 
-"$bin" broker --topics ev,attach.model,attach.dead-letter --partitions 3 >"$tmp/addr" 2>"$tmp/broker.err" &
+"$bin" broker --topics ev,attach.model,attach.dead-letter,shop.model,shop.dead-letter --partitions 3 >"$tmp/addr" 2>"$tmp/broker.err" &
 broker=$!
 for _ in $(seq 50); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 brokers=$(head -1 "$tmp/addr")
 [ -n "$brokers" ] || fail "the broker printed no address"
-world=Tests/cli/attach-world.json
-args=(train "$world" --arm dare --brokers "$brokers" --topic ev --format json --quiet)
+if [ "$mode" = model ]; then
+    name=shop key=user_id last_tick=419911
+    args=(train --model Tests/cli/kill-model.json --mapping examples/shop/mapping.json --brokers "$brokers" --topic ev --quiet)
+else
+    name=dare key=user last_tick=39
+    args=(train Tests/cli/attach-world.json --arm dare --brokers "$brokers" --topic ev --format json --quiet)
+fi
 train() { "$bin" "${args[@]}" "$@"; }
 
 # 40 ticks of events (about 1,200 a tick, a few malformed), sent over about 8 seconds.
-python3 - "$tmp/events" <<'PY'
+# model: a shop's log, an hour a tick, whose users and items drift (so ids expire).
+python3 - "$tmp/events" "$mode" <<'PY'
 import json, random, sys
 random.seed(11)
+model = sys.argv[2] == "model"
 with open(sys.argv[1], "w") as out:
     for t in range(40):
         for _ in range(200):
             u = random.randrange(300)
             for _ in range(5):
                 i = random.randrange(400)
-                out.write(json.dumps({"user": u, "item": i, "event": "impression", "timestamp": t}) + "\n")
-                if random.random() < 0.2:
-                    out.write(json.dumps({"user": u, "item": i, "event": "click", "timestamp": t, "viewSeconds": 30}) + "\n")
+                if model:
+                    user, item = "u_%04x" % (u + 20 * t), 9_100_000_000_000 + 7919 * (i + 15 * t)
+                    event = {"user_id": user, "item_id": item, "category_id": item % 13, "timestamp": 1511539200 + 3600 * t + random.randrange(3600)}
+                    out.write(json.dumps(dict(event, behavior_type="pv")) + "\n")
+                    if random.random() < 0.2:
+                        out.write(json.dumps(dict(event, behavior_type="cart")) + "\n")
+                else:
+                    out.write(json.dumps({"user": u, "item": i, "event": "impression", "timestamp": t}) + "\n")
+                    if random.random() < 0.2:
+                        out.write(json.dumps({"user": u, "item": i, "event": "click", "timestamp": t, "viewSeconds": 30}) + "\n")
         if t % 10 == 5:
             out.write('{"user": 1, "item": \n')
 PY
@@ -49,7 +67,7 @@ import sys, time
 for i, line in enumerate(open(sys.argv[1])):
     sys.stdout.write(line)
     if i % 1500 == 0: sys.stdout.flush(); time.sleep(0.25)
-' "$tmp/events" | "$bin" produce --brokers "$brokers" --topic ev --key user 2>"$tmp/produce.err" &
+' "$tmp/events" | "$bin" produce --brokers "$brokers" --topic ev --key "$key" 2>"$tmp/produce.err" &
 producer=$!
 
 kills=0 after_checkpoint=0 crashes=0
@@ -89,12 +107,16 @@ wait "$producer" || fail "the producer failed: $(cat "$tmp/produce.err")"
 train --checkpoint "$tmp/killed.ckpt" --exit-when-idle 1 >"$tmp/resumed.out" 2>&1 || fail "the resumed trainer failed: $(cat "$tmp/resumed.out")"
 # A trainer whose checkpoint is lost, in the group that committed offsets, is refused.
 train --checkpoint "$tmp/lost.ckpt" --exit-when-idle 1 >"$tmp/lost.out" 2>&1 && fail "a trainer with a lost checkpoint started over silently"
-grep -q "no checkpoint at $tmp/lost.ckpt, but consumer group recstream-train-dare has committed offsets" "$tmp/lost.out" || fail "lost checkpoint: $(cat "$tmp/lost.out")"
+grep -q "no checkpoint at $tmp/lost.ckpt, but consumer group recstream-train-$name has committed offsets" "$tmp/lost.out" || fail "lost checkpoint: $(cat "$tmp/lost.out")"
 # The others each have a group of their own.
 train --checkpoint "$tmp/straight.ckpt" --group straight --exit-when-idle 1 >"$tmp/straight.out" 2>&1 || fail "the uninterrupted trainer failed: $(cat "$tmp/straight.out")"
 lines=$(wc -l <"$tmp/events")
-grep -q "^applied through tick 39: $((lines - 4)) events" "$tmp/straight.out" || fail "expected $((lines - 4)) events applied: $(cat "$tmp/straight.out")"
+grep -q "^applied through tick $last_tick: $((lines - 4)) events" "$tmp/straight.out" || fail "expected $((lines - 4)) events applied: $(cat "$tmp/straight.out")"
 grep -q "4 dead letters" "$tmp/straight.out" || fail "expected 4 dead letters: $(cat "$tmp/straight.out")"
+if [ "$mode" = model ]; then
+    grep -qE "^ids: users [0-9]+ of 2000 rows \([0-9]+ created, [1-9][0-9]* expired.*; items [0-9]+ of 600 rows \([0-9]+ created, [1-9][0-9]* expired" "$tmp/straight.out" \
+        || fail "expected users and items to expire: $(cat "$tmp/straight.out")"
+fi
 cmp -s "$tmp/killed.ckpt" "$tmp/straight.ckpt" || fail "after $kills kill -9s the checkpoint differs from an uninterrupted run's"
 diff <(head -1 "$tmp/resumed.out") <(head -1 "$tmp/straight.out") >/dev/null || fail "counters differ: $(head -1 "$tmp/resumed.out") vs $(head -1 "$tmp/straight.out")"
 
@@ -122,7 +144,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -n "$url" ] || { kill "$pid"; fail "no metrics address in: $(cat "$tmp/metrics.err")"; }
-python3 - "$url" "$((lines - 4))" <<'PY' || { kill "$pid"; fail "metrics: see above"; }
+python3 - "$url" "$((lines - 4))" "$name" "$mode" <<'PY' || { kill "$pid"; fail "metrics: see above"; }
 import sys, time, urllib.request
 want = int(sys.argv[2])
 deadline = time.time() + 60
@@ -138,11 +160,14 @@ while True:  # until every tick is applied (the last after the idle flush)
         break
     time.sleep(0.5)
 assert events == want, f"events_total {events}, want {want}\n{text}"
-assert values.get('recstream_train_dead_letters_total{arm="dare"}') == 4, text
+assert values.get('recstream_train_dead_letters_total{arm="%s"}' % sys.argv[3]) == 4, text
+if sys.argv[4] == "model":
+    assert values.get('recstream_train_ids_total{arm="shop",table="users",outcome="expired"}', 0) > 0, text
+    assert values.get('recstream_train_table_rows{arm="shop",table="items"}', 0) > 0, text
 assert any(k.startswith("recstream_train_consumer_lag{") for k in values), text
 assert any(k.startswith("recstream_model_auc{") for k in values), text
 assert any(k.startswith("recstream_train_tick_duration_seconds_bucket{") for k in values), text
 PY
 kill -TERM "$pid"; wait "$pid" || fail "the metrics trainer did not exit 0 on SIGTERM"
 
-echo "attach: $kills kill -9s ($after_checkpoint after a checkpoint, $crashes inside a checkpoint replace), a refused second trainer, a refused lost checkpoint and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"
+echo "attach ($mode): $kills kill -9s ($after_checkpoint after a checkpoint, $crashes inside a checkpoint replace), a refused second trainer, a refused lost checkpoint and a SIGTERM; the checkpoint equals an uninterrupted run's; /metrics serves the counters"

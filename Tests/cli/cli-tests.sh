@@ -79,6 +79,7 @@ if [ "$status" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); 
 
 # Attach mode: kill -9 and SIGTERM against a flowing stream (its own script: it runs a broker).
 if bash Tests/cli/attach-kill.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if bash Tests/cli/attach-kill.sh "$bin" model; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # The roles as processes: simulate, serve (two in a group), train, following model updates.
 if bash Tests/cli/attach-roles.sh "$bin"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # The README's walkthrough of a real stream (string user ids, 64-bit item ids, --model), as it stands.
