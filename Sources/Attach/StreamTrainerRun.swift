@@ -362,7 +362,11 @@ extension StreamTrainer {
         do {
             return try CheckpointFrame.read(bytes) { r in
                 let version = try r.read(UInt32.self, "version")
-                guard version == Self.checkpointVersion else { throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)") }
+                // Version 3 is version 4 without a model's dictionaries: a scenario's trainer
+                // resumes from it.
+                guard version == Self.checkpointVersion || (version == 3 && open == nil) else {
+                    throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)\(version == 3 ? " (and 3, for a scenario's arm)" : "")")
+                }
                 let theirs = try r.readString("identity")
                 guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
                 let appliedThrough = try r.read(Int64.self, "applied tick")

@@ -1,6 +1,7 @@
 import Attach
 import Foundation
 import Kafka
+import Models
 import RecCore
 import Scenario
 
@@ -17,7 +18,37 @@ public struct AttachBench: Sendable {
     public var steadyRate = 20_000.0
     public var steadySeconds = 10.0
     public var serveRequests = 20_000
+    /// The id universes of the real-id case: users and items drawn Zipf-like from these.
+    public var distinctUsers = 10_000_000
+    public var distinctItems = 1_000_000
+    /// Alternating runs of the real-id case and its integer baseline.
+    public var idRepeats = 3
     public init() {}
+
+    static let modelText = """
+        {"name": "dare", "seed": 5, "candidates": 100,
+         "ranking": {"type": "dare", "attentionDim": 16, "representationDim": 16, "topK": 20, "maxHistory": 100},
+         "tables": {"users": {"capacity": 10000000}, "items": {"capacity": 1000000}, "categories": {"capacity": 1000}}}
+        """
+    static let idMappingText = """
+        {"user": {"field": "user", "kind": "string"}, "item": {"field": "item", "kind": "int64"},
+         "category": {"field": "category", "kind": "int64"}}
+        """
+
+    /// A rank in 1...n, Zipf-like with exponent 1 (log-uniform: P(rank <= k) = ln k / ln n).
+    static func zipf(_ n: Int, _ rng: inout RandomStream) -> Int {
+        min(n, max(1, Int(exp(rng.nextDouble() * log(Double(n))).rounded(.down))))
+    }
+
+    /// Event `n` of a real stream's shape: the same slates and clicks as `event`, with a
+    /// string user id and a 64-bit item id drawn from `users` and `items`.
+    static func idEvent(_ n: Int, users: Int, items: Int, rng: inout RandomStream) -> (key: [UInt8], json: [UInt8]) {
+        let user = "u_" + String(zipf(users, &rng), radix: 16), rank = zipf(items, &rng), tick = n / 1000
+        let item = 9_100_000_000_000 + Int64(rank) * 7919
+        let click = rng.nextDouble() < 0.15
+        let json = #"{"user": "\#(user)", "item": \#(item), "category": \#(rank % 24), "event": "\#(click ? "click" : "impression")", "timestamp": \#(tick), "viewSeconds": \#(click ? 30 : 0)}"#
+        return (Array(user.utf8), Array(json.utf8))
+    }
 
     static let scenarioText = """
         {"name": "attach-bench", "seed": 5,
@@ -106,6 +137,12 @@ public struct AttachBench: Sendable {
                                        unit: "events/s", samples: [Double(events) / seconds]))
         }
 
+        // Real ids: string users and 64-bit items from universes of millions, through id
+        // dictionaries, against the integer ids of a scenario's world (the same events
+        // otherwise, the same DARE settings), runs alternating.
+        results += try realIds(broker: broker, producer: producer, directory: directory, progress: progress)
+        topicNumber += 1
+
         // Serving: a backlog of requests answered by one server (for DARE, following no
         // trainer: the cost of serving, not of updates).
         for arm in ["ctr", "dare"] {
@@ -182,12 +219,88 @@ public struct AttachBench: Sendable {
 
         withExtendedLifetime(broker) {}
         return BenchReport(bench: "attach", results: results, notes: [
+            "Real ids: a DARE model without a world (--model) on JSON events with string user ids drawn from \(distinctUsers) and 64-bit item ids from \(distinctItems) (log-uniform ranks, Zipf exponent 1) and a category, against the same DARE on integer ids of a 2,000-user, 5,000-item world; \(idRepeats) alternating runs each. Dictionary figures: every id of each universe inserted once, then looked up Zipf-like.",
             "One trainer on the embedded broker, \(partitions) partitions, events keyed by user; a world of 2,000 users and 5,000 items; DARE with 3 fields of 16, L=100, K=20.",
             "Backlogs of \(events) events, 1,000 a tick (slates of 10, 15% clicked), trained from the start; the time excludes the final idle wait.",
             "Model updates: the changed rows, the dense layers, the counted items and the appended clicks since the last update, as values.",
             "Serving: one server, requests of one arm from a backlog, slates produced to the recommendations topic; the time excludes the final idle wait.",
             "Lag: messages produced but not yet applied, after each applied tick. A tick is applied once every partition has moved past it, so about one tick of events (1,000 here) always waits.",
         ])
+    }
+}
+
+extension AttachBench {
+    func realIds(broker: EmbeddedBroker, producer: KafkaProducer, directory: String, progress: (String) -> Void) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        // The dictionaries alone: every id of the universes once, then Zipf-like lookups.
+        progress("attach: id dictionaries, \(distinctUsers) string ids and \(distinctItems) int64 ids")
+        let users = IdDictionary(kind: .string, settings: .init(capacity: distinctUsers))
+        var start = ContinuousClock.now
+        for u in 1...distinctUsers { _ = users.row(for: .string("u_" + String(u, radix: 16)), tick: 0) }
+        let userInsert = (ContinuousClock.now - start).seconds
+        let items = IdDictionary(kind: .int64, settings: .init(capacity: distinctItems))
+        start = ContinuousClock.now
+        for i in 1...distinctItems { _ = items.row(for: .int(9_100_000_000_000 + Int64(i) * 7919), tick: 0) }
+        let itemInsert = (ContinuousClock.now - start).seconds
+        var rng = RandomStream(seed: 8, 1)
+        let probes = (0..<1_000_000).map { _ in ExternalID.string("u_" + String(Self.zipf(distinctUsers, &rng), radix: 16)) }
+        start = ContinuousClock.now
+        var found = 0
+        for id in probes where users.row(for: id, tick: 1) > 0 { found += 1 }
+        let lookup = (ContinuousClock.now - start).seconds
+        guard found == probes.count else { throw BenchError("attach bench: \(probes.count - found) known ids found no row") }
+        results.append(BenchResult(name: "id dictionary, \(distinctUsers) string user ids: bytes per id", unit: "bytes",
+                                   samples: [Double(users.memoryBytes) / Double(users.entries)]))
+        results.append(BenchResult(name: "id dictionary, \(distinctItems) int64 item ids: bytes per id", unit: "bytes",
+                                   samples: [Double(items.memoryBytes) / Double(items.entries)]))
+        results.append(BenchResult(name: "id dictionary, string ids: new id to a row, 1 thread", unit: "ids/s", samples: [Double(distinctUsers) / userInsert]))
+        results.append(BenchResult(name: "id dictionary, int64 ids: new id to a row, 1 thread", unit: "ids/s", samples: [Double(distinctItems) / itemInsert]))
+        results.append(BenchResult(name: "id dictionary, string ids: known id to its row (Zipf), 1 thread", unit: "ids/s", samples: [Double(probes.count) / lookup]))
+
+        // The trainer: real ids against integer ids, alternating.
+        let scenario = try Scenario.decode(Self.scenarioText)
+        let model = try ModelSpec.decode(Self.modelText)
+        let mapping = try EventMapping(json: JSONValue.parse(Self.idMappingText))
+        var real: [Double] = [], integer: [Double] = []
+        var rows = ""
+        for round in 0..<idRepeats {
+            for useIds in [true, false] {
+                let topic = "bench-ids-\(round)-\(useIds ? "real" : "int")"
+                try broker.createTopic(topic, partitions: partitions)
+                try broker.createTopic("\(topic).dead-letter", partitions: 1)
+                let handle = try producer.topic(topic)
+                var rng = RandomStream(seed: 4, 1)
+                for n in 0..<events {
+                    if useIds {
+                        let e = Self.idEvent(n, users: distinctUsers, items: distinctItems, rng: &rng)
+                        try e.key.withUnsafeBytes { key in try e.json.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+                    } else {
+                        let e = Self.event(n, rng: &rng)
+                        try withUnsafeBytes(of: e.user) { key in try e.json.withUnsafeBytes { try producer.send(handle, key: key, value: $0) } }
+                    }
+                }
+                try producer.flush(timeoutMilliseconds: 60_000)
+                progress("attach: JSON events, DARE, \(useIds ? "string and int64 ids" : "integer ids"), round \(round + 1) of \(idRepeats)")
+                var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(useIds ? mapping : EventMapping()),
+                                                    checkpointPath: "\(directory)/\(topic).ckpt", groupID: "bench", properties: broker.clientConfiguration.properties)
+                options.exitWhenIdleSeconds = 0.3
+                options.idleFlushSeconds = 0.2
+                let trainer = useIds ? try StreamTrainer(model: model, options: options) : try StreamTrainer(scenario: scenario, arm: "dare", options: options)
+                let start = ContinuousClock.now
+                let counters = try trainer.run()
+                let seconds = (ContinuousClock.now - start).seconds - options.exitWhenIdleSeconds!
+                guard counters.events == events else { throw BenchError("attach bench: applied \(counters.events) of \(events) events") }
+                if useIds {
+                    real.append(Double(events) / seconds)
+                    if let open = trainer.open { rows = "\(open.users.occupied) users, \(open.items.occupied) items" }
+                } else {
+                    integer.append(Double(events) / seconds)
+                }
+            }
+        }
+        results.append(BenchResult(name: "train, JSON events, DARE: string user and int64 item ids (\(rows) got rows) (baseline: integer ids)",
+                                   unit: "events/s", samples: real, baselineSamples: integer))
+        return results
     }
 }
 

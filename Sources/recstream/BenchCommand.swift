@@ -71,7 +71,7 @@ struct Bench: ParsableCommand {
                 report = b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "attach":
                 var b = AttachBench()
-                if quick { b.events = 30_000; b.steadySeconds = 3 }
+                if quick { b.events = 30_000; b.steadySeconds = 3; b.distinctUsers = 1_000_000; b.distinctItems = 100_000; b.idRepeats = 1 }
                 report = try b.run(progress: { if !json && isatty(STDERR_FILENO) != 0 { printError($0) } })
             case "wire":
                 var b = WireBench()

@@ -236,6 +236,32 @@ struct OpenWorldTests {
         }
     }
 
+    /// `bytes` as version `version`, resealed.
+    static func asVersion(_ bytes: [UInt8], _ version: UInt32) -> [UInt8] {
+        var w = BinaryWriter()
+        for b in bytes[..<4] { w.write(b) }
+        w.write(version)
+        for b in bytes[8..<(bytes.count - 4)] { w.write(b) }
+        return CheckpointFrame.seal(w)
+    }
+
+    @Test("a scenario's trainer resumes from a version-3 checkpoint (version 4 without dictionaries); a model's does not")
+    func checkpointVersions() throws {
+        let scenarioOptions = StreamTrainer.Options(topic: "t", deadLetterTopic: "t.dl", format: .json(EventMapping()), checkpointPath: "/nonexistent",
+                                                    groupID: "g", properties: [:])
+        let world = try StreamTrainer(scenario: Scenario.decode(StreamTrainerTests.scenarioText), arm: "dare", options: scenarioOptions)
+        let v3 = Self.asVersion(world.encodeCheckpoint(), 3)
+        #expect(throws: Never.self) { _ = try world.decodeCheckpoint(v3, partitions: 1) }
+        #expect { _ = try world.decodeCheckpoint(Self.asVersion(world.encodeCheckpoint(), 2), partitions: 1) } throws: { "\($0)" == "version 2; this build reads version 4" }
+        var modelOptions = scenarioOptions
+        modelOptions.format = .json(try EventMapping(json: JSONValue.parse(Self.mappingText)))
+        let model = try StreamTrainer(model: ModelSpec.decode(Self.modelText), options: modelOptions)
+        #expect(throws: Never.self) { _ = try model.decodeCheckpoint(model.encodeCheckpoint(), partitions: 1) }
+        #expect { _ = try model.decodeCheckpoint(Self.asVersion(model.encodeCheckpoint(), 3), partitions: 1) } throws: {
+            "\($0)" == "version 3; this build reads version 4 (and 3, for a scenario's arm)"
+        }
+    }
+
     @Test("a model spec is validated like a scenario: every issue, with its path")
     func specErrors() {
         for (text, message) in [
