@@ -44,7 +44,7 @@ bench: deps
 # bits hold the case), so it reports the scenario schema's statics as leaks; a harness
 # that grows memory per input still fails on -malloc_limit_mb and -rss_limit_mb.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := wire json mapping update trainer-checkpoint checkpoint
+FUZZ_TARGETS ?= wire json mapping update trainer-checkpoint checkpoint open-update open-checkpoint
 fuzz: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build -c release --product recstream-fuzz --build-path .build-fuzz \

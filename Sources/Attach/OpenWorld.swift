@@ -47,7 +47,7 @@ public final class OpenWorld {
     /// Maps tick `t`'s events (`keys[i]` names `events[i]`'s user, item and category) to
     /// rows, and brings `trainer` along: its tables grow to the rows, freed rows start
     /// over, items take their categories.
-    func map(tick t: Int64, events: inout [Feedback], keys: [EventKeys], trainer: ArmTrainer) {
+    package func map(tick t: Int64, events: inout [Feedback], keys: [EventKeys], trainer: ArmTrainer) {
         let tick = UInt32(clamping: t)
         for d in dictionaries { d.advance(to: t) }
         var categoryOf: [(item: Int32, category: Int32)] = []
@@ -127,16 +127,21 @@ public final class OpenWorld {
 }
 
 /// The ids of one event of a model without a world, until its tick maps them to rows.
-struct EventKeys {
+package struct EventKeys {
     var user: ExternalID
     var item: ExternalID
     var category: ExternalID?
+    package init(user: ExternalID, item: ExternalID, category: ExternalID?) {
+        self.user = user
+        self.item = item
+        self.category = category
+    }
 }
 
 extension ModelUpdate {
     /// The messages of one update of `trainer`, with a model without a world's dictionary
     /// changes first (so a server grows its tables before the rows the rest names).
-    static func encode(_ trainer: ArmTrainer, open: OpenWorld?, header: Header) -> [[UInt8]] {
+    package static func encode(_ trainer: ArmTrainer, open: OpenWorld?, header: Header) -> [[UInt8]] {
         guard let open else { return encode(trainer, header: header) }
         var payload = BinaryWriter()
         open.writeChanges(to: &payload, model: trainer.sequence?.model)

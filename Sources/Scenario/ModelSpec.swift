@@ -69,6 +69,12 @@ public struct ModelSpec: Sendable, Equatable {
         ])), "How the id tables grow, filter and forget.", default: [:]),
     ])
 
+    /// Whether a document is a model file rather than a scenario: a top-level `ranking`
+    /// and no `arms`.
+    public static func isModel(_ document: JSONValue) -> Bool {
+        document["ranking"] != nil && document["arms"] == nil
+    }
+
     /// Reads and validates a model spec file, reporting every issue at once.
     public static func load(path: String) throws(ScenarioError) -> ModelSpec {
         try decode(document: Scenario.read(path: path), source: path)

@@ -5,10 +5,10 @@ import Scenario
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check scenario files; print every error with its JSON path.",
-        discussion: "Exits 0 when every file is valid, 2 otherwise.")
+        abstract: "Check scenario files (and model files, for train and serve --model); print every error with its JSON path.",
+        discussion: "A file with a top-level \"ranking\" and no \"arms\" is read as a model file. Exits 0 when every file is valid, 2 otherwise.")
 
-    @Argument(help: "Scenario files.")
+    @Argument(help: "Scenario or model files.")
     var files: [String]
 
     @OptionGroup var memory: MemoryLimitOptions
@@ -22,6 +22,11 @@ struct Validate: ParsableCommand {
                 // `validate scenarios/*.json` also names the schema: say so rather than fail.
                 if Scenario.isJSONSchema(document) {
                     print("\(file): skipped (a JSON Schema, not a scenario)")
+                    continue
+                }
+                if ModelSpec.isModel(document) {
+                    let m = try ModelSpec.decode(document: document, source: file)
+                    print("\(file): ok (a model without a world: \(m.name), ranked by \(m.canonicalJSON["ranking"]?["type"].map { $0.rendered(pretty: false) } ?? "?"))")
                     continue
                 }
                 let s = try Scenario.decode(document: document, source: file)

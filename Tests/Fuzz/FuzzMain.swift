@@ -89,6 +89,12 @@ struct FuzzDriver {
                         _ = try World.shared.trainer.decodeCheckpoint(FuzzTarget.sealed(seed), partitions: 3)
                     case .checkpoint:
                         _ = try Checkpoint.decode(FuzzTarget.sealed(seed))
+                    case .openUpdate:
+                        guard World.shared.openServer.take(modelMessage: FuzzTarget.sealed(seed), from: "seed") else {
+                            fail("the open-world update seed does not apply: \(World.shared.openServer.lastUpdateError ?? "(no error)")")
+                        }
+                    case .openCheckpoint:
+                        _ = try World.shared.openTrainer.decodeCheckpoint(FuzzTarget.sealed(seed), partitions: 3)
                     case .wire, .json, .mapping:
                         break
                     }

@@ -12,6 +12,9 @@ import Trainer
 /// fuzzer's bytes reach the parser behind the checksum instead of dying at it.
 enum FuzzTarget: String, CaseIterable {
     case wire, json, mapping, update, trainerCheckpoint = "trainer-checkpoint", checkpoint
+    /// A model without a world's server taking a model message (id dictionary changes
+    /// first), and its trainer reading a checkpoint (id dictionaries at the end).
+    case openUpdate = "open-update", openCheckpoint = "open-checkpoint"
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -31,6 +34,7 @@ enum FuzzTarget: String, CaseIterable {
             bytes.withUnsafeBytes { raw in
                 _ = try? World.shared.mapping.decode(raw)
                 _ = try? World.shared.mapping.decodeRequest(raw)
+                _ = try? World.shared.openMapping.decode(raw)
                 // The server's checks over a wire request too.
                 _ = try? World.shared.server.decodeRequest(raw)
             }
@@ -40,6 +44,10 @@ enum FuzzTarget: String, CaseIterable {
             _ = try? World.shared.trainer.decodeCheckpoint(Self.sealed(bytes), partitions: 3)
         case .checkpoint:
             _ = try? Checkpoint.decode(Self.sealed(bytes))
+        case .openUpdate:
+            _ = World.shared.openServer.take(modelMessage: Self.sealed(bytes), from: "fuzz")
+        case .openCheckpoint:
+            _ = try? World.shared.openTrainer.decodeCheckpoint(Self.sealed(bytes), partitions: 3)
         }
     }
 
@@ -66,8 +74,13 @@ enum FuzzTarget: String, CaseIterable {
             let n3 = entries.withUnsafeBufferPointer { e in buffer.withUnsafeMutableBytes { Wire.encodeSlate(h, policy: 0, entries: e, into: $0) } }
             out.append(Array(buffer[..<n3]))
             return out
+        case .openUpdate:
+            return world.openUpdate.map { Array($0.dropLast(4)) }
+        case .openCheckpoint:
+            return [Array(world.openTrainer.encodeCheckpoint().dropLast(4))]
         case .json, .mapping:
-            return [#"{"user": 12, "item": 345, "event": "click", "timestamp": 1733000000, "viewSeconds": 31.5, "amount": 0, "request": 2}"#,
+            return [#"{"user_id": "u_8f3a", "item_id": 123456789012, "category_id": "7", "behavior_type": "cart", "timestamp": 1511539200}"#,
+                    #"{"user": 12, "item": 345, "event": "click", "timestamp": 1733000000, "viewSeconds": 31.5, "amount": 0, "request": 2}"#,
                     #"{"user": 3, "timestamp": 7, "request": 1, "slateSize": 10, "nested": {"a": [1, -2.5e3, true, null, "\u00e9\n"]}}"#]
                 .map { Array($0.utf8) }
         case .update:
@@ -91,6 +104,19 @@ final class World {
     let mapping: EventMapping
     /// A real model update of the trainer after one tick, as sealed messages.
     let update: [[UInt8]]
+    /// A model without a world (string users, 64-bit items, expiry): trainer, server,
+    /// mapping, and a real update after two ticks (rows created and freed).
+    let openTrainer: StreamTrainer
+    let openServer: StreamServer
+    let openMapping: EventMapping
+    let openUpdate: [[UInt8]]
+
+    static let modelText = """
+        {"name": "shop", "seed": 5, "slateSize": 4, "candidates": 10,
+         "ranking": {"type": "dare", "attentionDim": 4, "representationDim": 4, "topK": 4, "maxHistory": 20, "batchSize": 16},
+         "tables": {"users": {"capacity": 30, "minCount": 2, "expireAfterTicks": 1}, "items": {"capacity": 20, "expireAfterTicks": 1},
+                    "categories": {"capacity": 5}}}
+        """
 
     static let scenarioText = """
         {"name": "fuzz", "seed": 5, "ticks": 8,
@@ -119,6 +145,36 @@ final class World {
             }
             trainer.trainer.apply(tick: 0, feedback: feedback[...])
             update = ModelUpdate.encode(trainer.trainer, header: ModelUpdate.Header(identity: trainer.modelIdentity, incarnation: 1, sequence: 1, from: -1, through: 0))
+
+            let model = try ModelSpec.decode(Self.modelText)
+            openMapping = try EventMapping(json: JSONValue.parse(#"{"user": {"field": "user_id", "kind": "string"}, "item": {"field": "item_id", "kind": "int64"}, "category": {"field": "category_id", "kind": "int64"}, "event": "behavior_type", "events": {"pv": "impression", "cart": "click", "buy": "purchase"}}"#))
+            var openOptions = StreamTrainer.Options(topic: "ev", deadLetterTopic: "ev.dead-letter", format: .json(openMapping),
+                                                    checkpointPath: "/nonexistent", groupID: "fuzz", properties: [:])
+            openOptions.modelTopic = "shop.model"
+            openTrainer = try StreamTrainer(model: model, options: openOptions)
+            var serverOptions = StreamServer.Options(requestsTopic: "r", recommendationsTopic: "s", deadLetterTopic: "d", modelTopic: "shop.model",
+                                                     groupID: "fuzz", properties: [:])
+            serverOptions.format = .json(openMapping)
+            openServer = try StreamServer(model: model, options: serverOptions)
+            openTrainer.trainer.tracksChanges()
+            openTrainer.open!.tracksChanges = true
+            // Two ticks: users twice each (past the filter), items once; then other ones, so
+            // the first tick's rows expire and are reused.
+            for tick in 0..<2 {
+                var events: [Feedback] = [], keys: [EventKeys] = []
+                for u in 0..<12 {
+                    for k in 0..<2 {
+                        let item = Int64(9_000_000_000 + 100 * tick + u)
+                        let h = RecordHeader(arm: 0, tick: Tick(tick), user: 0, sequence: 0)
+                        events.append(Feedback(h, event: k == 0 ? .impression : .click, position: 0, item: 0, shownTick: Tick(tick)))
+                        keys.append(EventKeys(user: .string("u\(tick)-\(u)"), item: .int(item), category: .int(item % 3)))
+                    }
+                }
+                openTrainer.open!.map(tick: Int64(tick), events: &events, keys: keys, trainer: openTrainer.trainer)
+                events.sort { ($0.header.user, $0.item, $0.event.rawValue) < ($1.header.user, $1.item, $1.event.rawValue) }
+                openTrainer.trainer.apply(tick: Tick(tick), feedback: events[...])
+            }
+            openUpdate = ModelUpdate.encode(openTrainer.trainer, open: openTrainer.open, header: ModelUpdate.Header(identity: openTrainer.modelIdentity, incarnation: 1, sequence: 1, from: -1, through: 1))
         } catch {
             fatalError("the fuzz world does not build: \(error)")  // a harness bug, not an input
         }

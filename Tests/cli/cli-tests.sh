@@ -96,6 +96,7 @@ for pattern in '^ids: users [0-9]+ of 100000 rows \([0-9]+ created, [1-9][0-9]* 
         failed=$((failed + 1)); echo "FAIL: the real-stream walkthrough (exit $walk) lacks /$pattern/:"; sed 's/^/    /' "$tmp/walk.out" | head -20
     fi
 done
+check "validate reads a model file as one" 0 'model.json: ok \(a model without a world: shop, ranked by "dare"\)' "$bin" validate examples/shop/model.json
 check "train takes a scenario or --model, not both" 2 "a scenario and --model: give one" "$bin" train Tests/cli/attach-world.json --model examples/shop/model.json --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
 check "train with --model refuses --arm" 2 "--arm names an arm of a scenario; a --model is one arm already" "$bin" train --model examples/shop/model.json --arm dare --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
 check "train needs a scenario or --model" 2 "give a scenario file and --arm, or --model FILE" "$bin" train --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"

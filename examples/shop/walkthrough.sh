@@ -2,17 +2,19 @@
 # Train DARE on a shop's event log (string user ids, 64-bit item ids, no simulated world),
 # then ask it for recommendations. Needs recstream (or RECSTREAM=path), kcat and python3.
 set -euo pipefail
-cd "$(dirname "$0")"
 recstream=${RECSTREAM:-recstream}
+[[ $recstream == */* ]] && recstream=$(realpath "$recstream")
+cd "$(dirname "$0")"
 work=$(mktemp -d)
 
 # A broker with the model's topics: shop.feedback, .requests, .recommendations,
 # .dead-letter and .model. On your cluster, create them, and pass --brokers to each role.
-"$recstream" broker --prefix shop --partitions 3 >"$work/address" 2>/dev/null &
+"$recstream" broker --prefix shop --partitions 3 >"$work/address" 2>"$work/broker.log" &
 broker=$!
-trap 'kill $broker; rm -rf "$work"' EXIT
-until [ -s "$work/address" ]; do sleep 0.1; done
+trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/address" ] && break; sleep 0.1; done
 B=$(head -1 "$work/address")
+[ -n "$B" ] || { cat "$work/broker.log"; exit 1; }
 
 # Three days of the shop's log, keyed by user (and one line that is not JSON).
 python3 events.py | kcat -P -b "$B" -t shop.feedback -K $'\t'
