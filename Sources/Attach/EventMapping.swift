@@ -157,9 +157,10 @@ public struct EventMapping: Sendable, Equatable {
     }
 
     func tick(_ t: Double, _ field: String) throws(EventDecodeError) -> Tick {
+        // Histories keep a behaviour's tick as an Int32: a larger tick would not fit.
         let tick = (t / tickSeconds).rounded(.down)
-        guard tick >= 0, tick < Double(UInt32.max) else {
-            throw EventDecodeError("field \"\(field)\" (timestamp): \(t) gives tick \(tick), outside 0..<\(UInt32.max)")
+        guard tick >= 0, tick < Double(Int32.max) else {
+            throw EventDecodeError("field \"\(field)\" (timestamp): \(t) gives tick \(tick), outside 0..<\(Int32.max)")
         }
         return Tick(tick)
     }

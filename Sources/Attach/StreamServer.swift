@@ -446,6 +446,11 @@ public final class StreamServer {
         // The catalog advances a tick at a time: an update may not take it further than a
         // request may. (A model without a world has no catalog to advance: its tables
         // follow the update's dictionary changes, bounded by their capacities.)
+        // A model without a world has no catalog; its ticks are still 31-bit, and a forged
+        // `through` past them would freeze the server (every real update "already held").
+        guard open == nil || update.through < Int64(Int32.max) else {
+            return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), past the last tick a stream can have (\(Int32.max - 1))")
+        }
         guard open != nil || update.through <= catalogAnchor + options.maxEventLead else {
             return failed("update \(update.sequence) of \(update.identity) runs through tick \(update.through), more than --max-event-lead \(options.maxEventLead) ticks past the server's tick \(catalogAnchor)")
         }
@@ -514,10 +519,22 @@ extension StreamServer {
                 throw ModelUpdateError("update \(update.sequence) (ticks \(update.from + 1)...\(update.through)) of \(update.identity): \(error)")
             }
         }
-        func rows(_ d: Int, _ extra: [Int]) -> Int {
-            max(open.dictionaries[d].rows, (changes[d].map { Int($0.row) } + extra).max().map { $0 + 1 } ?? 0)
+        // A trainer hands out rows in order, so an update names at most as many rows past
+        // the server's as it gives out: a forged one cannot make the server allocate more
+        // than its own size's worth (the tables grow before the rest is checked).
+        var rows: [Int] = []
+        for (d, list) in changes.enumerated() {
+            let held = open.dictionaries[d].rows, given = list.count(where: { $0.key != nil })
+            let highest = list.map { Int($0.row) }.max() ?? 0
+            guard highest < held + given else {
+                throw ModelUpdateError("update \(update.sequence) of \(update.identity): a row change names row \(highest), past the \(held + given) rows the trainer can have handed out")
+            }
+            rows.append(max(held, highest + 1))
         }
-        state.grow(users: rows(0, []), items: rows(1, categories.map { Int($0.0) }), categories: rows(2, categories.map { Int($0.1) }))
+        for (item, category) in categories where Int(item) >= rows[1] || Int(category) >= rows[2] {
+            throw ModelUpdateError("update \(update.sequence) of \(update.identity): a category change of item row \(item) to \(category), past the rows its tables have")
+        }
+        state.grow(users: rows[0], items: rows[1], categories: rows[2])
         try state.apply(update: update, payload: Array(payload[rest...]), appliedThrough: modelThrough)
         for (d, list) in zip(open.dictionaries, changes) { for c in list { d.apply(c) } }
         for (item, category) in categories { state.model?.setCategory(item: Int(item), category: category) }

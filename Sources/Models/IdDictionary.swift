@@ -425,7 +425,12 @@ extension IdDictionary {
         guard storedKind == (kind == .string ? 1 : 0) else {
             throw BinaryReadError("the dictionary holds \(storedKind == 1 ? "string" : "int64") ids; this one takes \(kind.rawValue) ids", at: kindAt)
         }
-        for (name, field) in Counters.fields { d.counters[keyPath: field] = try r.readInt(name) }
+        for (name, field) in Counters.fields {
+            let at = r.offset
+            d.counters[keyPath: field] = try r.readInt(name)
+            // Room to count on for centuries, and no overflow trap from a forged file.
+            guard d.counters[keyPath: field] < 1 << 62 else { throw BinaryReadError("implausible \(name) \(d.counters[keyPath: field])", at: at) }
+        }
         d.nextSweep = try r.read(Int64.self, "next sweep")
         d.lastForcedSweep = try r.read(Int64.self, "last forced sweep")
         let rowsAt = r.offset
@@ -433,6 +438,8 @@ extension IdDictionary {
         guard rows >= 1, rows - 1 <= settings.capacity else {
             throw BinaryReadError("\(rows) rows, outside 1...\(settings.capacity + 1) (the capacity and the default row)", at: rowsAt)
         }
+        // Each row is an entry's or listed free (4 bytes at least): the file must hold them.
+        guard rows - 1 <= r.remaining / 4 else { throw BinaryReadError("implausible \(rows) rows with \(r.remaining) bytes left", at: rowsAt) }
         d.entryOf = [Int32](repeating: -1, count: rows)
         let entries = try r.readCount32("entries", elementSize: 4)
         guard entries <= settings.capacity + settings.candidateLimit else {
@@ -521,6 +528,7 @@ extension IdDictionary {
 
     /// The row changes logged since `clearChanges`, then clears them.
     public func writeChanges(to w: inout BinaryWriter) {
+        w.write(UInt8(kind == .string ? 1 : 0))
         w.write(UInt32(changes.count))
         for c in changes {
             w.write(c.tick)
@@ -537,6 +545,11 @@ extension IdDictionary {
 
     /// Reads the changes `writeChanges` wrote, checked against this dictionary's capacity.
     public func readChanges(from r: inout BinaryReader) throws(BinaryReadError) -> [Change] {
+        let kindAt = r.offset
+        let theirs = try r.read(UInt8.self, "id kind")
+        guard theirs == (kind == .string ? 1 : 0) else {
+            throw BinaryReadError("the trainer's ids are \(theirs == 1 ? "string" : theirs == 0 ? "int64" : "of kind \(theirs)"); this dictionary takes \(kind.rawValue) ids (give the server a --mapping declaring the trainer's id kinds)", at: kindAt)
+        }
         let count = try r.readCount32("row changes", elementSize: 9)
         var out: [Change] = []
         out.reserveCapacity(count)

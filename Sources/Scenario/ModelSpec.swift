@@ -129,6 +129,9 @@ public struct ModelSpec: Sendable, Equatable {
         if case .ucb = arm.policy, arm.ranking == .random {
             issues.append(ScenarioIssue("policy", "ucb adds a bonus to a model's scores; with random ranking there are none (choose a ranking, or thompson)"))
         }
+        for (name, table) in [("users", users), ("items", items), ("categories", categories)] where table.minCount > 1 && table.expireAfterTicks == nil {
+            issues.append(ScenarioIssue("tables.\(name).minCount", "a frequency filter (minCount \(table.minCount)) needs tables.\(name).expireAfterTicks: without it, ids seen once stay counted for good, and once they fill the candidate list no new id can get a row"))
+        }
         if arm.candidates < slateSize {
             issues.append(ScenarioIssue("candidates", "must be at least slateSize (\(slateSize)), got \(arm.candidates)"))
         }

@@ -236,6 +236,35 @@ struct OpenWorldTests {
         }
     }
 
+    @Test("a forged update cannot grow a server's tables past what the trainer can have handed out, nor freeze its tick")
+    func forgedUpdates() throws {
+        let mapping = try EventMapping(json: JSONValue.parse(Self.mappingText))
+        var options = StreamServer.Options(requestsTopic: "r", recommendationsTopic: "s", deadLetterTopic: "d", modelTopic: "m", groupID: "g", properties: [:])
+        options.format = .json(mapping)
+        let spec = try ModelSpec.decode(Self.modelText)
+        let server = try StreamServer(model: spec, options: options)
+        let identity = "model \(spec.fingerprint) seed \(spec.seed), arm dare"
+        // Users: string ids, one change giving row 350 (of 400) to "x"; items and categories: none.
+        func payload(row: Int32, userKind: UInt8 = 1) -> [UInt8] {
+            var w = BinaryWriter()
+            w.write(userKind); w.write(UInt32(1)); w.write(UInt32(0)); w.write(row); w.write(UInt8(1)); w.write(UInt16(1)); w.write(UInt8(ascii: "x"))
+            for _ in 0..<2 { w.write(UInt8(0)); w.write(UInt32(0)) }
+            w.write(UInt32(0))
+            return w.bytes
+        }
+        func take(_ payload: [UInt8], through: Int64 = 0) -> String? {
+            let before = server.counters.updateErrors
+            let messages = ModelUpdate.seal(payload: payload, header: ModelUpdate.Header(identity: identity, incarnation: 1, sequence: 1, from: -1, through: through))
+            _ = server.take(modelMessage: messages[0], from: "test")
+            return server.counters.updateErrors > before ? server.lastUpdateError : nil
+        }
+        #expect(take(payload(row: 350))?.contains("a row change names row 350, past the 2 rows the trainer can have handed out") == true)
+        #expect(server.state.histories!.userCount == 1)
+        #expect(take(payload(row: 1, userKind: 0))?.contains("the trainer's ids are int64; this dictionary takes string ids") == true)
+        #expect(take(payload(row: 1), through: Int64(Int32.max))?.contains("past the last tick a stream can have") == true)
+        #expect(server.modelThrough == -1)
+    }
+
     /// `bytes` as version `version`, resealed.
     static func asVersion(_ bytes: [UInt8], _ version: UInt32) -> [UInt8] {
         var w = BinaryWriter()
@@ -270,6 +299,8 @@ struct OpenWorldTests {
             (#"{"name": "m", "ranking": {"type": "ctr"}, "tables": {"users": {"capacity": 0}}}"#, "model: tables.users.capacity: "),
             (#"{"name": "m", "ranking": {"type": "ctr"}, "retrieval": {"type": "sparc"}}"#, "model: retrieval.type: two-tower and sparc retrieval read a world's item content"),
             (#"{"name": "m", "ranking": {"type": "ctr"}, "tables": {"items": {"expire": 3}}}"#, "model: tables.items.expire: unknown key"),
+            (#"{"name": "m", "ranking": {"type": "ctr"}, "tables": {"items": {"minCount": 3}}}"#,
+             "model: tables.items.minCount: a frequency filter (minCount 3) needs tables.items.expireAfterTicks"),
         ] {
             do {
                 _ = try ModelSpec.decode(text)
