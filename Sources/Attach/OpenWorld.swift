@@ -40,6 +40,27 @@ public final class OpenWorld {
 
     static func kind(_ k: IdKind) -> IdDictionary.Kind { k == .string ? .string : .int64 }
 
+    /// The mapping a model without a world reads its JSON through (`role`: "trains on JSON
+    /// events", "serves JSON requests"), or why it cannot run on `format`.
+    static func mapping(_ format: StreamTrainer.Format, role: String) throws(AttachError) -> EventMapping {
+        guard case .json(let mapping) = format else {
+            throw AttachError("a model without a world \(role) (--format json with --mapping); recstream's records name a scenario's rows")
+        }
+        return mapping
+    }
+
+    /// Refuses, for a scenario's `role` (train, serve), a mapping of ids or fields only a
+    /// model without a world reads.
+    static func refuseInWorld(_ format: StreamTrainer.Format, role: String) throws(AttachError) {
+        guard case .json(let mapping) = format else { return }
+        if let kind = mapping.externalKind {
+            throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users and items are rows 0, 1, ...): \(role) a model without a world, --model FILE, on such a stream")
+        }
+        if mapping.category != nil {
+            throw AttachError("--mapping names a category field, but a scenario's items take their categories from its catalog: \(role) a model without a world, --model FILE, to take them from the stream")
+        }
+    }
+
     static func settings(_ t: ModelSpec.TableSettings) -> IdDictionary.Settings {
         IdDictionary.Settings(capacity: t.capacity, minCount: t.minCount, expireAfterTicks: t.expireAfterTicks, candidates: t.candidates)
     }

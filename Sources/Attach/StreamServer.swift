@@ -143,9 +143,7 @@ public final class StreamServer {
 
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
         let index = try attachableArm(scenario, arm, role: "serve")
-        if case .json(let mapping) = options.format, let kind = mapping.externalKind {
-            throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users are rows 0, 1, ...): serve a model without a world, --model FILE, to such requests")
-        }
+        try OpenWorld.refuseInWorld(options.format, role: "serve")
         self.scenario = scenario
         armIndex = index
         armName = scenario.arms[index].name
@@ -173,9 +171,7 @@ public final class StreamServer {
     /// It can serve only the items its trainer has given rows; before the first update it
     /// has none, and answers with empty slates.
     public init(model: ModelSpec, options: Options) throws(AttachError) {
-        guard case .json(let mapping) = options.format else {
-            throw AttachError("a model without a world serves JSON requests (--format json with --mapping); recstream's records name a scenario's rows")
-        }
+        let mapping = try OpenWorld.mapping(options.format, role: "serves JSON requests")
         scenario = nil
         armIndex = 0
         armName = model.name

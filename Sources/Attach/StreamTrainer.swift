@@ -231,12 +231,7 @@ public final class StreamTrainer {
     /// - Parameter arm: the scenario arm whose model this trainer learns.
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
         let index = try attachableArm(scenario, arm, role: "train")
-        if case .json(let mapping) = options.format, let kind = mapping.externalKind {
-            throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users and items are rows 0, 1, ...): train a model without a world, --model FILE, on such a stream")
-        }
-        if case .json(let mapping) = options.format, mapping.category != nil {
-            throw AttachError("--mapping names a category field, but a scenario's items take their categories from its catalog: train a model without a world, --model FILE, to take them from the stream")
-        }
+        try OpenWorld.refuseInWorld(options.format, role: "train")
         self.scenario = scenario
         armIndex = index
         armName = scenario.arms[index].name
@@ -254,9 +249,7 @@ public final class StreamTrainer {
     /// own ids (of the kinds `options.format`'s mapping declares), mapped to rows by id
     /// dictionaries that grow, filter and forget as `model.tables` says. JSON events only.
     public init(model: ModelSpec, options: Options) throws(AttachError) {
-        guard case .json(let mapping) = options.format else {
-            throw AttachError("a model without a world trains on JSON events (--format json with --mapping); recstream's records name a scenario's rows")
-        }
+        let mapping = try OpenWorld.mapping(options.format, role: "trains on JSON events")
         scenario = nil
         armIndex = 0
         armName = model.name

@@ -343,10 +343,10 @@ public final class IdDictionary {
 
     /// Removes entry `e` from the index (backward-shift deletion: no tombstones) and frees it.
     func remove(entry e: Int) {
-        let k = key(e)
-        let h = Self.hash(k)
         let mask = index.count - 1
-        var hole = find(k, hash: h).slot
+        // The entry's slot: probe from its home for the slot that points at it.
+        var hole = Int(storedHash(e)) & mask
+        while UInt32(truncatingIfNeeded: index[hole]) != UInt32(e + 1) { hole = (hole + 1) & mask }
         var j = hole
         while true {
             j = (j + 1) & mask
@@ -366,6 +366,18 @@ public final class IdDictionary {
         rowOf[e] = -2
         counts[e] = 0
         freeEntries.append(Int32(e))
+    }
+
+    /// Entry `e`'s hash, as `hash(_:)` gives its id's, read from the stored key.
+    func storedHash(_ e: Int) -> UInt32 {
+        var h = Hasher()
+        switch kind {
+        case .int64: h.combine(Int64(bitPattern: keys[e]))
+        case .string:
+            let at = Int(keys[e] >> 16), n = Int(keys[e] & 0xFFFF)
+            arena.withUnsafeBytes { h.combine(bytes: UnsafeRawBufferPointer(rebasing: $0[at..<at + n])) }
+        }
+        return UInt32(truncatingIfNeeded: h.finalize())
     }
 
     func key(_ e: Int) -> ExternalID {
@@ -406,7 +418,14 @@ extension IdDictionary {
         for e in rowOf.indices {
             w.write(rowOf[e])
             guard rowOf[e] != -2 else { continue }
-            Self.write(key(e), to: &w)
+            // As `write(_ id:)` writes an id, straight from the stored key.
+            switch kind {
+            case .int64: w.write(Int64(bitPattern: keys[e]))
+            case .string:
+                let at = Int(keys[e] >> 16), n = Int(keys[e] & 0xFFFF)
+                w.write(UInt16(n))
+                arena.withUnsafeBufferPointer { w.writeBytes(UnsafeBufferPointer(rebasing: $0[at..<at + n])) }
+            }
             w.write(counts[e])
             w.write(lastSeen[e])
         }

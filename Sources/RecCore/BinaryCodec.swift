@@ -21,6 +21,10 @@ public struct BinaryWriter: Sendable {
         write(UInt64(values.count))
         bytes.append(contentsOf: UnsafeRawBufferPointer(values))
     }
+    /// Bytes as they are, without a count (the reader knows how many).
+    public mutating func writeBytes(_ values: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: values)
+    }
     /// The raw little-endian values without a count (the reader knows how many).
     public mutating func writeValues(_ values: UnsafeBufferPointer<Float>) {
         bytes.append(contentsOf: UnsafeRawBufferPointer(values))

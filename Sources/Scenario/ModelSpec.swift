@@ -27,12 +27,7 @@ public struct ModelSpec: Sendable, Equatable {
             o["seed"] = .integer(0)
             resolved = .object(o)
         }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in resolved.rendered(pretty: false).utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
-        }
-        return String(hash, radix: 16).leftPadded(to: 16)
+        return Scenario.fingerprint(of: resolved)
     }
 
     /// The settings of one table of ids (see `IdDictionary`).

@@ -393,8 +393,13 @@ extension Scenario {
         s.seed = 0
         s.kafka = KafkaSettings(brokers: nil, topicPrefix: "", partitions: 1, replicationFactor: 1, stallTimeoutSeconds: 1, properties: [:])
         s.output = OutputSettings(directory: nil, progress: false)
+        return Self.fingerprint(of: s.canonicalJSON)
+    }
+
+    /// FNV-1a over a document's compact JSON, as 16 hex digits (a model file's too).
+    static func fingerprint(of document: JSONValue) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in s.canonicalJSON.rendered(pretty: false).utf8 {
+        for byte in document.rendered(pretty: false).utf8 {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }
