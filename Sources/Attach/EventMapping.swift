@@ -8,8 +8,10 @@ import RecCore
 /// A mapping file is a JSON object with any of these keys (defaults in brackets):
 /// `user` ["user"], `item` ["item"], `category` [none], `event` ["event"], `timestamp`
 /// ["timestamp"], `tickSeconds` [1], `viewSeconds` ["viewSeconds"], `amount` ["amount"],
-/// `request` [none], and `events`, an object from the stream's event names to
-/// `impression`, `click` or `purchase` [each name to itself].
+/// `request` [none], `events`, an object from the stream's event names to `impression`,
+/// `click` or `purchase` [each name to itself], and `itemRecords` [the events' own item,
+/// category and timestamp fields]: how the records of an items topic read
+/// (`ItemRecordMapping`).
 ///
 /// An id field (`user`, `item`, `category`) is a field name, or `{"field": NAME, "kind":
 /// KIND}`: kind `index` [the default] is a row of a scenario's world (an integer in
@@ -33,8 +35,20 @@ public struct EventMapping: Sendable, Equatable {
     /// events of one tick form one slate.
     public var request: String?
     public var events: [String: FeedbackEvent] = ["impression": .impression, "click": .click, "purchase": .purchase]
+    /// How item records read, when the mapping file says (`records` resolves the default).
+    public var itemRecords: ItemRecordMapping?
 
     public init() {}
+
+    /// How the records of an items topic read: as the mapping file's `itemRecords` says, else
+    /// through the events' item, category and timestamp fields; nil when neither names a
+    /// category (an item record is read for its category).
+    public var records: ItemRecordMapping? {
+        itemRecords ?? category.map { ItemRecordMapping(item: item, category: $0, timestamp: timestamp) }
+    }
+
+    /// The kind of the categories' ids: as the events or, failing them, the item records name them.
+    public var categoryKind: IdKind { category?.kind ?? itemRecords?.category.kind ?? .int64 }
 
     /// The first id kind a scenario's world cannot take (int64 or string), if any.
     public var externalKind: IdKind? {
@@ -45,6 +59,7 @@ public struct EventMapping: Sendable, Equatable {
     public var canonical: String {
         let fields = [("user", user.canonical), ("item", item.canonical), ("event", event), ("timestamp", timestamp ?? "-"), ("viewSeconds", viewSeconds ?? "-"),
                       ("amount", amount ?? "-"), ("request", request ?? "-")].map { "\($0)=\($1)" } + (category.map { ["category=\($0.canonical)"] } ?? [])
+            + (itemRecords.map { ["itemRecords=\($0.canonical)"] } ?? [])
         let names = events.keys.sorted().map { "\($0):\(events[$0]!)" }
         return (fields + ["tickSeconds=\(tickSeconds)", "events=" + names.joined(separator: ",")]).joined(separator: " ")
     }
@@ -52,7 +67,7 @@ public struct EventMapping: Sendable, Equatable {
     /// Reads a mapping file's JSON; every problem is an error naming its key.
     public init(json: JSONValue) throws(MappingError) {
         guard case .object(let o) = json else { throw MappingError("a mapping is a JSON object, got \(json.kindDescription)") }
-        let known = ["user", "item", "category", "event", "timestamp", "tickSeconds", "viewSeconds", "amount", "request", "events"]
+        let known = ["user", "item", "category", "event", "timestamp", "tickSeconds", "viewSeconds", "amount", "request", "events", "itemRecords"]
         for key in o.keys where !known.contains(key) {
             throw MappingError("\(key): unknown key; known keys: \(known.joined(separator: ", "))")
         }
@@ -64,24 +79,7 @@ public struct EventMapping: Sendable, Equatable {
         }
         func idField(_ key: String) throws(MappingError) -> IdField? {
             guard let v = o[key] else { return nil }
-            switch v {
-            case .null: return nil
-            case .string(let s) where !s.isEmpty: return IdField(s)
-            case .object(let f):
-                for k in f.keys where k != "field" && k != "kind" { throw MappingError("\(key).\(k): unknown key; an id field has field and kind") }
-                guard case .string(let name)? = f["field"], !name.isEmpty else {
-                    throw MappingError("\(key).field: expected a field name (a string), got \(f["field"]?.kindDescription ?? "nothing")")
-                }
-                var kind = IdKind.index
-                if let k = f["kind"] {
-                    guard case .string(let s) = k else { throw MappingError("\(key).kind: expected index, int64 or string, got \(k.kindDescription)") }
-                    guard let parsed = IdKind(rawValue: s) else { throw MappingError("\(key).kind: expected index, int64 or string, got '\(s)'") }
-                    kind = parsed
-                }
-                return IdField(name, kind: kind)
-            default:
-                throw MappingError("\(key): expected a field name (a string) or {\"field\": NAME, \"kind\": \"index\" | \"int64\" | \"string\"}, got \(v.kindDescription)")
-            }
+            return try Self.idField(v, key: key)
         }
         user = try idField("user") ?? user
         item = try idField("item") ?? item
@@ -108,6 +106,29 @@ public struct EventMapping: Sendable, Equatable {
                 events[name] = kind
             }
         }
+        if let v = o["itemRecords"] { itemRecords = try ItemRecordMapping(json: v, events: self) }
+    }
+
+    /// An id field's JSON at `key`: a field name, or `{"field": NAME, "kind": KIND}`; nil for null.
+    static func idField(_ v: JSONValue, key: String) throws(MappingError) -> IdField? {
+        switch v {
+        case .null: return nil
+        case .string(let s) where !s.isEmpty: return IdField(s)
+        case .object(let f):
+            for k in f.keys where k != "field" && k != "kind" { throw MappingError("\(key).\(k): unknown key; an id field has field and kind") }
+            guard case .string(let name)? = f["field"], !name.isEmpty else {
+                throw MappingError("\(key).field: expected a field name (a string), got \(f["field"]?.kindDescription ?? "nothing")")
+            }
+            var kind = IdKind.index
+            if let k = f["kind"] {
+                guard case .string(let s) = k else { throw MappingError("\(key).kind: expected index, int64 or string, got \(k.kindDescription)") }
+                guard let parsed = IdKind(rawValue: s) else { throw MappingError("\(key).kind: expected index, int64 or string, got '\(s)'") }
+                kind = parsed
+            }
+            return IdField(name, kind: kind)
+        default:
+            throw MappingError("\(key): expected a field name (a string) or {\"field\": NAME, \"kind\": \"index\" | \"int64\" | \"string\"}, got \(v.kindDescription)")
+        }
     }
 
     /// Decodes one message. Throws, with the reason, for anything that is not a JSON
@@ -125,6 +146,24 @@ public struct EventMapping: Sendable, Equatable {
         if let viewSeconds, let v = try quantity(value, viewSeconds, "viewSeconds") { out.viewSeconds = v }
         if let amount, let a = try quantity(value, amount, "amount") { out.amount = a }
         if let request { out.request = UInt32(truncatingIfNeeded: try index(value, request, "request")) }
+        return out
+    }
+
+    /// Decodes one record of an items topic (`records` says how): a JSON object naming the
+    /// item and its category, or an empty value (a tombstone) whose `key` is the item's id.
+    /// Throws, with the reason, for anything else.
+    public func decodeItemRecord(_ bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) throws(EventDecodeError) -> MappedItemRecord {
+        guard let records else { throw EventDecodeError("the mapping names no category field, so item records cannot be read") }
+        if bytes.isEmpty {
+            guard let text = String(validating: key, as: UTF8.self), !text.isEmpty else {
+                throw EventDecodeError("an empty record (a tombstone) whose key is \(key.isEmpty ? "empty" : "not UTF-8"): a tombstone's key is the id of the item it deletes")
+            }
+            let item = try id(.object(JSONObject([("key", .string(text))])), IdField("key", kind: records.item.kind == .string ? .string : .int64), "tombstone key")
+            return MappedItemRecord(item: item, category: nil, tick: nil)
+        }
+        let value = try object(bytes)
+        var out = MappedItemRecord(item: try id(value, records.item, "item"), category: try id(value, records.category, "category"), tick: nil)
+        if let timestamp = records.timestamp, let t = try number(value, timestamp, "timestamp") { out.tick = try tick(t, timestamp) }
         return out
     }
 
@@ -247,6 +286,76 @@ public struct IdField: Sendable, Equatable {
     }
     /// The path, and the kind unless it is the default.
     var canonical: String { kind == .index ? path : "\(path):\(kind.rawValue)" }
+}
+
+/// How the records of an items topic (`recstream train --items-topic`) read: each is a JSON
+/// object naming an item and its category (the item's latest record wins), or an empty
+/// message (a tombstone, as a compacted topic deletes) whose key is the item's id.
+///
+/// In a mapping file, `itemRecords` is an object with `item` [the events' item field],
+/// `category` [the events' category field] and `timestamp` [the events' timestamp field;
+/// null: records take effect at the next tick applied]. An id field given as a name reads
+/// ids of the events' kind; one that declares a kind must declare the events' kind (the
+/// records and the events name the same items and categories).
+public struct ItemRecordMapping: Sendable, Equatable {
+    public var item: IdField
+    public var category: IdField
+    public var timestamp: String?
+
+    public init(item: IdField, category: IdField, timestamp: String?) {
+        self.item = item
+        self.category = category
+        self.timestamp = timestamp
+    }
+
+    init(json: JSONValue, events: EventMapping) throws(MappingError) {
+        guard case .object(let o) = json else { throw MappingError("itemRecords: expected an object with item, category and timestamp, got \(json.kindDescription)") }
+        for key in o.keys where !["item", "category", "timestamp"].contains(key) {
+            throw MappingError("itemRecords.\(key): unknown key; itemRecords has item, category and timestamp")
+        }
+        /// The field at `key`, of the events' kind (`theirs`; nil: any kind, for a category the events do not name).
+        func field(_ key: String, theirs: IdField?) throws(MappingError) -> IdField? {
+            guard let v = o[key], var f = try EventMapping.idField(v, key: "itemRecords.\(key)") else { return theirs }
+            guard let theirs else { return f }
+            if case .object(let spelled) = v, spelled["kind"] != nil {
+                guard f.kind == theirs.kind else {
+                    throw MappingError("itemRecords.\(key).kind: \(f.kind.rawValue), but the events' \(key) ids are \(theirs.kind.rawValue): records and events name the same \(key == "item" ? "items" : "categories")")
+                }
+            }
+            f.kind = theirs.kind
+            return f
+        }
+        item = try field("item", theirs: events.item)!
+        guard let category = try field("category", theirs: events.category) else {
+            throw MappingError("itemRecords.category: required (the events name no category field): an item record is read for its item's category")
+        }
+        self.category = category
+        if let t = o["timestamp"] {
+            switch t {
+            case .null: timestamp = nil
+            case .string(let s) where !s.isEmpty: timestamp = s
+            default: throw MappingError("itemRecords.timestamp: expected a field name (a string) or null, got \(t.kindDescription)")
+            }
+        } else {
+            timestamp = events.timestamp
+        }
+    }
+
+    var canonical: String { "item=\(item.canonical),category=\(category.canonical),timestamp=\(timestamp ?? "-")" }
+}
+
+/// One record of an items topic, as `EventMapping.decodeItemRecord` reads it.
+public struct MappedItemRecord: Sendable, Equatable {
+    public var item: ExternalID
+    /// nil: a tombstone (the item's record is deleted).
+    public var category: ExternalID?
+    /// nil when the records have no timestamp (or this one lacks it).
+    public var tick: Tick?
+    public init(item: ExternalID, category: ExternalID?, tick: Tick?) {
+        self.item = item
+        self.category = category
+        self.tick = tick
+    }
 }
 
 /// One event of another service's stream, as the mapping reads it. Ids of kind `index`

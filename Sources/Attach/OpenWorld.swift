@@ -8,13 +8,18 @@ import Trainer
 ///
 /// Each tick, the trainer maps the tick's events to rows in the order it consumed them
 /// (partition by partition, by offset), so the rows are a function of the stream alone;
-/// rows freed that tick (expired ids) start over before anything trains on them; items
-/// take the category their latest event names.
+/// rows freed that tick (expired ids) start over before anything trains on them.
+///
+/// **Categories.** An item's category is the latest, in tick order, of those its events
+/// name and those its item records name (`--items-topic`; a tick's records are taken
+/// before its events). An event without a category field takes its item's latest record's.
 public final class OpenWorld {
     public let spec: ModelSpec
     public let users: IdDictionary
     public let items: IdDictionary
     public let categories: IdDictionary
+    /// The latest record of each item of the items topic (empty without one).
+    public let records: ItemRecords
     /// Item rows whose category changed since the last model update, and whether each is listed.
     var changedCategories: [Int32] = []
     var isCategoryChanged: [Bool] = []
@@ -26,14 +31,16 @@ public final class OpenWorld {
         self.spec = spec
         users = IdDictionary(kind: Self.kind(mapping.user.kind), settings: Self.settings(spec.users))
         items = IdDictionary(kind: Self.kind(mapping.item.kind), settings: Self.settings(spec.items))
-        categories = IdDictionary(kind: Self.kind(mapping.category?.kind ?? .int64), settings: Self.settings(spec.categories))
+        categories = IdDictionary(kind: Self.kind(mapping.categoryKind), settings: Self.settings(spec.categories))
+        records = ItemRecords(itemKind: Self.kind(mapping.item.kind), categoryKind: Self.kind(mapping.categoryKind), capacity: spec.itemRecords)
     }
 
-    init(spec: ModelSpec, users: IdDictionary, items: IdDictionary, categories: IdDictionary) {
+    init(spec: ModelSpec, users: IdDictionary, items: IdDictionary, categories: IdDictionary, records: ItemRecords) {
         self.spec = spec
         self.users = users
         self.items = items
         self.categories = categories
+        self.records = records
     }
 
     var dictionaries: [IdDictionary] { [users, items, categories] }
@@ -56,8 +63,8 @@ public final class OpenWorld {
         if let kind = mapping.externalKind {
             throw AttachError("--mapping reads \(kind) ids, which a scenario's world does not have (its users and items are rows 0, 1, ...): \(role) a model without a world, --model FILE, on such a stream")
         }
-        if mapping.category != nil {
-            throw AttachError("--mapping names a category field, but a scenario's items take their categories from its catalog: \(role) a model without a world, --model FILE, to take them from the stream")
+        if mapping.category != nil || mapping.itemRecords != nil {
+            throw AttachError("--mapping names a category field\(mapping.category == nil ? " (itemRecords)" : ""), but a scenario's items take their categories from its catalog: \(role) a model without a world, --model FILE, to take them from the stream")
         }
     }
 
@@ -65,20 +72,31 @@ public final class OpenWorld {
         IdDictionary.Settings(capacity: t.capacity, minCount: t.minCount, expireAfterTicks: t.expireAfterTicks, candidates: t.candidates)
     }
 
-    /// Maps tick `t`'s events (`keys[i]` names `events[i]`'s user, item and category) to
-    /// rows, and brings `trainer` along: its tables grow to the rows, freed rows start
-    /// over, items take their categories.
-    package func map(tick t: Int64, events: inout [Feedback], keys: [EventKeys], trainer: ArmTrainer) {
+    /// Takes tick `t`'s item records (in the order consumed), then maps its events
+    /// (`keys[i]` names `events[i]`'s user, item and category) to rows, and brings `trainer`
+    /// along: its tables grow to the rows, freed rows start over, items take their categories.
+    package func map(tick t: Int64, records itemRecords: [MappedItemRecord] = [], events: inout [Feedback], keys: [EventKeys], trainer: ArmTrainer) {
         let tick = UInt32(clamping: t)
         for d in dictionaries { d.advance(to: t) }
+        let model = trainer.sequence?.model
+        for record in itemRecords {
+            // An item with a row takes a record's category at once (a server follows it
+            // before the item's next event); one without, with its row.
+            guard records.take(item: record.item, category: record.category, tick: tick), let c = record.category,
+                  let item = items.lookup(record.item) else { continue }
+            let category = categories.row(for: c, tick: tick)
+            trainer.grow(users: users.rows, items: items.rows, categories: categories.rows)
+            if let model { setCategory(item, category, model) }
+        }
         var categoryOf: [(item: Int32, category: Int32)] = []
+        let recordsHeld = records.count > 0
         for i in events.indices {
             let k = keys[i]
             let user = users.row(for: k.user, tick: tick)
             let item = items.row(for: k.item, tick: tick)
             events[i].header.user = UserID(user)
             events[i].item = ItemID(item)
-            if let c = k.category {
+            if let c = k.category ?? (recordsHeld && item > 0 ? records.category(of: k.item) : nil) {
                 let category = categories.row(for: c, tick: tick)
                 if item > 0 { categoryOf.append((item, category)) }
             }
@@ -90,12 +108,15 @@ public final class OpenWorld {
             noteCategoryChange(i)
         }
         for c in categories.takeFreedRows() { trainer.reset(category: UInt32(c)) }
-        if let model = trainer.sequence?.model {
-            for (item, category) in categoryOf where model.categoryOf[Int(item)] != UInt32(category) {
-                model.setCategory(item: Int(item), category: UInt32(category))
-                noteCategoryChange(item)
-            }
+        if let model {
+            for (item, category) in categoryOf { setCategory(item, category, model) }
         }
+    }
+
+    func setCategory(_ item: Int32, _ category: Int32, _ model: RankingModel) {
+        guard model.categoryOf[Int(item)] != UInt32(category) else { return }
+        model.setCategory(item: Int(item), category: UInt32(category))
+        noteCategoryChange(item)
     }
 
     func noteCategoryChange(_ item: Int32) {
@@ -108,12 +129,15 @@ public final class OpenWorld {
         }
     }
 
-    /// One line on the tables: rows held, candidates, expired, filtered.
+    /// One line on the tables: rows held, candidates, expired, filtered (and item records, when any came).
     public var summary: String {
-        zip(["users", "items", "categories"], dictionaries).map { name, d in
+        let tables = zip(["users", "items", "categories"], dictionaries).map { name, d in
             let c = d.counters
             return "\(name) \(d.occupied) of \(d.settings.capacity) rows (\(c.created) created, \(c.expired) expired, \(d.candidateCount) under the filter, \(c.filtered + c.untracked + c.refused) occurrences on row 0)"
-        }.joined(separator: "; ")
+        }
+        let r = records.counters
+        let held = r.taken + r.deleted + r.refused == 0 ? [] : ["item records \(records.count) of \(records.capacity) (\(r.taken) taken, \(r.deleted) deleted, \(r.refused) refused)"]
+        return (tables + held).joined(separator: "; ")
     }
 
     // MARK: Model updates
@@ -135,15 +159,18 @@ public final class OpenWorld {
 
     // MARK: Checkpoints
 
+    /// The dictionaries (users, items, categories), then the item records.
     func write(to w: inout BinaryWriter) {
         for d in dictionaries { d.write(to: &w) }
+        records.write(to: &w)
     }
 
     static func read(from r: inout BinaryReader, spec: ModelSpec, mapping: EventMapping) throws(BinaryReadError) -> OpenWorld {
         let users = try IdDictionary.read(from: &r, kind: kind(mapping.user.kind), settings: settings(spec.users))
         let items = try IdDictionary.read(from: &r, kind: kind(mapping.item.kind), settings: settings(spec.items))
-        let categories = try IdDictionary.read(from: &r, kind: kind(mapping.category?.kind ?? .int64), settings: settings(spec.categories))
-        return OpenWorld(spec: spec, users: users, items: items, categories: categories)
+        let categories = try IdDictionary.read(from: &r, kind: kind(mapping.categoryKind), settings: settings(spec.categories))
+        let records = try ItemRecords.read(from: &r, itemKind: kind(mapping.item.kind), categoryKind: kind(mapping.categoryKind), capacity: spec.itemRecords)
+        return OpenWorld(spec: spec, users: users, items: items, categories: categories, records: records)
     }
 }
 

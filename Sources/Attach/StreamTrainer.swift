@@ -75,6 +75,11 @@ public final class StreamTrainer {
         /// Start from the topic's beginning with no checkpoint although the group has
         /// committed offsets (without it, that is refused: the checkpoint may be lost).
         public var fresh = false
+        /// A topic of item records (a model without a world's): each names an item and its
+        /// category, the latest record of an item wins, and an empty record (a tombstone)
+        /// keyed by an item's id deletes its record. Records are taken at their tick, as
+        /// events are (`EventMapping.records` says how they read).
+        public var itemsTopic: String?
         public init(topic: String, deadLetterTopic: String, format: Format, checkpointPath: String, groupID: String, properties: [String: String]) {
             self.topic = topic
             self.deadLetterTopic = deadLetterTopic
@@ -138,7 +143,10 @@ public final class StreamTrainer {
     /// Broker trouble the trainer rode out (failed look-ups, commits, fetches): not in
     /// the checkpoint, since it does not change what was learned.
     public internal(set) var transientErrors = 0
+    /// The partitions consumed: the events topic's (in order), then the items topic's.
     var partitions: [PartitionState] = []
+    /// How many of `partitions` are the events topic's.
+    var eventPartitionCount = 0
     let users: Int
     let items: Int
     /// The catalog at each tick, for recstream's own records (whose ticks are the
@@ -187,6 +195,8 @@ public final class StreamTrainer {
         var outsideWorld = false
         /// A model without a world's event: its ids, mapped to rows when its tick applies.
         var keys: EventKeys?
+        /// A record of the items topic.
+        var record: MappedItemRecord?
     }
 
     /// A message that could not be used, copied for the dead-letter topic.
@@ -194,11 +204,13 @@ public final class StreamTrainer {
         var key: [UInt8]
         var value: [UInt8]
         var reason: String
-        var partition: Int32
+        var source: TopicPartition
         var offset: Int64
     }
 
     struct PartitionState {
+        /// The topic and partition.
+        let source: TopicPartition
         /// The first offset not yet applied; the highest tick among applied messages.
         var applied: Int64
         var appliedWatermark: Int64
@@ -226,12 +238,28 @@ public final class StreamTrainer {
             counters.skipped += s.count
             skip = nil
         }
+
+        /// A partition nothing of which has been applied.
+        static func fresh(_ topic: String, _ p: Int) -> PartitionState {
+            PartitionState(source: TopicPartition(topic, Int32(p)), applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1)
+        }
     }
+
+    /// Fresh partitions: `events` of the events topic, then `items` of the items topic.
+    func freshPartitions(events: Int, items: Int) -> [PartitionState] {
+        (0..<events).map { PartitionState.fresh(options.topic, $0) } + (0..<items).map { PartitionState.fresh(options.itemsTopic!, $0) }
+    }
+
+    /// Whether slot `p` of `partitions` is an items topic's partition.
+    func isItems(_ p: Int) -> Bool { p >= eventPartitionCount }
 
     /// - Parameter arm: the scenario arm whose model this trainer learns.
     public init(scenario: Scenario, arm: String, options: Options) throws(AttachError) {
         let index = try attachableArm(scenario, arm, role: "train")
         try OpenWorld.refuseInWorld(options.format, role: "train")
+        if options.itemsTopic != nil {
+            throw AttachError("--items-topic reads item records for a model without a world (--model FILE); a scenario's items take their categories from its catalog")
+        }
         self.scenario = scenario
         armIndex = index
         armName = scenario.arms[index].name
@@ -250,6 +278,12 @@ public final class StreamTrainer {
     /// dictionaries that grow, filter and forget as `model.tables` says. JSON events only.
     public init(model: ModelSpec, options: Options) throws(AttachError) {
         let mapping = try OpenWorld.mapping(options.format, role: "trains on JSON events")
+        if let itemsTopic = options.itemsTopic {
+            guard itemsTopic != options.topic else { throw AttachError("--items-topic \(itemsTopic) is the events topic; item records come on a topic of their own") }
+            guard mapping.records != nil else {
+                throw AttachError("--items-topic: the mapping names no category field, which item records are read for (declare category, or itemRecords with a category)")
+            }
+        }
         scenario = nil
         armIndex = 0
         armName = model.name
@@ -372,11 +406,37 @@ public final class StreamTrainer {
         return .success((feedback, tick, nil))
     }
 
-    /// Adds one consumed message of partition `p` to its pending list (in place: a copy
-    /// of the partition's state would copy its pending list with it).
+    /// Decodes one record of the items topic, or the reason it cannot be one. Its tick
+    /// is bounded ahead as an event's is; it never sets the trainer's first event time.
+    func decodeRecord(_ bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, partition p: Int) -> Result<MappedItemRecord, EventDecodeError> {
+        guard case .json(let mapping) = options.format else { return .failure(EventDecodeError("item records are JSON")) }
+        let record: MappedItemRecord
+        do { record = try mapping.decodeItemRecord(bytes, key: key) } catch { return .failure(error) }
+        if let own = record.tick, let anchor = eventTimeAnchor(partition: p), Int64(own) > anchor + eventLead {
+            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past its partition's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
+        }
+        return .success(record)
+    }
+
+    /// Adds one consumed message of partition `p` (a slot of `partitions`) to its pending
+    /// list (in place: a copy of the partition's state would copy its pending list with it).
     func take(partition p: Int, offset: Int64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let floor = max(partitions[p].watermark, appliedThrough + 1)
         var pending: Pending
+        if isItems(p) {
+            switch decodeRecord(value, key: key, partition: p) {
+            case .success(let record):
+                pending = Pending(offset: offset, tick: max(record.tick.map { Int64($0) } ?? floor, floor), event: nil)
+                pending.record = record
+            case .failure(let error):
+                pending = Pending(offset: offset, tick: floor, event: nil,
+                                  deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, source: partitions[p].source, offset: offset))
+            }
+            partitions[p].pending.append(pending)
+            partitions[p].watermark = max(partitions[p].watermark, pending.tick)
+            partitions[p].lastMessage = .now
+            return
+        }
         switch decode(value, partition: p) {
         case .success(let (event, _, _)) where scenario.map({ !$0.learns(armIndex, fromAssigned: Int(event.header.arm), tick: event.header.tick) }) ?? false:
             pending = Pending(offset: offset, tick: floor, event: nil)
@@ -388,7 +448,7 @@ public final class StreamTrainer {
             pending = Pending(offset: offset, tick: tick, event: e, late: own.map { Int64($0) < tick } ?? false)
             pending.keys = keys
         case .failure(let error):
-            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, partition: Int32(p), offset: offset),
+            pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, source: partitions[p].source, offset: offset),
                               outsideWorld: error.outsideWorld)
         }
         partitions[p].pending.append(pending)
@@ -411,6 +471,7 @@ public final class StreamTrainer {
     func apply(_ t: Int64, deadLetters: inout [DeadLetter]) {
         var events: [Feedback] = []
         var keys: [EventKeys] = []
+        var records: [MappedItemRecord] = []
         for p in partitions.indices {
             var taken = 0
             for m in partitions[p].pending {
@@ -424,6 +485,8 @@ public final class StreamTrainer {
                     deadLetters.append(d)
                     counters.deadLetters += 1
                     if m.outsideWorld { counters.unknown += 1 }
+                } else if let r = m.record {
+                    records.append(r)
                 } else {
                     counters.otherArms += 1
                 }
@@ -433,7 +496,7 @@ public final class StreamTrainer {
             partitions[p].pending.removeFirst(taken)
             partitions[p].takeSkip(&counters)
         }
-        if let open { open.map(tick: t, events: &events, keys: keys, trainer: trainer) }
+        if let open { open.map(tick: t, records: records, events: &events, keys: keys, trainer: trainer) }
         if case .json = options.format { assignPositions(&events) }
         events.sort { ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.item) < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.item) }
         for e in events {

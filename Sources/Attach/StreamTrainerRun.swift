@@ -14,6 +14,7 @@ extension StreamTrainer {
     public func run(shouldStop: () -> Bool = { false }) throws -> Counters {
         let base = KafkaConfiguration(options.properties)
         let partitionCount = try partitionCountSeam?() ?? waitForTopic(options.topic, base, timeoutSeconds: options.connectTimeoutSeconds)
+        let itemPartitionCount = try options.itemsTopic.map { try waitForTopic($0, base, timeoutSeconds: options.connectTimeoutSeconds) } ?? 0
         if let topic = options.modelTopic {
             try requireTopic(topic, base, timeoutSeconds: options.connectTimeoutSeconds,
                              missing: "model topic \(topic) does not exist: create it (recstream broker --prefix creates every topic of a prefix), or train with --no-publish")
@@ -25,9 +26,12 @@ extension StreamTrainer {
         defer { withExtendedLifetime(lock) {} }
         CheckpointFile.removeLeftovers(options.checkpointPath)
         if FileManager.default.fileExists(atPath: options.checkpointPath) || FileManager.default.fileExists(atPath: CheckpointFile.previous(options.checkpointPath)) {
-            if let refused = try resume(partitions: partitionCount) { onWarning?("resumed from the previous checkpoint generation: \(refused)") }
+            if let refused = try resume(partitions: partitionCount, itemPartitions: itemPartitionCount) {
+                onWarning?("resumed from the previous checkpoint generation: \(refused)")
+            }
         } else {
-            partitions = (0..<partitionCount).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
+            partitions = freshPartitions(events: partitionCount, items: itemPartitionCount)
+            eventPartitionCount = partitionCount
         }
         let resumed = partitions.contains { $0.applied >= 0 } || appliedThrough >= 0
         if options.modelTopic != nil {
@@ -39,7 +43,7 @@ extension StreamTrainer {
         defer { consumer.close() }
         if !resumed && !options.fresh { try refuseLostCheckpoint(consumer, partitions: partitionCount) }
         func assignAll() throws {
-            try consumer.assign(partitions.indices.map { (TopicPartition(options.topic, Int32($0)), offset: partitions[$0].position) })
+            try consumer.assign(partitions.map { ($0.source, offset: $0.position) })
         }
         try assignAll()
         var producerConfig = base
@@ -51,7 +55,8 @@ extension StreamTrainer {
 
         let started = ContinuousClock.now
         let eventsAtStart = counters.events
-        var metrics = TrainerMetrics(arm: armName, partitions: partitions.count, factory: metricsFactory ?? MetricsSystem.factory)
+        var metrics = TrainerMetrics(arm: armName, partitions: eventPartitionCount, factory: metricsFactory ?? MetricsSystem.factory)
+        metrics.follow(itemPartitions: partitions.count - eventPartitionCount)
         var lastCheckpoint = ContinuousClock.now
         var lastLagCheck = ContinuousClock.now - .seconds(10)
         var deadLetters: [DeadLetter] = []
@@ -65,7 +70,7 @@ extension StreamTrainer {
         func refreshHighWatermarks() {
             lastLagCheck = .now
             for p in partitions.indices {
-                let tp = TopicPartition(options.topic, Int32(p))
+                let tp = partitions[p].source
                 if let cached = consumer.cachedWatermarks(tp) {
                     if cached.low >= 0 { partitions[p].lowWatermark = cached.low }
                     partitions[p].highWatermark = cached.high
@@ -119,8 +124,8 @@ extension StreamTrainer {
             // moves past them.
             try producer.flush(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
             try save()
-            let applied = partitions.indices.compactMap { p -> (TopicPartition, offset: Int64)? in
-                partitions[p].applied >= 0 ? (TopicPartition(options.topic, Int32(p)), offset: partitions[p].applied) : nil
+            let applied = partitions.compactMap { p -> (TopicPartition, offset: Int64)? in
+                p.applied >= 0 ? (p.source, offset: p.applied) : nil
             }
             if !applied.isEmpty {
                 do { try consumer.commit(applied) } catch { transientErrors += 1 }
@@ -131,19 +136,20 @@ extension StreamTrainer {
         func report(checkpointed: Bool) {
             // The fetcher's view of each partition's end is fresher than the last query.
             for p in partitions.indices {
-                if let high = consumer.cachedHighWatermark(TopicPartition(options.topic, Int32(p))) {
+                if let high = consumer.cachedHighWatermark(partitions[p].source) {
                     partitions[p].highWatermark = max(partitions[p].highWatermark, high)
                 }
             }
             let seconds = (ContinuousClock.now - started).seconds
-            let progress = Progress(counters: counters, appliedThrough: appliedThrough,
-                                    lag: partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) },
+            let lag = partitions.map { max(0, $0.highWatermark - ($0.applied >= 0 ? $0.applied : $0.lowWatermark)) }
+            let progress = Progress(counters: counters, appliedThrough: appliedThrough, lag: Array(lag[..<eventPartitionCount]),
                                     eventsPerSecond: Double(counters.events - eventsAtStart) / max(seconds, 1e-9), checkpointed: checkpointed)
             metrics.report(counters, transient: transientErrors + consumer.transientErrorCount)
             if let open { metrics.report(open) }
             metrics.appliedTick.record(appliedThrough)
             metrics.eventsPerSecond.record(progress.eventsPerSecond)
             for (p, lag) in progress.lag.enumerated() { metrics.lag[p].record(lag) }
+            for (p, lag) in lag[eventPartitionCount...].enumerated() { metrics.itemsLag[p].record(lag) }
             if let last = trainer.evaluations.last {
                 metrics.auc.record(last.auc)
                 metrics.logLoss.record(last.logLoss)
@@ -156,7 +162,7 @@ extension StreamTrainer {
                 try d.key.withUnsafeBytes { key in
                     try d.value.withUnsafeBytes { value in
                         try producer.sendDeadLetter(to: options.deadLetterTopic, key: key, value: value,
-                                                    source: TopicPartition(options.topic, d.partition), offset: d.offset, reason: d.reason)
+                                                    source: d.source, offset: d.offset, reason: d.reason)
                     }
                 }
             }
@@ -167,7 +173,7 @@ extension StreamTrainer {
         /// Offsets this trainer needs are gone from partition `p`: an error naming them, or
         /// with `--on-gap skip`, a counted, logged jump past them.
         func passGap(_ p: Int) throws {
-            let tp = TopicPartition(options.topic, Int32(p))
+            let tp = partitions[p].source
             let needed = partitions[p].position
             let w: (low: Int64, high: Int64)
             do { w = try admin.watermarks(tp, timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000)) } catch {
@@ -184,35 +190,45 @@ extension StreamTrainer {
             try assignAll()
         }
 
-        /// Partitions added to the topic are taken up as they appear, from their beginning:
+        /// Partitions added to a topic are taken up as they appear, from their beginning:
         /// a producer keying by user sends some users there from then on, and ignoring them
         /// until a restart would hold those events back.
         var lastPartitionCheck = ContinuousClock.now
         func followPartitions() throws {
             lastPartitionCheck = .now
-            let count: Int?
-            if let partitionCountSeam { count = partitionCountSeam() } else {
-                count = try? admin.metadata(timeoutMilliseconds: 1000).topic(options.topic)?.partitionCount
+            let metadata = partitionCountSeam == nil ? try? admin.metadata(timeoutMilliseconds: 1000) : nil
+            let slotsBefore = partitions.count, itemsBefore = partitions.count - eventPartitionCount
+            if let count = partitionCountSeam?() ?? metadata?.topic(options.topic)?.partitionCount, count > eventPartitionCount {
+                let before = eventPartitionCount
+                partitions.insert(contentsOf: (before..<count).map { PartitionState.fresh(options.topic, $0) }, at: before)
+                eventPartitionCount = count
+                metrics.follow(partitions: count)
+                onWarning?("\(options.topic) grew from \(before) to \(count) partitions: consuming the new ones from their beginning")
             }
-            guard let count, count > partitions.count else { return }
-            let before = partitions.count
-            partitions += (before..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
-            metrics.follow(partitions: count)
-            onWarning?("\(options.topic) grew from \(before) to \(count) partitions: consuming the new ones from their beginning")
-            try assignAll()
+            if let itemsTopic = options.itemsTopic, let count = metadata?.topic(itemsTopic)?.partitionCount, count > itemsBefore {
+                partitions += (itemsBefore..<count).map { PartitionState.fresh(itemsTopic, $0) }
+                metrics.follow(itemPartitions: count)
+                onWarning?("\(itemsTopic) grew from \(itemsBefore) to \(count) partitions: consuming the new ones from their beginning")
+            }
+            if partitions.count > slotsBefore { try assignAll() }
         }
 
+        let itemsTopic = options.itemsTopic
         refreshHighWatermarks()
         while !shouldStop() {
             if (ContinuousClock.now - lastPartitionCheck).seconds >= options.partitionCheckSeconds { try followPartitions() }
             let got: Int
             do {
                 got = try consumer.consumeBatch(timeoutMilliseconds: 100) { batch in
-                    for m in batch { take(partition: Int(m.partition), offset: m.offset, key: m.key, value: m.value) }
+                    for m in batch {
+                        let p = itemsTopic != nil && m.isTopic(itemsTopic!) ? eventPartitionCount + Int(m.partition) : Int(m.partition)
+                        take(partition: p, offset: m.offset, key: m.key, value: m.value)
+                    }
                     return batch.count
                 }
-            } catch let error as KafkaError where error.isOffsetOutOfRange && error.source?.topic == options.topic {
-                try passGap(Int(error.source!.partition))
+            } catch let error as KafkaError where error.isOffsetOutOfRange && error.source.map({ $0.topic == options.topic || $0.topic == itemsTopic }) ?? false {
+                let source = error.source!
+                try passGap(source.topic == options.topic ? Int(source.partition) : eventPartitionCount + Int(source.partition))
                 continue
             }
             let sinceLagCheck = (ContinuousClock.now - lastLagCheck).seconds
@@ -230,7 +246,7 @@ extension StreamTrainer {
             }
             if modelTopic != nil && (ContinuousClock.now - lastPublish).seconds >= options.publishEverySeconds { try publish() }
             if (ContinuousClock.now - lastCheckpoint).seconds >= options.checkpointEverySeconds { try checkpoint() }
-            if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions.contains(where: { $0.highWatermark > 0 }),
+            if let exitAfter = options.exitWhenIdleSeconds, got == 0, partitions[..<eventPartitionCount].contains(where: { $0.highWatermark > 0 }),
                partitions.indices.allSatisfy({ idle($0, for: exitAfter) }) {
                 // The stream has ended: apply what is pending, whatever the watermarks.
                 while let t = nextTick(idle: { _ in true }) { apply(t, deadLetters: &deadLetters) }
@@ -277,14 +293,15 @@ extension StreamTrainer {
     static let magic: [UInt8] = Array("RSAT".utf8)
     /// 2: the model's settings carry the auxiliary head's loss weight, the table optimizer
     /// and the BatchNorm flag. 3: the skipped-offsets counter. 4: a model without a world's
-    /// id dictionaries.
-    static let checkpointVersion: UInt32 = 4
+    /// id dictionaries. 5: a model without a world's item records and items topic offsets.
+    static let checkpointVersion: UInt32 = 5
 
     /// The checkpoint: "RSAT", version, the scenario's fingerprint and seed, arm, topic and
     /// format (a checkpoint resumes only the trainer it came from), the applied tick and
     /// counters, the item statistics, the sequence learner if any, per partition the first
-    /// offset not applied and the highest tick applied; a model without a world's id
-    /// dictionaries (users, items, categories; `IdDictionary.write`); then a CRC-32 of all of it.
+    /// offset not applied and the highest tick applied; for a model without a world, its id
+    /// dictionaries and item records (`OpenWorld.write`) and the same two figures per
+    /// partition of the items topic; then a CRC-32 of all of it.
     package func encodeCheckpoint() -> [UInt8] {
         var w = BinaryWriter()
         for b in Self.magic { w.write(b) }
@@ -295,12 +312,18 @@ extension StreamTrainer {
         trainer.statistics.write(to: &w)
         w.write(UInt8(trainer.sequence == nil ? 0 : 1))
         if let learner = trainer.sequence { Checkpoint.write(learner, to: &w) }
-        w.write(UInt32(partitions.count))
-        for p in partitions {
-            w.write(p.applied)
-            w.write(p.appliedWatermark)
+        func write(_ slots: ArraySlice<PartitionState>) {
+            w.write(UInt32(slots.count))
+            for p in slots {
+                w.write(p.applied)
+                w.write(p.appliedWatermark)
+            }
         }
-        open?.write(to: &w)
+        write(partitions[..<eventPartitionCount])
+        if let open {
+            open.write(to: &w)
+            write(partitions[eventPartitionCount...])
+        }
         return CheckpointFrame.seal(w)
     }
 
@@ -314,7 +337,7 @@ extension StreamTrainer {
         case .wire: "wire"
         case .json(let m): "json (\(m.canonical))"
         }
-        return "\(modelIdentity), topic \(options.topic), \(format)"
+        return "\(modelIdentity), topic \(options.topic)\(options.itemsTopic.map { ", items topic \($0)" } ?? ""), \(format)"
     }
 
     func save() throws(CheckpointError) {
@@ -328,16 +351,17 @@ extension StreamTrainer {
         var trainer: ArmTrainer
         var catalogItems: Int
         var partitions: [PartitionState]
+        var eventPartitionCount: Int
         var open: OpenWorld?
     }
 
     /// Restores the newest checkpoint generation that decodes (see `CheckpointFile`);
     /// returns the reason the newest was passed over, if it was.
-    func resume(partitions count: Int) throws -> String? {
+    func resume(partitions count: Int, itemPartitions: Int = 0) throws -> String? {
         let path = options.checkpointPath
         let found: CheckpointFile.Found<Restored>?
         do {
-            found = try CheckpointFile.read(path) { try decodeCheckpoint($0, partitions: count) }
+            found = try CheckpointFile.read(path) { try decodeCheckpoint($0, partitions: count, itemPartitions: itemPartitions) }
         } catch {
             throw AttachError("checkpoint \(error.message)")
         }
@@ -347,13 +371,14 @@ extension StreamTrainer {
         trainer = r.trainer
         catalogItems = r.catalogItems
         partitions = r.partitions
+        eventPartitionCount = r.eventPartitionCount
         open = r.open
         return found?.newestRefused
     }
 
     /// Decodes a checkpoint of this trainer (the messages name what is wrong; the reader
     /// prefixes the file).
-    package func decodeCheckpoint(_ bytes: [UInt8], partitions count: Int) throws -> Restored {
+    package func decodeCheckpoint(_ bytes: [UInt8], partitions count: Int, itemPartitions itemCount: Int = 0) throws -> Restored {
         switch CheckpointFrame.check(bytes, magic: Self.magic) {
         case .notOurs?: throw AttachError("not a recstream train checkpoint (it does not start with \"RSAT\")")
         case .checksum?: throw AttachError("corrupt or truncated (checksum does not match)")
@@ -362,10 +387,10 @@ extension StreamTrainer {
         do {
             return try CheckpointFrame.read(bytes) { r in
                 let version = try r.read(UInt32.self, "version")
-                // Version 3 is version 4 without a model's dictionaries: a scenario's trainer
-                // resumes from it.
-                guard version == Self.checkpointVersion || (version == 3 && open == nil) else {
-                    throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)\(version == 3 ? " (and 3, for a scenario's arm)" : "")")
+                // Versions 3 and 4 are version 5 without a model's tables: a scenario's trainer
+                // resumes from them.
+                guard version == Self.checkpointVersion || ((version == 3 || version == 4) && open == nil) else {
+                    throw AttachError("version \(version); this build reads version \(Self.checkpointVersion)\(version == 3 || version == 4 ? " (and 3 and 4, for a scenario's arm)" : "")")
                 }
                 let theirs = try r.readString("identity")
                 guard theirs == identity else { throw AttachError("it belongs to another trainer (\(theirs)); this one is \(identity)") }
@@ -379,12 +404,15 @@ extension StreamTrainer {
                 guard stored <= count else {
                     throw AttachError("it covers \(stored) partitions of \(options.topic), which now has \(count); partitions cannot shrink")
                 }
-                var partitions = (0..<count).map { _ in PartitionState(applied: KafkaOffset.beginning, appliedWatermark: -1, watermark: -1) }
-                for p in 0..<stored {
-                    partitions[p].applied = try r.read(Int64.self, "offset")
-                    partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
-                    partitions[p].watermark = partitions[p].appliedWatermark
+                var partitions = freshPartitions(events: count, items: itemCount)
+                func readPartitions(_ slots: Range<Int>) throws {
+                    for p in slots {
+                        partitions[p].applied = try r.read(Int64.self, "offset")
+                        partitions[p].appliedWatermark = try r.read(Int64.self, "watermark")
+                        partitions[p].watermark = partitions[p].appliedWatermark
+                    }
                 }
+                try readPartitions(0..<stored)
                 var restoredOpen: OpenWorld?
                 if let open, case .json(let mapping) = options.format {
                     let world = try OpenWorld.read(from: &r, spec: open.spec, mapping: mapping)
@@ -396,11 +424,16 @@ extension StreamTrainer {
                         learner.historyFloor = 1
                     }
                     restoredOpen = world
+                    let storedItems = Int(try r.read(UInt32.self, "items topic partitions"))
+                    guard storedItems <= itemCount else {
+                        throw AttachError("it covers \(storedItems) partitions of the items topic \(options.itemsTopic ?? "-"), which now has \(itemCount); partitions cannot shrink")
+                    }
+                    try readPartitions(count..<(count + storedItems))
                 }
                 guard r.remaining == 0 else { throw AttachError("\(r.remaining) unexpected bytes at the end") }
                 return Restored(appliedThrough: appliedThrough, counters: counters,
                                 trainer: ArmTrainer(restoring: statistics, sequence: learner, ranking: scenario?.arms[armIndex].ranking ?? open!.spec.arm.ranking),
-                                catalogItems: learner?.model.categoryOf.count ?? items, partitions: partitions, open: restoredOpen)
+                                catalogItems: learner?.model.categoryOf.count ?? items, partitions: partitions, eventPartitionCount: count, open: restoredOpen)
             }
         } catch let error as AttachError {
             throw error

@@ -12,6 +12,7 @@ import RecCore
 ///   `--on-gap skip` passed over;
 /// - `recstream_train_ticks_total{arm}`, `recstream_train_applied_tick{arm}`;
 /// - `recstream_train_consumer_lag{arm, partition}`: messages on the broker not yet applied;
+/// - `recstream_train_items_lag{arm, partition}`: the same, of the items topic;
 /// - `recstream_train_events_per_second{arm}` since the trainer started;
 /// - `recstream_train_tick_duration_seconds{arm}`: a histogram of the time to apply a tick;
 /// - `recstream_train_checkpoints_total{arm}`, `recstream_train_transient_errors_total{arm}`;
@@ -23,12 +24,16 @@ import RecCore
 ///   untracked, refused, expired, forgotten; see `IdDictionary.Counters`),
 ///   `recstream_train_table_rows{arm, table}` (rows held by ids),
 ///   `recstream_train_table_candidates{arm, table}` (ids under the frequency filter),
-///   `recstream_train_table_bytes{arm, table}` (the dictionary's memory).
+///   `recstream_train_table_bytes{arm, table}` (the dictionary's memory);
+/// - its item records (`--items-topic`): `recstream_train_item_records_total{arm, outcome}`
+///   (outcome: taken, deleted, refused; see `ItemRecords.Counters`) and
+///   `recstream_train_item_records{arm}` (items whose record is held).
 public struct TrainerMetrics {
     let events: [FeedbackEvent: Counter]
     let deadLetters, late, skipped, ticks, checkpoints, transientErrors, updates: Counter
     let appliedTick, eventsPerSecond, auc, logLoss: Gauge
     private(set) var lag: [Gauge]
+    private(set) var itemsLag: [Gauge] = []
     let arm: String
     let factory: any MetricsFactory
     let tickDuration: Timer
@@ -67,6 +72,15 @@ public struct TrainerMetrics {
         }
     }
 
+    /// A lag gauge for each of `itemPartitions` partitions of the items topic.
+    mutating func follow(itemPartitions: Int) {
+        itemsLag += (itemsLag.count..<max(itemPartitions, itemsLag.count)).map {
+            Gauge(label: "recstream_train_items_lag", dimensions: [("arm", arm), ("partition", "\($0)")], factory: factory)
+        }
+    }
+
+    var records: (counters: [Counter], held: Gauge, reported: ItemRecords.Counters)?
+
     /// Brings the id tables' figures up to date.
     mutating func report(_ open: OpenWorld) {
         let names = ["users", "items", "categories"]
@@ -88,6 +102,17 @@ public struct TrainerMetrics {
             tables[i].candidates.record(d.candidateCount)
             tables[i].bytes.record(d.memoryBytes)
         }
+        let r = open.records.counters
+        guard r != ItemRecords.Counters() else { return }
+        if records == nil {
+            records = (ItemRecords.Counters.fields.map { Counter(label: "recstream_train_item_records_total", dimensions: [("arm", arm), ("outcome", $0.0)], factory: factory) },
+                       Gauge(label: "recstream_train_item_records", dimensions: [("arm", arm)], factory: factory), ItemRecords.Counters())
+        }
+        for (j, (_, field)) in ItemRecords.Counters.fields.enumerated() {
+            records!.counters[j].increment(by: r[keyPath: field] - records!.reported[keyPath: field])
+        }
+        records!.reported = r
+        records!.held.record(open.records.count)
     }
 
     /// Brings the counters up to `now` (counters only go up: the difference since the

@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 
 /// A topic and partition.
 public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
@@ -34,6 +35,12 @@ public struct KafkaMessage {
     /// The topic's name (allocates a String: keep it off the hot path).
     public var topic: String {
         pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    }
+
+    /// Whether the message is of topic `name` (compared in place: no allocation).
+    public func isTopic(_ name: String) -> Bool {
+        guard let rkt = pointer.pointee.rkt else { return false }
+        return name.withCString { strcmp(rd_kafka_topic_name(rkt), $0) == 0 }
     }
 
     /// The last value of the header `name`, as text (nil when absent; off the hot path).

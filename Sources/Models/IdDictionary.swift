@@ -203,6 +203,25 @@ public final class IdDictionary {
         return freed
     }
 
+    /// Frees `id`'s row now (its owner deleted the id), or forgets it as a candidate;
+    /// returns the row freed. The row is handed out by `takeFreedRows` as an expired one is.
+    @discardableResult
+    public func forget(_ id: ExternalID, tick: UInt32) -> Int32? {
+        guard let e = find(id, hash: Self.hash(id)).entry else { return nil }
+        let r = rowOf[e]
+        if r >= 0 {
+            entryOf[Int(r)] = -1
+            freeRows.append(r)
+            freed.append(r)
+            if tracksChanges { changes.append(Change(tick: tick, row: r, key: nil)) }
+        } else {
+            candidateCount -= 1
+        }
+        remove(entry: e)
+        compactArenaIfWasteful()
+        return r >= 0 ? r : nil
+    }
+
     /// Forgets the changes logged so far.
     public func clearChanges() { changes.removeAll(keepingCapacity: true) }
 
@@ -520,7 +539,7 @@ extension IdDictionary {
         return d
     }
 
-    static func write(_ id: ExternalID, to w: inout BinaryWriter) {
+    package static func write(_ id: ExternalID, to w: inout BinaryWriter) {
         switch id {
         case .int(let v): w.write(v)
         case .string(let s):
@@ -529,7 +548,7 @@ extension IdDictionary {
         }
     }
 
-    static func read(_ kind: Kind, from r: inout BinaryReader) throws(BinaryReadError) -> ExternalID {
+    package static func read(_ kind: Kind, from r: inout BinaryReader) throws(BinaryReadError) -> ExternalID {
         switch kind {
         case .int64: return .int(try r.read(Int64.self, "id"))
         case .string:

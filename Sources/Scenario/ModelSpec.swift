@@ -16,6 +16,8 @@ public struct ModelSpec: Sendable, Equatable {
     public var users: TableSettings
     public var items: TableSettings
     public var categories: TableSettings
+    /// Items whose latest record (`recstream train --items-topic`) is kept at once.
+    public var itemRecords: Int
     /// The resolved document, every default filled in, keys in the schema's order.
     public var canonicalJSON: JSONValue
 
@@ -61,6 +63,9 @@ public struct ModelSpec: Sendable, Equatable {
             Property("users", .object(table("users", capacity: 1_000_000)), "Users: each has a history of its own.", default: [:]),
             Property("items", .object(table("items", capacity: 1_000_000)), "Items: each has embedding rows and counts of its own.", default: [:]),
             Property("categories", .object(table("categories", capacity: 100_000)), "Item categories: each has embedding rows of its own.", default: [:]),
+            Property("itemRecords", .object(ObjectSchema("The latest record of each item of an items topic (recstream train --items-topic).", [
+                Property("capacity", .integer(minimum: 1, maximum: 1 << 30), "Items whose latest record is kept (with or without a row in the items table); records of further new items are refused, counted.", default: 1_000_000),
+            ])), "Item records from an items topic.", default: [:]),
         ])), "How the id tables grow, filter and forget.", default: [:]),
     ])
 
@@ -100,7 +105,7 @@ public struct ModelSpec: Sendable, Equatable {
         let spec = ModelSpec(name: r["name"].string, description: r["description"].string, seed: UInt64(r["seed"].int),
                              slateSize: r["slateSize"].int, arm: ArmSettings(resolved: Resolved(armDocument)),
                              users: table(tables["users"]), items: table(tables["items"]), categories: table(tables["categories"]),
-                             canonicalJSON: resolved)
+                             itemRecords: tables["itemRecords"]["capacity"].int, canonicalJSON: resolved)
         let issues = spec.consistencyIssues()
         if !issues.isEmpty { throw ScenarioError(source: source, issues: issues) }
         return spec

@@ -36,6 +36,9 @@ struct Train: AsyncParsableCommand {
     @Option(help: "A JSON field mapping for --format json (default: fields user, item, event, timestamp, viewSeconds, amount).")
     var mapping: String?
 
+    @Option(help: "A topic of item records (with --model): JSON objects naming an item and its category (read through the mapping's itemRecords, or its item, category and timestamp fields); an item's latest record wins, and an empty record keyed by an item id deletes its record.")
+    var itemsTopic: String?
+
     @Option(help: "The checkpoint file: resumed from when it exists, rewritten as training goes.")
     var checkpoint: String
 
@@ -96,6 +99,7 @@ struct Train: AsyncParsableCommand {
         options.onGap = gapPolicy
         options.fresh = fresh
         options.maxEventLead = maxEventLead
+        options.itemsTopic = itemsTopic
         options.modelSigner = try modelKeyFile.map { path in try orBadInput { try ModelSigner(keyFile: path) } }
         let trainer = try orBadInput {
             switch source {

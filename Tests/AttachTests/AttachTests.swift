@@ -67,7 +67,7 @@ struct EventMappingTests {
     @Test("a mapping file with a mistake is an error naming the key")
     func badMappings() {
         for (text, message) in [
-            (#"{"usr": "u"}"#, "usr: unknown key; known keys: user, item, category, event, timestamp, tickSeconds, viewSeconds, amount, request, events"),
+            (#"{"usr": "u"}"#, "usr: unknown key; known keys: user, item, category, event, timestamp, tickSeconds, viewSeconds, amount, request, events, itemRecords"),
             (#"{"user": 3}"#, #"user: expected a field name (a string) or {"field": NAME, "kind": "index" | "int64" | "string"}, got an integer"#),
             (#"{"user": {"field": "u", "kind": "uuid"}}"#, "user.kind: expected index, int64 or string, got 'uuid'"),
             (#"{"item": {"kind": "string"}}"#, "item.field: expected a field name (a string), got nothing"),

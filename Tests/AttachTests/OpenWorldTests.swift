@@ -274,20 +274,21 @@ struct OpenWorldTests {
         return CheckpointFrame.seal(w)
     }
 
-    @Test("a scenario's trainer resumes from a version-3 checkpoint (version 4 without dictionaries); a model's does not")
+    @Test("a scenario's trainer resumes from version-3 and -4 checkpoints (version 5 without a model's tables); a model's does not")
     func checkpointVersions() throws {
         let scenarioOptions = StreamTrainer.Options(topic: "t", deadLetterTopic: "t.dl", format: .json(EventMapping()), checkpointPath: "/nonexistent",
                                                     groupID: "g", properties: [:])
         let world = try StreamTrainer(scenario: Scenario.decode(StreamTrainerTests.scenarioText), arm: "dare", options: scenarioOptions)
-        let v3 = Self.asVersion(world.encodeCheckpoint(), 3)
-        #expect(throws: Never.self) { _ = try world.decodeCheckpoint(v3, partitions: 1) }
-        #expect { _ = try world.decodeCheckpoint(Self.asVersion(world.encodeCheckpoint(), 2), partitions: 1) } throws: { "\($0)" == "version 2; this build reads version 4" }
+        for version: UInt32 in [3, 4] {
+            #expect(throws: Never.self) { _ = try world.decodeCheckpoint(Self.asVersion(world.encodeCheckpoint(), version), partitions: 1) }
+        }
+        #expect { _ = try world.decodeCheckpoint(Self.asVersion(world.encodeCheckpoint(), 2), partitions: 1) } throws: { "\($0)" == "version 2; this build reads version 5" }
         var modelOptions = scenarioOptions
         modelOptions.format = .json(try EventMapping(json: JSONValue.parse(Self.mappingText)))
         let model = try StreamTrainer(model: ModelSpec.decode(Self.modelText), options: modelOptions)
         #expect(throws: Never.self) { _ = try model.decodeCheckpoint(model.encodeCheckpoint(), partitions: 1) }
-        #expect { _ = try model.decodeCheckpoint(Self.asVersion(model.encodeCheckpoint(), 3), partitions: 1) } throws: {
-            "\($0)" == "version 3; this build reads version 4 (and 3, for a scenario's arm)"
+        #expect { _ = try model.decodeCheckpoint(Self.asVersion(model.encodeCheckpoint(), 4), partitions: 1) } throws: {
+            "\($0)" == "version 4; this build reads version 5 (and 3 and 4, for a scenario's arm)"
         }
     }
 

@@ -94,7 +94,7 @@ struct FuzzDriver {
                             fail("the open-world update seed does not apply: \(World.shared.openServer.lastUpdateError ?? "(no error)")")
                         }
                     case .openCheckpoint:
-                        _ = try World.shared.openTrainer.decodeCheckpoint(FuzzTarget.sealed(seed), partitions: 3)
+                        _ = try World.shared.openTrainer.decodeCheckpoint(FuzzTarget.sealed(seed), partitions: 3, itemPartitions: 2)
                     case .wire, .json, .mapping:
                         break
                     }

@@ -35,6 +35,9 @@ enum FuzzTarget: String, CaseIterable {
                 _ = try? World.shared.mapping.decode(raw)
                 _ = try? World.shared.mapping.decodeRequest(raw)
                 _ = try? World.shared.openMapping.decode(raw)
+                // As an item record: the whole input, and a tombstone keyed by it.
+                _ = try? World.shared.openMapping.decodeItemRecord(raw, key: UnsafeRawBufferPointer(start: nil, count: 0))
+                _ = try? World.shared.openMapping.decodeItemRecord(UnsafeRawBufferPointer(start: nil, count: 0), key: raw)
                 // The server's checks over a wire request too.
                 _ = try? World.shared.server.decodeRequest(raw)
             }
@@ -47,7 +50,7 @@ enum FuzzTarget: String, CaseIterable {
         case .openUpdate:
             _ = World.shared.openServer.take(modelMessage: Self.sealed(bytes), from: "fuzz")
         case .openCheckpoint:
-            _ = try? World.shared.openTrainer.decodeCheckpoint(Self.sealed(bytes), partitions: 3)
+            _ = try? World.shared.openTrainer.decodeCheckpoint(Self.sealed(bytes), partitions: 3, itemPartitions: 2)
         }
     }
 
@@ -151,6 +154,7 @@ final class World {
             var openOptions = StreamTrainer.Options(topic: "ev", deadLetterTopic: "ev.dead-letter", format: .json(openMapping),
                                                     checkpointPath: "/nonexistent", groupID: "fuzz", properties: [:])
             openOptions.modelTopic = "shop.model"
+            openOptions.itemsTopic = "shop.items"
             openTrainer = try StreamTrainer(model: model, options: openOptions)
             var serverOptions = StreamServer.Options(requestsTopic: "r", recommendationsTopic: "s", deadLetterTopic: "d", modelTopic: "shop.model",
                                                      groupID: "fuzz", properties: [:])
@@ -159,9 +163,11 @@ final class World {
             openTrainer.trainer.tracksChanges()
             openTrainer.open!.tracksChanges = true
             // Two ticks: users twice each (past the filter), items once; then other ones, so
-            // the first tick's rows expire and are reused.
+            // the first tick's rows expire and are reused. Item records name some items'
+            // categories, and a tombstone deletes one.
             for tick in 0..<2 {
                 var events: [Feedback] = [], keys: [EventKeys] = []
+                let records = (0..<4).map { MappedItemRecord(item: .int(Int64(9_000_000_000 + 100 * tick + $0)), category: $0 == 3 ? nil : .int(Int64($0)), tick: nil) }
                 for u in 0..<12 {
                     for k in 0..<2 {
                         let item = Int64(9_000_000_000 + 100 * tick + u)
@@ -170,7 +176,7 @@ final class World {
                         keys.append(EventKeys(user: .string("u\(tick)-\(u)"), item: .int(item), category: .int(item % 3)))
                     }
                 }
-                openTrainer.open!.map(tick: Int64(tick), events: &events, keys: keys, trainer: openTrainer.trainer)
+                openTrainer.open!.map(tick: Int64(tick), records: records, events: &events, keys: keys, trainer: openTrainer.trainer)
                 events.sort { ($0.header.user, $0.item, $0.event.rawValue) < ($1.header.user, $1.item, $1.event.rawValue) }
                 openTrainer.trainer.apply(tick: Tick(tick), feedback: events[...])
             }
