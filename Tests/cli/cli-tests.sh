@@ -91,7 +91,8 @@ RECSTREAM="$bin" bash examples/shop/walkthrough.sh >"$tmp/walk.out" 2>&1
 walk=$?
 for pattern in '^ids: users [0-9]+ of 100000 rows \([0-9]+ created, [1-9][0-9]* expired' '"user": "u_0014b", "arm": "shop", "tick": 419944, "request": 0, "items": \[91[0-9]{11}(, 91[0-9]{11}){4}\]' \
                '"user": "someone-new", .*"items": \[91[0-9]{11}(, 91[0-9]{11}){2}\]' 'recstream-error=shop.feedback \[[0-2]\] @[0-9]+: not JSON' \
-               'model through tick 419943 after [0-9]+ updates \(0 repeats skipped, 0 errors'; do
+               'model through tick 419943 after [0-9]+ updates \(0 repeats skipped, 0 errors' \
+               '; item records 1199 of 100000 \(1260 taken, 1 deleted, 0 refused\)'; do
     if [ "$walk" = 0 ] && grep -qE -- "$pattern" "$tmp/walk.out"; then passed=$((passed + 1)); else
         failed=$((failed + 1)); echo "FAIL: the real-stream walkthrough (exit $walk) lacks /$pattern/:"; sed 's/^/    /' "$tmp/walk.out" | head -20
     fi
@@ -105,6 +106,8 @@ check "a bad model file reports every issue with its path" 2 "bad-model.json: ta
 check "a scenario refuses a mapping of string ids, pointing to --model" 2 "--mapping reads string ids, which a scenario's world does not have" \
     "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format json --mapping examples/shop/mapping.json --checkpoint "$tmp/x.ckpt"
 check "--model reads JSON events only" 2 "a model without a world trains on JSON events" "$bin" train --model examples/shop/model.json --format wire --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+check "--items-topic needs a mapping that reads categories" 2 "--items-topic: the mapping names no category field" "$bin" train --model examples/shop/model.json --items-topic shop.items --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
+check "--items-topic is for a model without a world" 2 "--items-topic reads item records for a model without a world" "$bin" train Tests/cli/attach-world.json --arm dare --items-topic items --brokers 127.0.0.1:1 --checkpoint "$tmp/x.ckpt"
 check "train without --brokers says what is missing" 2 "--brokers is required" "$bin" train Tests/cli/attach-world.json --arm dare --checkpoint "$tmp/x.ckpt"
 check "train with an unknown format is a usage error" 2 "--format must be wire or json, got 'xml'" "$bin" train Tests/cli/attach-world.json --arm dare --brokers 127.0.0.1:1 --format xml --checkpoint "$tmp/x.ckpt"
 sed 's/"topicPrefix": "attach"/"topicPrefix": "attach", "stallTimeoutSeconds": 2/' Tests/cli/attach-world.json >"$tmp/attach-short.json"

@@ -7,22 +7,26 @@ recstream=${RECSTREAM:-recstream}
 cd "$(dirname "$0")"
 work=$(mktemp -d)
 
-# A broker with the model's topics: shop.feedback, .requests, .recommendations,
-# .dead-letter and .model. On your cluster, create them, and pass --brokers to each role.
-"$recstream" broker --prefix shop --partitions 3 >"$work/address" 2>"$work/broker.log" &
+# A broker with the model's topics (shop.feedback, .requests, .recommendations,
+# .dead-letter, .model) and the catalog's, shop.items. On your cluster, create them (the
+# catalog's compacted), and pass --brokers to each role.
+"$recstream" broker --prefix shop --topics shop.items --partitions 3 >"$work/address" 2>"$work/broker.log" &
 broker=$!
 trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/address" ] && break; sleep 0.1; done
 B=$(head -1 "$work/address")
 [ -n "$B" ] || { cat "$work/broker.log"; exit 1; }
 
-# Three days of the shop's log, keyed by user (and one line that is not JSON).
+# Three days of the shop's log, keyed by user (and one line that is not JSON), and its
+# catalog: each item's category, keyed by item id (an item's latest record wins).
 python3 events.py | kcat -P -b "$B" -t shop.feedback -K $'\t'
 printf 'u_00042\tnot json\n' | kcat -P -b "$B" -t shop.feedback -K $'\t'
+python3 events.py --catalog | kcat -P -b "$B" -t shop.items -K $'\t'
 
-# Train until the stream has been quiet for 3 s. Without --exit-when-idle it runs until
-# stopped; started again with the same checkpoint, it resumes where it stopped.
-"$recstream" train --model model.json --mapping mapping.json --brokers "$B" \
+# Train until the stream has been quiet for 3 s, taking each item's category from the
+# catalog in event time. Without --exit-when-idle it runs until stopped; started again
+# with the same checkpoint, it resumes where it stopped.
+"$recstream" train --model model.json --mapping mapping.json --brokers "$B" --items-topic shop.items \
   --checkpoint "$work/shop.ckpt" --exit-when-idle 3 --quiet
 
 # A server takes in the trainer's model, then answers requests in the stream's own ids.
