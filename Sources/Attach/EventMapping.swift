@@ -41,10 +41,10 @@ public struct EventMapping: Sendable, Equatable {
     public init() {}
 
     /// How the records of an items topic read: as the mapping file's `itemRecords` says, else
-    /// through the events' item, category and timestamp fields; nil when neither names a
-    /// category (an item record is read for its category).
+    /// through the events' item and category fields (without a timestamp); nil when neither
+    /// names a category (an item record is read for its category).
     public var records: ItemRecordMapping? {
-        itemRecords ?? category.map { ItemRecordMapping(item: item, category: $0, timestamp: timestamp) }
+        itemRecords ?? category.map { ItemRecordMapping(item: item, category: $0, timestamp: nil) }
     }
 
     /// The kind of the categories' ids: as the events or, failing them, the item records name them.
@@ -293,10 +293,11 @@ public struct IdField: Sendable, Equatable {
 /// message (a tombstone, as a compacted topic deletes) whose key is the item's id.
 ///
 /// In a mapping file, `itemRecords` is an object with `item` [the events' item field],
-/// `category` [the events' category field] and `timestamp` [the events' timestamp field;
-/// null: records take effect at the next tick applied]. An id field given as a name reads
-/// ids of the events' kind; one that declares a kind must declare the events' kind (the
-/// records and the events name the same items and categories).
+/// `category` [the events' category field] and `timestamp` [none: a record takes effect at
+/// its partition's current tick; with a field, at its own tick, in event time]. An id
+/// field given as a name reads ids of the events' kind; one that declares a kind must
+/// declare the events' kind (the records and the events name the same items and
+/// categories).
 public struct ItemRecordMapping: Sendable, Equatable {
     public var item: IdField
     public var category: IdField
@@ -337,7 +338,7 @@ public struct ItemRecordMapping: Sendable, Equatable {
             default: throw MappingError("itemRecords.timestamp: expected a field name (a string) or null, got \(t.kindDescription)")
             }
         } else {
-            timestamp = events.timestamp
+            timestamp = nil
         }
     }
 

@@ -40,7 +40,8 @@ public final class ItemRecords {
     /// Items held.
     public var count: Int { ids.occupied }
     public var capacity: Int { ids.settings.capacity }
-    /// Bytes held, approximately (ids exactly; a category as its enum and a string's bytes).
+    /// Bytes held, approximately: the ids' dictionary exactly, and a category slot per row
+    /// (not the heap bytes of long string categories).
     public var memoryBytes: Int { ids.memoryBytes + categoryOf.capacity * MemoryLayout<ExternalID?>.stride }
 
     /// Takes one record at `tick`: `category` becomes the item's, or with nil (a tombstone)

@@ -12,7 +12,8 @@ import Trainer
 ///
 /// **Categories.** An item's category is the latest, in tick order, of those its events
 /// name and those its item records name (`--items-topic`; a tick's records are taken
-/// before its events). An event without a category field takes its item's latest record's.
+/// before its events). When the events carry no category field, an item takes its latest
+/// record's with its row.
 public final class OpenWorld {
     public let spec: ModelSpec
     public let users: IdDictionary
@@ -81,9 +82,9 @@ public final class OpenWorld {
         let model = trainer.sequence?.model
         for record in itemRecords {
             // An item with a row takes a record's category at once (a server follows it
-            // before the item's next event); one without, with its row.
-            guard records.take(item: record.item, category: record.category, tick: tick), let c = record.category,
-                  let item = items.lookup(record.item) else { continue }
+            // before the item's next event), even when the map is full; one without, with its row.
+            records.take(item: record.item, category: record.category, tick: tick)
+            guard let c = record.category, let item = items.lookup(record.item) else { continue }
             let category = categories.row(for: c, tick: tick)
             trainer.grow(users: users.rows, items: items.rows, categories: categories.rows)
             if let model { setCategory(item, category, model) }

@@ -385,9 +385,7 @@ public final class StreamTrainer {
             tick = e.tick
         }
         // Before anything else: a wire record's tick moves the catalog feed.
-        if let own = tick, let anchor = eventTimeAnchor(partition: p), Int64(own) > anchor + eventLead {
-            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past its partition's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
-        }
+        if let failure = leadExceeded(tick, partition: p) { return .failure(failure) }
         if keys != nil { return .success((feedback, tick, keys)) }
         if Int(feedback.header.user) >= users {
             return .failure(EventDecodeError("user \(feedback.header.user) is not in the scenario's world (\(users) users)", outsideWorld: true))
@@ -406,16 +404,37 @@ public final class StreamTrainer {
         return .success((feedback, tick, nil))
     }
 
-    /// Decodes one record of the items topic, or the reason it cannot be one. Its tick
-    /// is bounded ahead as an event's is; it never sets the trainer's first event time.
+    /// Decodes one record of the items topic, or the reason it cannot be one. Its tick is
+    /// bounded ahead as an event's is; it never sets the trainer's first event time.
     func decodeRecord(_ bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, partition p: Int) -> Result<MappedItemRecord, EventDecodeError> {
         guard case .json(let mapping) = options.format else { return .failure(EventDecodeError("item records are JSON")) }
         let record: MappedItemRecord
         do { record = try mapping.decodeItemRecord(bytes, key: key) } catch { return .failure(error) }
-        if let own = record.tick, let anchor = eventTimeAnchor(partition: p), Int64(own) > anchor + eventLead {
-            return .failure(EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past its partition's event time (tick \(anchor)), more than --max-event-lead \(eventLead)"))
-        }
+        if let failure = leadExceeded(record.tick, partition: p) { return .failure(failure) }
         return .success(record)
+    }
+
+    /// Items partitions whose next record waits more than the event lead past the last
+    /// tick applied (a timestamp in other units than the events', say): a line each.
+    var recordsWaitingFarAhead: [String] {
+        guard appliedThrough >= 0 else { return [] }
+        return partitions[eventPartitionCount...].compactMap { s in
+            guard let t = s.pending.first?.tick, t > appliedThrough + eventLead else { return nil }
+            return "\(s.source): \(s.pending.count) item records wait for tick \(t), \(t - appliedThrough) ticks past the last tick applied (\(appliedThrough)); is itemRecords.timestamp in the events' units?"
+        }
+    }
+
+    /// Why a message of tick `own` on partition `p` is too far ahead to take, if it is.
+    func leadExceeded(_ own: Tick?, partition p: Int) -> EventDecodeError? {
+        guard let own, let anchor = eventTimeAnchor(partition: p), Int64(own) > anchor + eventLead else { return nil }
+        return EventDecodeError("tick \(own) is \(Int64(own) - anchor) ticks past its partition's event time (tick \(anchor)), more than --max-event-lead \(eventLead)")
+    }
+
+    /// Appends `pending` to partition `p`'s list and moves its watermark.
+    func append(_ pending: Pending, to p: Int) {
+        partitions[p].pending.append(pending)
+        partitions[p].watermark = max(partitions[p].watermark, pending.tick)
+        partitions[p].lastMessage = .now
     }
 
     /// Adds one consumed message of partition `p` (a slot of `partitions`) to its pending
@@ -432,9 +451,7 @@ public final class StreamTrainer {
                 pending = Pending(offset: offset, tick: floor, event: nil,
                                   deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, source: partitions[p].source, offset: offset))
             }
-            partitions[p].pending.append(pending)
-            partitions[p].watermark = max(partitions[p].watermark, pending.tick)
-            partitions[p].lastMessage = .now
+            append(pending, to: p)
             return
         }
         switch decode(value, partition: p) {
@@ -451,15 +468,15 @@ public final class StreamTrainer {
             pending = Pending(offset: offset, tick: floor, event: nil, deadLetter: DeadLetter(key: Array(key), value: Array(value), reason: error.reason, source: partitions[p].source, offset: offset),
                               outsideWorld: error.outsideWorld)
         }
-        partitions[p].pending.append(pending)
-        partitions[p].watermark = max(partitions[p].watermark, pending.tick)
-        partitions[p].lastMessage = .now
+        append(pending, to: p)
     }
 
     // MARK: Ticks
 
     /// The next tick that can be applied: the lowest pending tick, once every partition
-    /// has shown a higher one or sat idle at its end. nil when there is none yet.
+    /// has shown a higher one or sat idle at its end (`idle` says which; the run loop's
+    /// rule holds an items partition back only while it is behind its end, so a steady
+    /// trickle of records never stalls the events). nil when there is none yet.
     func nextTick(idle: (Int) -> Bool) -> Int64? {
         guard let t = partitions.compactMap({ $0.pending.first?.tick }).min() else { return nil }
         for p in partitions.indices where partitions[p].watermark <= t && !idle(p) { return nil }

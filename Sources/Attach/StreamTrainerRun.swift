@@ -84,10 +84,12 @@ extension StreamTrainer {
             }
         }
         /// A partition is idle when it has had nothing new for `idleFlushSeconds` and
-        /// everything up to its end has been consumed.
+        /// everything up to its end has been consumed. An items partition is idle as soon
+        /// as it is at its end: records are a side input, and one whose tick has passed
+        /// joins the current tick, so waiting on a trickle of them would only stall the events.
         func idle(_ p: Int, for seconds: Double) -> Bool {
             let s = partitions[p]
-            guard (ContinuousClock.now - s.lastMessage).seconds >= seconds else { return false }
+            guard isItems(p) || (ContinuousClock.now - s.lastMessage).seconds >= seconds else { return false }
             let consumed = s.pending.last.map { $0.offset + 1 } ?? (s.applied >= 0 ? s.applied : s.lowWatermark)
             return consumed >= s.highWatermark
         }
@@ -131,6 +133,7 @@ extension StreamTrainer {
                 do { try consumer.commit(applied) } catch { transientErrors += 1 }
             }
             lastCheckpoint = .now
+            for line in recordsWaitingFarAhead { onWarning?(line) }
             report(checkpointed: true)
         }
         func report(checkpointed: Bool) {
