@@ -75,7 +75,9 @@ let package = Package(
         // The recommender side, bottom up.
         .target(name: "RecCore", swiftSettings: strict),
         .target(name: "Scenario", dependencies: ["RecCore"], swiftSettings: strict),
-        .target(name: "Models", dependencies: ["RecCore"], swiftSettings: kernels),
+        // Prefetch (and whatever else Swift cannot spell) for the kernels, inlined from C.
+        .systemLibrary(name: "CKernels"),
+        .target(name: "Models", dependencies: ["RecCore", "CKernels"], swiftSettings: kernels),
         .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),

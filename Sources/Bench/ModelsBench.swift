@@ -102,6 +102,43 @@ public struct ModelsBench: Sendable {
                 results.append(BenchResult(name: "\(design).score.L\(length)", unit: "candidates/s",
                                            samples: callSeconds.map { 100 / $0 }))
 
+                // Scoring's passes one by one, on the same calls: time, and the rate each
+                // achieves (the products in GFLOP/s, against the peak measured below).
+                if design == .dare {
+                    var stageSeconds = [[Double]](repeating: [], count: ScoringStage.allCases.count)
+                    for call in 0..<scoreCalls {
+                        let history = histories.history(of: UserID(call % users))
+                        for i in candidates.indices { candidates[i] = ItemID(rng.nextInt(below: vocabulary)) }
+                        candidates.withUnsafeBufferPointer { c in
+                            scores.withUnsafeMutableBufferPointer { out in
+                                for (k, stage) in ScoringStage.allCases.enumerated() {
+                                    let start = ContinuousClock.now
+                                    m.score(stage, history: history, candidates: c, into: out.baseAddress!)
+                                    stageSeconds[k].append((ContinuousClock.now - start).seconds)
+                                }
+                            }
+                        }
+                    }
+                    let s = m.settings, c = 100.0, l = Double(length)
+                    let flops: [ScoringStage: Double] = [
+                        .search: 2 * c * l * Double(s.attentionDim),
+                        .mlp: 2 * c * Double(3 * s.representationDim * s.hidden1 + s.hidden1 * s.hidden2 + s.hidden2),
+                    ]
+                    let bytes: [ScoringStage: Double] = [
+                        .gather: l * Double(s.attentionDim + s.representationDim) * 4,
+                        .select: c * l * 4,
+                        .aggregate: c * Double(s.topK + 1) * Double(s.representationDim) * 4,
+                    ]
+                    for (k, stage) in ScoringStage.allCases.enumerated() {
+                        results.append(BenchResult(name: "dare.score.L\(length) \(stage)", unit: "us per call", samples: stageSeconds[k].map { $0 * 1e6 }))
+                        if let f = flops[stage] {
+                            results.append(BenchResult(name: "dare.score.L\(length) \(stage) rate", unit: "GFLOP/s", samples: stageSeconds[k].map { f / $0 / 1e9 }))
+                        } else if let b = bytes[stage] {
+                            results.append(BenchResult(name: "dare.score.L\(length) \(stage) rate", unit: "GB/s", samples: stageSeconds[k].map { b / $0 / 1e9 }))
+                        }
+                    }
+                }
+
                 // The search stage alone: bytes of attention rows read per second.
                 if design == .dare {
                     var searchSeconds: [Double] = []
@@ -121,6 +158,8 @@ public struct ModelsBench: Sendable {
                 withExtendedLifetime(m) {}
             }
         }
+        progress("models: fp32 FMA peak")
+        results.append(BenchResult(name: "fp32 FMA peak, 1 core (plain loop)", unit: "GFLOP/s", samples: (0..<5).map { _ in measureFMAPeak(seconds: 0.1) }))
         let before = AllocatorStats.current().allocated
         let store = UserHistories(users: 10_000, cap: 1000)
         for u in 0..<10_000 { for i in 0..<1000 { store.append(HistoryEntry(item: ItemID(i), tick: 0), for: UserID(u)) } }
@@ -129,7 +168,8 @@ public struct ModelsBench: Sendable {
                                    samples: [Double(storeBytes) / Double(store.totalEntries)]))
         notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, \(trainingThreads) threads (data-parallel mini-batch); median of \(steps) steps after \(warmup).")
         notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
-        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together here on 2026-11-28, torch 2.13 CPU: train 1.32x, score 1.62x).")
+        notes.append("Scoring's passes (ScoringStage): gather (the history's rows; rate: bytes of rows read), queries, search (S = Q keysT; GFLOP/s), select (top K and softmax of each row of S; rate: scores read), aggregate (each candidate's MLP input; rate: representation rows read), mlp (two products and the output; GFLOP/s). Compare the GFLOP/s with the FMA peak measured in the same run.")
+        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together on an AMD EPYC host on 2026-12-07: train 1.29x, score 2.00x).")
         notes.append("The auxiliary head's and BatchNorm's figures have the plain DARE step as their baseline: the ratio is their cost. A BatchNorm step runs on one thread, in two passes (its batch statistics couple the samples).")
         return BenchReport(bench: "models", results: results, notes: notes)
     }

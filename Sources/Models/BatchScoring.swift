@@ -1,82 +1,183 @@
+import CKernels
 import Foundation
 import RecCore
 
-/// Scoring one user's history against many candidates, the server's hot path.
+/// Scoring one user's history against many candidates, the server's hot path, as a few
+/// matrix products.
 ///
-/// The history's attention and representation rows are gathered once into contiguous
-/// buffers (random reads from the tables happen once per request, not once per
-/// candidate); search scores and the MLP run four candidates at a time, so each key row
-/// and each weight row loaded serves four candidates.
+/// The history's attention rows are gathered once, transposed (keysT: the F x d_att
+/// attention features by L behaviours), and its representation rows once, side by side;
+/// then every candidate's query (Q: C x F d_att) meets every key in one product, S = Q
+/// keysT; top K and the softmax run on each row of S; each candidate's MLP input is built
+/// into a column of XT (input x C), and the MLP is two products over all candidates,
+/// Z1 = W1 XT and Z2 = W2 A1, and a weighted sum of A2's rows. Each product's element is
+/// one FMA chain in a fixed order (`gemm`), so a candidate's probability has the same
+/// bits alone, anywhere in a list, or repeated. The stages are separate passes
+/// (`ScoringStage`) so that a benchmark can time each.
 final class ScoringScratch {
     let capacity: Int
-    let keys, values: UnsafeMutablePointer<Float>
-    let queries: UnsafeMutablePointer<Float>   // 4 x F dA, search scales folded in
-    let scores: UnsafeMutablePointer<Float>    // 4 x L
-    let x: UnsafeMutablePointer<Float>         // 4 x input
-    let z1, a1: UnsafeMutablePointer<Float>    // 4 x hidden1
-    let z2, a2: UnsafeMutablePointer<Float>    // 4 x hidden2
-    let selected: UnsafeMutablePointer<Int>
+    /// The columns of keysT and the rows of S: the history's capacity, padded to 8.
+    let keyStride: Int
+    let keysT, values: UnsafeMutablePointer<Float>
+    /// Candidates the per-candidate buffers hold; grown (never per request once served).
+    private(set) var candidateCapacity = 0
+    /// The columns of XT, Z1, A1, Z2, A2: the candidate capacity padded to 8.
+    private(set) var candidateStride = 0
+    private(set) var queries: UnsafeMutablePointer<Float>   // C x F dA, search scales folded in
+    private(set) var scores: UnsafeMutablePointer<Float>    // C x keyStride
+    private(set) var selected: UnsafeMutablePointer<Int32>  // C x K window positions
+    private(set) var weights: UnsafeMutablePointer<Float>   // C x K softmax weights
+    private(set) var selectedCount: UnsafeMutablePointer<Int32>
+    private(set) var xT: UnsafeMutablePointer<Float>        // input x candidateStride
+    private(set) var z1, a1: UnsafeMutablePointer<Float>    // hidden1 x candidateStride
+    private(set) var z2, a2: UnsafeMutablePointer<Float>    // hidden2 x candidateStride
+    private(set) var logits: UnsafeMutablePointer<Float>    // candidateStride
+    /// One candidate's input, before it goes into XT.
+    let x: UnsafeMutablePointer<Float>
+    let picked: UnsafeMutablePointer<Int>
     /// Temporaries for TWIN with projections.
     let t1, t2: UnsafeMutablePointer<Float>
     let order: UnsafeMutablePointer<UInt64>
-    let weights: UnsafeMutablePointer<Float>
+    let kw, topK, input, hidden1, hidden2: Int
+    /// What the last gather left: behaviours searched, the first searched, the window's length.
+    var n = 0, first = 0, total = 0
 
     init(_ s: RankingModelSettings, input: Int) {
         let F = s.fields.rawValue
         capacity = s.maxHistory
-        keys = .allocate(capacity: s.maxHistory * F * s.attentionDim)
+        keyStride = (s.maxHistory + 7) / 8 * 8
+        kw = F * s.attentionDim
+        topK = s.topK
+        self.input = input
+        hidden1 = s.hidden1
+        hidden2 = s.hidden2
+        keysT = .allocate(capacity: kw * keyStride)
+        keysT.initialize(repeating: 0, count: kw * keyStride)
         values = .allocate(capacity: s.maxHistory * F * s.representationDim)
-        queries = .allocate(capacity: 4 * F * s.attentionDim)
-        scores = .allocate(capacity: 4 * s.maxHistory)
-        x = .allocate(capacity: 4 * input)
-        z1 = .allocate(capacity: 4 * s.hidden1); a1 = .allocate(capacity: 4 * s.hidden1)
-        z2 = .allocate(capacity: 4 * s.hidden2); a2 = .allocate(capacity: 4 * s.hidden2)
-        selected = .allocate(capacity: s.topK)
+        x = .allocate(capacity: input)
+        picked = .allocate(capacity: s.topK)
         t1 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         t2 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         order = .allocate(capacity: 2 * s.maxHistory + 64)
-        weights = .allocate(capacity: s.topK)
+        queries = .allocate(capacity: 0); scores = .allocate(capacity: 0); selected = .allocate(capacity: 0)
+        weights = .allocate(capacity: 0); selectedCount = .allocate(capacity: 0); xT = .allocate(capacity: 0)
+        z1 = .allocate(capacity: 0); a1 = .allocate(capacity: 0); z2 = .allocate(capacity: 0); a2 = .allocate(capacity: 0)
+        logits = .allocate(capacity: 0)
+    }
+
+    /// Makes room for `count` candidates (buffers only grow; their pads are zero, so the
+    /// padded columns of every product are finite and never read).
+    func reserve(candidates count: Int) {
+        guard count > candidateCapacity else { return }
+        freeCandidateBuffers()
+        let c = max(count, 2 * candidateCapacity), stride = (c + 7) / 8 * 8
+        candidateCapacity = c
+        candidateStride = stride
+        func zeroed<T: Numeric>(_ n: Int, _: T.Type) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+            return p
+        }
+        queries = zeroed(c * kw, Float.self)
+        scores = zeroed(c * keyStride, Float.self)
+        selected = zeroed(c * topK, Int32.self)
+        weights = zeroed(c * topK, Float.self)
+        selectedCount = zeroed(c, Int32.self)
+        xT = zeroed(input * stride, Float.self)
+        z1 = zeroed(hidden1 * stride, Float.self); a1 = zeroed(hidden1 * stride, Float.self)
+        z2 = zeroed(hidden2 * stride, Float.self); a2 = zeroed(hidden2 * stride, Float.self)
+        logits = zeroed(stride, Float.self)
+    }
+
+    private func freeCandidateBuffers() {
+        for p in [queries, scores, weights, xT, z1, a1, z2, a2, logits] { p.deallocate() }
+        selected.deallocate()
+        selectedCount.deallocate()
     }
 
     deinit {
-        for p in [keys, values, queries, scores, x, z1, a1, z2, a2, weights, t1, t2] { p.deallocate() }
-        selected.deallocate()
+        freeCandidateBuffers()
+        for p in [keysT, values, x, t1, t2] { p.deallocate() }
+        picked.deallocate()
         order.deallocate()
     }
 }
 
+/// The passes of `RankingModel.score(history:candidates:into:)`, in order; each works on
+/// what the one before left in the scratch.
+package enum ScoringStage: CaseIterable, Sendable {
+    /// The history's attention rows into keysT, its representation rows into values.
+    case gather
+    /// Each candidate's query, search scales folded in (projected, for TWIN-proj).
+    case queries
+    /// S = Q keysT: every candidate's search score against every behaviour.
+    case search
+    /// Top K of each row of S, and the softmax weights.
+    case select
+    /// Each candidate's MLP input [v_t, h, v_t (.) h], into a column of XT.
+    case aggregate
+    /// The MLP over all candidates: two products, a weighted sum, the sigmoid.
+    case mlp
+}
+
 extension RankingModel {
     /// Scores one user's history against many candidates in one call (click
-    /// probabilities), with the history's rows gathered once.
+    /// probabilities), as matrix products (see `ScoringScratch`).
     public func score(history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>, into out: UnsafeMutablePointer<Float>) {
+        guard !candidates.isEmpty else { return }
+        for stage in ScoringStage.allCases { score(stage, history: history, candidates: candidates, into: out) }
+    }
+
+    /// Runs one pass of `score(history:candidates:into:)`; the passes run in
+    /// `ScoringStage.allCases` order on the same arguments (a benchmark times each).
+    package func score(_ stage: ScoringStage, history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>,
+                       into out: UnsafeMutablePointer<Float>) {
         let s = settings, F = fieldCount, dA = s.attentionDim, dR = s.representationDim
-        let full = window(history)
-        // DIN looks at the most recent K only: the rest is never gathered. Time ids stay
-        // relative to the whole window, as in training.
-        let first = firstSearched(full.count), n = full.count - first, total = full.count
-        let h = UnsafeBufferPointer(rebasing: full[first...])
-        let kw = F * dA, vw = F * dR, l = layout
-        let c = scoring
-
-        // Gather each behaviour's attention and representation rows, fields side by side.
-        for j in 0..<n {
-            let item = Int(h[j].item)
-            for f in 0..<F {
-                let r = row(f, item: item, time: total - (first + j))
-                copy(tables[attention[f]].row(r), to: c.keys + j * kw + f * dA, dA)
-                copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
+        let kw = F * dA, vw = F * dR, l = layout, K = s.topK
+        let c = scoring, C = candidates.count
+        switch stage {
+        case .gather:
+            c.reserve(candidates: C)
+            let full = window(history)
+            // DIN looks at the most recent K only: the rest is never gathered. Time ids stay
+            // relative to the whole window, as in training.
+            c.first = firstSearched(full.count)
+            c.n = full.count - c.first
+            c.total = full.count
+            let ks = c.keyStride
+            // The rows are random reads from large tables: ask for those `ahead` behaviours
+            // on while copying these, so their misses overlap.
+            let ahead = 16
+            @inline(__always) func prefetch(_ j: Int) {
+                let item = Int(full[c.first + j].item)
+                for f in 0..<F {
+                    let r = row(f, item: item, time: c.total - (c.first + j))
+                    recstream_prefetch(tables[attention[f]].row(r), dA * 4)
+                    recstream_prefetch(tables[representation[f]].row(r), dR * 4)
+                }
             }
-        }
+            for j in 0..<min(ahead, c.n) { prefetch(j) }
+            for j in 0..<c.n {
+                if j + ahead < c.n { prefetch(j + ahead) }
+                let item = Int(full[c.first + j].item)
+                for f in 0..<F {
+                    let r = row(f, item: item, time: c.total - (c.first + j))
+                    let key = tables[attention[f]].row(r), kt = c.keysT + f * dA * ks + j
+                    for d in 0..<dA { kt[d * ks] = key[d] }
+                    copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
+                }
+            }
+            // The pad of the last 8 columns: zeros, so padded scores are finite (never read).
+            let padded = (c.n + 7) / 8 * 8
+            if padded > c.n { for d in 0..<kw { (c.keysT + d * ks + c.n).initialize(repeating: 0, count: padded - c.n) } }
 
-        var start = 0
-        while start < candidates.count {
-            let block = min(4, candidates.count - start)
-            // Queries with the search scales folded in; a short block repeats its first.
-            for b in 0..<4 {
-                let t = Int(candidates[start + min(b, block - 1)])
+        case .queries:
+            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[attention[f]].row(row(f, item: Int(candidates[b]), time: 0)), dA * 4) } }
+            for b in 0..<C {
+                if b + 8 < C { for f in 0..<F { recstream_prefetch(tables[attention[f]].row(row(f, item: Int(candidates[b + 8]), time: 0)), dA * 4) } }
+                let t = Int(candidates[b])
                 for f in 0..<F {
                     var q = UnsafePointer(tables[attention[f]].row(row(f, item: t, time: 0)))
-                    let scale = searchScale(f)
                     if s.design.projects {  // u = P_K^T P_Q q, as in training
                         dense.withUnsafeBufferPointer { w in
                             matvec(w.baseAddress! + l.projection(0, f, fields: F), q, c.t1, dA)
@@ -84,28 +185,42 @@ extension RankingModel {
                         }
                         q = UnsafePointer(c.t2)
                     }
+                    let scale = searchScale(f)
                     for d in 0..<dA { c.queries[b * kw + f * dA + d] = q[d] * scale }
                 }
             }
-            dot4(c.queries, c.keys, n, kw, into: c.scores, stride: c.capacity)
 
-            for b in 0..<block {
-                let t = Int(candidates[start + b])
-                let scores = c.scores + b * c.capacity
-                let k = selectTopK(scores, n, s.topK, into: c.selected, work: c.order)
+        case .search:
+            gemm(c.queries, lda: kw, c.keysT, ldb: c.keyStride, c.scores, ldc: c.keyStride, m: C, n: c.n, k: kw)
+
+        case .select:
+            for b in 0..<C {
+                let scores = c.scores + b * c.keyStride
+                let k = selectTopK(scores, c.n, K, into: c.picked, work: c.order)
                 var top = -Float.infinity
-                for i in 0..<k { top = max(top, scores[c.selected[i]]) }
+                for i in 0..<k { top = max(top, scores[c.picked[i]]) }
                 var total: Float = 0
+                let weights = c.weights + b * K, selected = c.selected + b * K
                 for i in 0..<k {
-                    c.weights[i] = exp(scores[c.selected[i]] - top)
-                    total += c.weights[i]
+                    selected[i] = Int32(truncatingIfNeeded: c.picked[i])
+                    weights[i] = exp(scores[c.picked[i]] - top)
+                    total += weights[i]
                 }
+                for i in 0..<k { weights[i] /= total }
+                c.selectedCount[b] = Int32(k)
+            }
+
+        case .aggregate:
+            let x = c.x, hv = c.x + vw, stride = c.candidateStride
+            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b]), time: 0)), dR * 4) } }
+            for b in 0..<C {
+                if b + 8 < C { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b + 8]), time: 0)), dR * 4) } }
+                let t = Int(candidates[b])
                 // x = [v_t, h, v_t (.) h] for this candidate.
-                let x = c.x + b * l.input
                 for f in 0..<F { copy(tables[representation[f]].row(row(f, item: t, time: 0)), to: x + f * dR, dR) }
-                let hv = x + vw
                 hv.initialize(repeating: 0, count: vw)
-                for i in 0..<k { axpy(c.weights[i] / total, c.values + c.selected[i] * vw, hv, vw) }
+                let weights = c.weights + b * K, selected = c.selected + b * K
+                for i in 0..<Int(c.selectedCount[b]) { axpy(weights[i], c.values + Int(selected[i]) * vw, hv, vw) }
                 if s.design.projects {  // v_t = P_VT e_t, h = P_VB (sum_i w_i e_i)
                     dense.withUnsafeBufferPointer { w in
                         for f in 0..<F {
@@ -117,62 +232,35 @@ extension RankingModel {
                     }
                 }
                 for d in 0..<vw { x[2 * vw + d] = x[d] * hv[d] }
-            }
-            if block < 4 {
-                for b in block..<4 { (c.x + b * l.input).update(from: c.x, count: l.input) }
-            }
-            if l.hasBatchNorm {
-                for b in 0..<4 { normalizeWithRunningStatistics(c.x + b * l.input, into: c.x + b * l.input) }
+                if l.hasBatchNorm { normalizeWithRunningStatistics(x, into: x) }
+                for d in 0..<l.input { c.xT[d * stride + b] = x[d] }
             }
 
-            // MLP, four candidates per pass over each weight row.
+        case .mlp:
+            let stride = c.candidateStride, width = (C + 7) / 8 * 8
             dense.withUnsafeBufferPointer { p in
                 let w = p.baseAddress!
-                dot4(c.x, w + l.w1, l.hidden1, l.input, into: c.z1, stride: l.hidden1)
-                for b in 0..<4 {
-                    for o in 0..<l.hidden1 { c.z1[b * l.hidden1 + o] += w[l.b1 + o] }
-                    prelu(c.z1 + b * l.hidden1, c.a1 + b * l.hidden1, l.hidden1, w[l.alpha1])
-                }
-                dot4(c.a1, w + l.w2, l.hidden2, l.hidden1, into: c.z2, stride: l.hidden2)
-                for b in 0..<block {
-                    for o in 0..<l.hidden2 { c.z2[b * l.hidden2 + o] += w[l.b2 + o] }
-                    prelu(c.z2 + b * l.hidden2, c.a2 + b * l.hidden2, l.hidden2, w[l.alpha2])
-                    out[start + b] = sigmoid(dot(w + l.w3, c.a2 + b * l.hidden2, l.hidden2) + w[l.b3])
-                }
+                gemm(w + l.w1, lda: l.input, c.xT, ldb: stride, c.z1, ldc: stride, m: l.hidden1, n: C, k: l.input)
+                for o in 0..<l.hidden1 { biasPReLU(c.z1 + o * stride, c.a1 + o * stride, width, bias: w[l.b1 + o], alpha: w[l.alpha1]) }
+                gemm(w + l.w2, lda: l.hidden1, c.a1, ldb: stride, c.z2, ldc: stride, m: l.hidden2, n: C, k: l.hidden1)
+                for o in 0..<l.hidden2 { biasPReLU(c.z2 + o * stride, c.a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
+                // The output: one FMA chain over hidden2 per candidate, as the products do.
+                gemm(w + l.w3, lda: l.hidden2, c.a2, ldb: stride, c.logits, ldc: stride, m: 1, n: C, k: l.hidden2)
+                for b in 0..<C { out[b] = sigmoid(c.logits[b] + w[l.b3]) }
             }
-            start += block
         }
     }
 }
 
-/// scores[b * stride + j] = <queries[b], keys[j]> for four queries of `width` floats
-/// against `n` contiguous rows: each row is loaded once for the four. Serves the search
-/// (queries against history keys) and the MLP (inputs against weight rows).
+/// a = PReLU(z + bias) over `n` floats (a multiple of 8).
 @inline(__always)
-func dot4(_ queries: UnsafePointer<Float>, _ keys: UnsafePointer<Float>, _ n: Int, _ width: Int,
-          into scores: UnsafeMutablePointer<Float>, stride: Int) {
-    let q0 = queries, q1 = queries + width, q2 = queries + 2 * width, q3 = queries + 3 * width
-    for j in 0..<n {
-        let k = keys + j * width
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        var d = 0
-        while d + 8 <= width {
-            let kv = load8(k + d)
-            a0 += load8(q0 + d) * kv
-            a1 += load8(q1 + d) * kv
-            a2 += load8(q2 + d) * kv
-            a3 += load8(q3 + d) * kv
-            d += 8
-        }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-        while d < width {
-            s0 += q0[d] * k[d]; s1 += q1[d] * k[d]; s2 += q2[d] * k[d]; s3 += q3[d] * k[d]
-            d += 1
-        }
-        scores[j] = s0
-        scores[stride + j] = s1
-        scores[2 * stride + j] = s2
-        scores[3 * stride + j] = s3
+func biasPReLU(_ z: UnsafeMutablePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int, bias: Float, alpha: Float) {
+    let b = SIMD8<Float>(repeating: bias), al = SIMD8<Float>(repeating: alpha), zero = SIMD8<Float>()
+    var i = 0
+    while i < n {
+        let v = load8(z + i) + b
+        UnsafeMutableRawPointer(a + i).storeBytes(of: v.replacing(with: v * al, where: v .<= zero), as: SIMD8<Float>.self)
+        i += 8
     }
 }
 

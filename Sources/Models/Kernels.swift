@@ -41,9 +41,24 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
                 if c <= enough { break }
             }
         }
-        for j in 0..<n {
+        // Eight scores at a time: a mask of those at or above the threshold (a few in a
+        // hundred), then only their keys, in index order.
+        let tv = SIMD8<Float>(repeating: a), lanes = SIMD8<Int32>(1, 2, 4, 8, 16, 32, 64, 128)
+        var j = 0
+        while j + 8 <= n {
+            let v = UnsafeRawPointer(scores + j).loadUnaligned(as: SIMD8<Float>.self)
+            var bits = Int(SIMD8<Int32>().replacing(with: lanes, where: v .>= tv).wrappedSum())
+            while bits != 0 {
+                work[m] = key(j + bits.trailingZeroBitCount)
+                m += 1
+                bits &= bits - 1
+            }
+            j += 8
+        }
+        while j < n {
             work[m] = key(j)
             m &+= scores[j] >= a ? 1 : 0
+            j += 1
         }
     }
     if m < k {  // all equal, or not finite (NaN is never at or above a threshold): every key
@@ -225,4 +240,120 @@ func preluBackward(_ z: UnsafePointer<Float>, _ da: UnsafePointer<Float>, _ dz: 
         }
     }
     return dAlpha
+}
+
+// MARK: Matrix products
+
+/// C = A B for row-major A (m x k, row stride `lda`), B (k x n, `ldb`) and C (m x n,
+/// `ldc`). B and C are read and written in whole 8-column chunks: their strides must hold
+/// n rounded up to 8, and the columns past n (finite values, such as zeros) give columns
+/// of C past n that the caller does not read.
+///
+/// Each element of C is one FMA chain over p = 0..<k in order, from zero, whichever tile
+/// computes it: so an element's bits depend on its row of A and column of B alone, never
+/// on m, n or where it sits (a candidate scores the same alone or among others).
+/// Register-blocked: 4 rows x 16 columns of C in 8 vector accumulators, B's rows loaded
+/// once per 4 rows of A.
+func gemm(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+          m: Int, n: Int, k: Int) {
+    let width = (n + 7) / 8 * 8
+    var j = 0
+    while j < width {
+        let wide = j + 16 <= width
+        var i = 0
+        while i + 4 <= m {
+            if wide { gemmTile4x16(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, k) } else { gemmTile4x8(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, k) }
+            i += 4
+        }
+        while i < m {
+            gemmTile1(a + i * lda, b + j, ldb, c + i * ldc + j, k, wide: wide)
+            i += 1
+        }
+        j += wide ? 16 : 8
+    }
+}
+
+@inline(__always)
+private func gemmTile4x16(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+    for p in 0..<k {
+        let row = b + p * ldb
+        let b0 = load8(row), b1 = load8(row + 8)
+        var s = SIMD8<Float>(repeating: a0[p])
+        c00.addProduct(s, b0); c01.addProduct(s, b1)
+        s = SIMD8<Float>(repeating: a1[p])
+        c10.addProduct(s, b0); c11.addProduct(s, b1)
+        s = SIMD8<Float>(repeating: a2[p])
+        c20.addProduct(s, b0); c21.addProduct(s, b1)
+        s = SIMD8<Float>(repeating: a3[p])
+        c30.addProduct(s, b0); c31.addProduct(s, b1)
+    }
+    store8(c00, c); store8(c01, c + 8)
+    store8(c10, c + ldc); store8(c11, c + ldc + 8)
+    store8(c20, c + 2 * ldc); store8(c21, c + 2 * ldc + 8)
+    store8(c30, c + 3 * ldc); store8(c31, c + 3 * ldc + 8)
+}
+
+@inline(__always)
+private func gemmTile4x8(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int) {
+    var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+    for p in 0..<k {
+        let b0 = load8(b + p * ldb)
+        c0.addProduct(SIMD8<Float>(repeating: a0[p]), b0)
+        c1.addProduct(SIMD8<Float>(repeating: a1[p]), b0)
+        c2.addProduct(SIMD8<Float>(repeating: a2[p]), b0)
+        c3.addProduct(SIMD8<Float>(repeating: a3[p]), b0)
+    }
+    store8(c0, c); store8(c1, c + ldc); store8(c2, c + 2 * ldc); store8(c3, c + 3 * ldc)
+}
+
+@inline(__always)
+private func gemmTile1(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ k: Int, wide: Bool) {
+    var c0 = SIMD8<Float>(), c1 = SIMD8<Float>()
+    for p in 0..<k {
+        let s = SIMD8<Float>(repeating: a[p]), row = b + p * ldb
+        c0.addProduct(s, load8(row))
+        if wide { c1.addProduct(s, load8(row + 8)) }
+    }
+    store8(c0, c)
+    if wide { store8(c1, c + 8) }
+}
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// This core's fp32 FMA rate, GFLOP/s: a plain loop of 12 independent 8-lane FMA chains
+/// (no memory traffic) for about `seconds`. What `recstream bench models` measures its
+/// stages against.
+package func measureFMAPeak(seconds: Double = 0.2) -> Double {
+    var acc = (0..<12).map { SIMD8<Float>(repeating: Float($0) * 1e-3) }
+    let x = SIMD8<Float>(repeating: 0.999_999), y = SIMD8<Float>(repeating: 1e-7)
+    var best = 0.0
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        let iterations = 200_000
+        let start = ContinuousClock.now
+        acc.withUnsafeMutableBufferPointer { a in
+            var a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
+            var a6 = a[6], a7 = a[7], a8 = a[8], a9 = a[9], a10 = a[10], a11 = a[11]
+            for _ in 0..<iterations {
+                a0.addProduct(x, y); a1.addProduct(x, y); a2.addProduct(x, y); a3.addProduct(x, y)
+                a4.addProduct(x, y); a5.addProduct(x, y); a6.addProduct(x, y); a7.addProduct(x, y)
+                a8.addProduct(x, y); a9.addProduct(x, y); a10.addProduct(x, y); a11.addProduct(x, y)
+            }
+            a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5
+            a[6] = a6; a[7] = a7; a[8] = a8; a[9] = a9; a[10] = a10; a[11] = a11
+        }
+        let elapsed = (ContinuousClock.now - start).components
+        let t = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+        best = max(best, Double(iterations * 12 * 8 * 2) / t / 1e9)
+    }
+    // Keep the chains' results alive.
+    if acc.contains(where: { $0[0].isNaN }) { return -1 }
+    return best
 }
