@@ -15,7 +15,6 @@ public final class ItemRecords {
     let ids: IdDictionary
     /// Per row: the category its item's latest record names (nil: a freed row).
     var categoryOf: [ExternalID?] = [nil]
-    let categoryKind: IdDictionary.Kind
 
     /// What the records did, exactly (a checkpoint carries these).
     public struct Counters: Sendable, Equatable {
@@ -32,9 +31,14 @@ public final class ItemRecords {
     }
     public internal(set) var counters = Counters()
 
-    init(itemKind: IdDictionary.Kind, categoryKind: IdDictionary.Kind, capacity: Int) {
+    init(itemKind: IdDictionary.Kind, capacity: Int) {
         ids = IdDictionary(kind: itemKind, settings: IdDictionary.Settings(capacity: capacity))
-        self.categoryKind = categoryKind
+    }
+
+    private init(ids: IdDictionary, categoryOf: [ExternalID?], counters: Counters) {
+        self.ids = ids
+        self.categoryOf = categoryOf
+        self.counters = counters
     }
 
     /// Items held.
@@ -90,13 +94,13 @@ public final class ItemRecords {
     }
 
     static func read(from r: inout BinaryReader, itemKind: IdDictionary.Kind, categoryKind: IdDictionary.Kind, capacity: Int) throws(BinaryReadError) -> ItemRecords {
-        let records = ItemRecords(itemKind: itemKind, categoryKind: categoryKind, capacity: capacity)
+        var counters = Counters()
         for (name, field) in Counters.fields {
             let at = r.offset
-            records.counters[keyPath: field] = try r.readInt("item records \(name)")
-            guard records.counters[keyPath: field] < 1 << 62 else { throw BinaryReadError("implausible item records \(name)", at: at) }
+            counters[keyPath: field] = try r.readInt("item records \(name)")
+            guard counters[keyPath: field] < 1 << 62 else { throw BinaryReadError("implausible item records \(name)", at: at) }
         }
-        let ids = try IdDictionary.read(from: &r, kind: itemKind, settings: records.ids.settings)
+        let ids = try IdDictionary.read(from: &r, kind: itemKind, settings: IdDictionary.Settings(capacity: capacity))
         var categoryOf: [ExternalID?] = [nil]
         for row in 1..<ids.rows {
             let at = r.offset
@@ -107,13 +111,6 @@ public final class ItemRecords {
             }
             categoryOf.append(flag == 1 ? try IdDictionary.read(categoryKind, from: &r) : nil)
         }
-        return ItemRecords(ids: ids, categoryOf: categoryOf, categoryKind: categoryKind, counters: records.counters)
-    }
-
-    private init(ids: IdDictionary, categoryOf: [ExternalID?], categoryKind: IdDictionary.Kind, counters: Counters) {
-        self.ids = ids
-        self.categoryOf = categoryOf
-        self.categoryKind = categoryKind
-        self.counters = counters
+        return ItemRecords(ids: ids, categoryOf: categoryOf, counters: counters)
     }
 }

@@ -33,7 +33,7 @@ public final class OpenWorld {
         users = IdDictionary(kind: Self.kind(mapping.user.kind), settings: Self.settings(spec.users))
         items = IdDictionary(kind: Self.kind(mapping.item.kind), settings: Self.settings(spec.items))
         categories = IdDictionary(kind: Self.kind(mapping.categoryKind), settings: Self.settings(spec.categories))
-        records = ItemRecords(itemKind: Self.kind(mapping.item.kind), categoryKind: Self.kind(mapping.categoryKind), capacity: spec.itemRecords)
+        records = ItemRecords(itemKind: Self.kind(mapping.item.kind), capacity: spec.itemRecords)
     }
 
     init(spec: ModelSpec, users: IdDictionary, items: IdDictionary, categories: IdDictionary, records: ItemRecords) {

@@ -15,7 +15,6 @@ import RecCore
 /// bits alone, anywhere in a list, or repeated. The stages are separate passes
 /// (`ScoringStage`) so that a benchmark can time each.
 final class ScoringScratch {
-    let capacity: Int
     /// The columns of keysT and the rows of S: the history's capacity, padded to 8.
     let keyStride: Int
     let keysT, values: UnsafeMutablePointer<Float>
@@ -44,7 +43,6 @@ final class ScoringScratch {
 
     init(_ s: RankingModelSettings, input: Int) {
         let F = s.fields.rawValue
-        capacity = s.maxHistory
         keyStride = (s.maxHistory + 7) / 8 * 8
         kw = F * s.attentionDim
         topK = s.topK

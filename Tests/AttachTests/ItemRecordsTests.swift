@@ -86,7 +86,7 @@ struct ItemRecordMappingTests {
 struct ItemRecordsMapTests {
     @Test("records of new items beyond the capacity are refused and counted; a tombstone frees a place; a later record replaces an earlier")
     func capacity() throws {
-        let records = ItemRecords(itemKind: .string, categoryKind: .int64, capacity: 2)
+        let records = ItemRecords(itemKind: .string, capacity: 2)
         #expect(records.take(item: .string("a"), category: .int(1), tick: 0) && records.take(item: .string("b"), category: .int(2), tick: 0))
         #expect(!records.take(item: .string("c"), category: .int(3), tick: 0))
         #expect(records.take(item: .string("a"), category: .int(4), tick: 1))
@@ -117,13 +117,9 @@ struct ItemRecordsMapTests {
 
 @Suite("A model without a world, with an items topic", .serialized)
 struct ItemsTopicTests {
-    static let modelText = """
-        {"name": "dare", "seed": 5, "slateSize": 5, "candidates": 30,
-         "ranking": {"type": "dare", "attentionDim": 8, "representationDim": 8, "topK": 5, "maxHistory": 20, "batchSize": 64},
-         "tables": {"users": {"capacity": 400, "minCount": 2, "expireAfterTicks": 4},
-                    "items": {"capacity": 300, "expireAfterTicks": 6}, "categories": {"capacity": 40},
-                    "itemRecords": {"capacity": 280}}}
-        """
+    /// The model of `OpenWorldTests`, holding the records of 280 items.
+    static let modelText = OpenWorldTests.modelText.replacingOccurrences(
+        of: #""categories": {"capacity": 20}}}"#, with: #""categories": {"capacity": 20}, "itemRecords": {"capacity": 280}}}"#)
     /// The items the events name: 10,000,000,000 + 0..<270 (`OpenWorldTests.events`).
     static let itemIDs = (0..<270).map { Int64(10_000_000_000) + Int64($0) }
 
@@ -159,15 +155,8 @@ struct ItemsTopicTests {
     let world = OpenWorldTests()
 
     func trainer(_ broker: EmbeddedBroker, checkpoint: String, modelTopic: String? = nil) throws -> StreamTrainer {
-        let mapping = try EventMapping(json: JSONValue.parse(ItemRecordMappingTests.mappingText))
-        var options = StreamTrainer.Options(topic: "ev", deadLetterTopic: "ev.dead-letter", format: .json(mapping),
-                                            checkpointPath: checkpoint, groupID: "g-\((checkpoint as NSString).lastPathComponent)", properties: broker.clientConfiguration.properties)
-        options.exitWhenIdleSeconds = 0.5
-        options.idleFlushSeconds = 0.3
-        options.checkpointEverySeconds = 0.05
-        options.modelTopic = modelTopic
-        options.itemsTopic = "items"
-        return try StreamTrainer(model: ModelSpec.decode(Self.modelText), options: options)
+        try world.trainer(broker, topic: "ev", checkpoint: checkpoint, modelTopic: modelTopic, itemsTopic: "items",
+                          model: Self.modelText, mapping: ItemRecordMappingTests.mappingText)
     }
 
     func broker(extra: [(String, Int)] = []) throws -> EmbeddedBroker {
@@ -179,6 +168,7 @@ struct ItemsTopicTests {
     @Test("items take their categories from an items topic: latest record wins, tombstones delete, bad records are dead letters; a server follows")
     func categoriesFromRecords() throws {
         let broker = try broker(extra: [("m", 1)])
+        #expect(try ModelSpec.decode(Self.modelText).itemRecords == 280, "the model text derived from OpenWorldTests'")
         let events = OpenWorldTests.events(ticks: 0..<12)
         try world.produce(broker, "ev", events)
         try world.produce(broker, "items", Self.records(0...11))

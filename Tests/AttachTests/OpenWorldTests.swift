@@ -99,15 +99,19 @@ struct OpenWorldTests {
         try producer.flush(timeoutMilliseconds: 10_000)
     }
 
-    func trainer(_ broker: EmbeddedBroker, topic: String, checkpoint: String, modelTopic: String? = nil) throws -> StreamTrainer {
-        let mapping = try EventMapping(json: JSONValue.parse(Self.mappingText))
+    /// A trainer of `model` on JSON events through `mapping` (the suite's own by default),
+    /// exiting once the stream has been idle half a second.
+    func trainer(_ broker: EmbeddedBroker, topic: String, checkpoint: String, modelTopic: String? = nil, itemsTopic: String? = nil,
+                 model: String = Self.modelText, mapping mappingText: String = Self.mappingText) throws -> StreamTrainer {
+        let mapping = try EventMapping(json: JSONValue.parse(mappingText))
         var options = StreamTrainer.Options(topic: topic, deadLetterTopic: "\(topic).dead-letter", format: .json(mapping),
                                             checkpointPath: checkpoint, groupID: "g-\((checkpoint as NSString).lastPathComponent)", properties: broker.clientConfiguration.properties)
         options.exitWhenIdleSeconds = 0.5
         options.idleFlushSeconds = 0.3
         options.checkpointEverySeconds = 0.05
         options.modelTopic = modelTopic
-        return try StreamTrainer(model: ModelSpec.decode(Self.modelText), options: options)
+        options.itemsTopic = itemsTopic
+        return try StreamTrainer(model: ModelSpec.decode(model), options: options)
     }
 
     func temporary(_ name: String) -> String {

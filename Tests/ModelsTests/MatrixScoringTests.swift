@@ -70,14 +70,7 @@ struct MatrixScoringTests {
             let history = (0..<length).map { j in HistoryEntry(item: ItemID(rng.nextInt(below: 300)), tick: Int32(j - length)) }
             for count in [1, 5, 17, 100] {
                 let candidates = (0..<count).map { _ in ItemID(rng.nextInt(below: 300)) }
-                var batch = [Float](repeating: .nan, count: count)
-                history.withUnsafeBufferPointer { h in
-                    candidates.withUnsafeBufferPointer { c in batch.withUnsafeMutableBufferPointer { model.score(history: h, candidates: c, into: $0.baseAddress!) } }
-                    for (i, candidate) in candidates.enumerated() {
-                        let alone = model.score(history: h, target: candidate)
-                        #expect(abs(batch[i] - alone) < 1e-5, "\(design) \(fields) BN \(batchNorm) C \(count) candidate \(candidate): \(batch[i]) vs \(alone)")
-                    }
-                }
+                expectBatchMatchesAlone(model, history: history, candidates: candidates, "\(design) \(fields) BN \(batchNorm) C \(count)")
             }
         }
     }

@@ -14,6 +14,19 @@ func historyStore(_ lists: [[HistoryEntry]]) -> UserHistories {
     return store
 }
 
+/// Expects `model` to score `candidates` in one call as it scores each alone (within 1e-5:
+/// the summation order differs, so rounding only); `label` names the case.
+func expectBatchMatchesAlone(_ model: RankingModel, history: [HistoryEntry], candidates: [ItemID], _ label: String) {
+    var batch = [Float](repeating: .nan, count: candidates.count)
+    history.withUnsafeBufferPointer { h in
+        candidates.withUnsafeBufferPointer { c in batch.withUnsafeMutableBufferPointer { model.score(history: h, candidates: c, into: $0.baseAddress!) } }
+        for (i, candidate) in candidates.enumerated() {
+            let alone = model.score(history: h, target: candidate)
+            #expect(abs(batch[i] - alone) < 1e-5, "\(label) candidate \(candidate): \(batch[i]) vs \(alone)")
+        }
+    }
+}
+
 func tinyModel(_ design: EmbeddingDesign, fields: Fields = .itemCategoryTime, seed: UInt64 = 3, aux: Float = 0, batchNorm: Bool = false) -> RankingModel {
     var s = RankingModelSettings()
     s.auxLossWeight = aux
@@ -279,15 +292,7 @@ struct RankingModelTests {
         var entries: [HistoryEntry] = []
         for j in 0..<8 { entries.append(HistoryEntry(item: ItemID((j * 3 + 1) % 20), tick: Int32(j - 8))) }
         let candidates: [ItemID] = [0, 3, 7, 11, 19, 2, 5]  // not a multiple of four
-        var batch = [Float](repeating: 0, count: candidates.count)
-        entries.withUnsafeBufferPointer { h in
-            candidates.withUnsafeBufferPointer { c in batch.withUnsafeMutableBufferPointer { model.score(history: h, candidates: c, into: $0.baseAddress!) } }
-            for (i, candidate) in candidates.enumerated() {
-                let alone = model.score(history: h, target: candidate)
-                // Summation order differs (fields side by side, four at a time): rounding only.
-                #expect(abs(batch[i] - alone) < 1e-5, "\(design) \(fields) candidate \(candidate): \(batch[i]) vs \(alone)")
-            }
-        }
+        expectBatchMatchesAlone(model, history: entries, candidates: candidates, "\(design) \(fields)")
     }
 
     @Test("AUC is exact on known cases")
