@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The command line's contract: exit codes, messages, outputs. Usage: cli-tests.sh BINARY
+# The command line's contract: exit codes, messages, outputs.
+# Usage: cli-tests.sh BINARY [FUZZ_BINARY] (the fuzz harness defaults to BINARY's directory).
 set -u
-bin=${1:?usage: cli-tests.sh path/to/recstream}
+bin=${1:?usage: cli-tests.sh path/to/recstream [path/to/recstream-fuzz]}
+fuzz_bin=${2:-$(dirname "$bin")/recstream-fuzz}
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -168,7 +170,7 @@ check "a bad mapping file names the key" 2 "mapping.json: usr: unknown key" "$bi
 # Every saved fuzz input (a crash once found, kept once fixed) runs through its target.
 for dir in Tests/Fuzz/regressions/*/; do
     target=$(basename "$dir")
-    check "fuzz regressions of $target replay without a crash" 0 "^$target: [0-9]+ inputs replayed" "$(dirname "$bin")/recstream-fuzz" replay "$target" "$dir"
+    check "fuzz regressions of $target replay without a crash" 0 "^$target: [0-9]+ inputs replayed" "$fuzz_bin" replay "$target" "$dir"
 done
 
 echo "cli: $passed passed, $failed failed"
