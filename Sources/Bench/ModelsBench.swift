@@ -61,13 +61,29 @@ public struct ModelsBench: Sendable {
 
                 // Training: median step time over `steps` steps after `warmup`.
                 var stepSeconds: [Double] = []
+                var parts: [TrainingProfile] = []
                 for s in 0..<(steps + warmup) {
+                    m.profile = TrainingProfile()
                     let start = ContinuousClock.now
                     m.train(samples[s * batch..<(s + 1) * batch], histories: histories)
-                    if s >= warmup { stepSeconds.append((ContinuousClock.now - start).seconds) }
+                    if s >= warmup {
+                        stepSeconds.append((ContinuousClock.now - start).seconds)
+                        parts.append(m.profile!)
+                    }
                 }
+                m.profile = nil
                 results.append(BenchResult(name: "\(design).train.L\(length)", unit: "samples/s",
                                            samples: stepSeconds.map { Double(batch) / $0 }))
+                // Where a step's time goes.
+                if design == .dare {
+                    let share: [(String, (TrainingProfile) -> Duration)] = [
+                        ("forward and backward", { $0.gradients - $0.merge }), ("gradient merge", { $0.merge }),
+                        ("dense optimizer", { $0.denseOptimizer }), ("table optimizer", { $0.tableOptimizer }),
+                    ]
+                    for (part, time) in share {
+                        results.append(BenchResult(name: "dare.train.L\(length) \(part)", unit: "ms per step", samples: parts.map { time($0).seconds * 1e3 }))
+                    }
+                }
                 // The reference's auxiliary head (all L behaviours get gradient) and its
                 // BatchNorm (two passes on one thread), at the first length.
                 if design == .dare && length == lengths.first {

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import RecCore
 
@@ -29,16 +30,16 @@ public final class EmbeddingTable {
         self.seed = seed
         self.tableID = tableID
         self.initScale = initScale
-        values = .allocate(capacity: 0)
-        m = .allocate(capacity: 0)
-        v = .allocate(capacity: 0)
+        values = allocateRows(0)
+        m = allocateRows(0)
+        v = allocateRows(0)
         grow(to: rows)
     }
 
     deinit {
-        values.deallocate()
-        m.deallocate()
-        v.deallocate()
+        freeRows(values, count: capacity * dim)
+        freeRows(m, count: capacity * dim)
+        freeRows(v, count: capacity * dim)
     }
 
     /// Adds rows up to `count` (never shrinks); may move the buffers.
@@ -47,9 +48,9 @@ public final class EmbeddingTable {
         if count > capacity {
             let newCapacity = max(count, capacity * 2, 16)
             for buffer in [\EmbeddingTable.values, \EmbeddingTable.m, \EmbeddingTable.v] as [ReferenceWritableKeyPath<EmbeddingTable, UnsafeMutablePointer<Float>>] {
-                let fresh = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * dim)
+                let fresh = allocateRows(newCapacity * dim)
                 fresh.update(from: self[keyPath: buffer], count: rows * dim)
-                self[keyPath: buffer].deallocate()
+                freeRows(self[keyPath: buffer], count: capacity * dim)
                 self[keyPath: buffer] = fresh
             }
             capacity = newCapacity
@@ -96,35 +97,150 @@ public final class EmbeddingTable {
     public var bytesPerRow: Int { dim * 4 * 3 }
 }
 
+/// Room for `count` floats of table rows, to give back with `freeRows(_:count:)`. Rows are
+/// read at random, so a large table gets its own mapping on 2 MiB pages where the kernel
+/// has them (transparent huge pages, asked for before the first touch): a random row then
+/// costs a cache miss without a TLB miss and its page walk.
+func allocateRows(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let bytes = max(count, 1) * MemoryLayout<Float>.stride
+    if bytes >= hugePage {
+        let length = (bytes + hugePage - 1) / hugePage * hugePage
+        // Over-map by one huge page, then trim both ends to a 2 MiB boundary.
+        guard let mapped = mmap(nil, length + hugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED else {
+            fatalError("out of memory for \(bytes) bytes of embedding rows")
+        }
+        let address = UInt(bitPattern: mapped), aligned = (address + UInt(hugePage) - 1) / UInt(hugePage) * UInt(hugePage)
+        if aligned > address { munmap(mapped, Int(aligned - address)) }
+        let tail = UInt(hugePage) - (aligned - address)
+        if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(length)), Int(tail)) }
+        let raw = UnsafeMutableRawPointer(bitPattern: aligned)!
+        _ = madvise(raw, length, MADV_HUGEPAGE)
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
+    return .allocate(capacity: max(count, 1))
+}
+
+/// Gives back what `allocateRows(count)` returned.
+func freeRows(_ p: UnsafeMutablePointer<Float>, count: Int) {
+    let bytes = max(count, 1) * MemoryLayout<Float>.stride
+    if bytes >= hugePage {
+        munmap(p, (bytes + hugePage - 1) / hugePage * hugePage)
+    } else {
+        p.deallocate()
+    }
+}
+
+private let hugePage = 2 << 20
+
 /// Gradients for a few rows of one table, gathered during a batch: a slot per touched row.
-struct SparseGradient {
+/// A class, so that threads may fill the gradients of different tables at once.
+///
+/// A row finds its slot through a small open-addressing hash table (linear probing, at
+/// most half full) sized by the rows touched, not by the table: a step touches a few
+/// thousand rows of a table of millions, so the lookups stay in cache where an array
+/// indexed by row would miss on every one.
+final class SparseGradient {
     let dim: Int
-    var slotOfRow: [Int32]
-    var touched: [Int32] = []
+    /// The rows touched, in the order first touched: slot i holds `touched[i]`'s gradient.
+    private(set) var touched: [Int32] = []
     var gradients: [Float] = []
+    /// Each entry: (row + 1) << 32 | slot; 0 is empty.
+    private var entries: UnsafeMutablePointer<UInt64>
+    private var mask: Int
 
-    init(rows: Int, dim: Int) {
+    init(dim: Int) {
         self.dim = dim
-        slotOfRow = [Int32](repeating: -1, count: rows)
+        mask = 1023
+        entries = .allocate(capacity: mask + 1)
+        entries.initialize(repeating: 0, count: mask + 1)
     }
 
-    mutating func grow(to rows: Int) {
-        if rows > slotOfRow.count { slotOfRow.append(contentsOf: repeatElement(-1, count: rows - slotOfRow.count)) }
-    }
+    deinit { entries.deallocate() }
 
-    /// The offset in `gradients` where the row's gradient accumulates.
+    /// Entries in the hash table.
+    var capacity: Int { mask + 1 }
+
+    /// Where a probe for `row` starts (Fibonacci hashing).
     @inline(__always)
-    mutating func slot(_ row: Int) -> Int {
-        let s = slotOfRow[row]
-        if s >= 0 { return Int(s) * dim }
-        slotOfRow[row] = Int32(touched.count)
+    static func home(_ row: Int, mask: Int) -> Int {
+        Int(truncatingIfNeeded: (UInt64(row) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+    }
+
+    /// Where `row`'s entry is, or the empty entry where it would go.
+    @inline(__always)
+    private func position(_ row: Int) -> Int {
+        let key = UInt64(row + 1) << 32
+        var i = Self.home(row, mask: mask)
+        while true {
+            let e = entries[i]
+            if e == 0 || e & 0xFFFF_FFFF_0000_0000 == key { return i }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// The slot of `row`'s gradient, if the row was touched.
+    func slot(of row: Int) -> Int? {
+        let e = entries[position(row)]
+        return e == 0 ? nil : Int(e & 0xFFFF_FFFF)
+    }
+
+    /// The offset in `gradients` where the row's gradient accumulates (a fresh row gets a
+    /// zero gradient).
+    @inline(__always)
+    func slot(_ row: Int) -> Int {
+        let i = position(row)
+        let e = entries[i]
+        if e != 0 { return Int(e & 0xFFFF_FFFF) * dim }
+        let slot = touched.count
+        entries[i] = UInt64(row + 1) << 32 | UInt64(slot)
         touched.append(Int32(row))
         gradients.append(contentsOf: repeatElement(0, count: dim))
-        return (touched.count - 1) * dim
+        if touched.count * 2 > mask + 1 { rehash(capacity: 2 * (mask + 1)) }
+        return slot * dim
     }
 
-    mutating func clear() {
-        for row in touched { slotOfRow[Int(row)] = -1 }
+    private func rehash(capacity: Int) {
+        entries.deallocate()
+        mask = capacity - 1
+        entries = .allocate(capacity: capacity)
+        entries.initialize(repeating: 0, count: capacity)
+        for (slot, row) in touched.enumerated() { entries[position(Int(row))] = UInt64(Int(row) + 1) << 32 | UInt64(slot) }
+    }
+
+    /// gradient[row] += vector.
+    @inline(__always)
+    func add(_ vector: UnsafePointer<Float>, row: Int) {
+        let offset = slot(row)
+        gradients.withUnsafeMutableBufferPointer { g in axpy(1, vector, g.baseAddress! + offset, dim) }
+    }
+
+    /// gradient[rows[i]] += scales[i] vector for i in 0..<count, in order (a row may repeat):
+    /// the rows' slots first, then the sums, with the gradients taken once.
+    func add(_ vector: UnsafePointer<Float>, scales: UnsafePointer<Float>, rows: UnsafePointer<Int>, count: Int) {
+        for i in 0..<count { _ = slot(rows[i]) }
+        gradients.withUnsafeMutableBufferPointer { g in
+            for i in 0..<count { axpy(scales[i], vector, g.baseAddress! + Int(entries[position(rows[i])] & 0xFFFF_FFFF) * dim, dim) }
+        }
+    }
+
+    /// Adds `other`'s gradients into these (rows in `other`'s order).
+    func add(_ other: SparseGradient) {
+        other.gradients.withUnsafeBufferPointer { g in
+            for (slot, row) in other.touched.enumerated() {
+                let offset = self.slot(Int(row))
+                gradients.withUnsafeMutableBufferPointer { d in axpy(1, g.baseAddress! + slot * dim, d.baseAddress! + offset, dim) }
+            }
+        }
+    }
+
+    func clear() {
+        if touched.count * 16 < mask + 1 {
+            // Last in, first out: a row's probe from its hash passes only entries placed
+            // before it (rehashing places them in slot order too), which are still there.
+            for row in touched.reversed() { entries[position(Int(row))] = 0 }
+        } else {
+            entries.update(repeating: 0, count: mask + 1)
+        }
         touched.removeAll(keepingCapacity: true)
         gradients.removeAll(keepingCapacity: true)
     }
@@ -148,7 +264,7 @@ extension EmbeddingTable {
         let rate = adam.learningRate / bc1
         for row in 0..<rows {
             if tracksChanges { markChanged(row) }
-            let slot = Int(gradient.slotOfRow[row])
+            let slot = gradient.slot(of: row) ?? -1
             let base = row * dim
             for d in 0..<dim {
                 let gd = slot >= 0 ? gradient.gradients[slot * dim + d] : 0
@@ -159,20 +275,62 @@ extension EmbeddingTable {
         }
     }
 
-    /// Applies one lazy Adam step to the rows `gradient` touched; `step` is the global step
-    /// (from 1) used for bias correction.
+    /// Applies one lazy Adam step to every row `gradient` touched, on this thread.
     func applyAdam(_ gradient: SparseGradient, step: Int, _ adam: AdamSettings) {
+        if tracksChanges { markChanged(gradient) }
+        applyAdam(gradient, slots: 0..<gradient.touched.count, step: step, adam)
+    }
+
+    /// Records the rows `gradient` touched as changed (before `applyAdam` on them, which
+    /// may run on several threads at once).
+    func markChanged(_ gradient: SparseGradient) {
+        for row in gradient.touched { markChanged(Int(row)) }
+    }
+
+    /// Applies one lazy Adam step to the rows of `gradient`'s slots `slots`; `step` is the
+    /// global step (from 1) used for bias correction. Different slots of one table may be
+    /// updated on different threads at once: each touches its own rows only. Eight lanes
+    /// at a time, each lane the scalar formula's operations in its order.
+    func applyAdam(_ gradient: SparseGradient, slots: Range<Int>, step: Int, _ adam: AdamSettings) {
         let bc1 = 1 - pow(adam.beta1, Float(step)), bc2 = 1 - pow(adam.beta2, Float(step))
         let rate = adam.learningRate / bc1
-        if tracksChanges { for row in gradient.touched { markChanged(Int(row)) } }
-        gradient.gradients.withUnsafeBufferPointer { g in
-            for (slot, row) in gradient.touched.enumerated() {
-                let base = Int(row) * dim, gb = slot * dim
-                for d in 0..<dim {
-                    let gd = g[gb + d]
-                    m[base + d] = adam.beta1 * m[base + d] + (1 - adam.beta1) * gd
-                    v[base + d] = adam.beta2 * v[base + d] + (1 - adam.beta2) * gd * gd
-                    values[base + d] -= rate * m[base + d] / ((v[base + d] / bc2).squareRoot() + adam.epsilon)
+        let b1 = adam.beta1, b2 = adam.beta2, c1 = 1 - adam.beta1, c2 = 1 - adam.beta2, eps = adam.epsilon
+        let b1v = SIMD8(repeating: b1), b2v = SIMD8(repeating: b2), c1v = SIMD8(repeating: c1), c2v = SIMD8(repeating: c2)
+        let bc2v = SIMD8(repeating: bc2), ratev = SIMD8(repeating: rate), epsv = SIMD8(repeating: eps)
+        let dim = dim, values = values, m = m, v = v, vector = dim / 8 * 8
+        gradient.touched.withUnsafeBufferPointer { touched in
+            gradient.gradients.withUnsafeBufferPointer { gp in
+                let g = gp.baseAddress!
+                // The rows are random: ask for a few ahead while updating these.
+                let ahead = 4
+                @inline(__always) func prefetch(_ slot: Int) {
+                    let base = Int(touched[slot]) * dim
+                    recstream_prefetch(values + base, dim * 4)
+                    recstream_prefetch(m + base, dim * 4)
+                    recstream_prefetch(v + base, dim * 4)
+                }
+                for slot in slots.prefix(ahead) { prefetch(slot) }
+                for slot in slots {
+                    if slot + ahead < slots.upperBound { prefetch(slot + ahead) }
+                    let base = Int(touched[slot]) * dim, gb = g + slot * dim
+                    let mr = m + base, vr = v + base, xr = values + base
+                    var d = 0
+                    while d < vector {
+                        let gd = load8(gb + d)
+                        let md = b1v * load8(mr + d) + c1v * gd
+                        let vd = b2v * load8(vr + d) + c2v * gd * gd
+                        store8(md, mr + d)
+                        store8(vd, vr + d)
+                        store8(load8(xr + d) - ratev * md / ((vd / bc2v).squareRoot() + epsv), xr + d)
+                        d += 8
+                    }
+                    while d < dim {
+                        let gd = gb[d]
+                        mr[d] = b1 * mr[d] + c1 * gd
+                        vr[d] = b2 * vr[d] + c2 * gd * gd
+                        xr[d] -= rate * mr[d] / ((vr[d] / bc2).squareRoot() + eps)
+                        d += 1
+                    }
                 }
             }
         }

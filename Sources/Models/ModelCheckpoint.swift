@@ -85,7 +85,7 @@ extension RankingModel {
         model.categoryOf = categories
         model.step = step
         try model.checkRows(at: itemsAt)
-        for w in model.workers { w.sparse = model.tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) } }
+        for w in model.workers { w.sparse = model.tables.map { SparseGradient(dim: $0.dim) } }
         return model
     }
 

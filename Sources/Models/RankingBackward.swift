@@ -88,12 +88,12 @@ extension RankingModel {
                 dvt = c.dy
                 dh = c.dr
             }
-            accumulate(worker, representation[f], row(f, item: t, time: 0), dvt, 1, dR)
-            for (i, j) in positions.enumerated() {
-                let r = row(f, item: Int(c.items[j]), time: n - j)
-                accumulate(worker, representation[f], r, dh, weights[i], dR)
-                dWeights[i] += dot(dh, table.row(r), dR)
-            }
+            let rows = c.rows
+            for (i, j) in positions.enumerated() { rows[i] = row(f, item: Int(c.items[j]), time: n - j) }
+            let gradient = worker.sparse[representation[f]]
+            gradient.add(dvt, row: row(f, item: t, time: 0))
+            gradient.add(dh, scales: weights, rows: rows, count: positions.count)
+            for i in 0..<positions.count { dWeights[i] += dot(dh, table.row(rows[i]), dR) }
         }
         var weighted: Float = 0
         for i in 0..<positions.count { weighted += weights[i] * dWeights[i] }
@@ -104,12 +104,13 @@ extension RankingModel {
             let rawQuery = table.row(row(f, item: t, time: 0))
             // The query the keys met: raw, or u = P_K^T P_Q q with projections.
             let q = s.design.projects ? UnsafeMutablePointer(c.projU + f * dA) : rawQuery
+            let rows = c.rows, ds = c.dScores
             for (i, j) in positions.enumerated() {
-                let r = row(f, item: Int(c.items[j]), time: n - j)
-                let ds = weights[i] * (dWeights[i] - weighted) * scale
-                axpy(ds, table.row(r), c.dq + f * dA, dA)
-                accumulate(worker, attention[f], r, q, ds, dA)
+                rows[i] = row(f, item: Int(c.items[j]), time: n - j)
+                ds[i] = weights[i] * (dWeights[i] - weighted) * scale
+                axpy(ds[i], table.row(rows[i]), c.dq + f * dA, dA)
             }
+            worker.sparse[attention[f]].add(q, scales: ds, rows: rows, count: positions.count)
             if s.design.projects {
                 // dq holds du; u = P_K^T y, y = P_Q q.
                 dense.withUnsafeBufferPointer { wp in
@@ -123,14 +124,7 @@ extension RankingModel {
                     }
                 }
             }
-            accumulate(worker, attention[f], row(f, item: t, time: 0), c.dq + f * dA, 1, dA)
+            worker.sparse[attention[f]].add(c.dq + f * dA, row: row(f, item: t, time: 0))
         }
-    }
-
-    /// gradient[table][row] += scale * vector.
-    @inline(__always)
-    func accumulate(_ worker: Worker, _ table: Int, _ row: Int, _ vector: UnsafePointer<Float>, _ scale: Float, _ dim: Int) {
-        let offset = worker.sparse[table].slot(row)
-        worker.sparse[table].gradients.withUnsafeMutableBufferPointer { g in axpy(scale, vector, g.baseAddress! + offset, dim) }
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Foundation
 import RecCore
@@ -43,7 +44,16 @@ extension RankingModel {
             }
         }
         let first = firstSearched(n)
+        // The keys are random rows of large tables: ask for those `ahead` behaviours on
+        // while scoring these, so that their misses overlap.
+        let ahead = 32
+        @inline(__always) func prefetch(_ j: Int) {
+            let item = Int(history[j].item)
+            for f in 0..<F { recstream_prefetch(c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA * 4) }
+        }
+        for j in first..<min(n, first + ahead) { prefetch(j) }
         for j in first..<n {
+            if j + ahead < n { prefetch(j + ahead) }
             let item = Int(history[j].item)
             c.items[j] = Int32(item)
             var score: Float = 0
@@ -109,6 +119,10 @@ extension RankingModel {
         // v_t and h = sum_i w_i e_i in the representation set; x = [v_t, h, v_t (.) h].
         let width = F * dR
         c.h.initialize(repeating: 0, count: width)
+        for f in 0..<F {
+            let table = tables[representation[f]]
+            for i in 0..<c.k { let j = c.selected[i]; recstream_prefetch(table.row(row(f, item: Int(c.items[j]), time: n - j)), dR * 4) }
+        }
         for f in 0..<F {
             let table = tables[representation[f]]
             copy(table.row(row(f, item: t, time: 0)), to: c.vt + f * dR, dR)

@@ -83,6 +83,10 @@ final class Scratch {
     let selected: UnsafeMutablePointer<Int>
     let order: UnsafeMutablePointer<UInt64>
     let weights, dWeights: UnsafeMutablePointer<Float>
+    /// Backward: the table rows of the behaviours attended to (one field at a time), and
+    /// d(loss)/d(search score) of each.
+    let rows: UnsafeMutablePointer<Int>
+    let dScores: UnsafeMutablePointer<Float>
     let vt, h, dvt, dh, dq, x, dx, z1, a1, dz1, da1, z2, a2, dz2, da2: UnsafeMutablePointer<Float>
     /// TWIN with projections: y = P_Q q and u = P_K^T y per field, the unprojected
     /// weighted sum of representations, and backward temporaries.
@@ -110,6 +114,7 @@ final class Scratch {
         selected = .allocate(capacity: s.topK)
         order = .allocate(capacity: 2 * s.maxHistory + 64)
         weights = f(s.topK); dWeights = f(s.topK)
+        rows = .allocate(capacity: s.maxHistory); dScores = f(s.maxHistory)
         vt = f(dR); h = f(dR); dvt = f(dR); dh = f(dR); dq = f(dA)
         x = f(3 * dR); dx = f(3 * dR)
         z1 = f(s.hidden1); a1 = f(s.hidden1); dz1 = f(s.hidden1); da1 = f(s.hidden1)
@@ -120,11 +125,11 @@ final class Scratch {
         hAll = f(dR); hAllRaw = f(dR); xAux = f(3 * dR); dxAux = f(3 * dR)
         zAux = f(s.hidden1); aAux = f(s.hidden1); dzAux = f(s.hidden1); daAux = f(s.hidden1)
         y = f(3 * dR)
-        let floats: [UnsafeMutablePointer<Float>] = [projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
+        let floats: [UnsafeMutablePointer<Float>] = [dScores, projY, projU, hRaw, dr, dy, scores, weights, dWeights, vt, h, dvt, dh, dq, x, dx,
                                                      z1, a1, dz1, da1, z2, a2, dz2, da2,
                                                      allWeights, dAll, hAll, hAllRaw, xAux, dxAux, zAux, aAux, dzAux, daAux, y]
         all = floats.map { UnsafeMutableRawPointer($0) }
-        all += [UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
+        all += [UnsafeMutableRawPointer(rows), UnsafeMutableRawPointer(items), UnsafeMutableRawPointer(selected), UnsafeMutableRawPointer(order), UnsafeMutableRawPointer(keyBase),
                UnsafeMutableRawPointer(query), UnsafeMutableRawPointer(scale)]
     }
 

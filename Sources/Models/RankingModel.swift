@@ -44,6 +44,8 @@ public final class RankingModel {
     var denseGradient: [Float] { workers[0].denseGradient }
     var sparse: [SparseGradient] { workers[0].sparse }
     lazy var scoring = ScoringScratch(settings, input: layout.input)
+    /// Where training steps' time goes, when set (`recstream bench models`).
+    package var profile: TrainingProfile?
     /// BatchNorm training steps' per-batch buffers (BatchNorm.swift).
     var batchNormScratch = FloatBuffer(capacity: 0)
 
@@ -87,7 +89,6 @@ public final class RankingModel {
             tables[attention[1]].grow(to: categoryCount)
             tables[representation[1]].grow(to: categoryCount)
         }
-        for w in workers { for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) } }
     }
 
     // MARK: Tables that grow with a stream's ids (a model without a world)
@@ -105,7 +106,6 @@ public final class RankingModel {
             tables[attention[1]].grow(to: categories)
             tables[representation[1]].grow(to: categories)
         }
-        for w in workers { for i in tables.indices { w.sparse[i].grow(to: tables[i].rows) } }
     }
 
     /// Item `item` is of category `category` (both rows the tables have).
@@ -127,4 +127,18 @@ public final class RankingModel {
         tables[attention[1]].reset(row: category)
         if representation[1] != attention[1] { tables[representation[1]].reset(row: category) }
     }
+}
+
+/// The time of training steps by part, summed over `steps` steps.
+package struct TrainingProfile: Sendable {
+    /// Forward and backward passes on every thread, and writing the predictions.
+    package var gradients = Duration.zero
+    /// Adding the other threads' gradients into the first's (part of `gradients`).
+    package var merge = Duration.zero
+    /// Adam on the dense layers.
+    package var denseOptimizer = Duration.zero
+    /// Lazy (or dense) Adam on the embedding tables' touched rows.
+    package var tableOptimizer = Duration.zero
+    package var steps = 0
+    package init() {}
 }

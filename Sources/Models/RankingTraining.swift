@@ -21,7 +21,9 @@ extension RankingModel {
             job.run(part: 0, per: per, scale: scale)
         } else {
             DispatchQueue.concurrentPerform(iterations: parts) { part in job.run(part: part, per: per, scale: scale) }
-            for part in 1..<parts { workers[0].add(workers[part]) }
+            let merging = ContinuousClock.now
+            mergeWorkers(parts)
+            if profile != nil { profile!.merge += ContinuousClock.now - merging }
         }
         return losses.reduce(0, +) * scale
     }
@@ -31,31 +33,87 @@ extension RankingModel {
     @discardableResult
     public func train<H: HistorySource>(_ batch: ArraySlice<LabeledSample>, histories: H, predictions: UnsafeMutablePointer<Float>? = nil) -> Float {
         guard !batch.isEmpty else { return 0 }
+        let clock = ContinuousClock(), start = clock.now
         let loss = accumulateGradients(batch, histories: histories, predictions: predictions)
+        let gradients = clock.now
         step += 1
         applyDenseAdam()
-        let w = workers[0]
-        for i in tables.indices {
-            switch settings.tableOptimizer {
-            case .lazyAdam: tables[i].applyAdam(w.sparse[i], step: step, settings.adam)
-            case .adam: tables[i].applyDenseAdam(w.sparse[i], step: step, settings.adam)
-            }
-            w.sparse[i].clear()
+        let denseStep = clock.now
+        applyTableOptimizer()
+        if profile != nil {
+            let end = clock.now
+            profile!.gradients += gradients - start
+            profile!.denseOptimizer += denseStep - gradients
+            profile!.tableOptimizer += end - denseStep
+            profile!.steps += 1
         }
         return loss
     }
 
-    func applyDenseAdam() {
-        let a = settings.adam, l = layout
-        let bc1 = 1 - pow(a.beta1, Float(step)), bc2 = 1 - pow(a.beta2, Float(step))
+    /// Adds workers 1..<parts's gradients into worker 0's, in worker order, and clears
+    /// theirs: each table's on its own thread, the dense layers' on another.
+    func mergeWorkers(_ parts: Int) {
+        let merge = Shared(self)
+        DispatchQueue.concurrentPerform(iterations: tables.count + 1) { t in
+            let model = merge.model, into = model.workers[0]
+            for part in 1..<parts {
+                let from = model.workers[part]
+                if t < model.tables.count {
+                    into.sparse[t].add(from.sparse[t])
+                    from.sparse[t].clear()
+                } else {
+                    into.addDense(from)
+                }
+            }
+        }
+    }
+
+    /// The tables' step on worker 0's gradients, which it then clears. Lazy Adam splits
+    /// each table's touched rows among the threads (a row's update reads and writes that
+    /// row only, so the result does not depend on the split).
+    func applyTableOptimizer() {
         let w = workers[0]
-        for i in 0..<l.count {
-            var g = w.denseGradient[i]
-            if l.isWeight(i) { g += 2 * settings.l2 * dense[i] }
-            denseM[i] = a.beta1 * denseM[i] + (1 - a.beta1) * g
-            denseV[i] = a.beta2 * denseV[i] + (1 - a.beta2) * g * g
-            dense[i] -= a.learningRate / bc1 * denseM[i] / ((denseV[i] / bc2).squareRoot() + a.epsilon)
-            w.denseGradient[i] = 0
+        switch settings.tableOptimizer {
+        case .lazyAdam:
+            for i in tables.indices where tables[i].tracksChanges { tables[i].markChanged(w.sparse[i]) }
+            let parts = workers.count
+            let chunks = tables.indices.flatMap { i in
+                let n = w.sparse[i].touched.count, per = (n + parts - 1) / parts
+                return stride(from: 0, to: n, by: max(per, 1)).map { (table: i, slots: $0..<min(n, $0 + per)) }
+            }
+            if parts == 1 || chunks.count <= 1 {
+                for c in chunks { tables[c.table].applyAdam(w.sparse[c.table], slots: c.slots, step: step, settings.adam) }
+            } else {
+                let shared = Shared(self), step = step, adam = settings.adam
+                DispatchQueue.concurrentPerform(iterations: chunks.count) { k in
+                    let c = chunks[k], model = shared.model
+                    model.tables[c.table].applyAdam(model.workers[0].sparse[c.table], slots: c.slots, step: step, adam)
+                }
+            }
+        case .adam:
+            for i in tables.indices { tables[i].applyDenseAdam(w.sparse[i], step: step, settings.adam) }
+        }
+        for i in tables.indices { w.sparse[i].clear() }
+    }
+
+    func applyDenseAdam() {
+        let a = settings.adam, l = layout, l2 = settings.l2
+        let bc1 = 1 - pow(a.beta1, Float(step)), bc2 = 1 - pow(a.beta2, Float(step))
+        dense.withUnsafeMutableBufferPointer { x in
+            denseM.withUnsafeMutableBufferPointer { m in
+                denseV.withUnsafeMutableBufferPointer { v in
+                    workers[0].denseGradient.withUnsafeMutableBufferPointer { gp in
+                        for i in 0..<l.count {
+                            var g = gp[i]
+                            if l.isWeight(i) { g += 2 * l2 * x[i] }
+                            m[i] = a.beta1 * m[i] + (1 - a.beta1) * g
+                            v[i] = a.beta2 * v[i] + (1 - a.beta2) * g * g
+                            x[i] -= a.learningRate / bc1 * m[i] / ((v[i] / bc2).squareRoot() + a.epsilon)
+                            gp[i] = 0
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -69,26 +127,28 @@ final class Worker {
     init(_ s: RankingModelSettings, tables: [EmbeddingTable], denseCount: Int) {
         scratch = Scratch(s)
         denseGradient = [Float](repeating: 0, count: denseCount)
-        sparse = tables.map { SparseGradient(rows: $0.rows, dim: $0.dim) }
+        sparse = tables.map { SparseGradient(dim: $0.dim) }
     }
 
-    /// Adds `other`'s gradients into these (rows in `other`'s order) and clears `other`'s.
-    func add(_ other: Worker) {
-        for i in denseGradient.indices {
-            denseGradient[i] += other.denseGradient[i]
-            other.denseGradient[i] = 0
-        }
-        for t in sparse.indices {
-            let dim = sparse[t].dim
-            for (slot, row) in other.sparse[t].touched.enumerated() {
-                let offset = sparse[t].slot(Int(row))
-                other.sparse[t].gradients.withUnsafeBufferPointer { g in
-                    sparse[t].gradients.withUnsafeMutableBufferPointer { d in axpy(1, g.baseAddress! + slot * dim, d.baseAddress! + offset, dim) }
+    /// Adds `other`'s dense gradients into these and clears `other`'s.
+    func addDense(_ other: Worker) {
+        denseGradient.withUnsafeMutableBufferPointer { d in
+            other.denseGradient.withUnsafeMutableBufferPointer { o in
+                for i in d.indices {
+                    d[i] += o[i]
+                    o[i] = 0
                 }
             }
-            other.sparse[t].clear()
         }
     }
+}
+
+/// The model, handed to the threads of a step. `@unchecked Sendable` because each thread
+/// writes only what its task names (a table's gradients or rows, or the dense gradients),
+/// and no two tasks name the same.
+struct Shared: @unchecked Sendable {
+    let model: RankingModel
+    init(_ model: RankingModel) { self.model = model }
 }
 
 /// One mini-batch's gradient work, shared by the workers. `@unchecked Sendable` because

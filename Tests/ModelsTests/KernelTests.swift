@@ -142,4 +142,45 @@ struct KernelTests {
         }
     }
 
+    @Test("sparse gradients: every row finds its own slot through growth, clears and reuse")
+    func sparseGradient() {
+        let g = SparseGradient(dim: 3)
+        var rng = RandomStream(seed: 5, 1)
+        let one: [Float] = [1, 2, 3]
+        for round in 0..<4 {
+            // Rows that collide in a small table (multiples of its size) and random ones,
+            // some repeated: enough to rehash the table twice in the first round.
+            var expected: [Int: Float] = [:]
+            var order: [Int32] = []
+            let rows = (0..<3000).map { i in i % 3 == 0 ? (i % 700) * 1024 : rng.nextInt(below: 5_000_000) }
+            for (i, row) in rows.enumerated() {
+                let scale = Float(i % 5 + 1)
+                if expected[row] == nil { order.append(Int32(row)) }
+                expected[row, default: 0] += scale
+                var s = [scale]
+                one.withUnsafeBufferPointer { v in s.withUnsafeMutableBufferPointer { sp in
+                    withUnsafePointer(to: row) { r in g.add(v.baseAddress!, scales: sp.baseAddress!, rows: r, count: 1) }
+                } }
+            }
+            #expect(g.touched == order, "round \(round): rows in the order first touched")
+            for (row, total) in expected {
+                guard let slot = g.slot(of: row) else { Issue.record("round \(round): row \(row) lost"); continue }
+                #expect(g.gradients[slot * 3 ..< slot * 3 + 3] == [total, 2 * total, 3 * total][...], "round \(round) row \(row)")
+            }
+            #expect(g.slot(of: 4_999_999_999) == nil)
+            g.clear()
+            #expect(g.touched.isEmpty && g.gradients.isEmpty)
+            #expect(expected.keys.allSatisfy { g.slot(of: $0) == nil }, "round \(round): clear leaves no row behind")
+            // A few rows that start their probe at one entry: the clear that visits the
+            // touched rows one by one must find each, whatever order they went in.
+            let home = SparseGradient.home(7, mask: g.capacity - 1)
+            let colliding = Array((0...).lazy.filter { SparseGradient.home($0, mask: g.capacity - 1) == home }.prefix(4))
+            let ordered = round % 2 == 0 ? colliding : colliding.reversed()
+            #expect(ordered.map { g.slot($0) } == [0, 3, 6, 9])
+            g.clear()
+            #expect(colliding.allSatisfy { g.slot(of: $0) == nil }, "round \(round): a colliding row outlived its clear")
+            #expect(ordered.map { g.slot($0) } == [0, 3, 6, 9] && g.touched == ordered.map(Int32.init), "round \(round): fresh slots after the clear")
+            g.clear()
+        }
+    }
 }

@@ -75,8 +75,7 @@ func finiteDifferences(_ model: RankingModel, dense: Range<Int>, label: String,
     for (t, table) in model.tables.enumerated() {
         for row in 0..<table.rows {
             for d in 0..<table.dim {
-                let slot = model.sparse[t].slotOfRow[row]
-                let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
+                let analytic: Float = model.sparse[t].slot(of: row).map { model.sparse[t].gradients[$0 * table.dim + d] } ?? 0
                 c.check("table \(t) row \(row)[\(d)]", analytic: analytic,
                         read: { table.values[row * table.dim + d] }, write: { table.values[row * table.dim + d] = $0 })
             }
@@ -263,7 +262,7 @@ struct RankingModelTests {
         for t in one.tables.indices {
             #expect(Set(one.sparse[t].touched) == Set(two.sparse[t].touched))
             for row in one.sparse[t].touched {
-                let a = Int(one.sparse[t].slotOfRow[Int(row)]), b = Int(two.sparse[t].slotOfRow[Int(row)]), dim = one.tables[t].dim
+                let a = one.sparse[t].slot(of: Int(row))!, b = two.sparse[t].slot(of: Int(row))!, dim = one.tables[t].dim
                 for d in 0..<dim {
                     let x = one.sparse[t].gradients[a * dim + d], y = two.sparse[t].gradients[b * dim + d]
                     #expect(abs(x - y) <= 1e-6 + 1e-4 * abs(x), "table \(t) row \(row)")

@@ -147,8 +147,7 @@ struct SparcTests {
         for (t, table) in [model.idTable, model.categoryTable, model.tokenTable, model.featureTable].enumerated() {
             for row in (t == 3 ? featureRows : Array(0..<table.rows)) {
                 for d in 0..<table.dim {
-                    let slot = model.sparse[t].slotOfRow[row]
-                    let analytic: Float = slot < 0 ? 0 : model.sparse[t].gradients[Int(slot) * table.dim + d]
+                    let analytic: Float = model.sparse[t].slot(of: row).map { model.sparse[t].gradients[$0 * table.dim + d] } ?? 0
                     c.check("codes \(codes) table \(t) row \(row)[\(d)]", analytic: analytic,
                             read: { table.values[row * table.dim + d] }, write: { table.values[row * table.dim + d] = $0 })
                 }

@@ -106,7 +106,7 @@ public final class PolyModel {
         self.tokensPerItem = tokensPerItem
         tokens = EmbeddingTable(rows: vocabulary + categoryCount, dim: d, seed: s.seed, tableID: 40,
                                 initScale: 1 / Float(d).squareRoot())
-        sparse = SparseGradient(rows: vocabulary + categoryCount, dim: d)
+        sparse = SparseGradient(dim: d)
         layout = PolyLayout(d: d, m: s.userCodes, n: s.contentCodes, vocabulary: vocabulary)
         dense = layout.initialValues(seed: s.seed)
         denseM = [Float](repeating: 0, count: layout.count)
@@ -125,7 +125,6 @@ public final class PolyModel {
         let count = categories.count
         precondition(itemContent.count >= count * tokensPerItem)
         tokens.grow(to: vocabulary + categoryCount)
-        sparse.grow(to: vocabulary + categoryCount)
         itemTokens.reserveCapacity(count * rowsPerItem)
         for item in known..<count {
             for k in 0..<tokensPerItem {

@@ -93,7 +93,7 @@ public final class InterestTowers {
         itemTokens = tokens
         self.tokensPerItem = tokensPerItem
         quantizer = settings.multiInterest ? ResidualQuantizer(dim: d, codes: settings.codes, deadThreshold: settings.deadBelow, seed: settings.seed) : nil
-        sparse = [idTable, categoryTable, tokenTable, featureTable].map { SparseGradient(rows: $0.rows, dim: d) }
+        sparse = [idTable, categoryTable, tokenTable, featureTable].map { _ in SparseGradient(dim: d) }
         index = InterestIndex(codes: settings.codes.first ?? 1)
     }
 
@@ -108,8 +108,6 @@ public final class InterestTowers {
         itemTokens = tokens
         idTable.grow(to: categories.count)
         categoryTable.grow(to: categoryCount)
-        sparse[0].grow(to: idTable.rows)
-        sparse[1].grow(to: categoryTable.rows)
     }
 
     // MARK: Towers
