@@ -110,8 +110,10 @@ package enum ScoringStage: CaseIterable, Sendable {
     case queries
     /// S = Q keysT: every candidate's search score against every behaviour.
     case search
-    /// Top K of each row of S, and the softmax weights.
-    case select
+    /// Top K of each row of S.
+    case topK
+    /// The softmax weights of each row's K.
+    case softmax
     /// Each candidate's MLP input [v_t, h, v_t (.) h], into a column of XT.
     case aggregate
     /// The MLP over all candidates: two products, a weighted sum, the sigmoid.
@@ -191,21 +193,26 @@ extension RankingModel {
         case .search:
             gemm(c.queries, lda: kw, c.keysT, ldb: c.keyStride, c.scores, ldc: c.keyStride, m: C, n: c.n, k: kw)
 
-        case .select:
+        case .topK:
             for b in 0..<C {
-                let scores = c.scores + b * c.keyStride
-                let k = selectTopK(scores, c.n, K, into: c.picked, work: c.order)
-                var top = -Float.infinity
-                for i in 0..<k { top = max(top, scores[c.picked[i]]) }
-                var total: Float = 0
+                let k = selectTopK(c.scores + b * c.keyStride, c.n, K, into: c.picked, work: c.order)
+                let selected = c.selected + b * K
+                for i in 0..<k { selected[i] = Int32(truncatingIfNeeded: c.picked[i]) }
+                c.selectedCount[b] = Int32(k)
+            }
+
+        case .softmax:
+            for b in 0..<C {
+                let scores = c.scores + b * c.keyStride, k = Int(c.selectedCount[b])
                 let weights = c.weights + b * K, selected = c.selected + b * K
+                var top = -Float.infinity
+                for i in 0..<k { top = max(top, scores[Int(selected[i])]) }
+                var total: Float = 0
                 for i in 0..<k {
-                    selected[i] = Int32(truncatingIfNeeded: c.picked[i])
-                    weights[i] = exp(scores[c.picked[i]] - top)
+                    weights[i] = exp(scores[Int(selected[i])] - top)
                     total += weights[i]
                 }
                 for i in 0..<k { weights[i] /= total }
-                c.selectedCount[b] = Int32(k)
             }
 
         case .aggregate:

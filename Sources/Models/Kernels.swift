@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Foundation
 import RecCore
@@ -8,12 +9,14 @@ import RecCore
 /// written to `out`; returns how many (min(k, n)). `work` holds at least 2n + 64 keys.
 ///
 /// A bisection on the score value, each step a vectorised count of the scores at or
-/// above it, finds a threshold with between k and about k + k/4 scores above it (a few
-/// steps, no scatter). One branch-free pass collects, in index order, the keys of those;
-/// a quickselect on a copy of the few finds the k-th largest key, and the collected keys
-/// at or above it are the answer, already in index order: nothing is sorted. Each key is
-/// (score bits in unsigned order) << 32 | index, so one integer comparison orders by score
-/// and then by index, and no two keys are equal.
+/// above it, finds a threshold with between k and k + 4 scores above it (a handful of
+/// steps over a row in L1, no scatter). One branch-free pass collects, in index order, the
+/// keys of those; the k-th largest key is then the (excess + 1)-th smallest of the few,
+/// found by taking out the smallest a few times (a quickselect when the bisection could
+/// not narrow, as with ties), and the collected keys at or above it are the answer, already
+/// in index order: nothing is sorted. Each key is (score bits in unsigned order) << 32 |
+/// index, so one integer comparison orders by score and then by index, and no two keys
+/// are equal.
 func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: UnsafeMutablePointer<Int>, work: UnsafeMutablePointer<UInt64>) -> Int {
     if n <= k {
         for i in 0..<n { out[i] = i }
@@ -29,7 +32,7 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
     // count(scores >= a) >= k holds throughout (a starts at the minimum: every score).
     var a = lo, b = hi
     if lo.isFinite && hi.isFinite && lo < hi {
-        let enough = k + max(16, k / 4)
+        let enough = k + 4
         for _ in 0..<32 {
             let mid = a + (b - a) * 0.5
             guard mid > a && mid < b else { break }
@@ -43,11 +46,9 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
         }
         // Eight scores at a time: a mask of those at or above the threshold (a few in a
         // hundred), then only their keys, in index order.
-        let tv = SIMD8<Float>(repeating: a), lanes = SIMD8<Int32>(1, 2, 4, 8, 16, 32, 64, 128)
         var j = 0
         while j + 8 <= n {
-            let v = UnsafeRawPointer(scores + j).loadUnaligned(as: SIMD8<Float>.self)
-            var bits = Int(SIMD8<Int32>().replacing(with: lanes, where: v .>= tv).wrappedSum())
+            var bits = Int(recstream_mask_at_least8(scores + j, a))
             while bits != 0 {
                 work[m] = key(j + bits.trailingZeroBitCount)
                 m += 1
@@ -67,7 +68,7 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
     }
     let copy = work + n + 64
     copy.update(from: work, count: m)
-    let threshold = kthLargest(copy, m, k)
+    let threshold = m - k <= 8 ? smallest(copy, m, rank: m - k + 1) : kthLargest(copy, m, k)
     var o = 0
     for i in 0..<m where work[i] >= threshold {
         out[o] = Int(truncatingIfNeeded: work[i] & 0xFFFF_FFFF)
@@ -114,6 +115,24 @@ func countAtLeast(_ x: UnsafePointer<Float>, _ n: Int, _ t: Float) -> Int {
         j += 1
     }
     return c
+}
+
+/// The `rank`-th smallest (from 1) of `a[0..<m]`, distinct keys, for a small rank: takes
+/// out the smallest `rank` times, each a branch-free scan; overwrites `a`.
+@inline(__always)
+func smallest(_ a: UnsafeMutablePointer<UInt64>, _ m: Int, rank: Int) -> UInt64 {
+    var low = UInt64.max
+    for _ in 0..<rank {
+        low = .max
+        var at = 0
+        for i in 0..<m {
+            let key = a[i], less = key < low
+            low = less ? key : low
+            at = less ? i : at
+        }
+        a[at] = .max
+    }
+    return low
 }
 
 /// The k-th largest (from 1) of `a[0..<m]`, distinct keys, by quickselect (median of

@@ -112,7 +112,7 @@ struct KernelTests {
         }
     }
 
-    @Test("the k-th largest key by quickselect")
+    @Test("the k-th largest key, by quickselect and by taking out the smallest")
     func quickselect() {
         var rng = RandomStream(seed: 26, 1)
         for m in 1...40 {
@@ -122,6 +122,8 @@ struct KernelTests {
             for k in 1...m {
                 var a = Array(keys)
                 #expect(a.withUnsafeMutableBufferPointer { kthLargest($0.baseAddress!, m, k) } == sorted[k - 1], "m \(m), k \(k)")
+                var b = Array(keys)
+                #expect(b.withUnsafeMutableBufferPointer { smallest($0.baseAddress!, m, rank: m - k + 1) } == sorted[k - 1], "m \(m), rank \(m - k + 1)")
             }
         }
     }
@@ -130,7 +132,7 @@ struct KernelTests {
     func topK() {
         var rng = RandomStream(seed: 8, 1)
         for trial in 0..<500 {
-            let n = 1 + rng.nextInt(below: 300), k = 1 + rng.nextInt(below: 80)
+            let n = 1 + rng.nextInt(below: trial % 5 == 0 ? 2000 : 300), k = 1 + rng.nextInt(below: 80)
             // Coarse values so that ties are common, negatives and zeros (of both signs) included.
             let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -0.0 + 1) }
             let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
