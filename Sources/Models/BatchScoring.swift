@@ -31,8 +31,13 @@ final class ScoringScratch {
     private(set) var z1, a1: UnsafeMutablePointer<Float>    // hidden1 x candidateStride
     private(set) var z2, a2: UnsafeMutablePointer<Float>    // hidden2 x candidateStride
     private(set) var logits: UnsafeMutablePointer<Float>    // candidateStride
-    /// One candidate's input, before it goes into XT.
+    /// Eight candidates' inputs, before they go into XT as eight columns.
     let x: UnsafeMutablePointer<Float>
+    /// Eight behaviours' attention rows per field, before they go into keysT as eight
+    /// columns; a row of zeros pads the last eight.
+    let keyRows: UnsafeMutablePointer<UnsafePointer<Float>>
+    let zeros: UnsafeMutablePointer<Float>
+    let xRows: UnsafeMutablePointer<UnsafePointer<Float>>
     let picked: UnsafeMutablePointer<Int>
     /// Temporaries for TWIN with projections.
     let t1, t2: UnsafeMutablePointer<Float>
@@ -52,7 +57,12 @@ final class ScoringScratch {
         keysT = .allocate(capacity: kw * keyStride)
         keysT.initialize(repeating: 0, count: kw * keyStride)
         values = .allocate(capacity: s.maxHistory * F * s.representationDim)
-        x = .allocate(capacity: input)
+        x = .allocate(capacity: 8 * input)
+        x.initialize(repeating: 0, count: 8 * input)
+        keyRows = .allocate(capacity: 8 * F)
+        xRows = .allocate(capacity: 8)
+        zeros = .allocate(capacity: s.attentionDim)
+        zeros.initialize(repeating: 0, count: s.attentionDim)
         picked = .allocate(capacity: s.topK)
         t1 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         t2 = .allocate(capacity: max(s.attentionDim, s.representationDim))
@@ -95,7 +105,9 @@ final class ScoringScratch {
 
     deinit {
         freeCandidateBuffers()
-        for p in [keysT, values, x, t1, t2] { p.deallocate() }
+        for p in [keysT, values, x, t1, t2, zeros] { p.deallocate() }
+        keyRows.deallocate()
+        xRows.deallocate()
         picked.deallocate()
         order.deallocate()
     }
@@ -157,19 +169,28 @@ extension RankingModel {
                 }
             }
             for j in 0..<min(ahead, c.n) { prefetch(j) }
-            for j in 0..<c.n {
-                if j + ahead < c.n { prefetch(j + ahead) }
-                let item = Int(full[c.first + j].item)
-                for f in 0..<F {
-                    let r = row(f, item: item, time: c.total - (c.first + j))
-                    let key = tables[attention[f]].row(r), kt = c.keysT + f * dA * ks + j
-                    for d in 0..<dA { kt[d * ks] = key[d] }
-                    copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
+            // Eight behaviours at a time: their attention rows go into keysT as eight whole
+            // columns (one vector store per feature, not eight scattered ones); the last
+            // eight are padded with zeros, so padded scores are finite (never read).
+            var j0 = 0
+            while j0 < c.n {
+                let count = min(8, c.n - j0)
+                for j in j0..<j0 + count {
+                    if j + ahead < c.n { prefetch(j + ahead) }
+                    let item = Int(full[c.first + j].item)
+                    for f in 0..<F {
+                        let r = row(f, item: item, time: c.total - (c.first + j))
+                        c.keyRows[f * 8 + j - j0] = UnsafePointer(tables[attention[f]].row(r))
+                        copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
+                    }
                 }
+                for f in 0..<F {
+                    let p = c.keyRows + f * 8
+                    for i in count..<8 { p[i] = UnsafePointer(c.zeros) }
+                    transpose8(p, dA, into: c.keysT + f * dA * ks + j0, stride: ks)
+                }
+                j0 += 8
             }
-            // The pad of the last 8 columns: zeros, so padded scores are finite (never read).
-            let padded = (c.n + 7) / 8 * 8
-            if padded > c.n { for d in 0..<kw { (c.keysT + d * ks + c.n).initialize(repeating: 0, count: padded - c.n) } }
 
         case .queries:
             for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[attention[f]].row(row(f, item: Int(candidates[b]), time: 0)), dA * 4) } }
@@ -216,16 +237,16 @@ extension RankingModel {
             }
 
         case .aggregate:
-            let x = c.x, hv = c.x + vw, stride = c.candidateStride
+            let stride = c.candidateStride
             for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b]), time: 0)), dR * 4) } }
             for b in 0..<C {
                 if b + 8 < C { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b + 8]), time: 0)), dR * 4) } }
                 let t = Int(candidates[b])
-                // x = [v_t, h, v_t (.) h] for this candidate.
+                // x = [v_t, h, v_t (.) h] for this candidate, the (b mod 8)-th of eight.
+                let x = c.x + b % 8 * l.input, hv = x + vw
                 for f in 0..<F { copy(tables[representation[f]].row(row(f, item: t, time: 0)), to: x + f * dR, dR) }
-                hv.initialize(repeating: 0, count: vw)
                 let weights = c.weights + b * K, selected = c.selected + b * K
-                for i in 0..<Int(c.selectedCount[b]) { axpy(weights[i], c.values + Int(selected[i]) * vw, hv, vw) }
+                weightedSum(c.values, rows: selected, weights: weights, count: Int(c.selectedCount[b]), width: vw, into: hv)
                 if s.design.projects {  // v_t = P_VT e_t, h = P_VB (sum_i w_i e_i)
                     dense.withUnsafeBufferPointer { w in
                         for f in 0..<F {
@@ -238,7 +259,12 @@ extension RankingModel {
                 }
                 for d in 0..<vw { x[2 * vw + d] = x[d] * hv[d] }
                 if l.hasBatchNorm { normalizeWithRunningStatistics(x, into: x) }
-                for d in 0..<l.input { c.xT[d * stride + b] = x[d] }
+                // Every eighth candidate, and the last, the eight go into XT as eight
+                // columns (past C: an earlier candidate's finite values, never read).
+                if b % 8 == 7 || b == C - 1 {
+                    for i in 0..<8 { c.xRows[i] = UnsafePointer(c.x + i * l.input) }
+                    transpose8(c.xRows, l.input, into: c.xT + b / 8 * 8, stride: stride)
+                }
             }
 
         case .mlp:
@@ -255,6 +281,40 @@ extension RankingModel {
             }
         }
     }
+}
+
+/// out = sum_i weights[i] values[rows[i]] over `count` rows of `width` floats (out starts
+/// at zero), in i order: each lane's sum is axpy's (a multiply, then an add), but 64 floats
+/// at a time stay in registers, so the rows' loads overlap instead of each waiting on the
+/// previous row's store.
+@inline(__always)
+func weightedSum(_ values: UnsafePointer<Float>, rows: UnsafePointer<Int32>, weights: UnsafePointer<Float>, count: Int, width: Int,
+                 into out: UnsafeMutablePointer<Float>) {
+    var c0 = 0
+    while c0 + 64 <= width {
+        var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+        for i in 0..<count {
+            let w = SIMD8<Float>(repeating: weights[i]), r = values + Int(rows[i]) * width + c0
+            a0 = a0 + w * load8(r); a1 = a1 + w * load8(r + 8); a2 = a2 + w * load8(r + 16); a3 = a3 + w * load8(r + 24)
+            a4 = a4 + w * load8(r + 32); a5 = a5 + w * load8(r + 40); a6 = a6 + w * load8(r + 48); a7 = a7 + w * load8(r + 56)
+        }
+        let o = out + c0
+        store8(a0, o); store8(a1, o + 8); store8(a2, o + 16); store8(a3, o + 24)
+        store8(a4, o + 32); store8(a5, o + 40); store8(a6, o + 48); store8(a7, o + 56)
+        c0 += 64
+    }
+    if c0 < width {
+        (out + c0).initialize(repeating: 0, count: width - c0)
+        for i in 0..<count { axpy(weights[i], values + Int(rows[i]) * width + c0, out + c0, width - c0) }
+    }
+}
+
+/// Columns j..<j + 8 of a row-major matrix with row stride `stride` (its rows 0..<count)
+/// from eight vectors of `count` floats: out[d * stride + i] = rows[i][d].
+@inline(__always)
+func transpose8(_ rows: UnsafePointer<UnsafePointer<Float>>, _ count: Int, into out: UnsafeMutablePointer<Float>, stride: Int) {
+    let r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3], r4 = rows[4], r5 = rows[5], r6 = rows[6], r7 = rows[7]
+    for d in 0..<count { store8(SIMD8(r0[d], r1[d], r2[d], r3[d], r4[d], r5[d], r6[d], r7[d]), out + d * stride) }
 }
 
 /// a = PReLU(z + bias) over `n` floats (a multiple of 8).

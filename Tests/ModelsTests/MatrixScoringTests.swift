@@ -57,7 +57,7 @@ struct MatrixScoringTests {
     }
 
     static let shapes: [(EmbeddingDesign, Fields, Int, Int, Int)] = [
-        (.dare, .item, 32, 64, 200), (.dare, .itemCategoryTime, 12, 20, 33), (.twin, .itemCategoryTime, 8, 16, 17),
+        (.dare, .item, 32, 64, 200), (.dare, .itemCategoryTime, 12, 24, 33), (.twin, .itemCategoryTime, 8, 16, 17),
         (.twinProjection, .item, 12, 12, 40), (.din, .itemCategoryTime, 8, 16, 50), (.dare, .item, 8, 8, 1),
     ]
 
