@@ -102,14 +102,21 @@ func minMax(_ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
 @inline(__always)
 func countAtLeast(_ x: UnsafePointer<Float>, _ n: Int, _ t: Float) -> Int {
     let tv = SIMD8<Float>(repeating: t), one = SIMD8<Int32>(repeating: 1)
-    var counts = SIMD8<Int32>()
+    var counts = SIMD8<Int32>(), more = SIMD8<Int32>()
     var j = 0
-    while j + 8 <= n {
-        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
-        counts.replace(with: counts &+ one, where: v .>= tv)
-        j += 8
+    // Four vectors a turn, in two counts: the loop's own work is then a small part.
+    while j &+ 32 <= n {
+        counts.replace(with: counts &+ one, where: load8(x + j) .>= tv)
+        more.replace(with: more &+ one, where: load8(x + (j &+ 8)) .>= tv)
+        counts.replace(with: counts &+ one, where: load8(x + (j &+ 16)) .>= tv)
+        more.replace(with: more &+ one, where: load8(x + (j &+ 24)) .>= tv)
+        j &+= 32
     }
-    var c = Int(counts.wrappedSum())
+    while j &+ 8 <= n {
+        counts.replace(with: counts &+ one, where: load8(x + j) .>= tv)
+        j &+= 8
+    }
+    var c = Int((counts &+ more).wrappedSum())
     while j < n {
         c += x[j] >= t ? 1 : 0
         j += 1
