@@ -77,7 +77,7 @@ let package = Package(
         .target(name: "Scenario", dependencies: ["RecCore"], swiftSettings: strict),
         // Prefetch (and whatever else Swift cannot spell) for the kernels, inlined from C.
         .systemLibrary(name: "CKernels"),
-        .target(name: "Models", dependencies: ["RecCore", "CKernels"], swiftSettings: kernels),
+        .target(name: "Models", dependencies: ["RecCore", "CKernels", "Allocator"], swiftSettings: kernels),
         .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),

@@ -7,6 +7,10 @@ public struct AllocatorStats: Sendable, CustomStringConvertible {
     public var allocated: Int
     /// Bytes of physical memory the allocator holds.
     public var resident: Int
+    /// Bytes of large tables on their own huge-page mappings (`HugePages`), outside both.
+    public var mapped = 0
+    /// Everything the program holds: allocated and mapped.
+    public var total: Int { allocated + mapped }
 
     public static func current() -> AllocatorStats {
         // jemalloc caches its statistics; advancing the epoch refreshes them.
@@ -19,11 +23,11 @@ public struct AllocatorStats: Sendable, CustomStringConvertible {
             var length = MemoryLayout<Int>.size
             return mallctl(name, &value, &length, nil, 0) == 0 ? value : -1
         }
-        return AllocatorStats(allocated: read("stats.allocated"), resident: read("stats.resident"))
+        return AllocatorStats(allocated: read("stats.allocated"), resident: read("stats.resident"), mapped: HugePages.mapped)
     }
 
     public var description: String {
-        "memory (jemalloc): \(mib(allocated)) MiB allocated, \(mib(resident)) MiB resident"
+        "memory (jemalloc): \(mib(allocated)) MiB allocated, \(mib(resident)) MiB resident; embedding tables on huge-page mappings: \(mib(mapped)) MiB"
     }
 }
 

@@ -55,9 +55,9 @@ public struct ModelsBench: Sendable {
             }
             for design in EmbeddingDesign.allCases {
                 progress("models: \(design) L=\(length)")
-                let before = AllocatorStats.current().allocated
+                let before = AllocatorStats.current().total
                 let m = model(design, length: length)
-                let modelBytes = AllocatorStats.current().allocated - before
+                let modelBytes = AllocatorStats.current().total - before
 
                 // Training: median step time over `steps` steps after `warmup`.
                 var stepSeconds: [Double] = []

@@ -114,6 +114,6 @@ public struct PolyBench: Sendable {
 
 /// Bytes the allocator has handed out since this snapshot.
 struct AllocatorSnapshot {
-    let allocated = AllocatorStats.current().allocated
-    var grown: Int { AllocatorStats.current().allocated - allocated }
+    let allocated = AllocatorStats.current().total
+    var grown: Int { AllocatorStats.current().total - allocated }
 }

@@ -1,3 +1,4 @@
+import Allocator
 import CKernels
 import Foundation
 import RecCore
@@ -97,40 +98,20 @@ public final class EmbeddingTable {
     public var bytesPerRow: Int { dim * 4 * 3 }
 }
 
-/// Room for `count` floats of table rows, to give back with `freeRows(_:count:)`. Rows are
-/// read at random, so a large table gets its own mapping on 2 MiB pages where the kernel
-/// has them (transparent huge pages, asked for before the first touch): a random row then
-/// costs a cache miss without a TLB miss and its page walk.
+/// Room for `count` floats of table rows, to give back with `freeRows(_:count:)`: a large
+/// table on its own huge-page mapping (`HugePages`; rows are read at random), a small one
+/// from the allocator.
 func allocateRows(_ count: Int) -> UnsafeMutablePointer<Float> {
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
-    if bytes >= hugePage {
-        let length = (bytes + hugePage - 1) / hugePage * hugePage
-        // Over-map by one huge page, then trim both ends to a 2 MiB boundary.
-        guard let mapped = mmap(nil, length + hugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED else {
-            fatalError("out of memory for \(bytes) bytes of embedding rows")
-        }
-        let address = UInt(bitPattern: mapped), aligned = (address + UInt(hugePage) - 1) / UInt(hugePage) * UInt(hugePage)
-        if aligned > address { munmap(mapped, Int(aligned - address)) }
-        let tail = UInt(hugePage) - (aligned - address)
-        if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(length)), Int(tail)) }
-        let raw = UnsafeMutableRawPointer(bitPattern: aligned)!
-        _ = madvise(raw, length, MADV_HUGEPAGE)
-        return raw.bindMemory(to: Float.self, capacity: count)
-    }
+    if bytes >= HugePages.minimumBytes { return HugePages.allocate(bytes: bytes).bindMemory(to: Float.self, capacity: count) }
     return .allocate(capacity: max(count, 1))
 }
 
 /// Gives back what `allocateRows(count)` returned.
 func freeRows(_ p: UnsafeMutablePointer<Float>, count: Int) {
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
-    if bytes >= hugePage {
-        munmap(p, (bytes + hugePage - 1) / hugePage * hugePage)
-    } else {
-        p.deallocate()
-    }
+    if bytes >= HugePages.minimumBytes { HugePages.free(UnsafeMutableRawPointer(p), bytes: bytes) } else { p.deallocate() }
 }
-
-private let hugePage = 2 << 20
 
 /// Gradients for a few rows of one table, gathered during a batch: a slot per touched row.
 /// A class, so that threads may fill the gradients of different tables at once.

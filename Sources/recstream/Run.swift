@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
     @Option(help: "Threads to step the population on (default: all cores). Results do not depend on it.")
     var threads: Int?
 
-    @Flag(help: "Print the allocator's allocated and resident bytes (jemalloc) at the end.")
+    @Flag(help: "Print the allocator's allocated and resident bytes (jemalloc), and the embedding tables on huge-page mappings, at the end.")
     var stats = false
 
     @Flag(help: "Print no progress.")
