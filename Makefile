@@ -21,11 +21,11 @@ demo: deps
 	$(SWIFT) build -c release --product recstream
 	.build/release/recstream run scenarios/quickstart.json --out out/quickstart
 
+# The command line's contract runs on the binary users run (the quickstart runs several
+# times there: 4 s each in release, 40 s in debug).
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
-	# The command line's contract, on the binary users run (the quickstart runs several
-	# times there: 4 s each in release, 40 s in debug).
 	$(SWIFT) build -c release --product recstream
 	bash Tests/cli/cli-tests.sh .build/release/recstream .build/debug/recstream-fuzz
 

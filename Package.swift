@@ -11,7 +11,7 @@
 //   Experiment           -> Scenario, RecCore (not Report: reports render from JSON)
 //   Server, Trainer      -> Models, Scenario, RecCore
 //   Population           -> Scenario, RecCore
-//   Models, Scenario, Report -> RecCore
+//   Models, Scenario, Report, Allocator -> RecCore
 // Kafka knows nothing of recommenders and depends on the C layer only.
 import PackageDescription
 
@@ -66,8 +66,9 @@ let package = Package(
             providers: [.apt(["libjemalloc-dev"])]
         ),
 
-        // The allocator's figures, for --stats and memory benchmarks.
-        .target(name: "Allocator", dependencies: ["CJemalloc"], swiftSettings: strict),
+        // The allocator's figures, for --stats and memory benchmarks (with RecCore's count
+        // of the embedding tables' huge-page mappings, which jemalloc does not see).
+        .target(name: "Allocator", dependencies: ["CJemalloc", "RecCore"], swiftSettings: strict),
 
         // Kafka's Swift face: producer, batch consumer, admin, embedded broker.
         .target(name: "Kafka", dependencies: ["CRdKafka", "CKafkaShim"], swiftSettings: strict),
@@ -77,7 +78,7 @@ let package = Package(
         .target(name: "Scenario", dependencies: ["RecCore"], swiftSettings: strict),
         // Prefetch (and whatever else Swift cannot spell) for the kernels, inlined from C.
         .systemLibrary(name: "CKernels"),
-        .target(name: "Models", dependencies: ["RecCore", "CKernels", "Allocator"], swiftSettings: kernels),
+        .target(name: "Models", dependencies: ["RecCore", "CKernels"], swiftSettings: kernels),
         .target(name: "Population", dependencies: ["RecCore", "Scenario"], swiftSettings: strict),
         .target(name: "Server", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),
         .target(name: "Trainer", dependencies: ["RecCore", "Scenario", "Models"], swiftSettings: strict),

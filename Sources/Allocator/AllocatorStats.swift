@@ -1,4 +1,5 @@
 import CJemalloc
+import RecCore
 
 /// The allocator's own figures (jemalloc's `stats.allocated` and `stats.resident`): what
 /// `run --stats` prints and memory benchmarks difference.

@@ -185,7 +185,7 @@ public struct ModelsBench: Sendable {
         notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, \(trainingThreads) threads (data-parallel mini-batch); median of \(steps) steps after \(warmup).")
         notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
         notes.append("Scoring's passes (ScoringStage): gather (the history's rows; rate: bytes of rows read), queries, search (S = Q keysT; GFLOP/s), topK (each row of S; rate: scores read), softmax (over each row's K), aggregate (each candidate's MLP input; rate: representation rows read), mlp (two products and the output; GFLOP/s). Compare the GFLOP/s with the FMA peak measured in the same run.")
-        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together on an AMD EPYC host on 2026-12-07: train 1.29x, score 2.00x).")
+        notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together on an AMD EPYC host on 2026-12-07: train 3.50x, score 2.73x).")
         notes.append("The auxiliary head's and BatchNorm's figures have the plain DARE step as their baseline: the ratio is their cost. A BatchNorm step runs on one thread, in two passes (its batch statistics couple the samples).")
         return BenchReport(bench: "models", results: results, notes: notes)
     }

@@ -112,8 +112,8 @@ public struct PolyBench: Sendable {
     }
 }
 
-/// Bytes the allocator has handed out since this snapshot.
+/// Bytes the program holds (allocated, and mapped for tables) beyond this snapshot's.
 struct AllocatorSnapshot {
-    let allocated = AllocatorStats.current().total
-    var grown: Int { AllocatorStats.current().total - allocated }
+    let held = AllocatorStats.current().total
+    var grown: Int { AllocatorStats.current().total - held }
 }

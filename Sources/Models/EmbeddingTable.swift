@@ -1,4 +1,3 @@
-import Allocator
 import CKernels
 import Foundation
 import RecCore
@@ -217,7 +216,8 @@ final class SparseGradient {
     func clear() {
         if touched.count * 16 < mask + 1 {
             // Last in, first out: a row's probe from its hash passes only entries placed
-            // before it (rehashing places them in slot order too), which are still there.
+            // before it, which are still there. (After a rehash the table is at least a
+            // quarter full, so the whole-table wipe below runs instead.)
             for row in touched.reversed() { entries[position(Int(row))] = 0 }
         } else {
             entries.update(repeating: 0, count: mask + 1)

@@ -23,7 +23,7 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
         return n
     }
     @inline(__always) func key(_ j: Int) -> UInt64 {
-        let b = scores[j].bitPattern
+        let b = (scores[j] + 0).bitPattern  // -0 + 0 is +0: the zeros tie, as they compare
         let ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
         return UInt64(ordered) << 32 | UInt64(j)
     }
@@ -130,7 +130,7 @@ func countAtLeast(_ x: UnsafePointer<Float>, _ n: Int, _ t: Float) -> Int {
 func smallest(_ a: UnsafeMutablePointer<UInt64>, _ m: Int, rank: Int) -> UInt64 {
     var low = UInt64.max
     for _ in 0..<rank {
-        low = .max
+        low = UInt64.max
         var at = 0
         for i in 0..<m {
             let key = a[i], less = key < low

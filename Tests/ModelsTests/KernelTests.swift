@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Models
 @testable import RecCore
@@ -6,7 +7,7 @@ import Testing
 /// (so the vector body, the scalar tail and both together are each exercised).
 @Suite("Kernels")
 struct KernelTests {
-    static let lengths = Array(0...19) + [31, 64, 67]
+    static let lengths = Array(0...19) + [31, 40, 64, 67, 75]
 
     /// Random floats, some negative, some zero.
     static func vector(_ n: Int, _ rng: inout RandomStream) -> [Float] {
@@ -134,7 +135,7 @@ struct KernelTests {
         for trial in 0..<500 {
             let n = 1 + rng.nextInt(below: trial % 5 == 0 ? 2000 : 300), k = 1 + rng.nextInt(below: 80)
             // Coarse values so that ties are common, negatives and zeros (of both signs) included.
-            let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -0.0 + 1) }
+            let scores = (0..<n).map { _ in trial % 3 == 0 ? Float(rng.nextGaussian()) : Float(rng.nextInt(below: 20) - 10) * (trial % 2 == 0 ? 1 : -1) }
             let out = UnsafeMutablePointer<Int>.allocate(capacity: k)
             let work = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * n + 64)
             defer { out.deallocate(); work.deallocate() }
@@ -150,8 +151,9 @@ struct KernelTests {
         var rng = RandomStream(seed: 5, 1)
         let one: [Float] = [1, 2, 3]
         for round in 0..<4 {
-            // Rows that collide in a small table (multiples of its size) and random ones,
-            // some repeated: enough to rehash the table twice in the first round.
+            // Multiples of 1024 (every third row) and random rows, some repeated: enough to
+            // rehash the table twice in the first round. (Rows whose probes start at one
+            // entry are tried below.)
             var expected: [Int: Float] = [:]
             var order: [Int32] = []
             let rows = (0..<3000).map { i in i % 3 == 0 ? (i % 700) * 1024 : rng.nextInt(below: 5_000_000) }
@@ -184,5 +186,42 @@ struct KernelTests {
             #expect(ordered.map { g.slot($0) } == [0, 3, 6, 9] && g.touched == ordered.map(Int32.init), "round \(round): fresh slots after the clear")
             g.clear()
         }
+    }
+
+    @Test("lazy Adam on rows split in chunks (as the threads split them) gives the bits of one pass and of the scalar formula")
+    func lazyAdamInChunks() {
+        let dim = 12, rows = 50  // 12: the 8-lane body and a scalar tail
+        func table() -> EmbeddingTable { EmbeddingTable(rows: rows, dim: dim, seed: 4, tableID: 1, initScale: 0.1) }
+        let whole = table(), chunked = table(), scalar = table()
+        let g = SparseGradient(dim: dim)
+        var rng = RandomStream(seed: 9, 1)
+        let adam = AdamSettings(learningRate: 0.05)
+        for step in 1...3 {
+            for _ in 0..<30 {
+                let vector = (0..<dim).map { _ in Float(rng.nextGaussian()) }
+                vector.withUnsafeBufferPointer { g.add($0.baseAddress!, row: rng.nextInt(below: rows)) }
+            }
+            let n = g.touched.count
+            whole.applyAdam(g, slots: 0..<n, step: step, adam)
+            for range in [0..<n / 3, n / 3..<2 * n / 3, 2 * n / 3..<n] { chunked.applyAdam(g, slots: range, step: step, adam) }
+            let bc1 = 1 - pow(adam.beta1, Float(step)), bc2 = 1 - pow(adam.beta2, Float(step)), rate = adam.learningRate / bc1
+            for (slot, row) in g.touched.enumerated() {
+                for d in 0..<dim {
+                    let i = Int(row) * dim + d, gd = g.gradients[slot * dim + d]
+                    scalar.m[i] = adam.beta1 * scalar.m[i] + (1 - adam.beta1) * gd
+                    scalar.v[i] = adam.beta2 * scalar.v[i] + (1 - adam.beta2) * gd * gd
+                    scalar.values[i] -= rate * scalar.m[i] / ((scalar.v[i] / bc2).squareRoot() + adam.epsilon)
+                }
+            }
+            g.clear()
+        }
+        for (name, other) in [("chunks", chunked), ("scalar", scalar)] {
+            let differing = (0..<rows * dim).filter {
+                whole.values[$0].bitPattern != other.values[$0].bitPattern || whole.m[$0].bitPattern != other.m[$0].bitPattern
+                    || whole.v[$0].bitPattern != other.v[$0].bitPattern
+            }
+            #expect(differing.isEmpty, "\(name): \(differing.count) floats differ")
+        }
+        #expect((0..<rows * dim).contains { whole.values[$0] != table().values[$0] }, "the steps moved rows")
     }
 }

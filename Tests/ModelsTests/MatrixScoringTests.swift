@@ -59,9 +59,10 @@ struct MatrixScoringTests {
     static let shapes: [(EmbeddingDesign, Fields, Int, Int, Int)] = [
         (.dare, .item, 32, 64, 200), (.dare, .itemCategoryTime, 12, 24, 33), (.twin, .itemCategoryTime, 8, 16, 17),
         (.twinProjection, .item, 12, 12, 40), (.din, .itemCategoryTime, 8, 16, 50), (.dare, .item, 8, 8, 1),
+        (.dare, .itemCategoryTime, 8, 48, 33),  // an input of 144: two 64-float blocks and a tail
     ]
 
-    @Test("scoring many candidates at once agrees with scoring each alone at widths that run every kernel path", arguments: 0..<6)
+    @Test("scoring many candidates at once agrees with scoring each alone at widths that run every kernel path", arguments: 0..<7)
     func agreesAtWidth(shape: Int) {
         let (design, fields, attention, representation, length) = Self.shapes[shape]
         for batchNorm in [false, true] {

@@ -8,7 +8,7 @@ import Synchronization
 /// Large buffers read at random (embedding tables), each on its own anonymous mapping
 /// aligned to 2 MiB, asked for transparent huge pages before the first touch: a random
 /// row then costs a cache miss without a TLB miss and its page walk. jemalloc does not see
-/// these mappings, so `AllocatorStats` counts them apart (`mapped`).
+/// these mappings, so `AllocatorStats` (Allocator) reports them apart (`mapped`).
 public enum HugePages {
     /// Buffers at least this large get their own mapping; smaller ones are not worth it.
     public static let minimumBytes = 2 << 20
