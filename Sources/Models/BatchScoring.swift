@@ -328,8 +328,3 @@ func biasPReLU(_ z: UnsafeMutablePointer<Float>, _ a: UnsafeMutablePointer<Float
         i += 8
     }
 }
-
-@inline(__always)
-func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}

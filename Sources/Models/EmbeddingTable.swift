@@ -194,21 +194,26 @@ final class SparseGradient {
         gradients.withUnsafeMutableBufferPointer { g in axpy(1, vector, g.baseAddress! + offset, dim) }
     }
 
+    /// The offset in `gradients` of a row that has a slot.
+    @inline(__always)
+    private func offset(_ row: Int) -> Int { Int(entries[position(row)] & 0xFFFF_FFFF) * dim }
+
     /// gradient[rows[i]] += scales[i] vector for i in 0..<count, in order (a row may repeat):
-    /// the rows' slots first, then the sums, with the gradients taken once.
+    /// the rows' slots first (which may grow the gradients), then the sums, with the
+    /// gradients taken once.
     func add(_ vector: UnsafePointer<Float>, scales: UnsafePointer<Float>, rows: UnsafePointer<Int>, count: Int) {
         for i in 0..<count { _ = slot(rows[i]) }
         gradients.withUnsafeMutableBufferPointer { g in
-            for i in 0..<count { axpy(scales[i], vector, g.baseAddress! + Int(entries[position(rows[i])] & 0xFFFF_FFFF) * dim, dim) }
+            for i in 0..<count { axpy(scales[i], vector, g.baseAddress! + offset(rows[i]), dim) }
         }
     }
 
     /// Adds `other`'s gradients into these (rows in `other`'s order).
     func add(_ other: SparseGradient) {
+        for row in other.touched { _ = slot(Int(row)) }
         other.gradients.withUnsafeBufferPointer { g in
-            for (slot, row) in other.touched.enumerated() {
-                let offset = self.slot(Int(row))
-                gradients.withUnsafeMutableBufferPointer { d in axpy(1, g.baseAddress! + slot * dim, d.baseAddress! + offset, dim) }
+            gradients.withUnsafeMutableBufferPointer { d in
+                for (slot, row) in other.touched.enumerated() { axpy(1, g.baseAddress! + slot * dim, d.baseAddress! + offset(Int(row)), dim) }
             }
         }
     }
@@ -245,10 +250,10 @@ extension EmbeddingTable {
         let rate = adam.learningRate / bc1
         for row in 0..<rows {
             if tracksChanges { markChanged(row) }
-            let slot = gradient.slot(of: row) ?? -1
+            let slot = gradient.slot(of: row)
             let base = row * dim
             for d in 0..<dim {
-                let gd = slot >= 0 ? gradient.gradients[slot * dim + d] : 0
+                let gd = slot.map { gradient.gradients[$0 * dim + d] } ?? 0
                 m[base + d] = adam.beta1 * m[base + d] + (1 - adam.beta1) * gd
                 v[base + d] = adam.beta2 * v[base + d] + (1 - adam.beta2) * gd * gd
                 values[base + d] -= rate * m[base + d] / ((v[base + d] / bc2).squareRoot() + adam.epsilon)

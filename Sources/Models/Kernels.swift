@@ -83,7 +83,7 @@ func minMax(_ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
     var lo = SIMD8<Float>(repeating: x[0]), hi = lo
     var j = 0
     while j + 8 <= n {
-        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+        let v = load8(x + j)
         // (replace, not pointwiseMin/Max: those stay generic calls here)
         lo.replace(with: v, where: v .< lo)
         hi.replace(with: v, where: v .> hi)
@@ -214,8 +214,7 @@ func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<F
     var i = 0
     let a = SIMD8<Float>(repeating: alpha)
     while i + 8 <= n {
-        let yi = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self) + a * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(y + i).storeBytes(of: yi, as: SIMD8<Float>.self)
+        store8(load8(y + i) + a * load8(x + i), y + i)
         i += 8
     }
     while i < n {
@@ -346,6 +345,11 @@ private func gemmTile1(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ l
     }
     store8(c0, c)
     if wide { store8(c1, c + 8) }
+}
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
 @inline(__always)
