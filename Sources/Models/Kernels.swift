@@ -44,23 +44,17 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
                 if c <= enough { break }
             }
         }
-        // Eight scores at a time: a mask of those at or above the threshold (a few in a
-        // hundred), then only their keys, in index order.
-        var j = 0
-        while j + 8 <= n {
-            var bits = Int(recstream_mask_at_least8(scores + j, a))
-            while bits != 0 {
-                work[m] = key(j + bits.trailingZeroBitCount)
-                m += 1
-                bits &= bits - 1
-            }
-            j += 8
-        }
-        while j < n {
-            work[m] = key(j)
+        // The indices of the scores at or above the threshold (a few in a hundred), packed
+        // eight at a time without a branch, into the second half of `work` (free until the
+        // copy below); then only their keys, in index order.
+        let indices = UnsafeMutableRawPointer(work + n + 64).assumingMemoryBound(to: Int32.self)
+        let whole = n & ~7
+        m = recstream_collect_at_least(scores, whole, a, indices)
+        for j in whole..<n {
+            indices[m] = Int32(truncatingIfNeeded: j)
             m &+= scores[j] >= a ? 1 : 0
-            j += 1
         }
+        for i in 0..<m { work[i] = key(Int(indices[i])) }
     }
     if m < k {  // all equal, or not finite (NaN is never at or above a threshold): every key
         for j in 0..<n { work[j] = key(j) }
@@ -278,30 +272,49 @@ func preluBackward(_ z: UnsafePointer<Float>, _ da: UnsafePointer<Float>, _ dz: 
 /// computes it: so an element's bits depend on its row of A and column of B alone, never
 /// on m, n or where it sits (a candidate scores the same alone or among others).
 /// Register-blocked: 4 rows x 16 columns of C in 8 vector accumulators, B's rows loaded
-/// once per 4 rows of A.
+/// once per 4 rows of A. With `accumulate`, each chain starts from C's element instead of
+/// zero (C += A B: a product split over two ranges of p is one chain).
 func gemm(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
-          m: Int, n: Int, k: Int) {
+          m: Int, n: Int, k: Int, accumulate: Bool = false) {
     let width = (n + 7) / 8 * 8
-    var j = 0
-    while j < width {
-        let wide = j + 16 <= width
-        var i = 0
-        while i + 4 <= m {
-            if wide { gemmTile4x16(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, k) } else { gemmTile4x8(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, k) }
-            i += 4
+    // p in blocks of `depth`, each continuing the chains the one before left in C: A's
+    // block (m x depth; the MLP's first layer is 200 x 576) stays in L2 while every
+    // column block of B passes, instead of all of A streaming from L3 once per 16 columns.
+    let depth = 256
+    var p0 = 0
+    repeat {
+        let kk = min(depth, k - p0), adding = accumulate || p0 > 0, a = a + p0, b = b + p0 * ldb
+        var j = 0
+        while j < width {
+            let wide = j + 16 <= width
+            var i = 0
+            while i + 4 <= m {
+                if wide {
+                    gemmTile4x16(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, kk, adding)
+                } else {
+                    gemmTile4x8(a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, kk, adding)
+                }
+                i += 4
+            }
+            while i < m {
+                gemmTile1(a + i * lda, b + j, ldb, c + i * ldc + j, kk, wide: wide, adding)
+                i += 1
+            }
+            j += wide ? 16 : 8
         }
-        while i < m {
-            gemmTile1(a + i * lda, b + j, ldb, c + i * ldc + j, k, wide: wide)
-            i += 1
-        }
-        j += wide ? 16 : 8
-    }
+        p0 += depth
+    } while p0 < k
 }
 
 @inline(__always)
-private func gemmTile4x16(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int) {
+private func gemmTile4x16(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int,
+                          _ accumulate: Bool) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    if accumulate {
+        c00 = load8(c); c01 = load8(c + 8); c10 = load8(c + ldc); c11 = load8(c + ldc + 8)
+        c20 = load8(c + 2 * ldc); c21 = load8(c + 2 * ldc + 8); c30 = load8(c + 3 * ldc); c31 = load8(c + 3 * ldc + 8)
+    }
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     for p in 0..<k {
         let row = b + p * ldb
@@ -322,8 +335,10 @@ private func gemmTile4x16(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePoin
 }
 
 @inline(__always)
-private func gemmTile4x8(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int) {
+private func gemmTile4x8(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ k: Int,
+                         _ accumulate: Bool) {
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+    if accumulate { c0 = load8(c); c1 = load8(c + ldc); c2 = load8(c + 2 * ldc); c3 = load8(c + 3 * ldc) }
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     for p in 0..<k {
         let b0 = load8(b + p * ldb)
@@ -336,8 +351,13 @@ private func gemmTile4x8(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePoint
 }
 
 @inline(__always)
-private func gemmTile1(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ k: Int, wide: Bool) {
+private func gemmTile1(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ k: Int, wide: Bool,
+                       _ accumulate: Bool) {
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>()
+    if accumulate {
+        c0 = load8(c)
+        if wide { c1 = load8(c + 8) }
+    }
     for p in 0..<k {
         let s = SIMD8<Float>(repeating: a[p]), row = b + p * ldb
         c0.addProduct(s, load8(row))

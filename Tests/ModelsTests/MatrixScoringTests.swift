@@ -26,7 +26,8 @@ struct MatrixScoringTests {
         return model
     }
 
-    @Test("gemm agrees with a double-precision product at every edge shape, and writes nothing past its rows", arguments: [1, 7, 8, 9, 32, 33])
+    @Test("gemm agrees with a double-precision product at every edge shape, each element one FMA chain in order, and writes nothing past its rows",
+          arguments: [1, 7, 8, 9, 32, 33, 256, 257, 600])
     func gemmShapes(k: Int) {
         var rng = RandomStream(seed: 5, UInt64(k))
         for m in 1...7 {
@@ -47,11 +48,31 @@ struct MatrixScoringTests {
                         var exact = 0.0
                         for p in 0..<k { exact += Double(a[i * lda + p]) * Double(b[p * ldb + j]) }
                         #expect(abs(Double(c[i * ldc + j]) - exact) <= 1e-5 * Double(k), "m \(m) n \(n) k \(k) at (\(i), \(j))")
+                        // The same bits as one fused chain over p in order, whatever the
+                        // tile or the depth blocks that computed it.
+                        var chain: Float = 0
+                        for p in 0..<k { chain.addProduct(a[i * lda + p], b[p * ldb + j]) }
+                        #expect(c[i * ldc + j].bitPattern == chain.bitPattern, "m \(m) n \(n) k \(k) at (\(i), \(j)): not the chain's bits")
                     }
                     // Columns past the padded width are untouched.
                     for j in (n + 7) / 8 * 8..<ldc { #expect(c[i * ldc + j] == sentinel) }
                 }
                 #expect(c[(m * ldc)..<((m + 1) * ldc)].allSatisfy { $0 == sentinel }, "m \(m) n \(n): a row past m was written")
+                // Accumulating the same product onto C doubles it, and still writes nothing
+                // past the padded width or below row m.
+                let once = c
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        c.withUnsafeMutableBufferPointer {
+                            gemm(a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb, $0.baseAddress!, ldc: ldc, m: m, n: n, k: k, accumulate: true)
+                        }
+                    }
+                }
+                for i in 0..<m {
+                    for j in 0..<n { #expect(abs(c[i * ldc + j] - 2 * once[i * ldc + j]) <= 1e-5 * Float(k), "accumulate: m \(m) n \(n) k \(k) at (\(i), \(j))") }
+                    for j in (n + 7) / 8 * 8..<ldc { #expect(c[i * ldc + j] == sentinel) }
+                }
+                #expect(c[(m * ldc)..<((m + 1) * ldc)].allSatisfy { $0 == sentinel })
             }
         }
     }
