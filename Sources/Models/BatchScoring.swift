@@ -12,7 +12,10 @@ import RecCore
 /// into a column of XT (input x C), and the MLP is two products over all candidates,
 /// Z1 = W1 XT and Z2 = W2 A1, and a weighted sum of A2's rows. Each product's element is
 /// one FMA chain in a fixed order (`gemm`), so a candidate's probability has the same
-/// bits alone, anywhere in a list, or repeated. The stages are separate passes
+/// bits alone, anywhere in a list, or repeated. What every candidate shares is computed
+/// once: with the time field, the target's time row is position 0's for every candidate,
+/// so its search scores are one row added to each row of S, and W1 times v_t's time block
+/// is one vector folded into the first layer's bias. The stages are separate passes
 /// (`ScoringStage`) so that a benchmark can time each.
 final class ScoringScratch {
     /// The columns of keysT and the rows of S: the history's capacity, padded to 8.
@@ -41,7 +44,13 @@ final class ScoringScratch {
     let picked: UnsafeMutablePointer<Int>
     /// Temporaries for TWIN with projections.
     let t1, t2: UnsafeMutablePointer<Float>
+    /// What every candidate shares (the time field's target row is position 0 for all):
+    /// the time query, its scores against the history, and W1 times v_t's time block plus
+    /// the first layer's bias.
+    let timeQuery, timeScores, firstBias: UnsafeMutablePointer<Float>
     let order: UnsafeMutablePointer<UInt64>
+    /// The attention tables' rows by field, then the representation tables' (`bind`).
+    let tableRows: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
     let kw, topK, input, hidden1, hidden2: Int
     /// What the last gather left: behaviours searched, the first searched, the window's length.
     var n = 0, first = 0, total = 0
@@ -67,6 +76,11 @@ final class ScoringScratch {
         t1 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         t2 = .allocate(capacity: max(s.attentionDim, s.representationDim))
         order = .allocate(capacity: 2 * s.maxHistory + 64)
+        tableRows = .allocate(capacity: 2 * F)
+        timeQuery = .allocate(capacity: s.attentionDim)
+        timeScores = .allocate(capacity: keyStride)
+        timeScores.initialize(repeating: 0, count: keyStride)
+        firstBias = .allocate(capacity: s.hidden1)
         queries = .allocate(capacity: 0); scores = .allocate(capacity: 0); selected = .allocate(capacity: 0)
         weights = .allocate(capacity: 0); selectedCount = .allocate(capacity: 0); xT = .allocate(capacity: 0)
         z1 = .allocate(capacity: 0); a1 = .allocate(capacity: 0); z2 = .allocate(capacity: 0); a2 = .allocate(capacity: 0)
@@ -97,6 +111,14 @@ final class ScoringScratch {
         logits = zeroed(stride, Float.self)
     }
 
+    /// Reads the model's table addresses (a table that grew has moved).
+    func bind(_ model: RankingModel) {
+        for f in 0..<model.fieldCount {
+            tableRows[f] = model.tables[model.attention[f]].values
+            tableRows[model.fieldCount + f] = model.tables[model.representation[f]].values
+        }
+    }
+
     private func freeCandidateBuffers() {
         for p in [queries, scores, weights, xT, z1, a1, z2, a2, logits] { p.deallocate() }
         selected.deallocate()
@@ -105,8 +127,9 @@ final class ScoringScratch {
 
     deinit {
         freeCandidateBuffers()
-        for p in [keysT, values, x, t1, t2, zeros] { p.deallocate() }
+        for p in [keysT, values, x, t1, t2, zeros, timeQuery, timeScores, firstBias] { p.deallocate() }
         keyRows.deallocate()
+        tableRows.deallocate()
         xRows.deallocate()
         picked.deallocate()
         order.deallocate()
@@ -147,106 +170,138 @@ extension RankingModel {
         let s = settings, F = fieldCount, dA = s.attentionDim, dR = s.representationDim
         let kw = F * dA, vw = F * dR, l = layout, K = s.topK
         let c = scoring, C = candidates.count
+        // The fields whose target row differs by candidate (item, category); the time
+        // field's, when there is one, is every candidate's.
+        let own = F == 3 ? 2 : F
+        // The loops below read locals only: each read of a class's stored `var` (the
+        // scratch's counts and buffers, the tables, the catalog) is a run-time exclusivity
+        // check, which per behaviour cost more than the copying.
+        c.bind(self)
+        let attentionRows = UnsafePointer(c.tableRows), representationRows = UnsafePointer(c.tableRows + F)
+        let categories = categoryOf
+        @inline(__always) func fieldRow(_ f: Int, _ item: Int, _ time: Int) -> Int {
+            f == 0 ? item : f == 1 ? Int(categories[item]) : time
+        }
         switch stage {
         case .gather:
             c.reserve(candidates: C)
             let full = window(history)
             // DIN looks at the most recent K only: the rest is never gathered. Time ids stay
             // relative to the whole window, as in training.
-            c.first = firstSearched(full.count)
-            c.n = full.count - c.first
-            c.total = full.count
-            let ks = c.keyStride
+            let first = firstSearched(full.count), n = full.count - first, total = full.count
+            c.first = first
+            c.n = n
+            c.total = total
+            let ks = c.keyStride, keysT = c.keysT, values = c.values, keyRows = c.keyRows, zeros = UnsafePointer(c.zeros)
             // The rows are random reads from large tables: ask for those `ahead` behaviours
             // on while copying these, so their misses overlap.
             let ahead = 16
             @inline(__always) func prefetch(_ j: Int) {
-                let item = Int(full[c.first + j].item)
+                let item = Int(full[first + j].item)
                 for f in 0..<F {
-                    let r = row(f, item: item, time: c.total - (c.first + j))
-                    recstream_prefetch(tables[attention[f]].row(r), dA * 4)
-                    recstream_prefetch(tables[representation[f]].row(r), dR * 4)
+                    let r = fieldRow(f, item, total - (first + j))
+                    recstream_prefetch(attentionRows[f] + r * dA, dA * 4)
+                    recstream_prefetch(representationRows[f] + r * dR, dR * 4)
                 }
             }
-            for j in 0..<min(ahead, c.n) { prefetch(j) }
+            for j in 0..<min(ahead, n) { prefetch(j) }
             // Eight behaviours at a time: their attention rows go into keysT as eight whole
             // columns (one vector store per feature, not eight scattered ones); the last
             // eight are padded with zeros, so padded scores are finite (never read).
             var j0 = 0
-            while j0 < c.n {
-                let count = min(8, c.n - j0)
+            while j0 < n {
+                let count = min(8, n - j0)
                 for j in j0..<j0 + count {
-                    if j + ahead < c.n { prefetch(j + ahead) }
-                    let item = Int(full[c.first + j].item)
+                    if j + ahead < n { prefetch(j + ahead) }
+                    let item = Int(full[first + j].item)
                     for f in 0..<F {
-                        let r = row(f, item: item, time: c.total - (c.first + j))
-                        c.keyRows[f * 8 + j - j0] = UnsafePointer(tables[attention[f]].row(r))
-                        copy(tables[representation[f]].row(r), to: c.values + j * vw + f * dR, dR)
+                        let r = fieldRow(f, item, total - (first + j))
+                        keyRows[f * 8 + j - j0] = UnsafePointer(attentionRows[f] + r * dA)
+                        copy(representationRows[f] + r * dR, to: values + j * vw + f * dR, dR)
                     }
                 }
                 for f in 0..<F {
-                    let p = c.keyRows + f * 8
-                    for i in count..<8 { p[i] = UnsafePointer(c.zeros) }
-                    transpose8(p, dA, into: c.keysT + f * dA * ks + j0, stride: ks)
+                    let p = keyRows + f * 8
+                    for i in count..<8 { p[i] = zeros }
+                    transpose8(p, dA, into: keysT + f * dA * ks + j0, stride: ks)
                 }
                 j0 += 8
             }
 
         case .queries:
-            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[attention[f]].row(row(f, item: Int(candidates[b]), time: 0)), dA * 4) } }
-            for b in 0..<C {
-                if b + 8 < C { for f in 0..<F { recstream_prefetch(tables[attention[f]].row(row(f, item: Int(candidates[b + 8]), time: 0)), dA * 4) } }
-                let t = Int(candidates[b])
-                for f in 0..<F {
-                    var q = UnsafePointer(tables[attention[f]].row(row(f, item: t, time: 0)))
-                    if s.design.projects {  // u = P_K^T P_Q q, as in training
-                        dense.withUnsafeBufferPointer { w in
-                            matvec(w.baseAddress! + l.projection(0, f, fields: F), q, c.t1, dA)
-                            matvecT(w.baseAddress! + l.projection(1, f, fields: F), c.t1, c.t2, dA)
-                        }
-                        q = UnsafePointer(c.t2)
+            // Field f's query for a target, search scale folded in.
+            func query(_ f: Int, item t: Int, into out: UnsafeMutablePointer<Float>) {
+                var q = UnsafePointer(attentionRows[f] + fieldRow(f, t, 0) * dA)
+                if s.design.projects {  // u = P_K^T P_Q q, as in training
+                    dense.withUnsafeBufferPointer { w in
+                        matvec(w.baseAddress! + l.projection(0, f, fields: F), q, c.t1, dA)
+                        matvecT(w.baseAddress! + l.projection(1, f, fields: F), c.t1, c.t2, dA)
                     }
-                    let scale = searchScale(f)
-                    for d in 0..<dA { c.queries[b * kw + f * dA + d] = q[d] * scale }
+                    q = UnsafePointer(c.t2)
+                }
+                let scale = searchScale(f)
+                for d in 0..<dA { out[d] = q[d] * scale }
+            }
+            let queries = c.queries
+            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b]), 0) * dA, dA * 4) } }
+            for b in 0..<C {
+                if b + 8 < C { for f in 0..<F { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b + 8]), 0) * dA, dA * 4) } }
+                for f in 0..<own { query(f, item: Int(candidates[b]), into: queries + b * kw + f * dA) }
+            }
+            if own < F { query(own, item: 0, into: c.timeQuery) }
+
+        case .search:
+            let ks = c.keyStride, n = c.n, scores = c.scores, timeScores = c.timeScores
+            gemm(c.queries, lda: kw, c.keysT, ldb: ks, scores, ldc: ks, m: C, n: n, k: own * dA)
+            if own < F {  // the time field's scores: one row, added to every candidate's
+                gemm(c.timeQuery, lda: dA, c.keysT + own * dA * ks, ldb: ks, timeScores, ldc: ks, m: 1, n: n, k: dA)
+                let width = (n + 7) / 8 * 8
+                for b in 0..<C {
+                    let row = scores + b * ks
+                    var j = 0
+                    while j < width {
+                        store8(load8(row + j) + load8(timeScores + j), row + j)
+                        j += 8
+                    }
                 }
             }
 
-        case .search:
-            gemm(c.queries, lda: kw, c.keysT, ldb: c.keyStride, c.scores, ldc: c.keyStride, m: C, n: c.n, k: kw)
-
         case .topK:
+            let scores = c.scores, selected = c.selected, counts = c.selectedCount, picked = c.picked, order = c.order
+            let n = c.n, ks = c.keyStride
             for b in 0..<C {
-                let k = selectTopK(c.scores + b * c.keyStride, c.n, K, into: c.picked, work: c.order)
-                let selected = c.selected + b * K
-                for i in 0..<k { selected[i] = Int32(truncatingIfNeeded: c.picked[i]) }
-                c.selectedCount[b] = Int32(k)
+                let k = selectTopK(scores + b * ks, n, K, into: picked, work: order)
+                let row = selected + b * K
+                for i in 0..<k { row[i] = Int32(truncatingIfNeeded: picked[i]) }
+                counts[b] = Int32(k)
             }
 
         case .softmax:
+            let scores = c.scores, selected = c.selected, counts = c.selectedCount, weights = c.weights, ks = c.keyStride
             for b in 0..<C {
-                let scores = c.scores + b * c.keyStride, k = Int(c.selectedCount[b])
-                let weights = c.weights + b * K, selected = c.selected + b * K
+                let row = scores + b * ks, k = Int(counts[b])
+                let w = weights + b * K, picked = selected + b * K
                 var top = -Float.infinity
-                for i in 0..<k { top = max(top, scores[Int(selected[i])]) }
+                for i in 0..<k { top = max(top, row[Int(picked[i])]) }
                 var total: Float = 0
                 for i in 0..<k {
-                    weights[i] = exp(scores[Int(selected[i])] - top)
-                    total += weights[i]
+                    w[i] = exp(row[Int(picked[i])] - top)
+                    total += w[i]
                 }
-                for i in 0..<k { weights[i] /= total }
+                for i in 0..<k { w[i] /= total }
             }
 
         case .aggregate:
-            let stride = c.candidateStride
-            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b]), time: 0)), dR * 4) } }
+            let stride = c.candidateStride, values = UnsafePointer(c.values), xs = c.x, xRows = c.xRows, xT = c.xT
+            let selected = c.selected, counts = c.selectedCount, weights = c.weights
+            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(representationRows[f] + fieldRow(f, Int(candidates[b]), 0) * dR, dR * 4) } }
             for b in 0..<C {
-                if b + 8 < C { for f in 0..<F { recstream_prefetch(tables[representation[f]].row(row(f, item: Int(candidates[b + 8]), time: 0)), dR * 4) } }
+                if b + 8 < C { for f in 0..<F { recstream_prefetch(representationRows[f] + fieldRow(f, Int(candidates[b + 8]), 0) * dR, dR * 4) } }
                 let t = Int(candidates[b])
                 // x = [v_t, h, v_t (.) h] for this candidate, the (b mod 8)-th of eight.
-                let x = c.x + b % 8 * l.input, hv = x + vw
-                for f in 0..<F { copy(tables[representation[f]].row(row(f, item: t, time: 0)), to: x + f * dR, dR) }
-                let weights = c.weights + b * K, selected = c.selected + b * K
-                weightedSum(c.values, rows: selected, weights: weights, count: Int(c.selectedCount[b]), width: vw, into: hv)
+                let x = xs + b % 8 * l.input, hv = x + vw
+                for f in 0..<F { copy(representationRows[f] + fieldRow(f, t, 0) * dR, to: x + f * dR, dR) }
+                weightedSum(values, rows: selected + b * K, weights: weights + b * K, count: Int(counts[b]), width: vw, into: hv)
                 if s.design.projects {  // v_t = P_VT e_t, h = P_VB (sum_i w_i e_i)
                     dense.withUnsafeBufferPointer { w in
                         for f in 0..<F {
@@ -262,22 +317,36 @@ extension RankingModel {
                 // Every eighth candidate, and the last, the eight go into XT as eight
                 // columns (past C: an earlier candidate's finite values, never read).
                 if b % 8 == 7 || b == C - 1 {
-                    for i in 0..<8 { c.xRows[i] = UnsafePointer(c.x + i * l.input) }
-                    transpose8(c.xRows, l.input, into: c.xT + b / 8 * 8, stride: stride)
+                    for i in 0..<8 { xRows[i] = UnsafePointer(xs + i * l.input) }
+                    transpose8(xRows, l.input, into: xT + b / 8 * 8, stride: stride)
                 }
             }
 
         case .mlp:
             let stride = c.candidateStride, width = (C + 7) / 8 * 8
+            let xT = c.xT, z1 = c.z1, a1 = c.a1, z2 = c.z2, a2 = c.a2, logits = c.logits
+            let bias = c.firstBias, t1 = c.t1
             dense.withUnsafeBufferPointer { p in
                 let w = p.baseAddress!
-                gemm(w + l.w1, lda: l.input, c.xT, ldb: stride, c.z1, ldc: stride, m: l.hidden1, n: C, k: l.input)
-                for o in 0..<l.hidden1 { biasPReLU(c.z1 + o * stride, c.a1 + o * stride, width, bias: w[l.b1 + o], alpha: w[l.alpha1]) }
-                gemm(w + l.w2, lda: l.hidden1, c.a1, ldb: stride, c.z2, ldc: stride, m: l.hidden2, n: C, k: l.hidden1)
-                for o in 0..<l.hidden2 { biasPReLU(c.z2 + o * stride, c.a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
+                for o in 0..<l.hidden1 { bias[o] = w[l.b1 + o] }
+                if own < F {
+                    // v_t's time block (rows [block, block + dR) of XT) is the same in every
+                    // column: W1's product with it is one vector, added to the bias.
+                    let block = own * dR, rest = block + dR
+                    for d in 0..<dR { t1[d] = xT[(block + d) * stride] }
+                    for o in 0..<l.hidden1 { bias[o] += dot(w + l.w1 + o * l.input + block, t1, dR) }
+                    gemm(w + l.w1, lda: l.input, xT, ldb: stride, z1, ldc: stride, m: l.hidden1, n: C, k: block)
+                    gemm(w + l.w1 + rest, lda: l.input, xT + rest * stride, ldb: stride, z1, ldc: stride, m: l.hidden1, n: C,
+                         k: l.input - rest, accumulate: true)
+                } else {
+                    gemm(w + l.w1, lda: l.input, xT, ldb: stride, z1, ldc: stride, m: l.hidden1, n: C, k: l.input)
+                }
+                for o in 0..<l.hidden1 { biasPReLU(z1 + o * stride, a1 + o * stride, width, bias: bias[o], alpha: w[l.alpha1]) }
+                gemm(w + l.w2, lda: l.hidden1, a1, ldb: stride, z2, ldc: stride, m: l.hidden2, n: C, k: l.hidden1)
+                for o in 0..<l.hidden2 { biasPReLU(z2 + o * stride, a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
                 // The output: one FMA chain over hidden2 per candidate, as the products do.
-                gemm(w + l.w3, lda: l.hidden2, c.a2, ldb: stride, c.logits, ldc: stride, m: 1, n: C, k: l.hidden2)
-                for b in 0..<C { out[b] = sigmoid(c.logits[b] + w[l.b3]) }
+                gemm(w + l.w3, lda: l.hidden2, a2, ldb: stride, logits, ldc: stride, m: 1, n: C, k: l.hidden2)
+                for b in 0..<C { out[b] = sigmoid(logits[b] + w[l.b3]) }
             }
         }
     }
