@@ -102,57 +102,15 @@ public struct ModelsBench: Sendable {
                     }
                 }
 
-                // Scoring: one user's history against 100 candidates per call.
-                var candidates = (0..<100).map { _ in ItemID(rng.nextInt(below: vocabulary)) }
-                var scores = [Float](repeating: 0, count: 100)
-                var callSeconds: [Double] = []
-                for call in 0..<scoreCalls {
-                    let user = UserID(call % users)
-                    for i in candidates.indices { candidates[i] = ItemID(rng.nextInt(below: vocabulary)) }
-                    let start = ContinuousClock.now
-                    candidates.withUnsafeBufferPointer { c in
-                        scores.withUnsafeMutableBufferPointer { m.score(history: histories.history(of: user), candidates: c, into: $0.baseAddress!) }
-                    }
-                    callSeconds.append((ContinuousClock.now - start).seconds)
-                }
-                results.append(BenchResult(name: "\(design).score.L\(length)", unit: "candidates/s",
-                                           samples: callSeconds.map { 100 / $0 }))
-
-                // Scoring's passes one by one, on the same calls: time, and the rate each
-                // achieves (the products in GFLOP/s, against the peak measured below).
-                if design == .dare {
-                    var stageSeconds = [[Double]](repeating: [], count: ScoringStage.allCases.count)
-                    for call in 0..<scoreCalls {
-                        let history = histories.history(of: UserID(call % users))
-                        for i in candidates.indices { candidates[i] = ItemID(rng.nextInt(below: vocabulary)) }
-                        candidates.withUnsafeBufferPointer { c in
-                            scores.withUnsafeMutableBufferPointer { out in
-                                for (k, stage) in ScoringStage.allCases.enumerated() {
-                                    let start = ContinuousClock.now
-                                    m.score(stage, history: history, candidates: c, into: out.baseAddress!)
-                                    stageSeconds[k].append((ContinuousClock.now - start).seconds)
-                                }
-                            }
-                        }
-                    }
-                    let s = m.settings, c = 100.0, l = Double(length)
-                    let flops: [ScoringStage: Double] = [
-                        .search: 2 * c * l * Double(s.attentionDim),
-                        .mlp: 2 * c * Double(3 * s.representationDim * s.hidden1 + s.hidden1 * s.hidden2 + s.hidden2),
-                    ]
-                    let bytes: [ScoringStage: Double] = [
-                        .gather: l * Double(s.attentionDim + s.representationDim) * 4,
-                        .topK: c * l * 4,
-                        .aggregate: c * Double(s.topK + 1) * Double(s.representationDim) * 4,
-                    ]
-                    for (k, stage) in ScoringStage.allCases.enumerated() {
-                        results.append(BenchResult(name: "dare.score.L\(length) \(stage)", unit: "us per call", samples: stageSeconds[k].map { $0 * 1e6 }))
-                        if let f = flops[stage] {
-                            results.append(BenchResult(name: "dare.score.L\(length) \(stage) rate", unit: "GFLOP/s", samples: stageSeconds[k].map { f / $0 / 1e9 }))
-                        } else if let b = bytes[stage] {
-                            results.append(BenchResult(name: "dare.score.L\(length) \(stage) rate", unit: "GB/s", samples: stageSeconds[k].map { b / $0 / 1e9 }))
-                        }
-                    }
+                // Scoring: one user's history against 100 candidates per call, in two
+                // workloads. The reference's (dare_torch_score.py): eight fixed (user,
+                // candidates) pairs in turn, so after a turn their rows are in cache. Cold:
+                // each call a different user of thousands and new random candidates, so
+                // the rows come from memory, as for a large population.
+                let warmPairs = (0..<8).map { u in (UserID(u), (0..<100).map { _ in ItemID(rng.nextInt(below: vocabulary)) }) }
+                results += scoring(m, name: "\(design).score.L\(length)", histories: histories, warmup: 20, stages: design == .dare) { warmPairs[$0 % 8] }
+                results += scoring(m, name: "\(design).score.L\(length) cold", histories: histories, warmup: 0, stages: design == .dare) { call in
+                    (UserID(call % users), (0..<100).map { _ in ItemID(rng.nextInt(below: vocabulary)) })
                 }
 
                 // The search stage alone: bytes of attention rows read per second.
@@ -174,6 +132,27 @@ public struct ModelsBench: Sendable {
                 withExtendedLifetime(m) {}
             }
         }
+        // The e2e benchmark's serving shape: item, category and time fields, 200
+        // candidates, L = 1,000, 100k items in 200 categories; the reference's warm workload.
+        progress("models: DARE scoring in the e2e benchmark's shape")
+        do {
+            var s = RankingModelSettings()
+            s.design = .dare
+            s.attentionDim = attentionDim
+            s.representationDim = representationDim
+            s.topK = topK
+            s.maxHistory = 1000
+            s.seed = 7
+            let items = 100_000, categories = 200
+            let m = RankingModel(s, items: items, categories: categories)
+            m.updateCatalog(categories: (0..<items).map { _ in UInt32(rng.nextInt(below: categories)) }, categoryCount: categories)
+            let histories = UserHistories(users: 8, cap: 1000)
+            for user in 0..<8 {
+                for _ in 0..<1000 { histories.append(HistoryEntry(item: ItemID(rng.nextInt(below: items)), tick: -1), for: UserID(user)) }
+            }
+            let pairs = (0..<8).map { u in (UserID(u), (0..<200).map { _ in ItemID(rng.nextInt(below: items)) }) }
+            results += scoring(m, name: "dare.score e2e shape", histories: histories, warmup: 20, stages: true) { pairs[$0 % 8] }
+        }
         progress("models: fp32 FMA peak")
         results.append(BenchResult(name: "fp32 FMA peak, 1 core (plain loop)", unit: "GFLOP/s", samples: (0..<5).map { _ in measureFMAPeak(seconds: 0.1) }))
         let before = AllocatorStats.current().allocated
@@ -183,10 +162,69 @@ public struct ModelsBench: Sendable {
         results.append(BenchResult(name: "trainer history store per entry", unit: "bytes",
                                    samples: [Double(storeBytes) / Double(store.totalEntries)]))
         notes.append("Training: B=\(batch), K=\(topK), d_att=\(attentionDim), d_rep=\(representationDim) (TWIN: one table of \(representationDim)), vocabulary \(vocabulary), item-id tables, random ids and labels, row-wise lazy Adam, \(trainingThreads) threads (data-parallel mini-batch); median of \(steps) steps after \(warmup).")
-        notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
+        notes.append("Scoring: one user against 100 candidates, 1 thread, median of \(scoreCalls) calls. dare.score.L1000 is the PyTorch reference's workload (dare_torch_score.py: eight fixed users with fixed candidates in turn, after 20 warm-up calls; their rows stay in cache); the cold lines give each call a different user (of \(users)) and new random candidates, so rows come from memory. dare.score e2e shape is the model and request of bench e2e's DARE case (item, category and time fields; 200 candidates; 100k items in 200 categories; the warm workload): there the time field's search row and its block of the MLP's first layer are computed once per request, and the rates count the work as done. Search bandwidth: attention rows read by the search stage alone; this machine's single-core bandwidth is about 11-15 GB/s.")
         notes.append("Scoring's passes (ScoringStage): gather (the history's rows; rate: bytes of rows read), queries, search (S = Q keysT; GFLOP/s), topK (each row of S; rate: scores read), softmax (over each row's K), aggregate (each candidate's MLP input; rate: representation rows read), mlp (two products and the output; GFLOP/s). Compare the GFLOP/s with the FMA peak measured in the same run.")
         notes.append("PyTorch reference: shared/baselines/compare_dare.py runs its scripts beside this benchmark and prints the ratios (measured together on an AMD EPYC host on 2026-12-07: train 3.50x, score 2.73x).")
         notes.append("The auxiliary head's and BatchNorm's figures have the plain DARE step as their baseline: the ratio is their cost. A BatchNorm step runs on one thread, in two passes (its batch statistics couple the samples).")
         return BenchReport(bench: "models", results: results, notes: notes)
+    }
+
+    /// Scoring figures over `scoreCalls` calls after `warmup`, each scoring `pair(call)`:
+    /// candidates/s, then, with `stages`, each pass's time per call and the rate it achieves
+    /// (the products in GFLOP/s, against the peak measured in the same run).
+    func scoring(_ m: RankingModel, name: String, histories: UserHistories, warmup: Int, stages: Bool,
+                 pair: (Int) -> (UserID, [ItemID])) -> [BenchResult] {
+        var results: [BenchResult] = [], rates: [Double] = []
+        var stageSeconds = [[Double]](repeating: [], count: ScoringStage.allCases.count)
+        var scores: [Float] = [], candidateCount = 0
+        // The calls, then (with `stages`) the same calls again pass by pass; drawing the
+        // pair is outside the clock.
+        for i in 0..<warmup + scoreCalls + (stages ? scoreCalls : 0) {
+            let (user, candidates) = pair(i < warmup + scoreCalls ? i : i - warmup - scoreCalls)
+            let history = histories.history(of: user)
+            candidateCount = candidates.count
+            if scores.count < candidateCount { scores = [Float](repeating: 0, count: candidateCount) }
+            candidates.withUnsafeBufferPointer { c in
+                scores.withUnsafeMutableBufferPointer { out in
+                    if i < warmup + scoreCalls {
+                        let start = ContinuousClock.now
+                        m.score(history: history, candidates: c, into: out.baseAddress!)
+                        if i >= warmup { rates.append(Double(c.count) / (ContinuousClock.now - start).seconds) }
+                    } else {
+                        for (k, stage) in ScoringStage.allCases.enumerated() {
+                            let start = ContinuousClock.now
+                            m.score(stage, history: history, candidates: c, into: out.baseAddress!)
+                            stageSeconds[k].append((ContinuousClock.now - start).seconds)
+                        }
+                    }
+                }
+            }
+        }
+        results.append(BenchResult(name: name, unit: "candidates/s", samples: rates))
+        guard stages else { return results }
+
+        // Work per call as the passes do it: with the time field, its search row and its
+        // block of W1 are computed once for all candidates.
+        let s = m.settings, F = s.fields.rawValue, own = F == 3 ? 2 : F
+        let c = Double(candidateCount), l = Double(min(s.maxHistory, histories.history(of: pair(0).0).count))
+        let dA = Double(s.attentionDim), dR = Double(s.representationDim), h1 = Double(s.hidden1), h2 = Double(s.hidden2)
+        let flops: [ScoringStage: Double] = [
+            .search: 2 * l * dA * (c * Double(own) + Double(F - own)),
+            .mlp: 2 * c * (Double(3 * F - (F - own)) * dR * h1 + h1 * h2 + h2),
+        ]
+        let bytes: [ScoringStage: Double] = [
+            .gather: l * Double(F) * (dA + dR) * 4,
+            .topK: c * l * 4,
+            .aggregate: c * Double(s.topK + 1) * Double(F) * dR * 4,
+        ]
+        for (k, stage) in ScoringStage.allCases.enumerated() {
+            results.append(BenchResult(name: "\(name) \(stage)", unit: "us per call", samples: stageSeconds[k].map { $0 * 1e6 }))
+            if let f = flops[stage] {
+                results.append(BenchResult(name: "\(name) \(stage) rate", unit: "GFLOP/s", samples: stageSeconds[k].map { f / $0 / 1e9 }))
+            } else if let b = bytes[stage] {
+                results.append(BenchResult(name: "\(name) \(stage) rate", unit: "GB/s", samples: stageSeconds[k].map { b / $0 / 1e9 }))
+            }
+        }
+        return results
     }
 }
