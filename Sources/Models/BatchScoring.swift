@@ -21,6 +21,9 @@ final class ScoringScratch {
     /// The columns of keysT and the rows of S: the history's capacity, padded to 8.
     let keyStride: Int
     let keysT, values: UnsafeMutablePointer<Float>
+    /// Whether the gather copies the representation rows into `values` (serving needs
+    /// them; a training step's search reads its K rows from the tables).
+    let gathersValues: Bool
     /// Candidates the per-candidate buffers hold; grown (never per request once served).
     private(set) var candidateCapacity = 0
     /// The columns of XT, Z1, A1, Z2, A2: the candidate capacity padded to 8.
@@ -55,7 +58,7 @@ final class ScoringScratch {
     /// What the last gather left: behaviours searched, the first searched, the window's length.
     var n = 0, first = 0, total = 0
 
-    init(_ s: RankingModelSettings, input: Int) {
+    init(_ s: RankingModelSettings, input: Int, values gathersValues: Bool = true) {
         let F = s.fields.rawValue
         keyStride = (s.maxHistory + 7) / 8 * 8
         kw = F * s.attentionDim
@@ -65,7 +68,8 @@ final class ScoringScratch {
         hidden2 = s.hidden2
         keysT = .allocate(capacity: kw * keyStride)
         keysT.initialize(repeating: 0, count: kw * keyStride)
-        values = .allocate(capacity: s.maxHistory * F * s.representationDim)
+        self.gathersValues = gathersValues
+        values = .allocate(capacity: gathersValues ? s.maxHistory * F * s.representationDim : 0)
         x = .allocate(capacity: 8 * input)
         x.initialize(repeating: 0, count: 8 * input)
         keyRows = .allocate(capacity: 8 * F)
@@ -167,9 +171,16 @@ extension RankingModel {
     /// `ScoringStage.allCases` order on the same arguments (a benchmark times each).
     package func score(_ stage: ScoringStage, history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>,
                        into out: UnsafeMutablePointer<Float>) {
+        score(stage, history: history, candidates: candidates, into: out, scratch: scoring)
+    }
+
+    /// A pass on a given scratch: a training worker runs the first three (gather, queries,
+    /// search) on its own, for a user's targets searched together.
+    func score(_ stage: ScoringStage, history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>,
+               into out: UnsafeMutablePointer<Float>?, scratch c: ScoringScratch) {
         let s = settings, F = fieldCount, dA = s.attentionDim, dR = s.representationDim
         let kw = F * dA, vw = F * dR, l = layout, K = s.topK
-        let c = scoring, C = candidates.count
+        let C = candidates.count
         // The fields whose target row differs by candidate (item, category); the time
         // field's, when there is one, is every candidate's.
         let own = F == 3 ? 2 : F
@@ -193,6 +204,7 @@ extension RankingModel {
             c.n = n
             c.total = total
             let ks = c.keyStride, keysT = c.keysT, values = c.values, keyRows = c.keyRows, zeros = UnsafePointer(c.zeros)
+            let gathersValues = c.gathersValues
             // The rows are random reads from large tables: ask for those `ahead` behaviours
             // on while copying these, so their misses overlap.
             let ahead = 16
@@ -201,7 +213,7 @@ extension RankingModel {
                 for f in 0..<F {
                     let r = fieldRow(f, item, total - (first + j))
                     recstream_prefetch(attentionRows[f] + r * dA, dA * 4)
-                    recstream_prefetch(representationRows[f] + r * dR, dR * 4)
+                    if gathersValues { recstream_prefetch(representationRows[f] + r * dR, dR * 4) }
                 }
             }
             for j in 0..<min(ahead, n) { prefetch(j) }
@@ -217,7 +229,7 @@ extension RankingModel {
                     for f in 0..<F {
                         let r = fieldRow(f, item, total - (first + j))
                         keyRows[f * 8 + j - j0] = UnsafePointer(attentionRows[f] + r * dA)
-                        copy(representationRows[f] + r * dR, to: values + j * vw + f * dR, dR)
+                        if gathersValues { copy(representationRows[f] + r * dR, to: values + j * vw + f * dR, dR) }
                     }
                 }
                 for f in 0..<F {
@@ -346,7 +358,7 @@ extension RankingModel {
                 for o in 0..<l.hidden2 { biasPReLU(z2 + o * stride, a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
                 // The output: one FMA chain over hidden2 per candidate, as the products do.
                 gemm(w + l.w3, lda: l.hidden2, a2, ldb: stride, logits, ldc: stride, m: 1, n: C, k: l.hidden2)
-                for b in 0..<C { out[b] = sigmoid(logits[b] + w[l.b3]) }
+                if let out { for b in 0..<C { out[b] = sigmoid(logits[b] + w[l.b3]) } }
             }
         }
     }

@@ -89,6 +89,11 @@ extension RankingModel {
     /// normalised by the running statistics (as in serving).
     func forward(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) -> Float {
         embed(history, target, worker)
+        return forwardEmbedded(worker)
+    }
+
+    /// `forward` after `embed` (or `embedSearched`): the MLP on the scratch's input.
+    func forwardEmbedded(_ worker: Worker) -> Float {
         let c = worker.scratch
         if layout.hasBatchNorm {
             normalizeWithRunningStatistics(c.x, into: c.y)
@@ -100,11 +105,17 @@ extension RankingModel {
     /// The embedding part of the forward pass: the search, the softmax over the K kept,
     /// h, and the MLP's input x = [v_t, h, v_t (.) h] in the scratch.
     func embed(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) {
+        worker.scratch.k = searchStage(history, Int(target), worker.scratch)
+        embedSearched(history, target, worker)
+    }
+
+    /// `embed` after its search stage, whose results (the scores and items of the window,
+    /// the K kept) are in the worker's scratch.
+    func embedSearched(_ history: UnsafeBufferPointer<HistoryEntry>, _ target: ItemID, _ worker: Worker) {
         let dR = settings.representationDim, F = fieldCount
         let n = history.count
         let t = Int(target)
         let c = worker.scratch
-        c.k = searchStage(history, t, c)
 
         // Softmax over the K kept scores only.
         var top = -Float.infinity

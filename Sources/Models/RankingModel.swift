@@ -44,6 +44,9 @@ public final class RankingModel {
     var denseGradient: [Float] { workers[0].denseGradient }
     var sparse: [SparseGradient] { workers[0].sparse }
     lazy var scoring = ScoringScratch(settings, input: layout.input)
+    /// Whether a training step searches a user's adjacent samples together (tests turn it
+    /// off to compare with the search one sample at a time).
+    var searchesTogether = true
     /// Where training steps' time goes, when set (`recstream bench models`).
     package var profile: TrainingProfile?
     /// BatchNorm training steps' per-batch buffers (BatchNorm.swift).

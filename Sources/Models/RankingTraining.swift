@@ -123,12 +123,20 @@ final class Worker {
     let scratch: Scratch
     var denseGradient: [Float]
     var sparse: [SparseGradient]
+    let settings: RankingModelSettings
+    /// A user's targets searched together: the history's keys, their queries and scores.
+    lazy var group = ScoringScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim, values: false)
+    /// The targets of the group being searched.
+    let groupTargets = UnsafeMutablePointer<ItemID>.allocate(capacity: RankingModel.groupLimit)
 
     init(_ s: RankingModelSettings, tables: [EmbeddingTable], denseCount: Int) {
+        settings = s
         scratch = Scratch(s)
         denseGradient = [Float](repeating: 0, count: denseCount)
         sparse = tables.map { SparseGradient(dim: $0.dim) }
     }
+
+    deinit { groupTargets.deallocate() }
 
     /// Adds `other`'s dense gradients into these and clears `other`'s.
     func addDense(_ other: Worker) {
@@ -166,20 +174,75 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
         let worker = model.workers[part]
         var loss: Float = 0
         let start = batch.startIndex + part * per, end = min(batch.endIndex, start + per)
-        for index in start..<max(start, end) {
-            let sample = batch[index]
-            let logit = model.forward(model.window(histories.history(of: sample.user)), sample.target, worker)
-            predictions?[index - batch.startIndex] = sigmoid(logit)
-            // Weighted BCE with logits: w (softplus(z) - y z), computed stably.
-            loss += sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
-            model.backward(sample.target, dLogit: sample.weight * (sigmoid(logit) - sample.label) * scale, worker)
-            let auxWeight = model.settings.auxLossWeight
-            if auxWeight > 0 {
-                let aux = model.auxForward(sample.target, worker)
-                loss += auxWeight * sample.weight * (max(aux, 0) - aux * sample.label + log1p(exp(-abs(aux))))
-                model.auxBackward(sample.target, dLogit: auxWeight * sample.weight * (sigmoid(aux) - sample.label) * scale, worker)
+        let together = model.searchesTogether && !model.settings.design.projects
+        var first = start
+        while first < end {
+            // A user's adjacent samples (the impressions of one slate) share a history:
+            // their search is one product (`searchTogether`), each then goes on alone.
+            let user = batch[first].user
+            var count = 1
+            while together && count < RankingModel.groupLimit && first + count < end && batch[first + count].user == user { count += 1 }
+            let history = model.window(histories.history(of: user))
+            if count > 1 {
+                for i in 0..<count { worker.groupTargets[i] = batch[first + i].target }
+                model.searchTogether(history, targets: UnsafeBufferPointer(start: worker.groupTargets, count: count), worker)
             }
+            for index in first..<first + count {
+                let sample = batch[index]
+                if count > 1 {
+                    model.takeSearched(index - first, history, worker)
+                    model.embedSearched(history, sample.target, worker)
+                } else {
+                    model.embed(history, sample.target, worker)
+                }
+                loss += step(sample, index: index, logit: model.forwardEmbedded(worker), scale: scale, worker)
+            }
+            first += count
         }
         losses[part] = loss
+    }
+
+    /// The rest of a sample's step once its forward pass is in the worker's scratch: its
+    /// prediction, the backward pass, and the auxiliary head's; returns its loss.
+    private func step(_ sample: LabeledSample, index: Int, logit: Float, scale: Float, _ worker: Worker) -> Float {
+        var loss: Float = 0
+        predictions?[index - batch.startIndex] = sigmoid(logit)
+        // Weighted BCE with logits: w (softplus(z) - y z), computed stably.
+        loss += sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
+        model.backward(sample.target, dLogit: sample.weight * (sigmoid(logit) - sample.label) * scale, worker)
+        let auxWeight = model.settings.auxLossWeight
+        if auxWeight > 0 {
+            let aux = model.auxForward(sample.target, worker)
+            loss += auxWeight * sample.weight * (max(aux, 0) - aux * sample.label + log1p(exp(-abs(aux))))
+            model.auxBackward(sample.target, dLogit: auxWeight * sample.weight * (sigmoid(aux) - sample.label) * scale, worker)
+        }
+        return loss
+    }
+}
+
+extension RankingModel {
+    /// The most samples searched together (a slate's impressions are 10 by default).
+    static let groupLimit = 32
+
+    /// The search stage for targets that share one history (`history` is the window), as
+    /// serving runs it: the history's attention rows gathered once, every target's query
+    /// meeting every key in one product. `takeSearched` then gives each target's scores
+    /// and top K to the worker's scratch, as `searchStage` would (the scores differ from
+    /// its dot products by float rounding only).
+    func searchTogether(_ history: UnsafeBufferPointer<HistoryEntry>, targets: UnsafeBufferPointer<ItemID>, _ worker: Worker) {
+        let g = worker.group, c = worker.scratch
+        for stage in [ScoringStage.gather, .queries, .search] { score(stage, history: history, candidates: targets, into: nil, scratch: g) }
+        c.n = history.count
+        for j in g.first..<history.count { c.items[j] = Int32(truncatingIfNeeded: history[j].item) }
+    }
+
+    /// Target `i` of the last `searchTogether`: its scores over the window and its top K,
+    /// into the worker's scratch.
+    func takeSearched(_ i: Int, _ history: UnsafeBufferPointer<HistoryEntry>, _ worker: Worker) {
+        let g = worker.group, c = worker.scratch, first = g.first, n = history.count
+        (c.scores + first).update(from: g.scores + i * g.keyStride, count: n - first)
+        let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
+        for q in 0..<k { c.selected[q] += first }
+        c.k = k
     }
 }

@@ -8,8 +8,9 @@ struct MatrixScoringTests {
     /// A model at widths that run every vector body and tile edge (8-lane chunks, 16-column
     /// tiles, 4-row tiles and single rows), unlike `tinyModel`'s 4s.
     static func wideModel(_ design: EmbeddingDesign, fields: Fields, attention: Int, representation: Int, maxHistory: Int,
-                          batchNorm: Bool = false) -> RankingModel {
+                          batchNorm: Bool = false, threads: Int = 1) -> RankingModel {
         var s = RankingModelSettings()
+        s.threads = threads
         s.design = design
         s.fields = fields
         s.batchNorm = batchNorm
@@ -93,6 +94,42 @@ struct MatrixScoringTests {
             for count in [1, 5, 17, 100] {
                 let candidates = (0..<count).map { _ in ItemID(rng.nextInt(below: 300)) }
                 expectBatchMatchesAlone(model, history: history, candidates: candidates, "\(design) \(fields) BN \(batchNorm) C \(count)")
+            }
+        }
+    }
+
+    @Test("a user's adjacent samples searched together train as when each is searched alone (two threads, short, long and empty histories)",
+          arguments: 0..<4)
+    func searchedTogether(shape: Int) {
+        let cases: [(EmbeddingDesign, Fields)] = [(.dare, .itemCategoryTime), (.twin, .itemCategoryTime), (.din, .itemCategoryTime), (.dare, .item)]
+        let (design, fields) = cases[shape]
+        func model() -> RankingModel { Self.wideModel(design, fields: fields, attention: 12, representation: 24, maxHistory: 33, threads: 2) }
+        var rng = RandomStream(seed: 4, UInt64(shape))
+        // User 4's history is longer than the window; user 5 has none.
+        let lists = (0..<6).map { u in (0..<(u == 5 ? 0 : 10 + 8 * u)).map { j in HistoryEntry(item: ItemID(rng.nextInt(below: 300)), tick: Int32(j - 60)) } }
+        let histories = historyStore(lists)
+        // Runs of one user's samples, as a tick's slates give them (and runs that the two
+        // threads' halves cut).
+        var batch: [LabeledSample] = []
+        for (run, length) in [3, 1, 7, 12, 2, 5, 1, 4, 9, 6, 40, 2].enumerated() {
+            for _ in 0..<length {
+                batch.append(LabeledSample(user: UserID(run % 6), target: ItemID(rng.nextInt(below: 300)), label: rng.nextDouble() < 0.3 ? 1 : 0))
+            }
+        }
+        let together = model(), alone = model()
+        alone.searchesTogether = false
+        for step in 0..<3 {
+            var first = [Float](repeating: .nan, count: batch.count), second = first
+            let a = first.withUnsafeMutableBufferPointer { together.train(batch[...], histories: histories, predictions: $0.baseAddress!) }
+            let b = second.withUnsafeMutableBufferPointer { alone.train(batch[...], histories: histories, predictions: $0.baseAddress!) }
+            #expect(abs(a - b) < 1e-5, "\(design) \(fields) step \(step): loss \(a) vs \(b)")
+            for i in batch.indices { #expect(abs(first[i] - second[i]) < 1e-5, "\(design) \(fields) step \(step) sample \(i): \(first[i]) vs \(second[i])") }
+        }
+        // The steps moved both models alike: the layers, and the rows of every table.
+        for i in together.dense.indices { #expect(abs(together.dense[i] - alone.dense[i]) < 1e-4, "\(design) \(fields) dense[\(i)]") }
+        for (t, table) in together.tables.enumerated() {
+            for r in 0..<min(table.rows, 300) {
+                for d in 0..<table.dim { #expect(abs(table.row(r)[d] - alone.tables[t].row(r)[d]) < 1e-4, "\(design) table \(t) row \(r)") }
             }
         }
     }
