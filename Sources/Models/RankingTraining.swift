@@ -126,6 +126,8 @@ final class Worker {
     let settings: RankingModelSettings
     /// A user's targets searched together: the history's keys, their queries and scores.
     lazy var group = ScoringScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim, values: false)
+    /// The group's MLP as products (`forwardTogether`, `backwardTogether`).
+    lazy var mlpGroup = GroupScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim)
     /// The targets of the group being searched.
     let groupTargets = UnsafeMutablePointer<ItemID>.allocate(capacity: RankingModel.groupLimit)
 
@@ -178,14 +180,30 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
         var first = start
         while first < end {
             // A user's adjacent samples (the impressions of one slate) share a history:
-            // their search is one product (`searchTogether`), each then goes on alone.
+            // their search is one product (`searchTogether`), and so are their MLP's
+            // forward and backward passes where the model allows (`forwardTogether`);
+            // each sample's embedding and its backward run alone, in sample order.
             let user = batch[first].user
             var count = 1
             while together && count < RankingModel.groupLimit && first + count < end && batch[first + count].user == user { count += 1 }
             let history = model.window(histories.history(of: user))
+            let targets = UnsafeBufferPointer(start: worker.groupTargets, count: count)
             if count > 1 {
                 for i in 0..<count { worker.groupTargets[i] = batch[first + i].target }
-                model.searchTogether(history, targets: UnsafeBufferPointer(start: worker.groupTargets, count: count), worker)
+                model.searchTogether(history, targets: targets, worker)
+            }
+            if count > 1 && model.trainsMLPTogether {
+                let g = worker.mlpGroup
+                model.forwardTogether(history, targets: targets, worker)
+                for index in first..<first + count {
+                    let sample = batch[index], logit = g.logits[index - first]
+                    predictions?[index - batch.startIndex] = sigmoid(logit)
+                    loss += Self.loss(logit, sample)
+                    g.dLogits[index - first] = sample.weight * (sigmoid(logit) - sample.label) * scale
+                }
+                model.backwardTogether(targets: targets, worker)
+                first += count
+                continue
             }
             for index in first..<first + count {
                 let sample = batch[index]
@@ -202,13 +220,17 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
         losses[part] = loss
     }
 
+    /// Weighted binary cross-entropy with logits, w (softplus(z) - y z), computed stably.
+    @inline(__always)
+    static func loss(_ logit: Float, _ sample: LabeledSample) -> Float {
+        sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
+    }
+
     /// The rest of a sample's step once its forward pass is in the worker's scratch: its
     /// prediction, the backward pass, and the auxiliary head's; returns its loss.
     private func step(_ sample: LabeledSample, index: Int, logit: Float, scale: Float, _ worker: Worker) -> Float {
-        var loss: Float = 0
+        var loss = Self.loss(logit, sample)
         predictions?[index - batch.startIndex] = sigmoid(logit)
-        // Weighted BCE with logits: w (softplus(z) - y z), computed stably.
-        loss += sample.weight * (max(logit, 0) - logit * sample.label + log1p(exp(-abs(logit))))
         model.backward(sample.target, dLogit: sample.weight * (sigmoid(logit) - sample.label) * scale, worker)
         let auxWeight = model.settings.auxLossWeight
         if auxWeight > 0 {
