@@ -8,9 +8,10 @@ struct MatrixScoringTests {
     /// A model at widths that run every vector body and tile edge (8-lane chunks, 16-column
     /// tiles, 4-row tiles and single rows), unlike `tinyModel`'s 4s.
     static func wideModel(_ design: EmbeddingDesign, fields: Fields, attention: Int, representation: Int, maxHistory: Int,
-                          batchNorm: Bool = false, threads: Int = 1) -> RankingModel {
+                          batchNorm: Bool = false, threads: Int = 1, aux: Float = 0) -> RankingModel {
         var s = RankingModelSettings()
         s.threads = threads
+        s.auxLossWeight = aux
         s.design = design
         s.fields = fields
         s.batchNorm = batchNorm
@@ -98,12 +99,19 @@ struct MatrixScoringTests {
         }
     }
 
-    @Test("a user's adjacent samples searched together train as when each is searched alone (two threads, short, long and empty histories)",
-          arguments: 0..<4)
+    @Test("a user's adjacent samples searched (and their MLP run) together train as when each runs alone (two threads, short, long and empty histories)",
+          arguments: 0..<6)
     func searchedTogether(shape: Int) {
-        let cases: [(EmbeddingDesign, Fields)] = [(.dare, .itemCategoryTime), (.twin, .itemCategoryTime), (.din, .itemCategoryTime), (.dare, .item)]
-        let (design, fields) = cases[shape]
-        func model() -> RankingModel { Self.wideModel(design, fields: fields, attention: 12, representation: 24, maxHistory: 33, threads: 2) }
+        // The last two keep the MLP per sample: the auxiliary head, an input of 3 x 3 x 10.
+        let cases: [(EmbeddingDesign, Fields, Float, Int)] = [
+            (.dare, .itemCategoryTime, 0, 24), (.twin, .itemCategoryTime, 0, 24), (.din, .itemCategoryTime, 0, 24), (.dare, .item, 0, 24),
+            (.dare, .itemCategoryTime, 0.5, 24), (.dare, .itemCategoryTime, 0, 10),
+        ]
+        let (design, fields, aux, representation) = cases[shape]
+        func model() -> RankingModel {
+            Self.wideModel(design, fields: fields, attention: 12, representation: representation, maxHistory: 33, threads: 2, aux: aux)
+        }
+        #expect(model().trainsMLPTogether == (shape < 4))
         var rng = RandomStream(seed: 4, UInt64(shape))
         // User 4's history is longer than the window; user 5 has none.
         let lists = (0..<6).map { u in (0..<(u == 5 ? 0 : 10 + 8 * u)).map { j in HistoryEntry(item: ItemID(rng.nextInt(below: 300)), tick: Int32(j - 60)) } }
