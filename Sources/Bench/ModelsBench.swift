@@ -176,12 +176,15 @@ public struct ModelsBench: Sendable {
                  pair: (Int) -> (UserID, [ItemID])) -> [BenchResult] {
         var results: [BenchResult] = [], rates: [Double] = []
         var stageSeconds = [[Double]](repeating: [], count: ScoringStage.allCases.count)
-        var scores: [Float] = [], candidateCount = 0
+        var scores: [Float] = [], candidateCount = 0, searched = 0
         // The calls, then (with `stages`) the same calls again pass by pass; drawing the
         // pair is outside the clock.
         for i in 0..<warmup + scoreCalls + (stages ? scoreCalls : 0) {
-            let (user, candidates) = pair(i < warmup + scoreCalls ? i : i - warmup - scoreCalls)
+            // The pass-by-pass calls draw their own pairs (for the cold workload, users not
+            // yet scored), so that they are as cold as the timed calls.
+            let (user, candidates) = pair(i < warmup + scoreCalls ? i : i - warmup)
             let history = histories.history(of: user)
+            searched = min(m.settings.maxHistory, history.count)
             candidateCount = candidates.count
             if scores.count < candidateCount { scores = [Float](repeating: 0, count: candidateCount) }
             candidates.withUnsafeBufferPointer { c in
@@ -206,7 +209,7 @@ public struct ModelsBench: Sendable {
         // Work per call as the passes do it: with the time field, its search row and its
         // block of W1 are computed once for all candidates.
         let s = m.settings, F = s.fields.rawValue, own = F == 3 ? 2 : F
-        let c = Double(candidateCount), l = Double(min(s.maxHistory, histories.history(of: pair(0).0).count))
+        let c = Double(candidateCount), l = Double(searched)
         let dA = Double(s.attentionDim), dR = Double(s.representationDim), h1 = Double(s.hidden1), h2 = Double(s.hidden2)
         let flops: [ScoringStage: Double] = [
             .search: 2 * l * dA * (c * Double(own) + Double(F - own)),

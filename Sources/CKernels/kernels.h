@@ -13,12 +13,12 @@ static inline void recstream_prefetch(const void *p, size_t bytes) {
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#endif
 
-// The indices j < n (n a multiple of 8) with p[j] >= t, in order, into out (room for
-// n + 8: each group of eight stores eight lanes); returns how many. Branch-free: a
-// group's mask picks, from a table, the permutation that packs its chosen lanes first, so
-// the cost does not depend on which lanes pass (a branch per chosen lane mispredicts).
+// The indices j < n (n a multiple of 8) with p[j] >= t, in order, into out (room for n:
+// a group of eight stores eight lanes, none past the group's own last index); returns
+// how many. Branch-free: a group's mask picks, from a table, the permutation that packs
+// its chosen lanes first, so the cost does not depend on which lanes pass (a branch per
+// chosen lane mispredicts).
 // Table entry: nibble i is the lane of the i-th set bit of the mask.
 static const uint32_t recstream_pack_lanes[256] = {
     0x00000000, 0x00000000, 0x00000001, 0x00000010, 0x00000002, 0x00000020, 0x00000021, 0x00000210,
@@ -55,7 +55,6 @@ static const uint32_t recstream_pack_lanes[256] = {
     0x00076543, 0x00765430, 0x00765431, 0x07654310, 0x00765432, 0x07654320, 0x07654321, 0x76543210,
 };
 
-#if defined(__x86_64__)
 __attribute__((target("avx2,popcnt")))
 static inline long recstream_collect_at_least(const float *p, long n, float t, int32_t *out) {
     const __m256 threshold = _mm256_set1_ps(t);
@@ -73,6 +72,7 @@ static inline long recstream_collect_at_least(const float *p, long n, float t, i
     return m;
 }
 #else
+// The indices j < n with p[j] >= t, in order, into out; returns how many.
 static inline long recstream_collect_at_least(const float *p, long n, float t, int32_t *out) {
     long m = 0;
     for (long j = 0; j < n; j++) {

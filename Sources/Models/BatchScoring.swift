@@ -58,7 +58,7 @@ final class ScoringScratch {
     /// What the last gather left: behaviours searched, the first searched, the window's length.
     var n = 0, first = 0, total = 0
 
-    init(_ s: RankingModelSettings, input: Int, values gathersValues: Bool = true) {
+    init(_ s: RankingModelSettings, input: Int, gathersValues: Bool = true) {
         let F = s.fields.rawValue
         keyStride = (s.maxHistory + 7) / 8 * 8
         kw = F * s.attentionDim
@@ -181,6 +181,7 @@ extension RankingModel {
         let s = settings, F = fieldCount, dA = s.attentionDim, dR = s.representationDim
         let kw = F * dA, vw = F * dR, l = layout, K = s.topK
         let C = candidates.count
+        guard C > 0 else { return }
         // The fields whose target row differs by candidate (item, category); the time
         // field's, when there is one, is every candidate's.
         let own = F == 3 ? 2 : F
@@ -255,9 +256,9 @@ extension RankingModel {
                 for d in 0..<dA { out[d] = q[d] * scale }
             }
             let queries = c.queries
-            for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b]), 0) * dA, dA * 4) } }
+            for b in 0..<min(8, C) { for f in 0..<own { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b]), 0) * dA, dA * 4) } }
             for b in 0..<C {
-                if b + 8 < C { for f in 0..<F { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b + 8]), 0) * dA, dA * 4) } }
+                if b + 8 < C { for f in 0..<own { recstream_prefetch(attentionRows[f] + fieldRow(f, Int(candidates[b + 8]), 0) * dA, dA * 4) } }
                 for f in 0..<own { query(f, item: Int(candidates[b]), into: queries + b * kw + f * dA) }
             }
             if own < F { query(own, item: 0, into: c.timeQuery) }
@@ -304,6 +305,7 @@ extension RankingModel {
             }
 
         case .aggregate:
+            precondition(c.gathersValues, "a scratch that does not gather the representation rows cannot aggregate")
             let stride = c.candidateStride, values = UnsafePointer(c.values), xs = c.x, xRows = c.xRows, xT = c.xT
             let selected = c.selected, counts = c.selectedCount, weights = c.weights
             for b in 0..<min(8, C) { for f in 0..<F { recstream_prefetch(representationRows[f] + fieldRow(f, Int(candidates[b]), 0) * dR, dR * 4) } }

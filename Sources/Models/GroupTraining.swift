@@ -1,13 +1,18 @@
 import Foundation
 import RecCore
 
+// A user's adjacent samples in a training batch (a slate's impressions) share a history:
+// `BatchJob.run` searches them together, as serving does, and runs their MLP as matrix
+// products over the group; each sample's embedding and its backward still run alone.
+
 /// The MLP part of a training step for a user's samples searched together, as matrix
 /// products over the group: one pass of the first layer's weights (200 x 576 floats with
 /// three fields, more than L2 holds) for the whole group instead of three per sample (the
 /// forward product, W1^T dz and the outer product dW1 += dz x^T).
 final class GroupScratch {
-    /// Columns of the per-sample matrices: the most samples a group holds.
-    let capacity = RankingModel.groupLimit
+    /// Columns of the per-sample matrices: the most samples a group holds, rounded up to
+    /// 8 (the products' strides hold whole 8-float chunks).
+    let capacity = (RankingModel.groupLimit + 7) / 8 * 8
     /// The input and the first hidden layer, rounded up to 8 (rows of the padded copies).
     let inputStride, hiddenStride: Int
     /// Each sample's x as a row (zero pads), and as a column of xT.
@@ -54,6 +59,32 @@ final class GroupScratch {
 }
 
 extension RankingModel {
+    /// The most samples searched together (a slate's impressions are 10 by default).
+    static let groupLimit = 32
+
+    /// The search stage for targets that share one history (`history` is the window), as
+    /// serving runs it: the history's attention rows gathered once, every target's query
+    /// meeting every key in one product. `takeSearched` then gives each target's scores
+    /// and top K to the worker's scratch, as `searchStage` would (the scores differ from
+    /// its dot products by float rounding, which can swap two near-tied behaviours in or
+    /// out of the top K).
+    func searchTogether(_ history: UnsafeBufferPointer<HistoryEntry>, targets: UnsafeBufferPointer<ItemID>, _ worker: Worker) {
+        let g = worker.group, c = worker.scratch
+        for stage in [ScoringStage.gather, .queries, .search] { score(stage, history: history, candidates: targets, into: nil, scratch: g) }
+        c.n = history.count
+        for j in g.first..<history.count { c.items[j] = Int32(truncatingIfNeeded: history[j].item) }
+    }
+
+    /// Target `i` of the last `searchTogether`: its scores over the window and its top K,
+    /// into the worker's scratch.
+    func takeSearched(_ i: Int, _ history: UnsafeBufferPointer<HistoryEntry>, _ worker: Worker) {
+        let g = worker.group, c = worker.scratch, first = g.first, n = history.count
+        (c.scores + first).update(from: g.scores + i * g.keyStride, count: n - first)
+        let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
+        for q in 0..<k { c.selected[q] += first }
+        c.k = k
+    }
+
     /// Whether a group of samples searched together can also run its MLP as products:
     /// not with BatchNorm or the auxiliary head (their per-sample state), and with an
     /// input a multiple of 8 (the products read W1's rows in whole 8-float chunks).
@@ -134,7 +165,9 @@ extension RankingModel {
                 for o in 0..<h1 {
                     for i in 0..<r {
                         let da = g.dz1[o * n + i], v = g.z1[o * n + i] + w[l.b1 + o]
-                        if v <= 0 {
+                        if v > 0 {
+                            g.dz1[o * n + i] = da
+                        } else {
                             g.dz1[o * n + i] = alpha1 * da
                             dAlpha += da * v
                         }

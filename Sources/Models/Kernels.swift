@@ -47,14 +47,16 @@ func selectTopK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: Un
         // The indices of the scores at or above the threshold (a few in a hundred), packed
         // eight at a time without a branch, into the second half of `work` (free until the
         // copy below); then only their keys, in index order.
-        let indices = UnsafeMutableRawPointer(work + n + 64).assumingMemoryBound(to: Int32.self)
-        let whole = n & ~7
-        m = recstream_collect_at_least(scores, whole, a, indices)
-        for j in whole..<n {
-            indices[m] = Int32(truncatingIfNeeded: j)
-            m &+= scores[j] >= a ? 1 : 0
+        m = (work + n + 64).withMemoryRebound(to: Int32.self, capacity: 2 * n) { indices in
+            let whole = n & ~7
+            var m = recstream_collect_at_least(scores, whole, a, indices)
+            for j in whole..<n {
+                indices[m] = Int32(truncatingIfNeeded: j)
+                m &+= scores[j] >= a ? 1 : 0
+            }
+            for i in 0..<m { work[i] = key(Int(indices[i])) }
+            return m
         }
-        for i in 0..<m { work[i] = key(Int(indices[i])) }
     }
     if m < k {  // all equal, or not finite (NaN is never at or above a threshold): every key
         for j in 0..<n { work[j] = key(j) }

@@ -125,7 +125,7 @@ final class Worker {
     var sparse: [SparseGradient]
     let settings: RankingModelSettings
     /// A user's targets searched together: the history's keys, their queries and scores.
-    lazy var group = ScoringScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim, values: false)
+    lazy var group = ScoringScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim, gathersValues: false)
     /// The group's MLP as products (`forwardTogether`, `backwardTogether`).
     lazy var mlpGroup = GroupScratch(settings, input: 3 * settings.fields.rawValue * settings.representationDim)
     /// The targets of the group being searched.
@@ -239,32 +239,5 @@ struct BatchJob<H: HistorySource>: @unchecked Sendable {
             model.auxBackward(sample.target, dLogit: auxWeight * sample.weight * (sigmoid(aux) - sample.label) * scale, worker)
         }
         return loss
-    }
-}
-
-extension RankingModel {
-    /// The most samples searched together (a slate's impressions are 10 by default).
-    static let groupLimit = 32
-
-    /// The search stage for targets that share one history (`history` is the window), as
-    /// serving runs it: the history's attention rows gathered once, every target's query
-    /// meeting every key in one product. `takeSearched` then gives each target's scores
-    /// and top K to the worker's scratch, as `searchStage` would (the scores differ from
-    /// its dot products by float rounding only).
-    func searchTogether(_ history: UnsafeBufferPointer<HistoryEntry>, targets: UnsafeBufferPointer<ItemID>, _ worker: Worker) {
-        let g = worker.group, c = worker.scratch
-        for stage in [ScoringStage.gather, .queries, .search] { score(stage, history: history, candidates: targets, into: nil, scratch: g) }
-        c.n = history.count
-        for j in g.first..<history.count { c.items[j] = Int32(truncatingIfNeeded: history[j].item) }
-    }
-
-    /// Target `i` of the last `searchTogether`: its scores over the window and its top K,
-    /// into the worker's scratch.
-    func takeSearched(_ i: Int, _ history: UnsafeBufferPointer<HistoryEntry>, _ worker: Worker) {
-        let g = worker.group, c = worker.scratch, first = g.first, n = history.count
-        (c.scores + first).update(from: g.scores + i * g.keyStride, count: n - first)
-        let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
-        for q in 0..<k { c.selected[q] += first }
-        c.k = k
     }
 }
