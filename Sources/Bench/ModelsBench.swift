@@ -175,31 +175,32 @@ public struct ModelsBench: Sendable {
     func scoring(_ m: RankingModel, name: String, histories: UserHistories, warmup: Int, stages: Bool,
                  pair: (Int) -> (UserID, [ItemID])) -> [BenchResult] {
         var results: [BenchResult] = [], rates: [Double] = []
-        var stageSeconds = [[Double]](repeating: [], count: ScoringStage.allCases.count)
+        var stageSeconds = [[Double]](repeating: [], count: ScoringStage.passes.count)
         var scores: [Float] = [], candidateCount = 0, searched = 0
-        // The calls, then (with `stages`) the same calls again pass by pass; drawing the
-        // pair is outside the clock.
-        for i in 0..<warmup + scoreCalls + (stages ? scoreCalls : 0) {
-            // The pass-by-pass calls draw their own pairs (for the cold workload, users not
-            // yet scored), so that they are as cold as the timed calls.
-            let (user, candidates) = pair(i < warmup + scoreCalls ? i : i - warmup)
+        // Call `index`'s pair, drawn outside the clock.
+        func call(_ index: Int, _ body: (UnsafeBufferPointer<HistoryEntry>, UnsafeBufferPointer<ItemID>, UnsafeMutablePointer<Float>) -> Void) {
+            let (user, candidates) = pair(index)
             let history = histories.history(of: user)
             searched = min(m.settings.maxHistory, history.count)
             candidateCount = candidates.count
             if scores.count < candidateCount { scores = [Float](repeating: 0, count: candidateCount) }
-            candidates.withUnsafeBufferPointer { c in
-                scores.withUnsafeMutableBufferPointer { out in
-                    if i < warmup + scoreCalls {
-                        let start = ContinuousClock.now
-                        m.score(history: history, candidates: c, into: out.baseAddress!)
-                        if i >= warmup { rates.append(Double(c.count) / (ContinuousClock.now - start).seconds) }
-                    } else {
-                        for (k, stage) in ScoringStage.allCases.enumerated() {
-                            let start = ContinuousClock.now
-                            m.score(stage, history: history, candidates: c, into: out.baseAddress!)
-                            stageSeconds[k].append((ContinuousClock.now - start).seconds)
-                        }
-                    }
+            candidates.withUnsafeBufferPointer { c in scores.withUnsafeMutableBufferPointer { body(history, c, $0.baseAddress!) } }
+        }
+        for i in 0..<warmup + scoreCalls {
+            call(i) { h, c, out in
+                let start = ContinuousClock.now
+                m.score(history: h, candidates: c, into: out)
+                if i >= warmup { rates.append(Double(c.count) / (ContinuousClock.now - start).seconds) }
+            }
+        }
+        // The same number of calls pass by pass, on pairs of their own (for the cold
+        // workload, users not yet scored), so that they are as cold as the timed calls.
+        for i in stages ? scoreCalls..<2 * scoreCalls : 0..<0 {
+            call(i) { h, c, out in
+                for (k, stage) in ScoringStage.passes.enumerated() {
+                    let start = ContinuousClock.now
+                    m.score(stage, history: h, candidates: c, into: out)
+                    stageSeconds[k].append((ContinuousClock.now - start).seconds)
                 }
             }
         }
@@ -208,7 +209,7 @@ public struct ModelsBench: Sendable {
 
         // Work per call as the passes do it: with the time field, its search row and its
         // block of W1 are computed once for all candidates.
-        let s = m.settings, F = s.fields.rawValue, own = F == 3 ? 2 : F
+        let s = m.settings, F = s.fields.rawValue, own = m.candidateFields
         let c = Double(candidateCount), l = Double(searched)
         let dA = Double(s.attentionDim), dR = Double(s.representationDim), h1 = Double(s.hidden1), h2 = Double(s.hidden2)
         let flops: [ScoringStage: Double] = [
@@ -220,7 +221,7 @@ public struct ModelsBench: Sendable {
             .topK: c * l * 4,
             .aggregate: c * Double(s.topK + 1) * Double(F) * dR * 4,
         ]
-        for (k, stage) in ScoringStage.allCases.enumerated() {
+        for (k, stage) in ScoringStage.passes.enumerated() {
             results.append(BenchResult(name: "\(name) \(stage)", unit: "us per call", samples: stageSeconds[k].map { $0 * 1e6 }))
             if let f = flops[stage] {
                 results.append(BenchResult(name: "\(name) \(stage) rate", unit: "GFLOP/s", samples: stageSeconds[k].map { f / $0 / 1e9 }))

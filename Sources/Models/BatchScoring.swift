@@ -157,6 +157,9 @@ package enum ScoringStage: CaseIterable, Sendable {
     case aggregate
     /// The MLP over all candidates: two products, a weighted sum, the sigmoid.
     case mlp
+
+    /// The passes in order (held once: `allCases` builds its array at each call).
+    package static let passes = allCases
 }
 
 extension RankingModel {
@@ -164,11 +167,15 @@ extension RankingModel {
     /// probabilities), as matrix products (see `ScoringScratch`).
     public func score(history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>, into out: UnsafeMutablePointer<Float>) {
         guard !candidates.isEmpty else { return }
-        for stage in ScoringStage.allCases { score(stage, history: history, candidates: candidates, into: out) }
+        for stage in ScoringStage.passes { score(stage, history: history, candidates: candidates, into: out) }
     }
 
+    /// The fields whose target row differs by candidate (item, category): the time field's,
+    /// when there is one, is position 0's for every candidate, so its terms are shared.
+    package var candidateFields: Int { fieldCount == 3 ? 2 : fieldCount }
+
     /// Runs one pass of `score(history:candidates:into:)`; the passes run in
-    /// `ScoringStage.allCases` order on the same arguments (a benchmark times each).
+    /// `ScoringStage.passes` order on the same arguments (a benchmark times each).
     package func score(_ stage: ScoringStage, history: UnsafeBufferPointer<HistoryEntry>, candidates: UnsafeBufferPointer<ItemID>,
                        into out: UnsafeMutablePointer<Float>) {
         score(stage, history: history, candidates: candidates, into: out, scratch: scoring)
@@ -182,9 +189,7 @@ extension RankingModel {
         let kw = F * dA, vw = F * dR, l = layout, K = s.topK
         let C = candidates.count
         guard C > 0 else { return }
-        // The fields whose target row differs by candidate (item, category); the time
-        // field's, when there is one, is every candidate's.
-        let own = F == 3 ? 2 : F
+        let own = candidateFields
         // The loops below read locals only: each read of a class's stored `var` (the
         // scratch's counts and buffers, the tables, the catalog) is a run-time exclusivity
         // check, which per behaviour cost more than the copying.
@@ -337,7 +342,7 @@ extension RankingModel {
             }
 
         case .mlp:
-            let stride = c.candidateStride, width = (C + 7) / 8 * 8
+            let stride = c.candidateStride
             let xT = c.xT, z1 = c.z1, a1 = c.a1, z2 = c.z2, a2 = c.a2, logits = c.logits
             let bias = c.firstBias, t1 = c.t1
             dense.withUnsafeBufferPointer { p in
@@ -355,14 +360,24 @@ extension RankingModel {
                 } else {
                     gemm(w + l.w1, lda: l.input, xT, ldb: stride, z1, ldc: stride, m: l.hidden1, n: C, k: l.input)
                 }
-                for o in 0..<l.hidden1 { biasPReLU(z1 + o * stride, a1 + o * stride, width, bias: bias[o], alpha: w[l.alpha1]) }
-                gemm(w + l.w2, lda: l.hidden1, a1, ldb: stride, z2, ldc: stride, m: l.hidden2, n: C, k: l.hidden1)
-                for o in 0..<l.hidden2 { biasPReLU(z2 + o * stride, a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
-                // The output: one FMA chain over hidden2 per candidate, as the products do.
-                gemm(w + l.w3, lda: l.hidden2, a2, ldb: stride, logits, ldc: stride, m: 1, n: C, k: l.hidden2)
+                mlpAboveFirstProduct(w, bias1: bias, z1: z1, a1: a1, z2: z2, a2: a2, logits: logits, stride: stride, count: C)
                 if let out { for b in 0..<C { out[b] = sigmoid(logits[b] + w[l.b3]) } }
             }
         }
+    }
+
+    /// The MLP above its first product, over `count` columns (row stride `stride`):
+    /// A1 = PReLU(Z1 + bias1), Z2 = W2 A1, A2 = PReLU(Z2 + b2), and the logits w3 A2 without
+    /// b3 (one FMA chain over hidden2 per column, as the products do). Serving and a
+    /// training group's forward pass share it.
+    func mlpAboveFirstProduct(_ w: UnsafePointer<Float>, bias1: UnsafePointer<Float>, z1: UnsafeMutablePointer<Float>, a1: UnsafeMutablePointer<Float>,
+                              z2: UnsafeMutablePointer<Float>, a2: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>,
+                              stride: Int, count: Int) {
+        let l = layout, width = (count + 7) / 8 * 8
+        for o in 0..<l.hidden1 { biasPReLU(z1 + o * stride, a1 + o * stride, width, bias: bias1[o], alpha: w[l.alpha1]) }
+        gemm(w + l.w2, lda: l.hidden1, a1, ldb: stride, z2, ldc: stride, m: l.hidden2, n: count, k: l.hidden1)
+        for o in 0..<l.hidden2 { biasPReLU(z2 + o * stride, a2 + o * stride, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
+        gemm(w + l.w3, lda: l.hidden2, a2, ldb: stride, logits, ldc: stride, m: 1, n: count, k: l.hidden2)
     }
 }
 

@@ -28,6 +28,8 @@ final class GroupScratch {
     let kept: UnsafeMutablePointer<Int>
     let keptCount: UnsafeMutablePointer<Int>
     let keptWeights: UnsafeMutablePointer<Float>
+    /// Eight of xRows's rows, as `transpose8` takes them.
+    let eightRows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 8)
     private var floats: [UnsafeMutablePointer<Float>] = []
 
     init(_ s: RankingModelSettings, input: Int) {
@@ -55,6 +57,7 @@ final class GroupScratch {
         for p in floats { p.deallocate() }
         kept.deallocate()
         keptCount.deallocate()
+        eightRows.deallocate()
     }
 }
 
@@ -70,7 +73,7 @@ extension RankingModel {
     /// out of the top K).
     func searchTogether(_ history: UnsafeBufferPointer<HistoryEntry>, targets: UnsafeBufferPointer<ItemID>, _ worker: Worker) {
         let g = worker.group, c = worker.scratch
-        for stage in [ScoringStage.gather, .queries, .search] { score(stage, history: history, candidates: targets, into: nil, scratch: g) }
+        for stage in ScoringStage.passes[..<3] { score(stage, history: history, candidates: targets, into: nil, scratch: g) }  // gather, queries, search
         c.n = history.count
         for j in g.first..<history.count { c.items[j] = Int32(truncatingIfNeeded: history[j].item) }
     }
@@ -80,9 +83,7 @@ extension RankingModel {
     func takeSearched(_ i: Int, _ history: UnsafeBufferPointer<HistoryEntry>, _ worker: Worker) {
         let g = worker.group, c = worker.scratch, first = g.first, n = history.count
         (c.scores + first).update(from: g.scores + i * g.keyStride, count: n - first)
-        let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
-        for q in 0..<k { c.selected[q] += first }
-        c.k = k
+        c.k = keepTopK(c, first: first, n: n)
     }
 
     /// Whether a group of samples searched together can also run its MLP as products:
@@ -101,19 +102,19 @@ extension RankingModel {
             takeSearched(i, history, worker)
             embedSearched(history, targets[i], worker)
             copy(c.x, to: g.xRows + i * g.inputStride, l.input)
-            for d in 0..<l.input { g.xT[d * n + i] = c.x[d] }
             g.keptCount[i] = c.k
             (g.kept + i * K).update(from: c.selected, count: c.k)
             copy(c.weights, to: g.keptWeights + i * K, c.k)
         }
-        let width = (r + 7) / 8 * 8
+        // X as columns, eight samples at a time (rows past r: finite, never read).
+        for i0 in stride(from: 0, to: r, by: 8) {
+            for i in 0..<8 { g.eightRows[i] = UnsafePointer(g.xRows + (i0 + i) * g.inputStride) }
+            transpose8(g.eightRows, l.input, into: g.xT + i0, stride: n)
+        }
         dense.withUnsafeBufferPointer { p in
             let w = p.baseAddress!
             gemm(w + l.w1, lda: l.input, g.xT, ldb: n, g.z1, ldc: n, m: l.hidden1, n: r, k: l.input)
-            for o in 0..<l.hidden1 { biasPReLU(g.z1 + o * n, g.a1 + o * n, width, bias: w[l.b1 + o], alpha: w[l.alpha1]) }
-            gemm(w + l.w2, lda: l.hidden1, g.a1, ldb: n, g.z2, ldc: n, m: l.hidden2, n: r, k: l.hidden1)
-            for o in 0..<l.hidden2 { biasPReLU(g.z2 + o * n, g.a2 + o * n, width, bias: w[l.b2 + o], alpha: w[l.alpha2]) }
-            gemm(w + l.w3, lda: l.hidden2, g.a2, ldb: n, g.logits, ldc: n, m: 1, n: r, k: l.hidden2)
+            mlpAboveFirstProduct(w, bias1: w + l.b1, z1: g.z1, a1: g.a1, z2: g.z2, a2: g.a2, logits: g.logits, stride: n, count: r)
             for i in 0..<r { g.logits[i] += w[l.b3] }
         }
     }
@@ -134,22 +135,29 @@ extension RankingModel {
                     gw[l.w3 + o] = sum
                 }
                 for i in 0..<r { gw[l.b3] += dl[i] }
-                // PReLU 2 (the pre-activation is z + bias), from dA2 = w3 dlogit.
-                var dAlpha: Float = 0
-                let alpha2 = w[l.alpha2]
-                for o in 0..<h2 {
-                    for i in 0..<r {
-                        let da = dl[i] * w[l.w3 + o], v = g.z2[o * n + i] + w[l.b2 + o]
-                        if v > 0 {
-                            g.dz2[o * n + i] = da
-                        } else {
-                            g.dz2[o * n + i] = alpha2 * da
-                            dAlpha += da * v
+                // A PReLU layer's backward over the group's columns, in place on dz (which
+                // holds dA): the pre-activation is z + bias; returns d(loss)/d(alpha).
+                func preluBackwardColumns(_ z: UnsafePointer<Float>, bias: Int, _ dz: UnsafeMutablePointer<Float>, rows: Int, alpha: Float) -> Float {
+                    var dAlpha: Float = 0
+                    for o in 0..<rows {
+                        for i in 0..<r {
+                            let da = dz[o * n + i], v = z[o * n + i] + w[bias + o]
+                            if v > 0 {
+                                dz[o * n + i] = da
+                            } else {
+                                dz[o * n + i] = alpha * da
+                                dAlpha += da * v
+                            }
                         }
                     }
+                    return dAlpha
+                }
+                // PReLU 2, from dA2 = w3 dlogit (zero past the group's columns).
+                for o in 0..<h2 {
+                    for i in 0..<r { g.dz2[o * n + i] = dl[i] * w[l.w3 + o] }
                     for i in r..<n { g.dz2[o * n + i] = 0 }
                 }
-                gw[l.alpha2] += dAlpha
+                gw[l.alpha2] += preluBackwardColumns(g.z2, bias: l.b2, g.dz2, rows: h2, alpha: w[l.alpha2])
                 // Layer 2: dW2 += dZ2 A1^T, db2 += dZ2 1, dA1 = W2^T dZ2.
                 for i in 0..<r { for o in 0..<h1 { g.a1T[i * hs + o] = g.a1[o * n + i] } }
                 gemm(g.dz2, lda: n, g.a1T, ldb: hs, g.dW2, ldc: hs, m: h2, n: h1, k: r)
@@ -160,20 +168,7 @@ extension RankingModel {
                 for o in 0..<h2 { for p in 0..<h1 { g.w2T[p * h2 + o] = w[l.w2 + o * h1 + p] } }
                 gemm(g.w2T, lda: h2, g.dz2, ldb: n, g.dz1, ldc: n, m: h1, n: r, k: h2)
                 // PReLU 1, in place on dA1.
-                dAlpha = 0
-                let alpha1 = w[l.alpha1]
-                for o in 0..<h1 {
-                    for i in 0..<r {
-                        let da = g.dz1[o * n + i], v = g.z1[o * n + i] + w[l.b1 + o]
-                        if v > 0 {
-                            g.dz1[o * n + i] = da
-                        } else {
-                            g.dz1[o * n + i] = alpha1 * da
-                            dAlpha += da * v
-                        }
-                    }
-                }
-                gw[l.alpha1] += dAlpha
+                gw[l.alpha1] += preluBackwardColumns(g.z1, bias: l.b1, g.dz1, rows: h1, alpha: w[l.alpha1])
                 // Layer 1: dW1 += dZ1 X, db1 += dZ1 1, dX = dZ1^T W1.
                 gemm(g.dz1, lda: n, g.xRows, ldb: xs, g.dW1, ldc: xs, m: h1, n: l.input, k: r)
                 for o in 0..<h1 {

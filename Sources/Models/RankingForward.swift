@@ -60,6 +60,12 @@ extension RankingModel {
             for f in 0..<F { score += dot(c.query[f], c.keyBase[f] + row(f, item: item, time: n - j) * dA, dA) * c.scale[f] }
             c.scores[j] = score
         }
+        return keepTopK(c, first: first, n: n)
+    }
+
+    /// Top K of the scores at window positions first..<n in the scratch, into its
+    /// `selected` as window positions (ascending); returns how many.
+    func keepTopK(_ c: Scratch, first: Int, n: Int) -> Int {
         let k = selectTopK(c.scores + first, n - first, settings.topK, into: c.selected, work: c.order)
         for i in 0..<k { c.selected[i] += first }
         return k
