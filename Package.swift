@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "RecCoreTests", dependencies: ["RecCore"], swiftSettings: strict),
         .testTarget(name: "ScenarioTests", dependencies: ["Scenario"], swiftSettings: strict),
-        .testTarget(name: "ExperimentTests", dependencies: ["Experiment", "Report", "RecCore", "Scenario"], exclude: ["stats-fixtures.json"], swiftSettings: strict),
+        .testTarget(name: "ExperimentTests", dependencies: ["Experiment", "Report", "RecCore", "Scenario"], exclude: ["stats-fixtures.json", "paired-fixtures.json"], swiftSettings: strict),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Models", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "PopulationTests", dependencies: ["Population", "Scenario", "RecCore"], swiftSettings: strict),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Trainer", "Population", "Scenario", "RecCore", "TestSupport"], swiftSettings: strict),

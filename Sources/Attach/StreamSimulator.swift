@@ -72,6 +72,12 @@ public final class StreamSimulator {
     public func run(shouldStop: () -> Bool = { false }) throws -> RunReport {
         let started = ContinuousClock.now
         let s = scenario
+        guard !s.isPaired else {
+            throw AttachError("experiment.design \"paired\" runs a copy of the population per arm in lockstep; run it with `recstream run` (the simulate role drives one population)")
+        }
+        if let i = s.arms.firstIndex(where: { $0.oracleShare > 0 }) {
+            throw AttachError("arms[\(i)].oracleShare plants the world's oracle slates, which attached servers cannot serve; run it with `recstream run`")
+        }
         let topics = options.topics
         let base = KafkaConfiguration(options.properties)
         let partitions = try waitForTopic(topics.requests, base, timeoutSeconds: options.connectTimeoutSeconds)
@@ -182,8 +188,8 @@ public final class StreamSimulator {
                 let policy = UInt16(s.servingArm(assigned: Int(r.header.arm), tick: tick))
                 slateHeaders.append((SlateHeader(r.header, policy: policy, itemCount: answer[i].count), answer[i].start))
             }
-            ledger.recordRegret(slates: slateHeaders, entries: entries, tick: tick) { user, shown in
-                (population.expectedClicks(user: user, slate: shown.lazy.map(\.item)), population.oracleExpectedClicks(user: user, k: shown.count))
+            ledger.recordRegret(slates: slateHeaders, entries: entries, tick: tick) { h, shown in
+                (population.expectedClicks(user: h.user, slate: shown.lazy.map(\.item)), population.oracleExpectedClicks(user: h.user, k: shown.count))
             }
             outgoing.removeAll(keepingCapacity: true)
             population.respond(to: slateHeaders, entries: entries, at: tick, into: &outgoing)

@@ -15,6 +15,12 @@ import Scenario
 /// warm-up rule of `Scenario.servingArm` and `Scenario.learns` says who serves and who
 /// learns. Metrics always go to the assigned arm, so each user's warm-up ticks become
 /// their CUPED covariate.
+///
+/// In a paired design every arm has every user, and a record's `arm` names the copy of
+/// the population it comes from: the control's in the shared warm-up (whose metrics go to
+/// every arm, so the arms share the covariate as they share the history), then each arm's
+/// own. Records are then ordered by (user, sequence, arm): each arm's share keeps the
+/// split design's (user, sequence) order.
 public struct ExperimentLedger: Sendable {
     public let scenario: Scenario
     public let assignment: ArmAssignment
@@ -30,6 +36,7 @@ public struct ExperimentLedger: Sendable {
     /// Per arm: the arms whose policies are estimated from its log (`offPolicyTargets`).
     public let offPolicyTargets: [[Int]]
     let users: UInt32
+    let paired: Bool
 
     /// `offPolicy`: whether the runner has the arms' serving logs to join (a run does; the
     /// simulator does not, its servers keep theirs), so results estimate other policies.
@@ -37,6 +44,7 @@ public struct ExperimentLedger: Sendable {
         self.scenario = scenario
         self.assignment = assignment
         users = UInt32(assignment.arm.count)
+        paired = scenario.isPaired
         arms = scenario.arms.enumerated().map {
             ArmMetrics(name: $1.name, users: assignment.armSizes[$0], items: items, newItemTicks: scenario.experiment.newItemTicks)
         }
@@ -56,7 +64,11 @@ public struct ExperimentLedger: Sendable {
     @inline(__always)
     public func check(_ h: RecordHeader, tick: Tick) throws(WireError) {
         guard h.user < users else { throw WireError("user \(h.user) is not in the population of \(users)", at: 8) }
-        guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
+        if paired && !scenario.isWarmup(tick) {
+            guard Int(h.arm) < arms.count else { throw WireError("arm \(h.arm) is not one of the \(arms.count) arms", at: 2) }
+        } else {
+            guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
+        }
         guard h.tick == tick else { throw WireError("record of tick \(h.tick) arrived in tick \(tick)", at: 4) }
     }
 
@@ -66,11 +78,23 @@ public struct ExperimentLedger: Sendable {
     /// that serves it (`serving`).
     public mutating func recordRequests(_ requests: [Request], tick: Tick) {
         for arm in serving.indices { serving[arm].removeAll(keepingCapacity: true) }
+        let shared = paired && scenario.isWarmup(tick)
         for (i, r) in requests.enumerated() {
             let arm = Int(r.header.arm)
             serving[scenario.servingArm(assigned: arm, tick: tick)].append(i)
-            arms[arm].recordRequest(slot: slot(r.header.user), tick: tick)
+            if shared {
+                for a in arms.indices { arms[a].recordRequest(slot: slot(r.header.user), tick: tick) }
+            } else {
+                arms[arm].recordRequest(slot: slot(r.header.user), tick: tick)
+            }
         }
+    }
+
+    /// The order of a tick's records: (user, sequence), then the arm (which only a paired
+    /// design's copies of one user tell apart).
+    @inline(__always)
+    public static func precedes(_ a: RecordHeader, _ b: RecordHeader) -> Bool {
+        (a.user, a.sequence, a.arm) < (b.user, b.sequence, b.arm)
     }
 
     /// Whether slates of `tick` are sampled for regret: after the warm-up only (the arms do
@@ -84,27 +108,29 @@ public struct ExperimentLedger: Sendable {
     /// expected clicks of that slate and of the oracle's slate of the same length: the truth
     /// is the simulator's, and no arm sees it.
     public mutating func recordRegret(slates: [(header: SlateHeader, start: Int)], entries: [SlateEntry], tick: Tick,
-                                      expectedClicks: (UserID, ArraySlice<SlateEntry>) -> (served: Double, oracle: Double)) {
+                                      expectedClicks: (RecordHeader, ArraySlice<SlateEntry>) -> (served: Double, oracle: Double)) {
         guard samplesRegret(at: tick) else { return }
         let share = scenario.experiment.regretSample
         for (h, start) in slates where regretSampled(h.header, seed: scenario.seed, share: share) {
-            let e = expectedClicks(h.header.user, entries[start..<start + h.itemCount])
+            let e = expectedClicks(h.header, entries[start..<start + h.itemCount])
             arms[Int(h.header.arm)].recordRegret(served: e.served, oracle: e.oracle)
         }
     }
 
     /// Counts the tick's feedback and routes each event to the arms that learn from it
     /// (`learning`). Sorts `feedback` first into the canonical order, (user, sequence,
-    /// position, event): the order the metrics add up in (so their bits do not depend on
-    /// arrival), and the one learners rely on, each click right after its impression.
+    /// position, event, arm): the order the metrics add up in (so their bits do not depend
+    /// on arrival), and the one learners rely on, each click right after its impression.
+    /// (`arm` only tells a paired design's copies apart: a split design's user has one.)
     /// `itemBorn` is the tick each item arrived (0 for the initial catalog).
     public mutating func recordFeedback(_ feedback: inout [Feedback], tick: Tick, itemBorn: [Int32]) {
         feedback.sort {
-            ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue)
-                < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue)
+            ($0.header.user, $0.header.sequence, $0.position, $0.event.rawValue, $0.header.arm)
+                < ($1.header.user, $1.header.sequence, $1.position, $1.event.rawValue, $1.header.arm)
         }
         for arm in learning.indices { learning[arm].removeAll(keepingCapacity: true) }
         let everyone = scenario.isWarmup(tick)
+        let shared = paired && everyone
         for f in feedback {
             let arm = Int(f.header.arm)
             if everyone {
@@ -112,7 +138,11 @@ public struct ExperimentLedger: Sendable {
             } else {
                 learning[arm].append(f)
             }
-            arms[arm].record(f, slot: slot(f.header.user), itemBorn: itemBorn[Int(f.item)])
+            if shared {
+                for a in arms.indices { arms[a].record(f, slot: slot(f.header.user), itemBorn: itemBorn[Int(f.item)]) }
+            } else {
+                arms[arm].record(f, slot: slot(f.header.user), itemBorn: itemBorn[Int(f.item)])
+            }
         }
     }
 
@@ -147,7 +177,8 @@ public struct ExperimentLedger: Sendable {
         }
     }
 
-    /// Users whose interests the report follows, per SPARC arm: the first ones assigned to it.
+    /// Users whose interests the report follows, per SPARC arm: the first ones assigned to it
+    /// (in a paired design, the population's first).
     public static let tracedUsers = 8
 
     /// Appends a SPARC arm's traced users' three most probable interests after this tick;
@@ -155,7 +186,7 @@ public struct ExperimentLedger: Sendable {
     public mutating func traceInterests(arm: Int, distribution: (UserID) -> [Double]) {
         if arms[arm].interestTrace.isEmpty {
             let assigned = assignment.arm
-            let users = assigned.indices.filter { Int(assigned[$0]) == arm }.prefix(Self.tracedUsers)
+            let users = assigned.indices.filter { paired || Int(assigned[$0]) == arm }.prefix(Self.tracedUsers)
             arms[arm].interestTrace = users.map { InterestTrace(user: UserID($0)) }
         }
         for i in arms[arm].interestTrace.indices {
@@ -199,6 +230,15 @@ public func regretSampled(_ h: RecordHeader, seed: UInt64, share: Double) -> Boo
     return Double(x >> 11) * 0x1p-53 < share
 }
 
+/// Whether a request is answered with the oracle's slate in an arm that plants it
+/// (`oracleShare`): a hash of (seed, user, tick), so every copy of a user in a paired
+/// design, and every partitioning, plants the same requests.
+@inline(__always)
+public func oraclePlanted(_ h: RecordHeader, seed: UInt64, share: Double) -> Bool {
+    let x = SplitMix64.mix(seed ^ 0x4F52_4143_4C45 ^ (UInt64(h.user) << 32 | UInt64(h.tick)))
+    return Double(x >> 11) * 0x1p-53 < share
+}
+
 /// For each arm, the arms whose policy can be evaluated on its log: arms that retrieve,
 /// rank and take candidates as it does (so the same scores feed both policies) and whose
 /// policy has a closed form (not Thompson), when this arm's policy explores (its logged
@@ -212,12 +252,13 @@ public func offPolicyTargets(_ s: Scenario) -> [[Int]] {
         case .softmax, .thompson, .interestSampling: explores = true
         case .greedy, .ucb: explores = logging.ranking == .random
         }
-        guard explores else { return [] }
+        // A planted oracle's slates are not the policy's choices.
+        guard explores, logging.oracleShare == 0 else { return [] }
         return Array(s.arms.indices.filter { t in
             let target = s.arms[t]
             if case .thompson = target.policy { return false }
             if case .interestSampling = target.policy { return false }
-            return t != l && target.retrieval == logging.retrieval && target.ranking == logging.ranking
+            return t != l && target.oracleShare == 0 && target.retrieval == logging.retrieval && target.ranking == logging.ranking
                 && target.candidates == logging.candidates && target.policy != logging.policy
         }.prefix(OffPolicyRecord.maxTargets))
     }

@@ -42,13 +42,8 @@ public struct ExperimentResults: Sendable {
 
     public var control: Int { scenario.controlArm }
 
-    /// The relative lift of a treatment arm over the control the report leads with:
-    /// CUPED-adjusted when the run had a warm-up, else the delta method's.
-    public func relativeLift(_ arm: Int, _ metric: PerUserMetric) -> RelativeLift {
-        cuped(arm, metric)?.relativeLift ?? RelativeLift(a: arms[control].perUser(metric), b: arms[arm].perUser(metric))
-    }
-
-    /// Are users split across arms as the shares say?
+    /// Are users split across arms as the shares say? (Meaningless in a paired design,
+    /// where every arm has every user; its report leaves it out.)
     public var sampleRatio: SampleRatioCheck {
         SampleRatioCheck(counts: arms.map(\.users), shares: scenario.arms.map(\.share))
     }
@@ -60,22 +55,65 @@ public struct ExperimentResults: Sendable {
         return Cuped(yA: arms[control].perUser(metric), xA: xA, yB: arms[arm].perUser(metric), xB: xB)
     }
 
-    /// The p-value the report leads with: CUPED's when the run had a warm-up, else Welch's.
-    public func pValue(_ arm: Int, _ metric: PerUserMetric) -> Double {
-        cuped(arm, metric)?.adjusted.pValue ?? WelchTest(a: arms[control].perUser(metric), b: arms[arm].perUser(metric)).pValue
+    /// The reported pairs, as (treatment, baseline) arm indices.
+    public var pairs: [(treatment: Int, baseline: Int)] { scenario.comparedPairs }
+
+    /// The comparison of `treatment` with `baseline` on a per-user metric that the report
+    /// leads with. Split design: CUPED with Welch's test when the run had a warm-up, else
+    /// Welch's test and the delta method's lift. Paired: the same on each user's
+    /// difference (the paired t test, paired CUPED, the delta method with the arms'
+    /// covariance).
+    public func compare(_ treatment: Int, _ baseline: Int, _ metric: PerUserMetric) -> LiftEstimate {
+        let a = arms[baseline].perUser(metric), b = arms[treatment].perUser(metric)
+        if scenario.isPaired {
+            if let x = arms[baseline].covariate(metric) {
+                let c = PairedCuped(a: a, b: b, x: x)
+                return LiftEstimate(method: "paired cuped (shared warm-up value as covariate) + paired t", test: c.adjusted, lift: c.relativeLift,
+                                    varianceReduction: c.varianceReduction)
+            }
+            return LiftEstimate(method: "paired t; delta method with the arms' covariance", test: PairedTest(a: a, b: b), lift: PairedRelativeLift(a: a, b: b))
+        }
+        if let xa = arms[baseline].covariate(metric), let xb = arms[treatment].covariate(metric) {
+            let c = Cuped(yA: a, xA: xa, yB: b, xB: xb)
+            return LiftEstimate(method: "cuped (warm-up value as covariate) + welch-t", test: c.adjusted, lift: c.relativeLift,
+                                varianceReduction: c.varianceReduction)
+        }
+        return LiftEstimate(method: "welch-t; delta method", test: WelchTest(a: a, b: b), lift: RelativeLift(a: a, b: b))
     }
 
-    /// Holm-adjusted p-values of every treatment arm x per-user metric comparison, keyed
-    /// "arm/metric" (one family: all the lifts the report shows).
+    /// CTR (clicks / impressions, user as the unit) of `treatment` against `baseline`, by
+    /// the delta method (with the arms' covariance in a paired design).
+    public func compareCTR(_ treatment: Int, _ baseline: Int) -> LiftEstimate {
+        let c = arms[baseline], t = arms[treatment]
+        if scenario.isPaired {
+            let r = PairedRatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
+                                          numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
+            return LiftEstimate(method: "paired delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
+                                pValue: r.relativePValue,
+                                lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh)
+        }
+        let r = RatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
+                                numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
+        return LiftEstimate(method: "delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
+                            pValue: r.relativePValue,
+                            lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh)
+    }
+
+    /// Holm-adjusted p-values of every reported pair x per-user metric, keyed by
+    /// `holmKey` (one family: all the lifts the report shows).
     public var holmAdjusted: [String: Double] {
         var keys: [String] = [], p: [Double] = []
-        for (i, arm) in arms.enumerated() where i != control {
+        for (t, b) in pairs {
             for metric in PerUserMetric.allCases {
-                keys.append("\(arm.name)/\(metric.rawValue)")
-                p.append(pValue(i, metric))
+                keys.append(holmKey(t, b, metric))
+                p.append(compare(t, b, metric).pValue)
             }
         }
         return Dictionary(uniqueKeysWithValues: zip(keys, MultipleTesting.holm(p)))
+    }
+
+    public func holmKey(_ treatment: Int, _ baseline: Int, _ metric: PerUserMetric) -> String {
+        "\(arms[treatment].name) vs \(arms[baseline].name)/\(metric.rawValue)"
     }
 
     /// CTR (clicks / impressions, user as the unit) of an arm against the control.
@@ -141,7 +179,7 @@ public struct ExperimentResults: Sendable {
                     }),
                 ]
             }
-            if i != control {
+            if i != control && !scenario.isPaired {
                 let diff = arm.regret.mean - c.regret.mean
                 let se = (arm.regret.standardError * arm.regret.standardError + c.regret.standardError * c.regret.standardError).squareRoot()
                 o["regretVsControl"] = [
@@ -152,7 +190,7 @@ public struct ExperimentResults: Sendable {
             for metric in PerUserMetric.allCases {
                 let e = MeanEstimate(arm.perUser(metric))
                 var m: JSONObject = ["mean": .number(e.mean), "standardError": .number(e.standardError)]
-                if i != control {
+                if i != control && !scenario.isPaired {
                     let w = WelchTest(a: c.perUser(metric), b: arm.perUser(metric))
                     let l = RelativeLift(a: c.perUser(metric), b: arm.perUser(metric))
                     m["relativeLiftVsControl"] = [
@@ -177,13 +215,15 @@ public struct ExperimentResults: Sendable {
                             "relativeHigh95": .number(cu.relativeLift.high),
                         ]
                     }
-                    m["pValueHolm"] = .number(holm["\(arm.name)/\(metric.rawValue)"] ?? .nan)
-                    m["pValueHolmOf"] = .string(cu == nil ? "differenceVsControl" : "cupedVsControl")
+                    if let p = holm[holmKey(i, control, metric)] {
+                        m["pValueHolm"] = .number(p)
+                        m["pValueHolmOf"] = .string(cu == nil ? "differenceVsControl" : "cupedVsControl")
+                    }
                 }
                 perUser[metric.rawValue] = .object(m)
             }
             o["perUser"] = .object(perUser)
-            if i != control {
+            if i != control && !scenario.isPaired {
                 let r = ctrComparison(i)
                 o["ctrVsControl"] = [
                     "method": "delta (ratio of sums, user as unit)", "difference": .number(r.difference), "low95": .number(r.low),
@@ -217,22 +257,51 @@ public struct ExperimentResults: Sendable {
             ]
             armValues.append(.object(o))
         }
-        return [
+        var document: JSONObject = [
             "scenario": [
                 "name": .string(scenario.name), "description": .string(scenario.description),
                 "seed": .integer(Int64(bitPattern: scenario.seed)), "fingerprint": .string(scenario.fingerprint),
                 "ticks": .integer(Int64(scenario.ticks)), "users": .integer(Int64(scenario.population.users)),
                 "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
                 "warmupTicks": .integer(Int64(scenario.experiment.warmupTicks)),
+                "design": .string(scenario.experiment.design.rawValue),
                 "metrics": .array(scenario.metrics.map { .string($0.rawValue) }),
             ],
             "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
-            "sampleRatio": [
+            "arms": .array(armValues),
+            "comparisons": .array(pairs.map { comparisonJSON($0.treatment, $0.baseline, holm: holm) }),
+            "offPolicy": .array(offPolicy.map(offPolicyJSON)),
+        ]
+        // A paired design has every user in every arm: there is no split to check.
+        if !scenario.isPaired {
+            document["sampleRatio"] = [
                 "chiSquare": .number(sampleRatio.chiSquare), "df": .integer(Int64(sampleRatio.degreesOfFreedom)),
                 "pValue": .number(sampleRatio.pValue),
-            ],
-            "arms": .array(armValues),
-            "offPolicy": .array(offPolicy.map(offPolicyJSON)),
+            ]
+        }
+        return .object(document)
+    }
+
+    /// One reported pair: per-user metrics, CTR and regret, each with the method used.
+    func comparisonJSON(_ t: Int, _ b: Int, holm: [String: Double]) -> JSONValue {
+        var perUser = JSONObject()
+        for metric in PerUserMetric.allCases {
+            var o = compare(t, b, metric).json
+            o["pValueHolm"] = .number(holm[holmKey(t, b, metric)] ?? .nan)
+            perUser[metric.rawValue] = .object(o)
+        }
+        // Regret is sampled by a hash of (user, sequence), so a paired design's copies
+        // sample overlapping slates; the two samples are treated as independent, which
+        // overstates the difference's variance when they correlate.
+        let (rt, rb) = (arms[t].regret, arms[b].regret)
+        let diff = rt.mean - rb.mean
+        let se = (rt.standardError * rt.standardError + rb.standardError * rb.standardError).squareRoot()
+        return [
+            "treatment": .string(arms[t].name), "baseline": .string(arms[b].name),
+            "design": .string(scenario.experiment.design.rawValue),
+            "perUser": .object(perUser),
+            "ctr": .object(compareCTR(t, b).json),
+            "regret": ["difference": .number(diff), "low95": .number(diff - 1.959963984540054 * se), "high95": .number(diff + 1.959963984540054 * se)],
         ]
     }
 
@@ -259,5 +328,43 @@ public struct ExperimentResults: Sendable {
             "clicks": reward(c.clicks, measured: target.clickRate),
             "viewSeconds": reward(c.viewSeconds, measured: target.viewSecondsRate),
         ]
+    }
+}
+
+/// A comparison of two arms on one metric as the report gives it: the difference (B minus
+/// A) with its interval and p-value, and the relative lift with its interval.
+public struct LiftEstimate: Sendable, Equatable {
+    public var method: String
+    public var difference, low, high, pValue: Double
+    public var lift, liftLow, liftHigh: Double
+    /// The share of the difference's variance CUPED removed (NaN without CUPED).
+    public var varianceReduction: Double
+
+    public init(method: String, difference: Double, low: Double, high: Double, pValue: Double,
+                lift: Double, liftLow: Double, liftHigh: Double, varianceReduction: Double = .nan) {
+        (self.method, self.difference, self.low, self.high, self.pValue) = (method, difference, low, high, pValue)
+        (self.lift, self.liftLow, self.liftHigh, self.varianceReduction) = (lift, liftLow, liftHigh, varianceReduction)
+    }
+
+    init(method: String, test: WelchTest, lift: RelativeLift, varianceReduction: Double = .nan) {
+        self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
+                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, varianceReduction: varianceReduction)
+    }
+
+    init(method: String, test: PairedTest, lift: PairedRelativeLift, varianceReduction: Double = .nan) {
+        self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
+                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, varianceReduction: varianceReduction)
+    }
+
+    /// Width of the relative lift's 95% interval.
+    public var liftWidth: Double { liftHigh - liftLow }
+
+    var json: JSONObject {
+        var o: JSONObject = [
+            "method": .string(method), "absolute": .number(difference), "low95": .number(low), "high95": .number(high),
+            "pValue": .number(pValue), "relativeLift": .number(lift), "relativeLow95": .number(liftLow), "relativeHigh95": .number(liftHigh),
+        ]
+        if !varianceReduction.isNaN { o["varianceReduction"] = .number(varianceReduction) }
+        return o
     }
 }

@@ -70,17 +70,28 @@ extension Population {
     /// most attractive on top (examination falls with position, so this is the best order).
     public func oracleExpectedClicks(user: UserID, k: Int) -> Double {
         let m = model
+        var total = 0.0
+        for (j, a) in oracle(user: user, k: k).attraction.enumerated() { total += Double(m.examination(j) * a) }
+        return total
+    }
+
+    /// The oracle's slate of `k` for the user now: the k most attractive live items, most
+    /// attractive first (ties to the lower item id), with their attraction.
+    public func oracle(user: UserID, k: Int) -> (items: [ItemID], attraction: [Float]) {
+        let m = model
         var best = [Float](repeating: 0, count: k)  // descending
+        var items = [ItemID](repeating: 0, count: k)
+        var filled = 0
         for item in catalog.liveItems {
             let a = m.attraction(Int(user), Int(item), affinity: m.affinity(Int(user), Int(item)))
-            guard a > best[k - 1] else { continue }
-            var j = k - 1
-            while j > 0 && best[j - 1] < a { best[j] = best[j - 1]; j -= 1 }
+            guard filled < k || a > best[k - 1] else { continue }
+            var j = min(filled, k - 1)
+            while j > 0 && best[j - 1] < a { best[j] = best[j - 1]; items[j] = items[j - 1]; j -= 1 }
             best[j] = a
+            items[j] = item
+            filled = min(k, filled + 1)
         }
-        var total = 0.0
-        for j in 0..<k { total += Double(m.examination(j) * best[j]) }
-        return total
+        return (Array(items[..<filled]), Array(best[..<filled]))
     }
 
     /// How relevant a history behaviour is to a target item, in [0, 1]: the cosine of
@@ -117,13 +128,16 @@ extension Population {
     }
 
     /// Every user's interests at `tick` as JSON lines, for `--export-truth`.
-    public func userTruthLines(tick: Tick) -> [String] {
+    /// `copy`: in a paired design, the arm whose copy of the population this is (the
+    /// lines then carry it as "arm").
+    public func userTruthLines(tick: Tick, copy: Int? = nil) -> [String] {
         (0..<settings.users).map { user in
             let interests = self.interests(of: UserID(user)).map { i -> JSONValue in
                 ["topic": .integer(Int64(i.topic)), "share": .number(Double(i.share)), "active": .bool(i.active)]
             }
-            let o: JSONValue = ["kind": "user", "tick": .integer(Int64(tick)), "user": .integer(Int64(user)), "interests": .array(interests)]
-            return o.rendered(pretty: false)
+            var o: JSONObject = ["kind": "user", "tick": .integer(Int64(tick)), "user": .integer(Int64(user)), "interests": .array(interests)]
+            if let copy { o["arm"] = .integer(Int64(copy)) }
+            return JSONValue.object(o).rendered(pretty: false)
         }
     }
 }

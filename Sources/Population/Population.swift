@@ -26,6 +26,11 @@ public final class Population {
     public let threads: Int
     /// Seconds spent generating the lifelong histories.
     public let historySeconds: Double
+    /// Whether responses draw from a stream per (user, tick, position) rather than one per
+    /// slate: a paired design's populations do, so that its copies share every draw. Both
+    /// are the same model; the split design keeps the per-slate stream, which the
+    /// published figures were measured with.
+    public let synchronizedDraws: Bool
     /// Purchases waiting for their tick, in (tick scheduled, user) order.
     var pending: [Feedback] = []
     var chunkFeedback: [[Feedback]] = []
@@ -36,6 +41,7 @@ public final class Population {
         seed = scenario.seed
         catalog = Catalog(scenario.catalog, seed: scenario.seed)
         assignment = ArmAssignment(scenario)
+        synchronizedDraws = scenario.isPaired
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let s = settings
         columns = UserColumns(users: s.users, slots: s.interests.slots, dim: catalog.dim, categories: scenario.catalog.topCategories)
@@ -51,6 +57,30 @@ public final class Population {
         historySeconds = elapsed.seconds
         chunkFeedback = Array(repeating: [], count: self.threads)
         chunkPurchases = Array(repeating: [], count: self.threads)
+    }
+
+    /// A copy of `other` whose requests carry `arm` (a paired design's copy for that arm):
+    /// the same users in the same state, the same catalog and pending purchases. Random
+    /// streams are keyed by (seed, user, tick or sequence, purpose), so from here on the two
+    /// draw the same numbers and part only where what they are shown differs.
+    public init(copying other: Population, arm: Int, arms: Int) {
+        settings = other.settings
+        seed = other.seed
+        catalog = other.catalog
+        assignment = ArmAssignment(everyone: other.settings.users, arm: arm, arms: arms)
+        synchronizedDraws = other.synchronizedDraws
+        histories = other.histories
+        columns = UserColumns(copying: other.columns)
+        threads = other.threads
+        historySeconds = 0
+        // Purchases the warm-up's clicks scheduled land in this copy now, as its own.
+        pending = other.pending.map { f in
+            var f = f
+            f.header.arm = UInt16(arm)
+            return f
+        }
+        chunkFeedback = Array(repeating: [], count: threads)
+        chunkPurchases = Array(repeating: [], count: threads)
     }
 
     public var userCount: Int { settings.users }
@@ -134,7 +164,7 @@ public final class Population {
     public func respond(to slates: [(header: SlateHeader, start: Int)], entries: [SlateEntry], at tick: Tick, into out: inout [Feedback]) {
         let chunks = min(threads, max(1, slates.count / 64))
         let per = (slates.count + chunks - 1) / max(chunks, 1)
-        let model = ResponseModel(settings, catalog, columns, seed)
+        let model = ResponseModel(settings, catalog, columns, seed, synchronized: synchronizedDraws)
         let results = UnsafeMutableBufferPointer<[Feedback]>.allocate(capacity: chunks * 2)
         results.initialize(repeating: [])
         defer { results.deinitialize().deallocate() }

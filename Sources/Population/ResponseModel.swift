@@ -11,8 +11,11 @@ struct ResponseModel: @unchecked Sendable {
     let c: UserColumns
     let seed: UInt64
     let medianPrice: Float
+    /// Draw each position's numbers from a stream of its own (a paired design's copies).
+    let synchronized: Bool
 
-    init(_ s: PopulationSettings, _ catalog: Catalog, _ c: UserColumns, _ seed: UInt64) {
+    init(_ s: PopulationSettings, _ catalog: Catalog, _ c: UserColumns, _ seed: UInt64, synchronized: Bool = false) {
+        self.synchronized = synchronized
         self.s = s
         self.catalog = catalog
         self.c = c
@@ -72,6 +75,14 @@ struct ResponseModel: @unchecked Sendable {
         var scanning = true  // cascade: still going down the slate
         var clicked = false
         for (position, entry) in entries.enumerated() {
+            if synchronized {
+                // Common random numbers: a stream per (user, tick, position), so copies of the
+                // user shown different slates draw the same numbers at the same place. (One
+                // stream per slate, as below, falls out of step after the first click that
+                // differs, and a sequence number falls out of step once one copy's user
+                // skips a tick.) Bit 63 keeps these keys apart from the sequences'.
+                rng = RandomStream(seed: seed, .responses, UInt64(user), 1 << 63 | UInt64(tick) << 8 | UInt64(position))
+            }
             let item = Int(entry.item)
             feedback.append(Feedback(header, event: .impression, position: UInt8(position), item: entry.item, shownTick: h.tick))
             let a = affinity(user, item)

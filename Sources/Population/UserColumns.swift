@@ -52,6 +52,25 @@ final class UserColumns: @unchecked Sendable {
         features = column(users, UserFeatures(segment: 0, region: 0, activityBucket: 0))
     }
 
+    /// A deep copy: the same users in the same state, in columns of their own.
+    convenience init(copying other: UserColumns) {
+        self.init(users: other.users, slots: other.slots, dim: other.dim, categories: other.categories)
+        func copy<T>(_ from: UnsafeMutableBufferPointer<T>, _ to: UnsafeMutableBufferPointer<T>) {
+            _ = to.update(fromContentsOf: from)
+        }
+        copy(other.slotTopic, slotTopic)
+        copy(other.slotLogWeight, slotLogWeight)
+        copy(other.slotActive, slotActive)
+        copy(other.slotEngaged, slotEngaged)
+        copy(other.preference, preference)
+        copy(other.fatigue, fatigue)
+        copy(other.activity, activity)
+        copy(other.satisfaction, satisfaction)
+        copy(other.priceSensitivity, priceSensitivity)
+        copy(other.sequence, sequence)
+        copy(other.features, features)
+    }
+
     deinit {
         for b in [slotLogWeight, preference, fatigue, activity, satisfaction, priceSensitivity] { b.deallocate() }
         slotTopic.deallocate()

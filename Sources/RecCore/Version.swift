@@ -2,4 +2,4 @@
 public let recstreamVersion = "0.1.0"
 
 /// The version of report.json's layout: a reader refuses a report of another.
-public let reportVersion: Int64 = 2
+public let reportVersion: Int64 = 3

@@ -80,10 +80,18 @@ final class LockstepTransport {
 /// ask), `serve` (each arm answers its users), `respond` (users act on their slates),
 /// `train` (each arm learns), `record` (the tick closes). What the experiment counts goes
 /// to the `ExperimentLedger` the simulator also feeds.
+///
+/// A paired design runs one population through the warm-up, then splits it into a copy per
+/// arm (`splitPopulation`): each phase then runs every copy, and each arm serves, and
+/// learns from, its own copy only.
 final class LockstepLoop {
     let scenario: Scenario
     let transport: LockstepTransport
-    let population: Population
+    /// The users: one population; in a paired design after the warm-up, a copy per arm.
+    private(set) var populations: [Population]
+    /// The first population (the only one in a split design): the catalog and the users'
+    /// features, which every copy shares.
+    var population: Population { populations[0] }
     let initialItems: Int
     let categoryCount: Int
     var servers: [ArmServer]
@@ -105,6 +113,8 @@ final class LockstepLoop {
     var slateStarts: [(Int, Int)] = []
     /// The tick's slates as they came back, in (user, sequence) order.
     var slateHeaders: [(header: SlateHeader, start: Int)] = []
+    /// A paired design's slates of one copy (its share of `slateHeaders`).
+    var copySlates: [(header: SlateHeader, start: Int)] = []
     var slateEntries: [SlateEntry] = []
     var outgoing: [Feedback] = []
     /// The tick's feedback as it came back (put in canonical order by the ledger).
@@ -115,11 +125,15 @@ final class LockstepLoop {
         scenario = s
         self.transport = transport
         let population = Population(s, threads: options.threads)
-        self.population = population
+        populations = [population]
         initialItems = population.catalog.count
         categoryCount = s.catalog.topCategories * s.catalog.subcategories
         ledger = ExperimentLedger(scenario: s, assignment: population.assignment, items: initialItems)
-        servers = s.arms.enumerated().map { ArmServer(settings: $1, armIndex: $0, catalogSize: population.catalog.count, seed: s.seed) }
+        servers = s.arms.enumerated().map {
+            var server = ArmServer(settings: $1, armIndex: $0, catalogSize: population.catalog.count, seed: s.seed)
+            server.commonDraws = s.isPaired
+            return server
+        }
         let userFeatures = (0..<population.userCount).map { population.features(of: UserID($0)) }
         let categoryCount = categoryCount, initialItems = initialItems
         trainers = s.arms.enumerated().map { arm, settings in
@@ -128,7 +142,8 @@ final class LockstepLoop {
                        content: TowerInputs(tokens: population.catalog.tokens, tokensPerItem: s.catalog.tokensPerItem,
                                             vocabulary: s.catalog.vocabulary, live: population.catalog.alive,
                                             userFeatures: userFeatures),
-                       seed: s.seed &+ UInt64(arm))
+                       // Paired: no draw depends on the arm, so identical arms stay identical.
+                       seed: s.isPaired ? s.seed : s.seed &+ UInt64(arm))
         }
         let trainers = trainers
         models = trainers.indices.map { arm in
@@ -146,6 +161,7 @@ final class LockstepLoop {
     }
 
     func run(_ tick: Tick) throws {
+        if scenario.isPaired && Int(tick) == scenario.experiment.warmupTicks { splitPopulation() }
         try arrivals(tick)
         clock = PhaseClock()
         try requests(tick)
@@ -155,10 +171,25 @@ final class LockstepLoop {
         try record(tick)
     }
 
-    /// New items arrive, old ones retire: the arms' catalog feed.
+    /// The paired design's split, when the warm-up ends: the shared population becomes one
+    /// copy per arm, each in the state the warm-up left it.
+    func splitPopulation() {
+        precondition(populations.count == 1, "the population splits once")
+        let shared = populations[0], arms = scenario.arms.count
+        populations = (0..<arms).map { Population(copying: shared, arm: $0, arms: arms) }
+    }
+
+    /// The copy of the population whose records carry `arm`.
+    @inline(__always)
+    func population(of arm: UInt16) -> Population { populations.count == 1 ? populations[0] : populations[Int(arm)] }
+
+    /// New items arrive, old ones retire: the arms' catalog feed. (Arrivals are keyed by
+    /// tick, so a paired design's copies keep one catalog.)
     func arrivals(_ tick: Tick) throws {
         let itemsBefore = population.catalog.count
-        guard population.advanceCatalog(to: tick) else { return }
+        var changed = false
+        for p in populations { changed = p.advanceCatalog(to: tick) || changed }
+        guard changed else { return }
         let catalog = population.catalog
         let categories = catalog.subcategory.map(UInt32.init)
         let arrived = catalog.bornTick.indices.map { $0 < initialItems ? Int32.min : catalog.bornTick[$0] }
@@ -173,7 +204,7 @@ final class LockstepLoop {
     /// sequence) order, and the ledger routes each to the arm that serves it.
     func requests(_ tick: Tick) throws {
         asked.removeAll(keepingCapacity: true)
-        population.requests(at: tick, into: &asked)
+        for p in populations { p.requests(at: tick, into: &asked) }
         clock.lap(&timings.population)
         requests.removeAll(keepingCapacity: true)
         try transport.roundTrip(transport.requests, count: asked.count, tick: tick, user: { asked[$0].header.user },
@@ -182,7 +213,7 @@ final class LockstepLoop {
             try ledger.check(r.header, tick: tick)
             requests.append(r)
         }
-        requests.sort { ($0.header.user, $0.header.sequence) < ($1.header.user, $1.header.sequence) }
+        requests.sort { ExperimentLedger.precedes($0.header, $1.header) }
         if slateStarts.count < requests.count { slateStarts = Array(repeating: (0, 0), count: requests.count) }
         clock.lap(&timings.kafka)
         ledger.recordRequests(requests, tick: tick)
@@ -208,6 +239,7 @@ final class LockstepLoop {
                 }
             }
         }
+        plantOracle(tick)
         clock.lap(&timings.serve)
         slateHeaders.removeAll(keepingCapacity: true)
         slateEntries.removeAll(keepingCapacity: true)
@@ -235,20 +267,45 @@ final class LockstepLoop {
             }
             slateHeaders.append((h, start))
         }
-        slateHeaders.sort { ($0.header.header.user, $0.header.header.sequence) < ($1.header.header.user, $1.header.header.sequence) }
+        slateHeaders.sort { ExperimentLedger.precedes($0.header.header, $1.header.header) }
         clock.lap(&timings.kafka)
-        let population = population
-        ledger.recordRegret(slates: slateHeaders, entries: slateEntries, tick: tick) { user, shown in
-            (population.expectedClicks(user: user, slate: shown.lazy.map(\.item)), population.oracleExpectedClicks(user: user, k: shown.count))
+        ledger.recordRegret(slates: slateHeaders, entries: slateEntries, tick: tick) { h, shown in
+            let p = population(of: h.arm)
+            return (p.expectedClicks(user: h.user, slate: shown.lazy.map(\.item)), p.oracleExpectedClicks(user: h.user, k: shown.count))
         }
         clock.lap(&timings.statistics)
+    }
+
+    /// A planted effect (`oracleShare`): an arm's requests in its share are answered with
+    /// the oracle's slate of the user's copy of the world, best first, each item's
+    /// propensity 1. After the warm-up only, when the arm serves its own users.
+    func plantOracle(_ tick: Tick) {
+        guard !scenario.isWarmup(tick) else { return }
+        for (arm, settings) in scenario.arms.enumerated() where settings.oracleShare > 0 {
+            for i in ledger.serving[arm] {
+                let h = requests[i].header
+                guard oraclePlanted(h, seed: scenario.seed, share: settings.oracleShare) else { continue }
+                let (start, count) = slateStarts[i]
+                let best = population(of: h.arm).oracle(user: h.user, k: count).items
+                for (j, item) in best.enumerated() { armSlates[arm][start + j] = SlateEntry(item: item, propensity: 1) }
+                // A catalog with fewer live items than the slate: the rest keeps the arm's own.
+            }
+        }
     }
 
     /// Users respond (purchases from earlier clicks land now); the feedback goes through
     /// Kafka, and the ledger counts it and routes each event to the arms that learn from it.
     func respond(_ tick: Tick) throws {
         outgoing.removeAll(keepingCapacity: true)
-        population.respond(to: slateHeaders, entries: slateEntries, at: tick, into: &outgoing)
+        if populations.count == 1 {
+            population.respond(to: slateHeaders, entries: slateEntries, at: tick, into: &outgoing)
+        } else {
+            for (arm, p) in populations.enumerated() {
+                copySlates.removeAll(keepingCapacity: true)
+                for s in slateHeaders where Int(s.header.header.arm) == arm { copySlates.append(s) }
+                p.respond(to: copySlates, entries: slateEntries, at: tick, into: &outgoing)
+            }
+        }
         clock.lap(&timings.population)
         feedback.removeAll(keepingCapacity: true)
         let catalogSize = population.catalog.count
@@ -288,8 +345,14 @@ final class LockstepLoop {
         traceInterests()
         ledger.endTick(tick)
         clock.lap(&timings.statistics)
-        population.endTick(tick)
-        try truth?.write(population.userTruthLines(tick: tick))
+        for p in populations { p.endTick(tick) }
+        if let truth {
+            if populations.count == 1 {
+                try truth.write(population.userTruthLines(tick: tick))
+            } else {
+                for (arm, p) in populations.enumerated() { try truth.write(p.userTruthLines(tick: tick, copy: arm)) }
+            }
+        }
         clock.lap(&timings.population)
     }
 
@@ -334,7 +397,7 @@ final class LockstepLoop {
             modelEvaluations: trainers.map(\.evaluations),
             messages: [
                 "requests": t.requests.received, "recommendations": t.slates.received, "feedback": t.feedback.received,
-                "deadLetters": t.deadLetters, "purchasesPendingAtEnd": population.purchasesPending,
+                "deadLetters": t.deadLetters, "purchasesPendingAtEnd": populations.reduce(0) { $0 + $1.purchasesPending },
             ])
     }
 }

@@ -33,25 +33,23 @@ public enum HTMLReport {
             body += "</tbody>\n</table>\n"
         }
 
-        // Forest plot: each treatment's lift on each per-user metric and CTR.
+        // Forest plot: each reported pair's lift on each per-user metric and CTR.
         var forest: [(label: String, color: String, estimate: Double, low: Double, high: Double)] = []
+        let pairs = report.comparisons
+        let pairName = { (t: Int, b: Int) in pairs.count == report.treatments.count && b == report.controlIndex ? report.name(t) : "\(report.name(t)) vs \(report.name(b))" }
         for (label, key) in [("view seconds / user", "viewSeconds"), ("GMV / user", "gmv"), ("clicks / user", "clicks"), ("purchases / user", "purchases")] {
-            for t in report.treatments {
-                let m = arms[t]["perUser"]?[key]
-                if let c = m?["cupedVsControl"] {
-                    forest.append(("\(label), \(report.name(t))", colors[t], number(c["relativeLift"]), number(c["relativeLow95"]), number(c["relativeHigh95"])))
-                } else if let l = m?["relativeLiftVsControl"] {
-                    forest.append(("\(label), \(report.name(t))", colors[t], number(l["estimate"]), number(l["low95"]), number(l["high95"])))
-                }
+            for (t, b, c) in pairs {
+                let m = c["perUser"]?[key]
+                forest.append(("\(label), \(pairName(t, b))", colors[t], number(m?["relativeLift"]), number(m?["relativeLow95"]), number(m?["relativeHigh95"])))
             }
         }
-        for t in report.treatments {
-            if let r = arms[t]["ctrVsControl"] {
-                forest.append(("CTR, \(report.name(t))", colors[t], number(r["relativeLift"]), number(r["relativeLow95"]), number(r["relativeHigh95"])))
-            }
+        for (t, b, c) in pairs {
+            let r = c["ctr"]
+            forest.append(("CTR, \(pairName(t, b))", colors[t], number(r?["relativeLift"]), number(r?["relativeLow95"]), number(r?["relativeHigh95"])))
         }
         if !forest.isEmpty {
-            body += "<h2>Lifts over \(escape(report.name(report.controlIndex)))</h2>\n" + SVGChart.forest(forest) + "\n"
+            let allVsControl = pairs.allSatisfy { $0.baseline == report.controlIndex }
+            body += "<h2>Lifts\(allVsControl ? " over \(escape(report.name(report.controlIndex)))" : "")</h2>\n" + SVGChart.forest(forest) + "\n"
         }
 
         body += "<h2>Over the run</h2>\n"

@@ -73,6 +73,16 @@ public struct ReportDocument: Sendable {
         integer(scenario["warmupTicks"]) ?? 0
     }
     func name(_ arm: Int) -> String { arms[arm]["name"]?.stringValue ?? "arm \(arm)" }
+    var isPaired: Bool { scenario["design"]?.stringValue == "paired" }
+    /// The reported pairs: (treatment, baseline) arm indices and their comparison.
+    var comparisons: [(treatment: Int, baseline: Int, value: JSONValue)] {
+        guard case .array(let list)? = results["comparisons"] else { return [] }
+        let index = Dictionary(arms.indices.map { (name($0), $0) }, uniquingKeysWith: { a, _ in a })
+        return list.compactMap { c in
+            guard let t = c["treatment"]?.stringValue.flatMap({ index[$0] }), let b = c["baseline"]?.stringValue.flatMap({ index[$0] }) else { return nil }
+            return (t, b, c)
+        }
+    }
 }
 
 public struct ReportError: Error, CustomStringConvertible, Sendable {

@@ -39,7 +39,7 @@ public struct ResultsTable: Sendable {
     ]
 
     public init(_ report: ReportDocument) {
-        let arms = report.arms, control = report.controlIndex, treatments = report.treatments
+        let arms = report.arms, control = report.controlIndex, comparisons = report.comparisons
         let s = report.scenario
         let shown = Set((s["metrics"].flatMap { v -> [String]? in
             guard case .array(let a) = v else { return nil }
@@ -48,10 +48,10 @@ public struct ResultsTable: Sendable {
         title = "\(s["name"]?.stringValue ?? "scenario"): seed \(s["seed"].map { $0.rendered(pretty: false) } ?? "?"), \(report.ticks) ticks, "
             + "\(integerText(s["users"])) users, \(integerText(s["items"])) items"
         header = ["metric"] + arms.indices.map { $0 == control ? "\(report.name($0)) (control)" : report.name($0) }
-            + treatments.map { "\(report.name($0)) vs control (95% CI)" }
+            + comparisons.map { "\(report.name($0.treatment)) vs \(report.name($0.baseline)) (95% CI)" }
 
         var rows: [[Cell]] = []
-        rows.append([Cell(text: "users")] + arms.map { Cell(text: integerText($0["users"])) } + treatments.map { _ in Cell(text: "") })
+        rows.append([Cell(text: "users")] + arms.map { Cell(text: integerText($0["users"])) } + comparisons.map { _ in Cell(text: "") })
         for row in Self.layout where shown.contains(row.metric) {
             var label = row.label
             if row.key == "newItems", let n = arms.first?["newItems"] {
@@ -83,36 +83,31 @@ public struct ResultsTable: Sendable {
                     cells.append(Cell(text: formatPercent(number(arm[row.key]))))
                 }
             }
-            for t in treatments {
-                let arm = arms[t]
+            for (t, b, comparison) in comparisons {
+                let arm = arms[t], base = arms[b]
                 if row.perUser {
-                    let m = arm["perUser"]?[row.key]
-                    if let cuped = m?["cupedVsControl"] {
-                        cells.append(Self.lift(number(cuped["relativeLift"]), number(cuped["relativeLow95"]), number(cuped["relativeHigh95"])))
-                    } else {
-                        let l = m?["relativeLiftVsControl"]
-                        cells.append(Self.lift(number(l?["estimate"]), number(l?["low95"]), number(l?["high95"])))
-                    }
+                    let m = comparison["perUser"]?[row.key]
+                    cells.append(Self.lift(number(m?["relativeLift"]), number(m?["relativeLow95"]), number(m?["relativeHigh95"])))
                 } else if row.key == "regret" {
                     // Less regret is better: tone by the sign of the difference.
-                    let d = arm["regretVsControl"]
+                    let d = comparison["regret"]
                     let (diff, low, high) = (number(d?["difference"]), number(d?["low95"]), number(d?["high95"]))
                     let text = diff.isFinite ? String(format: "%+.3f [%+.3f, %+.3f]", diff, low, high) : "n/a"
                     cells.append(Cell(text: text, tone: high < 0 ? .better : low > 0 ? .worse : .plain))
                 } else if row.key == "newItems" {
-                    let v = number(arm["newItems"]?["share"]), b = number(arms[control]["newItems"]?["share"])
+                    let v = number(arm["newItems"]?["share"]), b = number(base["newItems"]?["share"])
                     cells.append(Cell(text: v.isFinite && b.isFinite ? String(format: "%+.1f points", 100 * (v - b)) : ""))
                 } else if row.key == "exposureGini" {
-                    let v = number(arm[row.key]), b = number(arms[control][row.key])
+                    let v = number(arm[row.key]), b = number(base[row.key])
                     cells.append(Cell(text: v.isFinite && b.isFinite ? String(format: "%+.3f", v - b) : ""))
                 } else if row.key == "newItemCtr" {
-                    let v = number(arm["newItemCtr"]?["ctr"]), b = number(arms[control]["newItemCtr"]?["ctr"])
+                    let v = number(arm["newItemCtr"]?["ctr"]), b = number(base["newItemCtr"]?["ctr"])
                     cells.append(Cell(text: v.isFinite && b.isFinite && b > 0 ? formatSignedPercent(v / b - 1) : ""))
                 } else if row.key == "ctr" {
-                    let r = arm["ctrVsControl"]
+                    let r = comparison["ctr"]
                     cells.append(Self.lift(number(r?["relativeLift"]), number(r?["relativeLow95"]), number(r?["relativeHigh95"])))
                 } else {
-                    let v = number(arm[row.key]), b = number(arms[control][row.key])
+                    let v = number(arm[row.key]), b = number(base[row.key])
                     cells.append(Cell(text: b == 0 || b.isNaN ? "" : formatSignedPercent(v / b - 1)))
                 }
             }
@@ -121,20 +116,22 @@ public struct ResultsTable: Sendable {
         if arms.contains(where: { $0["interests"] != nil }) {
             rows.append([Cell(text: "interests discovered / user")] + arms.map { a in
                 Cell(text: a["interests"].map { String(format: "%.3f", number($0["discoveriesPerUser"])) } ?? "-")
-            } + treatments.map { _ in Cell(text: "") })
+            } + comparisons.map { _ in Cell(text: "") })
             rows.append([Cell(text: "interest codes: purity / NMI")] + arms.map { a in
                 Cell(text: a["interests"].map { String(format: "%.2f / %.2f", number($0["purity"]), number($0["nmi"])) } ?? "-")
-            } + treatments.map { _ in Cell(text: "") })
+            } + comparisons.map { _ in Cell(text: "") })
         }
         let auc = arms.map { Self.settledAUC($0["model"]) }
         if auc.contains(where: { $0 != nil }) {
             rows.append([Cell(text: "model AUC (progressive)")] + auc.map { Cell(text: $0.map { String(format: "%.3f", $0) } ?? "-") }
-                        + treatments.map { _ in Cell(text: "") })
+                        + comparisons.map { _ in Cell(text: "") })
         }
         self.rows = rows
 
-        let controlName = report.name(control)
-        var notes = ["± is a 95% interval of the per-user mean. Lifts are relative to \(controlName), with 95% delta-method intervals (CTR as a ratio metric, the user as the unit)."]
+        var notes = ["± is a 95% interval of the per-user mean. Lifts are each pair's first arm over its second, with 95% delta-method intervals (CTR as a ratio metric, the user as the unit)."]
+        if report.isPaired {
+            notes.append("Design: paired. Every arm served its own copy of all \(integerText(s["users"])) users, which drew common random numbers (the same draws at the same tick in every copy) after one shared warm-up; intervals are on each user's difference between copies, so user-to-user noise cancels. The run simulated \(arms.count) populations.")
+        }
         var offPolicy: [[String]] = []
         if case .array(let comparisons)? = report.results["offPolicy"], !comparisons.isEmpty {
             offPolicy.append(["policy of", "from the log of", "slates", "mean weight", "measured", "IPS (95% CI)", "SNIPS (95% CI)", "DR (95% CI)", "DR covers"])
@@ -163,7 +160,7 @@ public struct ResultsTable: Sendable {
         }
         let warmup = report.warmupTicks
         if warmup > 0 {
-            let reductions = treatments.map { number(arms[$0]["perUser"]?["viewSeconds"]?["cupedVsControl"]?["varianceReduction"]) }.filter(\.isFinite)
+            let reductions = comparisons.map { number($0.value["perUser"]?["viewSeconds"]?["varianceReduction"]) }.filter(\.isFinite)
             let reduction = reductions.isEmpty ? "" : String(format: " (variance of the view-seconds difference down %.0f%%)", 100 * reductions.reduce(0, +) / Double(reductions.count))
             notes.append("Per-user metrics count ticks \(warmup)-\(report.ticks - 1); lifts are CUPED-adjusted by each user's warm-up ticks 0-\(warmup - 1)\(reduction).")
         }
@@ -174,7 +171,9 @@ public struct ResultsTable: Sendable {
         if srm < 0.001 {
             notes.append("WARNING: sample ratio mismatch (chi-square p = \(String(format: "%.2g", srm))): users are not split as the shares say; do not trust the lifts.")
         } else if !srm.isNaN {
-            notes.append("Users per arm match the shares (sample-ratio chi-square p = \(String(format: "%.2f", srm))). p-values, Holm-adjusted across arms and metrics, are in report.json.")
+            notes.append("Users per arm match the shares (sample-ratio chi-square p = \(String(format: "%.2f", srm))). p-values, Holm-adjusted across pairs and metrics, are in report.json.")
+        } else if report.isPaired {
+            notes.append("p-values, Holm-adjusted across pairs and metrics, are in report.json.")
         }
         let dead = integer(report.results["messages"]?["deadLetters"]) ?? 0
         if dead > 0 { notes.append("\(dead) messages did not decode and went to the dead-letter topic.") }

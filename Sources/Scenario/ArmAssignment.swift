@@ -32,7 +32,22 @@ public struct ArmAssignment: Sendable {
         self.armSizes = sizes
     }
 
+    /// The scenario's assignment: by shares (`split`), or every user in every arm
+    /// (`paired`), where a user's slot is the user and the wire format's `arm` names the
+    /// copy of the population a record comes from (the control's in the shared warm-up).
     public init(_ scenario: Scenario) {
-        self.init(users: scenario.population.users, shares: scenario.arms.map(\.share), salt: scenario.experiment.salt)
+        if scenario.isPaired {
+            self.init(everyone: scenario.population.users, arm: scenario.controlArm, arms: scenario.arms.count)
+        } else {
+            self.init(users: scenario.population.users, shares: scenario.arms.map(\.share), salt: scenario.experiment.salt)
+        }
+    }
+
+    /// Every one of `users` assigned to `arm`, and present in each of `arms` arms (a paired
+    /// design's copies): slots are the users themselves.
+    public init(everyone users: Int, arm: Int, arms: Int) {
+        self.arm = [UInt16](repeating: UInt16(arm), count: users)
+        slot = (0..<UInt32(users)).map { $0 }
+        armSizes = [Int](repeating: users, count: arms)
     }
 }

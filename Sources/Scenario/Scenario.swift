@@ -41,6 +41,19 @@ public struct Scenario: Sendable, Equatable, Encodable {
     /// model is trained on production logs), so arms start the split alike.
     @inline(__always)
     public func learns(_ learner: Int, fromAssigned arm: Int, tick: Tick) -> Bool { learner == arm || isWarmup(tick) }
+
+    /// Whether every arm runs on its own copy of the population (`experiment.design`).
+    public var isPaired: Bool { experiment.design == .paired }
+
+    /// The pairs the report compares, as (treatment, baseline) arm indices: the scenario's
+    /// `experiment.comparisons`, or each arm against the control.
+    public var comparedPairs: [(treatment: Int, baseline: Int)] {
+        let index = Dictionary(arms.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        if experiment.comparisons.isEmpty {
+            return arms.indices.filter { $0 != controlArm }.map { ($0, controlArm) }
+        }
+        return experiment.comparisons.compactMap { p in index[p.treatment].flatMap { t in index[p.baseline].map { (t, $0) } } }
+    }
 }
 
 /// The simulated users (see `Scenario.schema` for each knob's effect and default).
@@ -148,6 +161,10 @@ public struct ArmSettings: Sendable, Equatable, Encodable {
     public var retrieval: Retrieval
     public var ranking: Ranking
     public var policy: Policy
+    /// A planted effect of known mechanism: the share of this arm's requests (by a hash of
+    /// seed, user and tick) answered with the world's oracle slate instead of its own.
+    /// Only the lockstep run, which holds the world, can plant it.
+    public var oracleShare: Double = 0
 }
 
 public enum Retrieval: Sendable, Equatable, Encodable {
@@ -318,6 +335,30 @@ public struct ExperimentSettings: Sendable, Equatable, Encodable {
     public var newItemTicks: Int
     /// Share of slates whose regret against the oracle is computed.
     public var regretSample: Double
+    /// How arms see users: split among them, or each arm on its own copy of all of them.
+    public var design: Design = .split
+    /// The pairs the report compares (empty: each arm against the control).
+    public var comparisons: [ArmPair] = []
+}
+
+/// How an experiment's arms see its users.
+public enum Design: String, Sendable, Equatable, CaseIterable, Encodable {
+    /// Users divided among the arms by their traffic shares, as production must.
+    case split
+    /// Every arm serves its own copy of the whole population on common random numbers,
+    /// after one shared warm-up; the per-user difference between copies is the unit.
+    case paired
+}
+
+/// Two arms the report compares: `treatment` against `baseline` (lifts are treatment over
+/// baseline).
+public struct ArmPair: Sendable, Equatable, Hashable, Encodable {
+    public var treatment: String
+    public var baseline: String
+    public init(treatment: String, baseline: String) {
+        self.treatment = treatment
+        self.baseline = baseline
+    }
 }
 
 /// Metrics the results table shows.

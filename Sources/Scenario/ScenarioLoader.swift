@@ -124,6 +124,23 @@ extension Scenario {
         if !arms.contains(where: { $0.name == experiment.control }) {
             issues.append(ScenarioIssue("experiment.control", "no arm named '\(experiment.control)'\(suggestion(experiment.control, arms.map(\.name))); arms are \(list(arms.map(\.name)))"))
         }
+        let names = arms.map(\.name)
+        var pairs: [ArmPair: Int] = [:]
+        for (i, pair) in experiment.comparisons.enumerated() {
+            for (key, name) in [("treatment", pair.treatment), ("baseline", pair.baseline)] where !names.contains(name) {
+                issues.append(ScenarioIssue("experiment.comparisons[\(i)].\(key)", "no arm named '\(name)'\(suggestion(name, names)); arms are \(list(names))"))
+            }
+            if pair.treatment == pair.baseline {
+                issues.append(ScenarioIssue("experiment.comparisons[\(i)]", "compares arm '\(pair.treatment)' with itself"))
+            } else if let first = pairs[pair] ?? pairs[ArmPair(treatment: pair.baseline, baseline: pair.treatment)] {
+                issues.append(ScenarioIssue("experiment.comparisons[\(i)]", "compares '\(pair.treatment)' and '\(pair.baseline)' again (also experiment.comparisons[\(first)])"))
+            } else {
+                pairs[pair] = i
+            }
+        }
+        if experiment.design == .paired && arms.count < 2 {
+            issues.append(ScenarioIssue("experiment.design", "paired compares arms on copies of the population; it needs at least two arms"))
+        }
         if experiment.warmupTicks >= ticks {
             issues.append(ScenarioIssue("experiment.warmupTicks", "must be less than ticks (\(ticks)), so the experiment has ticks of its own, got \(experiment.warmupTicks)"))
         }
@@ -185,7 +202,9 @@ extension Scenario {
         let e = r["experiment"]
         experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name,
                                          warmupTicks: e["warmupTicks"].int, newItemViews: e["newItemViews"].int,
-                                         newItemTicks: e["newItemTicks"].int, regretSample: e["regretSample"].double)
+                                         newItemTicks: e["newItemTicks"].int, regretSample: e["regretSample"].double,
+                                         design: Design(rawValue: e["design"].string) ?? .split,
+                                         comparisons: e["comparisons"].array.map { ArmPair(treatment: $0["treatment"].string, baseline: $0["baseline"].string) })
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
         let off = r["offline"]
         offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,
@@ -265,7 +284,8 @@ extension ArmSettings {
         case let other: Resolved.unknown("policy", other)
         }
         self.init(name: a["name"].string, share: a["share"].double, candidates: a["candidates"].int,
-                           retrieval: retrieval, ranking: ranking, policy: policy)
+                           retrieval: retrieval, ranking: ranking, policy: policy,
+                           oracleShare: a.value["oracleShare"].map { Resolved($0).double } ?? 0)
     }
 }
 

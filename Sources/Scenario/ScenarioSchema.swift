@@ -136,6 +136,7 @@ extension Scenario {
         Property("retrieval", .tagged(retrieval), retrieval.summary, default: ["type": "random"]),
         Property("ranking", .tagged(ranking), ranking.summary, default: ["type": "random"]),
         Property("policy", .tagged(policy), policy.summary, default: ["type": "greedy"]),
+        Property("oracleShare", .number(minimum: 0, maximum: 1), "A planted effect of known mechanism, for checking the statistics: this share of the arm's requests (by a hash of seed, user and tick) is answered with the world's oracle slate (the most attractive live items for the user, best first) instead of the arm's own. `recstream run` only.", default: 0),
     ])
 
     /// Every key a scenario may hold, with its default and effect.
@@ -209,6 +210,11 @@ extension Scenario {
         Property("experiment", .object(ObjectSchema("How users are split and compared.", [
             Property("salt", .string(minLength: 1), "Mixed into the user-to-arm hash; change it to reshuffle users.", default: "recstream"),
             Property("control", .nullable(.string(minLength: 1)), "The arm lifts are measured against (default: the first arm).", default: .null),
+            Property("design", .string(oneOf: Design.allCases.map(\.rawValue)), "split: users divided among the arms by their shares, as production must. paired: every arm serves its own copy of the whole population on common random numbers (after one shared warm-up), and each user's difference between copies is the unit; intervals are far narrower, and a run costs one population per arm. Shares still sum to 1 (a split run of the file uses them) but divide no one.", default: "split"),
+            Property("comparisons", .array(.object(ObjectSchema("A pair of arms to compare.", [
+                Property("treatment", .string(minLength: 1), "The arm whose lift is reported.", required: true),
+                Property("baseline", .string(minLength: 1), "The arm it is measured against.", required: true),
+            ]))), "The pairs the report compares, each a row of lifts; p-values are Holm-adjusted over all of them. Empty: each arm against the control.", default: []),
             Property("newItemViews", .integer(minimum: 1, maximum: 1_000_000_000), "PV-N: a new item counts as reaching its audience with this many clicks (page views) in an arm within newItemTicks of arriving.", default: 5),
             Property("newItemTicks", .integer(minimum: 1, maximum: 1_000_000), "PV-N's window: ticks after an item arrives.", default: 5),
             Property("regretSample", .number(minimum: 0, maximum: 1), "Share of slates (after the warm-up) whose regret against the oracle is computed; each costs a pass over the live catalog.", default: 0.05),

@@ -66,6 +66,11 @@ public struct ArmServer: Sendable {
     var youngItems: [ItemID] = []
     var youngScores: [Float] = []
 
+    /// Draw the policy's numbers from a stream keyed by (user, tick) alone, not by arm: a
+    /// paired design's arms then draw the same numbers for the same user at the same tick
+    /// (common random numbers), so arms that differ in one respect part only there.
+    public var commonDraws = false
+
     public init(settings: ArmSettings, armIndex: Int, catalogSize: Int, seed: UInt64) {
         self.settings = settings
         self.armIndex = armIndex
@@ -112,7 +117,9 @@ public struct ArmServer: Sendable {
     /// its entries to `slate`. Sequence and poly-attention models score with the user's
     /// history as the arm's trainer holds it.
     public mutating func serve(_ request: Request, statistics: ItemStatistics, models: ArmModels, into slate: inout [SlateEntry]) {
-        var rng = RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(request.header.user), UInt64(request.header.sequence))
+        let h = request.header
+        var rng = commonDraws ? RandomStream(seed: seed, .policy, 1 << 63 | UInt64(h.user), UInt64(h.tick))
+            : RandomStream(seed: seed, .policy, UInt64(armIndex) << 32 | UInt64(h.user), UInt64(h.sequence))
         switch models.retrieval {
         case .catalog: retrieve(&rng)
         case .towers(let t, let towers, let users): retrieveWithTowers(request.header.user, t, towers, users, &rng)

@@ -13,7 +13,7 @@ public struct SeedSweep: Sendable {
     public let scenario: Scenario
     public let seeds: [UInt64]
     public let alpha: Double
-    /// Per seed, per treatment arm, per compared metric: the outcome.
+    /// Per seed, per reported pair (`pairs`), per compared metric: the outcome.
     public private(set) var outcomes: [[[Outcome]]] = []
 
     public struct Outcome: Sendable, Equatable {
@@ -55,40 +55,39 @@ public struct SeedSweep: Sendable {
             s.kafka.topicPrefix += "-seed\(seed)"
             let results = try LockstepRun(scenario: s, broker: broker).run().results
             let holm = results.holmAdjusted
-            var perArm: [[Outcome]] = []
-            for arm in results.arms.indices where arm != results.control {
-                perArm.append(Self.metrics.map { m in
+            outcomes.append(pairs.map { t, b in
+                Self.metrics.map { m in
                     if let pu = m.perUser {
-                        return Outcome(pValue: results.pValue(arm, pu), pValueHolm: holm["\(results.arms[arm].name)/\(pu.rawValue)"] ?? .nan,
-                                       lift: results.relativeLift(arm, pu).lift)
+                        let e = results.compare(t, b, pu)
+                        return Outcome(pValue: e.pValue, pValueHolm: holm[results.holmKey(t, b, pu)] ?? .nan, lift: e.lift)
                     }
-                    let r = results.ctrComparison(arm)
-                    return Outcome(pValue: r.relativePValue, pValueHolm: .nan, lift: r.relativeLift)
-                })
-            }
-            outcomes.append(perArm)
+                    let r = results.compareCTR(t, b)
+                    return Outcome(pValue: r.pValue, pValueHolm: .nan, lift: r.lift)
+                }
+            })
             progress?(i + 1)
         }
     }
 
-    var treatments: [Int] { scenario.arms.indices.filter { $0 != scenario.controlArm } }
+    /// The reported pairs, as (treatment, baseline) arm indices.
+    var pairs: [(treatment: Int, baseline: Int)] { scenario.comparedPairs }
 
     /// The share of seeds in which a comparison was significant, with a Wilson 95% interval.
-    public func share(arm t: Int, metric m: Int, holm: Bool = false) -> (share: Double, low: Double, high: Double) {
+    public func share(pair t: Int, metric m: Int, holm: Bool = false) -> (share: Double, low: Double, high: Double) {
         let significant = outcomes.filter { (holm ? $0[t][m].pValueHolm : $0[t][m].pValue) < alpha }.count
         return Self.wilson(significant, outcomes.count)
     }
 
-    /// Seeds in which at least one of the arm's Holm-adjusted comparisons was significant:
+    /// Seeds in which at least one of the pair's Holm-adjusted comparisons was significant:
     /// the family-wise error rate Holm controls.
-    public func familyShare(arm t: Int) -> (share: Double, low: Double, high: Double) {
+    public func familyShare(pair t: Int) -> (share: Double, low: Double, high: Double) {
         Self.wilson(outcomes.filter { $0[t].contains { $0.pValueHolm < alpha } }.count, outcomes.count)
     }
 
     /// The lift averaged over seeds, with a t interval that takes the seed (a whole world,
     /// split and learned path) as the unit: the honest interval when arms learn from their
     /// own traffic, whose single-run intervals count user noise only.
-    public func meanLift(arm t: Int, metric m: Int) -> (mean: Double, low: Double, high: Double) {
+    public func meanLift(pair t: Int, metric m: Int) -> (mean: Double, low: Double, high: Double) {
         let lifts = outcomes.map { $0[t][m].lift }.filter(\.isFinite)
         let e = MeanEstimate(lifts)
         guard lifts.count > 1, e.standardError.isFinite else { return (e.mean, .nan, .nan) }
@@ -106,31 +105,31 @@ public struct SeedSweep: Sendable {
     }
 
     public func table() -> String {
-        let control = scenario.arms[scenario.controlArm].name
         var lines: [[String]] = [["metric"]]
-        for t in treatments {
-            let name = scenario.arms[t].name
+        for (t, b) in pairs {
+            let name = "\(scenario.arms[t].name) vs \(scenario.arms[b].name)"
             lines[0] += ["\(name): p < \(alpha) [95% CI]", "Holm p < \(alpha)", "mean lift [95% CI over seeds]"]
         }
         for (m, metric) in Self.metrics.enumerated() {
             var row = [metric.label]
-            for (i, _) in treatments.enumerated() {
-                let s = share(arm: i, metric: m)
+            for i in pairs.indices {
+                let s = share(pair: i, metric: m)
                 row.append(String(format: "%.1f%% [%.1f%%, %.1f%%]", 100 * s.share, 100 * s.low, 100 * s.high))
-                row.append(metric.perUser == nil ? "" : String(format: "%.1f%%", 100 * share(arm: i, metric: m, holm: true).share))
-                let l = meanLift(arm: i, metric: m)
+                row.append(metric.perUser == nil ? "" : String(format: "%.1f%%", 100 * share(pair: i, metric: m, holm: true).share))
+                let l = meanLift(pair: i, metric: m)
                 row.append(l.mean.isNaN ? "n/a" : l.low.isNaN ? String(format: "%+.2f%%", 100 * l.mean)
                            : String(format: "%+.2f%% [%+.2f%%, %+.2f%%]", 100 * l.mean, 100 * l.low, 100 * l.high))
             }
             lines.append(row)
         }
         var family = ["any per-user metric (Holm)"]
-        for (i, _) in treatments.enumerated() {
-            let f = familyShare(arm: i)
+        for i in pairs.indices {
+            let f = familyShare(pair: i)
             family += ["", String(format: "%.1f%%", 100 * f.share), ""]
         }
         lines.append(family)
-        var out = "\(scenario.name) over \(seeds.count) seeds (\(seeds.first!)-\(seeds.last!)): how often each arm differs from \(control) at alpha \(alpha)\n\n"
+        let design = scenario.isPaired ? "paired design, each user's difference between copies the unit" : "split design"
+        var out = "\(scenario.name) over \(seeds.count) seeds (\(seeds.first!)-\(seeds.last!)), \(design): how often each pair differs at alpha \(alpha)\n\n"
         out += alignedTable(lines)
         out += "\nEach seed is a new world, a new split and a new learned path. Where the arms are identical (an A/A test) the share is the false-positive rate: near \(Int(alpha * 100))% "
             + "per metric, and at most \(Int(alpha * 100))% for the Holm family, when the statistics are sound. Where they differ it is the power.\n"
@@ -139,30 +138,31 @@ public struct SeedSweep: Sendable {
     }
 
     public var json: JSONValue {
-        var arms: [JSONValue] = []
-        for (i, t) in treatments.enumerated() {
+        var comparisons: [JSONValue] = []
+        for (i, (t, b)) in pairs.enumerated() {
             var metrics = JSONObject()
             for (m, metric) in Self.metrics.enumerated() {
-                let s = share(arm: i, metric: m)
+                let s = share(pair: i, metric: m)
                 var o: JSONObject = [
                     "significantShare": .number(s.share), "low95": .number(s.low), "high95": .number(s.high),
                     "pValues": .array(outcomes.map { .number($0[i][m].pValue) }),
                     "lifts": .array(outcomes.map { .number($0[i][m].lift) }),
-                    "meanLift": .number(meanLift(arm: i, metric: m).mean),
-                    "meanLiftLow95": .number(meanLift(arm: i, metric: m).low), "meanLiftHigh95": .number(meanLift(arm: i, metric: m).high),
+                    "meanLift": .number(meanLift(pair: i, metric: m).mean),
+                    "meanLiftLow95": .number(meanLift(pair: i, metric: m).low), "meanLiftHigh95": .number(meanLift(pair: i, metric: m).high),
                 ]
-                if metric.perUser != nil { o["significantShareHolm"] = .number(share(arm: i, metric: m, holm: true).share) }
+                if metric.perUser != nil { o["significantShareHolm"] = .number(share(pair: i, metric: m, holm: true).share) }
                 metrics[metric.key] = .object(o)
             }
-            arms.append(["name": .string(scenario.arms[t].name), "familyWiseShareHolm": .number(familyShare(arm: i).share), "metrics": .object(metrics)])
+            comparisons.append(["treatment": .string(scenario.arms[t].name), "baseline": .string(scenario.arms[b].name),
+                                "familyWiseShareHolm": .number(familyShare(pair: i).share), "metrics": .object(metrics)])
         }
         return [
             "recstream": ["version": .string(recstreamVersion)],
             "scenario": ["name": .string(scenario.name), "fingerprint": .string(scenario.fingerprint),
-                         "control": .string(scenario.arms[scenario.controlArm].name)],
+                         "control": .string(scenario.arms[scenario.controlArm].name), "design": .string(scenario.experiment.design.rawValue)],
             "seeds": .array(seeds.map { .integer(Int64(bitPattern: $0)) }),
             "alpha": .number(alpha),
-            "arms": .array(arms),
+            "comparisons": .array(comparisons),
         ]
     }
 }

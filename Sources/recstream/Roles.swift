@@ -141,7 +141,11 @@ struct SourceOptions: ParsableArguments {
         switch (scenario, model) {
         case (let path?, nil):
             guard let arm else { throw BadInput("--arm is required with a scenario: the arm whose model to run") }
-            return .scenario(try loadScenario(path), arm: arm)
+            let s = try loadScenario(path)
+            if let a = s.arms.first(where: { $0.name == arm }), a.oracleShare > 0 {
+                throw BadInput("\(path): arms[\(s.arms.firstIndex { $0.name == arm }!)].oracleShare plants the world's oracle slates, which only `recstream run` holds; an attached role cannot serve them")
+            }
+            return .scenario(s, arm: arm)
         case (nil, let path?):
             guard arm == nil else { throw BadInput("--arm names an arm of a scenario; a --model is one arm already") }
             return .model(try ModelSpec.load(path: path))

@@ -101,8 +101,8 @@ struct ReportTests {
         try "[1, 2]".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(error() == "\(path): not a recstream report (expected a JSON object)")
         try "{\"recstream\": {\"reportVersion\": 1}}".write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(error() == "\(path): report version 1; this recstream reads version 2 (run the scenario again)")
-        try "{\"recstream\": {\"reportVersion\": 2}, \"results\": {\"arms\": []}}".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(error() == "\(path): report version 1; this recstream reads version 3 (run the scenario again)")
+        try "{\"recstream\": {\"reportVersion\": 3}, \"results\": {\"arms\": []}}".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(error() == "\(path): the report has no results.arms or results.scenario")
     }
 

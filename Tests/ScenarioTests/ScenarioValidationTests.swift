@@ -325,6 +325,43 @@ struct ScenarioFingerprintTests {
         let arms: [JSONValue]
         if case .array(let a)? = u.canonicalJSON["arms"] { arms = a } else { arms = [] }
         #expect(arms.count == s.arms.count && arms[1]["policy"]?["epsilonGreedy"]?["epsilon"] == .number(0.21))
-        #expect(s.fingerprint == "33a89fd5d82ec41b")
+        #expect(s.fingerprint == "fe2d9874e54098d9")
+    }
+}
+
+@Suite("Experiment design and comparisons")
+struct DesignValidationTests {
+    func issues(_ experiment: String, arms: String = #"[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]"#) -> [String] {
+        do {
+            _ = try Scenario.decode(#"{"name": "x", "arms": \#(arms), "experiment": \#(experiment)}"#)
+            return []
+        } catch {
+            return error.issues.map { "\($0)" }
+        }
+    }
+
+    @Test("comparisons name arms that exist, two different ones, each pair once")
+    func comparisons() {
+        #expect(issues(#"{"comparisons": [{"treatment": "b", "baseline": "a"}]}"#).isEmpty)
+        let unknown = issues(#"{"comparisons": [{"treatment": "bb", "baseline": "a"}]}"#)
+        #expect(unknown.count == 1 && unknown[0].contains("experiment.comparisons[0].treatment") && unknown[0].contains("no arm named 'bb'"))
+        #expect(issues(#"{"comparisons": [{"treatment": "a", "baseline": "a"}]}"#).first?.contains("compares arm 'a' with itself") == true)
+        let twice = issues(#"{"comparisons": [{"treatment": "a", "baseline": "b"}, {"treatment": "b", "baseline": "a"}]}"#)
+        #expect(twice.first?.contains("experiment.comparisons[1]") == true && twice.first?.contains("also experiment.comparisons[0]") == true)
+        #expect(issues(#"{"comparisons": [{"treatment": "a"}]}"#).first?.contains("baseline") == true)
+    }
+
+    @Test("the design is split or paired; paired needs two arms")
+    func design() throws {
+        #expect(issues(#"{"design": "paired"}"#).isEmpty)
+        #expect(issues(#"{"design": "crossover"}"#).first?.contains("experiment.design") == true)
+        #expect(issues(#"{"design": "paired"}"#, arms: #"[{"name": "a", "share": 1}]"#).first?.contains("needs at least two arms") == true)
+        let s = try Scenario.decode(#"{"name": "x", "arms": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]}"#)
+        #expect(s.experiment.design == .split && s.comparedPairs.map { [$0.treatment, $0.baseline] } == [[1, 0]])
+    }
+
+    @Test("an oracle share is a share")
+    func oracleShare() {
+        #expect(issues("{}", arms: #"[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "oracleShare": 1.5}]"#).first?.contains("arms[1].oracleShare") == true)
     }
 }

@@ -31,7 +31,7 @@ struct SeedSweepTests {
         #expect(sweep.outcomes.count == 200)
         var pooled = 0, tests = 0
         for m in SeedSweep.metrics.indices {
-            let rate = sweep.share(arm: 0, metric: m).share
+            let rate = sweep.share(pair: 0, metric: m).share
             pooled += sweep.outcomes.filter { $0[0][m].pValue < 0.05 }.count
             tests += sweep.outcomes.count
             // Each metric alone: within a loose band (binomial noise over 200 seeds is
@@ -40,9 +40,9 @@ struct SeedSweepTests {
         }
         let rate = Double(pooled) / Double(tests)
         #expect(rate >= 0.02 && rate <= 0.08, "pooled false-positive rate \(rate)")
-        let view = sweep.share(arm: 0, metric: 0).share
+        let view = sweep.share(pair: 0, metric: 0).share
         #expect(view >= 0.02 && view <= 0.08, "view seconds false-positive rate \(view)")
-        #expect(sweep.familyShare(arm: 0).share <= 0.08, "Holm family-wise rate \(sweep.familyShare(arm: 0).share)")
+        #expect(sweep.familyShare(pair: 0).share <= 0.08, "Holm family-wise rate \(sweep.familyShare(pair: 0).share)")
     }
 
     @Test("a real difference is found in most seeds (power), and the JSON has every seed")
@@ -52,13 +52,14 @@ struct SeedSweepTests {
         s.arms[1].retrieval = .popularity(explore: 0.3)
         var sweep = SeedSweep(scenario: s, seeds: 10)
         try sweep.run()
-        #expect(sweep.share(arm: 0, metric: 2).share >= 0.5)  // clicks / user
-        guard case .array(let arms)? = sweep.json["arms"], case .array(let p)? = arms.first?["metrics"]?["clicks"]?["pValues"] else {
+        #expect(sweep.share(pair: 0, metric: 2).share >= 0.5)  // clicks / user
+        guard case .array(let arms)? = sweep.json["comparisons"], case .array(let p)? = arms.first?["metrics"]?["clicks"]?["pValues"] else {
             Issue.record("no per-seed p-values in the JSON")
             return
         }
         #expect(p.count == 10)
-        #expect(sweep.table().contains("how often each arm differs from A at alpha 0.05"))
+        #expect(sweep.table().contains("split design: how often each pair differs at alpha 0.05"))
+        #expect(sweep.table().contains("A2 vs A: p < 0.05"))
     }
 
     @Test("Wilson intervals match the known values")

@@ -52,10 +52,10 @@ check "report re-renders the table the run printed" 0 "" bash -c "diff <('$bin' 
 check "report rewrites the HTML and CSVs" 0 "Wrote 3 files: ticks-random.csv, ticks-popularity.csv, report.html" "$bin" report "$tmp/out-dir"
 check "report on a directory without report.json is bad input" 2 "cannot read $tmp/report.json: no such file" "$bin" report "$tmp"
 mkdir -p "$tmp/old" && echo '{"recstream": {"reportVersion": 1}}' >"$tmp/old/report.json"
-check "report names a report version it cannot read" 2 "report version 1; this recstream reads version 2" "$bin" report "$tmp/old"
+check "report names a report version it cannot read" 2 "report version 1; this recstream reads version 3" "$bin" report "$tmp/old"
 touch "$tmp/a-file"
 check "an unwritable report directory is bad input, found before the run" 2 "cannot create the report directory $tmp/a-file/out" "$bin" run scenarios/quickstart.json --quiet --out "$tmp/a-file/out"
-check "--seeds runs the scenario over seeds and writes seeds.json" 0 "aa-test over 3 seeds \(1000-1002\): how often each arm differs from A" "$bin" run scenarios/aa-test.json --seeds 3 --quiet --out "$tmp/seeds"
+check "--seeds runs the scenario over seeds and writes seeds.json" 0 "aa-test over 3 seeds \(1000-1002\), split design: how often each pair differs" "$bin" run scenarios/aa-test.json --seeds 3 --quiet --out "$tmp/seeds"
 check "seeds.json has every seed" 0 "1000, 1001, 1002" python3 -c "import json; print(', '.join(map(str, json.load(open('$tmp/seeds/seeds.json'))['seeds'])))"
 check "--seeds 1 is bad input" 2 "--seeds must be between 2 and 100000, got 1" "$bin" run scenarios/aa-test.json --seeds 1
 printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' >"$tmp/no-output.json"

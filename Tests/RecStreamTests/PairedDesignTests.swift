@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+@testable import Experiment
+@testable import RecCore
+@testable import RecStream
+@testable import Scenario
+import Report
+
+/// A small paired world: churn (returnSensitivity) and a cascade, so copies that part
+/// keep parting; `arms` as JSON.
+func pairedScenario(arms: String, warmup: Int = 3, partitions: Int = 2, prefix: String = "pd", extra: String = "") throws -> Scenario {
+    try Scenario.decode("""
+    {
+      "name": "paired", "seed": 11, "ticks": 8,
+      "population": {"users": 300, "requestProbability": 0.6, "slateSize": 5, "purchaseDelayTicks": 2, "returnSensitivity": 0.3,
+                     "history": {"median": 100, "max": 500}, "positionBias": {"type": "cascade"}},
+      "catalog": {"items": 400, "topCategories": 4, "subcategories": 3, "topics": 12, "arrivalsPerTick": 3, "retireProbability": 0.01},
+      "arms": \(arms),
+      "experiment": {"design": "paired", "warmupTicks": \(warmup)\(extra)},
+      "kafka": {"partitions": \(partitions), "topicPrefix": "\(prefix)"}
+    }
+    """)
+}
+
+let learningArm = #"{"candidates": 40, "retrieval": {"type": "popularity", "explore": 0.5}, "ranking": {"type": "ctr"}, "policy": {"type": "epsilon-greedy", "epsilon": 0.2}}"#
+
+func arm(_ name: String, _ body: String = learningArm, oracle: Double = 0, share: Double = 0.5) -> String {
+    var b = body
+    b.removeLast()
+    return b + #", "name": "\#(name)", "share": \#(share), "oracleShare": \#(oracle)}"#
+}
+
+@Suite("Paired design", .serialized)
+struct PairedDesignTests {
+    @Test("identical arms on common random numbers stay identical copies: every user's every metric equal, with churn and a cascade")
+    func identicalArmsStayIdentical() throws {
+        let s = try pairedScenario(arms: "[\(arm("A")), \(arm("A2"))]")
+        let r = try LockstepRun(scenario: s).run().results
+        let (a, b) = (r.arms[0], r.arms[1])
+        #expect(a.users == 300 && b.users == 300)
+        for m in PerUserMetric.allCases { #expect(a.perUser(m) == b.perUser(m), "\(m)") }
+        #expect(a.series == b.series)
+        #expect(a.totalClicks > 0)
+        // Every difference is 0, so the paired test is undefined (NaN), never "significant".
+        let e = r.compare(1, 0, .clicks)
+        #expect(e.difference == 0 && e.pValue.isNaN)
+    }
+
+    @Test("the warm-up is one shared history; after it, a planted oracle parts the copies where it acts")
+    func sharedWarmupThenSplit() throws {
+        let s = try pairedScenario(arms: "[\(arm("A")), \(arm("oracle", oracle: 0.3))]")
+        let r = try LockstepRun(scenario: s).run().results
+        let (a, b) = (r.arms[0], r.arms[1])
+        #expect(a.series.prefix(3) == b.series.prefix(3))
+        for m in PerUserMetric.allCases { #expect(a.covariate(m) == b.covariate(m), "\(m)") }
+        #expect(a.series.suffix(5) != b.series.suffix(5))
+        // The oracle's slates get more clicks, and most users' values still agree (they
+        // part only where the oracle acted, or through what it changed).
+        #expect(b.totalClicks > a.totalClicks)
+        let same = zip(a.perUser(.clicks), b.perUser(.clicks)).filter { $0 == $1 }.count
+        #expect(same > 50, "\(same) of 300 users with equal clicks")
+        let e = r.compare(1, 0, .clicks)
+        #expect(e.method.hasPrefix("paired cuped"))
+        #expect(e.low > 0)
+        // Paired intervals are narrower than the same numbers treated as independent arms.
+        let welch = WelchTest(a: a.perUser(.clicks), b: b.perUser(.clicks))
+        #expect(e.high - e.low < (welch.high - welch.low) / 2)
+    }
+
+    @Test("an oracle share of 1 serves the oracle's slate every time: no regret after the warm-up")
+    func oracleShareOne() throws {
+        var s = try pairedScenario(arms: "[\(arm("A")), \(arm("oracle", oracle: 1))]", extra: #", "regretSample": 1"#)
+        s.population.positionBias = .positionBased(exponent: 1)
+        let r = try LockstepRun(scenario: s).run().results
+        #expect(r.arms[1].regret.samples > 100)
+        #expect(r.arms[1].regret.sum == 0)
+        #expect(r.arms[0].regret.mean > 0.1)
+    }
+
+    @Test("paired results are the same with 1 and 3 partitions, and the report names the design")
+    func deterministic() throws {
+        var s = try pairedScenario(arms: "[\(arm("A", share: 0.25)), \(arm("random", #"{"candidates": 20}"#, share: 0.25)), \(arm("oracle", oracle: 0.2))]",
+                                   extra: #", "comparisons": [{"treatment": "oracle", "baseline": "random"}, {"treatment": "A", "baseline": "random"}]"#)
+        s.kafka.partitions = 1
+        let one = try LockstepRun(scenario: s).run()
+        s.kafka.partitions = 3
+        s.kafka.topicPrefix = "pd3"
+        let three = try LockstepRun(scenario: s).run()
+        #expect(one.results.json.rendered() == three.results.json.rendered())
+        let json = one.results.json
+        #expect(json["scenario"]?["design"] == "paired")
+        #expect(json["sampleRatio"] == nil)
+        guard case .array(let pairs)? = json["comparisons"] else { Issue.record("no comparisons"); return }
+        #expect(pairs.map { [$0["treatment"], $0["baseline"]] } == [["oracle", "random"], ["A", "random"]])
+        #expect(one.results.holmAdjusted.count == 2 * PerUserMetric.allCases.count)
+        let table = one.results.table(color: false)
+        #expect(table.contains("oracle vs random (95% CI)") && table.contains("A vs random (95% CI)"))
+        #expect(table.contains("Design: paired"))
+        // No per-arm "vs control" fields that would treat the copies as independent.
+        guard case .array(let arms)? = json["arms"] else { return }
+        #expect(arms.allSatisfy { $0["perUser"]?["clicks"]?["differenceVsControl"] == nil && $0["ctrVsControl"] == nil })
+    }
+
+    @Test("a split run reports each arm against the control as a comparison, with the Holm family over them")
+    func splitComparisons() throws {
+        var s = try pairedScenario(arms: "[\(arm("A")), \(arm("random", #"{"candidates": 20}"#))]", prefix: "sp")
+        s.experiment.design = .split
+        let r = try LockstepRun(scenario: s).run().results
+        guard case .array(let pairs)? = r.json["comparisons"], let first = pairs.first else { Issue.record("no comparisons"); return }
+        #expect(pairs.count == 1 && first["treatment"] == "random" && first["baseline"] == "A")
+        let e = r.compare(1, 0, .viewSeconds)
+        #expect(e.method.hasPrefix("cuped"))
+        #expect(first["perUser"]?["viewSeconds"]?["relativeLift"]?.doubleValue == e.lift)
+        #expect(r.json["sampleRatio"] != nil)
+    }
+}
