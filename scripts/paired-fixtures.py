@@ -95,6 +95,19 @@ cases.append(dict(id="paired-constant-difference", seed=None, n=4,
                   inputs=dict(a=[1.0, 2.0, 3.0, 4.0], b=[2.0, 3.0, 4.0, 5.0]),
                   expected=dict(pairedT=dict(difference=1.0, standardError=0.0, t="NaN", df=3.0, pValue="NaN", low="NaN", high="NaN"))))
 
+# The confidence sequence's half-width in GrowthBook's form (sigma, n, rho), which the
+# Swift code writes in information time (V = sigma^2 / n, tau^2 = sigma^2 rho^2).
+sequences = []
+for sigma, n, rho2, alpha in [(2.0, 100, 0.01, 0.05), (0.3, 5000, 0.002, 0.05), (15.0, 40, 0.5, 0.1)]:
+    hw = sigma * np.sqrt(2 * (n * rho2 + 1) / (n * n * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
+    sequences.append(dict(variance=sigma * sigma / n, tau2=sigma * sigma * rho2, alpha=alpha, halfWidth=float(hw)))
+
+# Wilson score intervals, from scipy.stats.binomtest(k, n).proportion_ci(method="wilson").
+wilson = []
+for k, n in [(10, 200), (0, 20), (13, 200), (160, 200), (200, 200)]:
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    wilson.append(dict(k=k, n=n, low=float(ci.low), high=float(ci.high)))
+
 doc = dict(
     title="Known answers for the paired-design statistics",
     generated_with=dict(numpy=np.__version__, scipy=scipy.__version__, script="scripts/paired-fixtures.py"),
@@ -102,6 +115,8 @@ doc = dict(
                 "lifts and ratios: delta method with the arms' covariance, normal intervals (1.959963984540054); "
                 "CUPED: theta per arm = cov(y, x)/var(x), x centred at its mean",
     cases=cases,
+    confidenceSequences=sequences,
+    wilson=wilson,
 )
 
 

@@ -65,6 +65,9 @@ def walk(node, path, rows):
             if t == "array" and "enum" in v["items"]:
                 desc += " One or more of: " + ", ".join(f"`{e}`" for e in v["items"]["enum"]) + "."
             rows.append((f"`{p}`", t, default(v, key in required), desc))
+            # A nullable object (null: not set): its keys, when set.
+            if "anyOf" in v and v["anyOf"][0].get("type") == "object":
+                walk(v["anyOf"][0], p, rows)
 
 
 rows = []

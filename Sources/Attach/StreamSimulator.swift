@@ -208,6 +208,7 @@ public final class StreamSimulator {
             clock.lap(&timings.statistics)
             ticksRun += 1
             onTick?(t, counters)
+            if ledger.stoppedAfter != nil { break }  // experiment.stopWhen: decided
             let rest = options.tickSeconds - (ContinuousClock.now - tickStarted).seconds
             if rest > 0 { Thread.sleep(forTimeInterval: rest) }
         }

@@ -35,6 +35,10 @@ public struct ExperimentLedger: Sendable {
     public private(set) var offPolicy: [[OffPolicyComparison]]
     /// Per arm: the arms whose policies are estimated from its log (`offPolicyTargets`).
     public let offPolicyTargets: [[Int]]
+    /// Per reported pair, per per-user metric: the lift after every tick since the split.
+    public private(set) var sequential: [[PerUserMetric: SequentialTrace]]
+    /// The tick after which `experiment.stopWhen` was met, if it was.
+    public private(set) var stoppedAfter: Int?
     let users: UInt32
     let paired: Bool
 
@@ -53,6 +57,10 @@ public struct ExperimentLedger: Sendable {
         let targets = estimates ? Experiment.offPolicyTargets(scenario) : scenario.arms.map { _ in [] }
         offPolicyTargets = targets
         offPolicy = targets.enumerated().map { logging, targets in targets.map { OffPolicyComparison(logging: logging, target: $0) } }
+        let looks = scenario.ticks - scenario.experiment.warmupTicks
+        sequential = scenario.comparedPairs.map { _ in
+            Dictionary(uniqueKeysWithValues: PerUserMetric.allCases.map { ($0, SequentialTrace(plannedLooks: looks)) })
+        }
     }
 
     /// The slot of `user` in its arm's per-user arrays.
@@ -201,11 +209,24 @@ public struct ExperimentLedger: Sendable {
         arms[arm].interestSummary = summary
     }
 
-    /// Closes the tick; the last warm-up tick also ends the warm-up.
+    /// Closes the tick; the last warm-up tick also ends the warm-up. After the split, each
+    /// reported pair's lifts are read (`sequential`) and `experiment.stopWhen` checked.
     public mutating func endTick(_ tick: Tick) {
         for arm in arms.indices {
             arms[arm].endTick()
             if Int(tick) + 1 == scenario.experiment.warmupTicks { arms[arm].endWarmup() }
+        }
+        guard !scenario.isWarmup(tick) else { return }
+        let pairs = scenario.comparedPairs
+        for (p, (t, b)) in pairs.enumerated() {
+            for metric in PerUserMetric.allCases {
+                sequential[p][metric]!.add(tick: Int(tick), ExperimentResults.compare(arms, scenario, t, b, metric))
+            }
+        }
+        if let rule = scenario.experiment.stopWhen, stoppedAfter == nil, let metric = PerUserMetric(rawValue: rule.metric.rawValue),
+           rule.comparison < pairs.count, Int(tick) + 1 - scenario.experiment.warmupTicks >= rule.minTicks,
+           sequential[rule.comparison][metric]!.firstTickDecided != nil {
+            stoppedAfter = Int(tick)
         }
     }
 
@@ -218,7 +239,7 @@ public struct ExperimentLedger: Sendable {
         var s = scenario
         if let ticks { s.ticks = ticks }
         return ExperimentResults(scenario: s, arms: arms, catalogSize: catalogSize, items: items, modelEvaluations: modelEvaluations,
-                                 offPolicy: offPolicy.flatMap { $0 }, messages: messages)
+                                 offPolicy: offPolicy.flatMap { $0 }, messages: messages, sequential: sequential, stoppedAfter: stoppedAfter)
     }
 }
 

@@ -28,9 +28,17 @@ public struct ExperimentResults: Sendable {
     public let offPolicy: [OffPolicyComparison]
     /// What the item-level measures need to know of the catalog.
     public let items: ItemFacts
+    /// Per reported pair (`pairs`), per per-user metric: the lift read after every tick
+    /// since the split, with its confidence sequence.
+    public let sequential: [[PerUserMetric: SequentialTrace]]
+    /// The tick a `stopWhen` rule ended the run after, if it did.
+    public let stoppedAfter: Int?
 
     public init(scenario: Scenario, arms: [ArmMetrics], catalogSize: Int, items: ItemFacts? = nil,
-                modelEvaluations: [[TickEvaluation]] = [], offPolicy: [OffPolicyComparison] = [], messages: [String: Int]) {
+                modelEvaluations: [[TickEvaluation]] = [], offPolicy: [OffPolicyComparison] = [], messages: [String: Int],
+                sequential: [[PerUserMetric: SequentialTrace]] = [], stoppedAfter: Int? = nil) {
+        self.sequential = sequential
+        self.stoppedAfter = stoppedAfter
         self.scenario = scenario
         self.arms = arms
         self.catalogSize = catalogSize
@@ -64,6 +72,11 @@ public struct ExperimentResults: Sendable {
     /// difference (the paired t test, paired CUPED, the delta method with the arms'
     /// covariance).
     public func compare(_ treatment: Int, _ baseline: Int, _ metric: PerUserMetric) -> LiftEstimate {
+        Self.compare(arms, scenario, treatment, baseline, metric)
+    }
+
+    /// `compare` on arms' metrics as they stand (the ledger reads it after every tick).
+    static func compare(_ arms: [ArmMetrics], _ scenario: Scenario, _ treatment: Int, _ baseline: Int, _ metric: PerUserMetric) -> LiftEstimate {
         let a = arms[baseline].perUser(metric), b = arms[treatment].perUser(metric)
         if scenario.isPaired {
             if let x = arms[baseline].covariate(metric) {
@@ -90,13 +103,13 @@ public struct ExperimentResults: Sendable {
                                           numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
             return LiftEstimate(method: "paired delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
                                 pValue: r.relativePValue,
-                                lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh)
+                                lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh, liftStandardError: r.relativeStandardError)
         }
         let r = RatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
                                 numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
         return LiftEstimate(method: "delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
                             pValue: r.relativePValue,
-                            lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh)
+                            lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh, liftStandardError: r.relativeStandardError)
     }
 
     /// Holm-adjusted p-values of every reported pair x per-user metric, keyed by
@@ -150,7 +163,9 @@ public struct ExperimentResults: Sendable {
                 "longTailShare": .number(arm.longTailShare(head: items.head)),
             ]
             let e = scenario.experiment
-            let pv = arm.newItemsReaching(e.newItemViews, born: items.born, eligible: max(1, e.warmupTicks)..<max(1, scenario.ticks - e.newItemTicks + 1))
+            // Items whose window ended within the run (none when the run is shorter than a window).
+            let firstEligible = max(1, e.warmupTicks)
+            let pv = arm.newItemsReaching(e.newItemViews, born: items.born, eligible: firstEligible..<max(firstEligible, scenario.ticks - e.newItemTicks + 1))
             o["newItems"] = [
                 "views": .integer(Int64(e.newItemViews)), "ticks": .integer(Int64(e.newItemTicks)),
                 "reached": .integer(Int64(pv.reached)), "items": .integer(Int64(pv.items)),
@@ -265,11 +280,13 @@ public struct ExperimentResults: Sendable {
                 "items": .integer(Int64(catalogSize)), "control": .string(arms[control].name),
                 "warmupTicks": .integer(Int64(scenario.experiment.warmupTicks)),
                 "design": .string(scenario.experiment.design.rawValue),
+                "stoppedAfterTick": stoppedAfter.map { .integer(Int64($0)) } ?? .null,
+                "stopWhenMetric": scenario.experiment.stopWhen.map { .string($0.metric.rawValue) } ?? .null,
                 "metrics": .array(scenario.metrics.map { .string($0.rawValue) }),
             ],
             "messages": .object(JSONObject(messages.keys.sorted().map { (key: $0, value: .integer(Int64(messages[$0]!))) })),
             "arms": .array(armValues),
-            "comparisons": .array(pairs.map { comparisonJSON($0.treatment, $0.baseline, holm: holm) }),
+            "comparisons": .array(pairs.indices.map { comparisonJSON($0, holm: holm) }),
             "offPolicy": .array(offPolicy.map(offPolicyJSON)),
         ]
         // A paired design has every user in every arm: there is no split to check.
@@ -283,11 +300,13 @@ public struct ExperimentResults: Sendable {
     }
 
     /// One reported pair: per-user metrics, CTR and regret, each with the method used.
-    func comparisonJSON(_ t: Int, _ b: Int, holm: [String: Double]) -> JSONValue {
+    func comparisonJSON(_ index: Int, holm: [String: Double]) -> JSONValue {
+        let (t, b) = pairs[index]
         var perUser = JSONObject()
         for metric in PerUserMetric.allCases {
             var o = compare(t, b, metric).json
             o["pValueHolm"] = .number(holm[holmKey(t, b, metric)] ?? .nan)
+            if index < sequential.count, let trace = sequential[index][metric] { o["sequential"] = trace.json }
             perUser[metric.rawValue] = .object(o)
         }
         // Regret is sampled by a hash of (user, sequence), so a paired design's copies
@@ -336,24 +355,25 @@ public struct ExperimentResults: Sendable {
 public struct LiftEstimate: Sendable, Equatable {
     public var method: String
     public var difference, low, high, pValue: Double
-    public var lift, liftLow, liftHigh: Double
+    public var lift, liftLow, liftHigh, liftStandardError: Double
     /// The share of the difference's variance CUPED removed (NaN without CUPED).
     public var varianceReduction: Double
 
     public init(method: String, difference: Double, low: Double, high: Double, pValue: Double,
-                lift: Double, liftLow: Double, liftHigh: Double, varianceReduction: Double = .nan) {
+                lift: Double, liftLow: Double, liftHigh: Double, liftStandardError: Double, varianceReduction: Double = .nan) {
         (self.method, self.difference, self.low, self.high, self.pValue) = (method, difference, low, high, pValue)
-        (self.lift, self.liftLow, self.liftHigh, self.varianceReduction) = (lift, liftLow, liftHigh, varianceReduction)
+        (self.lift, self.liftLow, self.liftHigh, self.liftStandardError) = (lift, liftLow, liftHigh, liftStandardError)
+        self.varianceReduction = varianceReduction
     }
 
     init(method: String, test: WelchTest, lift: RelativeLift, varianceReduction: Double = .nan) {
         self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
-                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, varianceReduction: varianceReduction)
+                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, liftStandardError: lift.standardError, varianceReduction: varianceReduction)
     }
 
     init(method: String, test: PairedTest, lift: PairedRelativeLift, varianceReduction: Double = .nan) {
         self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
-                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, varianceReduction: varianceReduction)
+                  lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, liftStandardError: lift.standardError, varianceReduction: varianceReduction)
     }
 
     /// Width of the relative lift's 95% interval.

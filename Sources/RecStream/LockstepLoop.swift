@@ -392,6 +392,7 @@ final class LockstepLoop {
         }
         let t = transport
         return ledger.results(
+            ticks: ledger.stoppedAfter.map { $0 + 1 },
             catalogSize: population.catalog.count,
             items: ItemFacts(born: population.catalog.bornTick, head: population.catalog.popularHead(share: 0.2)),
             modelEvaluations: trainers.map(\.evaluations),

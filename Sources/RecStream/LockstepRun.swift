@@ -78,6 +78,7 @@ public final class LockstepRun {
             onTick?(tick)
             try loop.run(tick)
             onProgress?(RunProgress(tick: t, ticks: s.ticks, messages: transport.received))
+            if loop.ledger.stoppedAfter != nil { break }  // experiment.stopWhen: decided
         }
         try transport.producer.flush(timeoutMilliseconds: Int32(s.kafka.stallTimeoutSeconds * 1000))
         let finished = ContinuousClock.now

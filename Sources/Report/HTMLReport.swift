@@ -52,6 +52,30 @@ public enum HTMLReport {
             body += "<h2>Lifts\(allVsControl ? " over \(escape(report.name(report.controlIndex)))" : "")</h2>\n" + SVGChart.forest(forest) + "\n"
         }
 
+        // Each pair's lift on the deciding metric after every tick: the fixed-horizon interval
+        // (valid at one planned look) inside the confidence sequence (valid at all of them).
+        let decidingKey = report.scenario["stopWhenMetric"]?.stringValue ?? "viewSeconds"
+        for (t, b, c) in pairs {
+            guard let trace = c["perUser"]?[decidingKey]?["sequential"] else { continue }
+            let ticks = numbers(trace["ticks"]).map { Int($0) }
+            guard let last = ticks.last else { continue }
+            func padded(_ key: String) -> [Double] {
+                var out = [Double](repeating: .nan, count: last + 1)
+                for (i, v) in zip(ticks, numbers(trace[key])) { out[i] = v }
+                return out
+            }
+            let lift = padded("lift")
+            let lines = [
+                SVGChart.Line(name: "95% confidence sequence", color: "#9467bd", values: lift, low: padded("sequenceLow95"), high: padded("sequenceHigh95")),
+                SVGChart.Line(name: "fixed-horizon 95% interval", color: colors[t], values: lift, low: padded("low95"), high: padded("high95")),
+                SVGChart.Line(name: "no effect", color: "#7f7f7f", values: [Double](repeating: 0, count: last + 1)),
+            ]
+            let decided = integer(trace["firstTickDecided"]).map { "decided at tick \($0)" } ?? "not decided"
+            let peeked = integer(trace["firstTickExcludingZero"]).map { "; the fixed-horizon interval first excluded 0 at tick \($0)" } ?? ""
+            body += "<h3>\(escape(report.name(t))) vs \(escape(report.name(b))): lift in \(escape(decidingKey)) after every tick (\(decided)\(peeked))</h3>\n"
+                + SVGChart.lines(lines, warmup: warmup, percent: true) + "\n"
+        }
+
         body += "<h2>Over the run</h2>\n"
         let since = warmup > 0 ? " since the split (in the warm-up: since the start)" : " so far"
         for (title, key) in [("View seconds per user", "viewSeconds"), ("GMV per user", "gmv"), ("Clicks per user", "clicks")] {

@@ -175,6 +175,9 @@ public struct ResultsTable: Sendable {
         } else if report.isPaired {
             notes.append("p-values, Holm-adjusted across pairs and metrics, are in report.json.")
         }
+        if let stopped = integer(s["stoppedAfterTick"]) {
+            notes.append("Stopped after tick \(stopped) by experiment.stopWhen: the lift's 95% confidence sequence excluded 0 (the sequence is valid at every tick, so stopping on it keeps its 95%; the fixed-horizon intervals above were not built for a look chosen by the data).")
+        }
         let dead = integer(report.results["messages"]?["deadLetters"]) ?? 0
         if dead > 0 { notes.append("\(dead) messages did not decode and went to the dead-letter topic.") }
         self.notes = notes

@@ -339,6 +339,21 @@ public struct ExperimentSettings: Sendable, Equatable, Encodable {
     public var design: Design = .split
     /// The pairs the report compares (empty: each arm against the control).
     public var comparisons: [ArmPair] = []
+    /// End the run once a lift is decided (its confidence sequence excludes 0).
+    public var stopWhen: StopRule?
+}
+
+/// When a run may end before its last tick: once the confidence sequence of `metric`'s
+/// lift in reported pair `comparison` excludes 0, after at least `minTicks` ticks since the
+/// split. The sequence is valid at every look, so stopping on it keeps its 95%.
+public struct StopRule: Sendable, Equatable, Encodable {
+    public var metric: Metric
+    /// Index into the reported pairs (`Scenario.comparedPairs`).
+    public var comparison: Int
+    public var minTicks: Int
+    public init(metric: Metric, comparison: Int = 0, minTicks: Int = 1) {
+        (self.metric, self.comparison, self.minTicks) = (metric, comparison, minTicks)
+    }
 }
 
 /// How an experiment's arms see its users.

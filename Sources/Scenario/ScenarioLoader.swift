@@ -138,6 +138,15 @@ extension Scenario {
                 pairs[pair] = i
             }
         }
+        if let rule = experiment.stopWhen {
+            let pairs = comparedPairs.count
+            if rule.comparison >= pairs {
+                issues.append(ScenarioIssue("experiment.stopWhen.comparison", "there \(pairs == 1 ? "is 1 reported pair" : "are \(pairs) reported pairs"), so it must be below \(pairs), got \(rule.comparison)"))
+            }
+            if rule.minTicks > ticks - experiment.warmupTicks {
+                issues.append(ScenarioIssue("experiment.stopWhen.minTicks", "must be at most the ticks after the warm-up (\(ticks - experiment.warmupTicks)), got \(rule.minTicks)"))
+            }
+        }
         if experiment.design == .paired && arms.count < 2 {
             issues.append(ScenarioIssue("experiment.design", "paired compares arms on copies of the population; it needs at least two arms"))
         }
@@ -204,7 +213,12 @@ extension Scenario {
                                          warmupTicks: e["warmupTicks"].int, newItemViews: e["newItemViews"].int,
                                          newItemTicks: e["newItemTicks"].int, regretSample: e["regretSample"].double,
                                          design: Design(rawValue: e["design"].string) ?? .split,
-                                         comparisons: e["comparisons"].array.map { ArmPair(treatment: $0["treatment"].string, baseline: $0["baseline"].string) })
+                                         comparisons: e["comparisons"].array.map { ArmPair(treatment: $0["treatment"].string, baseline: $0["baseline"].string) },
+                                         stopWhen: e.value["stopWhen"].flatMap { v -> StopRule? in
+                                             let r = Resolved(v)
+                                             guard case .object = v else { return nil }
+                                             return StopRule(metric: r["metric"].choice(), comparison: r["comparison"].int, minTicks: r["minTicks"].int)
+                                         })
         metrics = r["metrics"].array.compactMap { Metric(rawValue: $0.string) }
         let off = r["offline"]
         offline = OfflineSettings(dims: off["dims"].array.map(\.int), seeds: off["seeds"].int, trainSamples: off["trainSamples"].int,

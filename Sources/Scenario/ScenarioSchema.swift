@@ -215,6 +215,11 @@ extension Scenario {
                 Property("treatment", .string(minLength: 1), "The arm whose lift is reported.", required: true),
                 Property("baseline", .string(minLength: 1), "The arm it is measured against.", required: true),
             ]))), "The pairs the report compares, each a row of lifts; p-values are Holm-adjusted over all of them. Empty: each arm against the control.", default: []),
+            Property("stopWhen", .nullable(.object(ObjectSchema("End the run early once a lift is decided.", [
+                Property("metric", .string(oneOf: ["viewSeconds", "gmv", "clicks", "impressions", "purchases", "activeTicks"]), "The per-user metric whose lift decides.", default: "viewSeconds"),
+                Property("comparison", .integer(minimum: 0, maximum: 4096), "Which reported pair (its index in experiment.comparisons, or among each arm against the control).", default: 0),
+                Property("minTicks", .integer(minimum: 1, maximum: 1_000_000), "Ticks after the warm-up before the run may stop.", default: 1),
+            ]))), "End the run after the first tick at which the metric's 95% confidence sequence (valid at every tick at once) excludes 0, or at `ticks`. null: run every tick.", default: .null),
             Property("newItemViews", .integer(minimum: 1, maximum: 1_000_000_000), "PV-N: a new item counts as reaching its audience with this many clicks (page views) in an arm within newItemTicks of arriving.", default: 5),
             Property("newItemTicks", .integer(minimum: 1, maximum: 1_000_000), "PV-N's window: ticks after an item arrives.", default: 5),
             Property("regretSample", .number(minimum: 0, maximum: 1), "Share of slates (after the warm-up) whose regret against the oracle is computed; each costs a pass over the live catalog.", default: 0.05),

@@ -96,13 +96,7 @@ public struct SeedSweep: Sendable {
     }
 
     /// Wilson's score interval for k successes in n (95%).
-    static func wilson(_ k: Int, _ n: Int) -> (share: Double, low: Double, high: Double) {
-        guard n > 0 else { return (.nan, .nan, .nan) }
-        let z = 1.959963984540054, nn = Double(n), p = Double(k) / nn
-        let centre = (p + z * z / (2 * nn)) / (1 + z * z / nn)
-        let half = z / (1 + z * z / nn) * (p * (1 - p) / nn + z * z / (4 * nn * nn)).squareRoot()
-        return (p, max(0, centre - half), min(1, centre + half))
-    }
+    static func wilson(_ k: Int, _ n: Int) -> (share: Double, low: Double, high: Double) { wilsonInterval(k, n) }
 
     public func table() -> String {
         var lines: [[String]] = [["metric"]]

@@ -114,3 +114,42 @@ struct PairedDesignTests {
         #expect(r.json["sampleRatio"] != nil)
     }
 }
+
+@Suite("Sequential reading", .serialized)
+struct SequentialRunTests {
+    @Test("every tick after the split is read; the last reading is the report's; stopWhen ends the run at the first decided tick")
+    func stopWhen() throws {
+        var s = try pairedScenario(arms: "[\(arm("random", #"{"candidates": 20}"#)), \(arm("oracle", #"{"candidates": 20}"#, oracle: 0.5))]", prefix: "sq")
+        let full = try LockstepRun(scenario: s).run().results
+        let trace = try #require(full.sequential.first?[.clicks])
+        #expect(trace.ticks == Array(3..<8))
+        let e = full.compare(1, 0, .clicks)
+        #expect(trace.lift.last == e.lift && trace.low.last == e.liftLow && trace.high.last == e.liftHigh)
+        #expect(zip(trace.sequenceLow, trace.low).allSatisfy { $0 < $1 })
+        let decided = try #require(trace.firstTickDecided)
+        #expect(decided < 7)
+        s.experiment.stopWhen = StopRule(metric: .clicks)
+        s.kafka.topicPrefix = "sq2"
+        let stopped = try LockstepRun(scenario: s).run().results
+        #expect(stopped.stoppedAfter == decided)
+        #expect(stopped.scenario.ticks == decided + 1 && stopped.arms[0].series.count == decided + 1)
+        #expect(stopped.json["scenario"]?["stoppedAfterTick"] == .integer(Int64(decided)))
+        #expect(stopped.table(color: false).contains("Stopped after tick \(decided) by experiment.stopWhen"))
+        // The same ticks ran the same way.
+        #expect(stopped.sequential[0][.clicks]!.lift == Array(trace.lift.prefix(decided - 2)))
+    }
+
+    @Test("stopWhen names a reported pair and leaves ticks to run")
+    func validation() throws {
+        let arms = #"[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]"#
+        #expect(throws: ScenarioError.self) { try Scenario.decode(#"{"name": "x", "arms": \#(arms), "experiment": {"stopWhen": {"comparison": 1}}}"#) }
+        do {
+            _ = try Scenario.decode(#"{"name": "x", "ticks": 10, "arms": \#(arms), "experiment": {"warmupTicks": 4, "stopWhen": {"minTicks": 7}}}"#)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.contains("experiment.stopWhen.minTicks: must be at most the ticks after the warm-up (6), got 7"))
+        }
+        let s = try Scenario.decode(#"{"name": "x", "arms": \#(arms), "experiment": {"stopWhen": {}}}"#)
+        #expect(s.experiment.stopWhen == StopRule(metric: .viewSeconds, comparison: 0, minTicks: 1))
+    }
+}
