@@ -108,6 +108,9 @@ for k, n in [(10, 200), (0, 20), (13, 200), (160, 200), (200, 200)]:
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     wilson.append(dict(k=k, n=n, low=float(ci.low), high=float(ci.high)))
 
+# Standard normal quantiles, from scipy.stats.norm.ppf (the power calculation's z).
+quantiles = [dict(p=p, z=float(stats.norm.ppf(p))) for p in [1e-10, 0.001, 0.02, 0.2, 0.5, 0.8, 0.975, 0.99, 0.999999]]
+
 doc = dict(
     title="Known answers for the paired-design statistics",
     generated_with=dict(numpy=np.__version__, scipy=scipy.__version__, script="scripts/paired-fixtures.py"),
@@ -117,6 +120,7 @@ doc = dict(
     cases=cases,
     confidenceSequences=sequences,
     wilson=wilson,
+    normalQuantiles=quantiles,
 )
 
 

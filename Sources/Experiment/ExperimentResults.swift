@@ -355,6 +355,8 @@ public struct ExperimentResults: Sendable {
 public struct LiftEstimate: Sendable, Equatable {
     public var method: String
     public var difference, low, high, pValue: Double
+    /// The difference's standard error (what `pValue` tests).
+    public var standardError: Double = .nan
     public var lift, liftLow, liftHigh, liftStandardError: Double
     /// The share of the difference's variance CUPED removed (NaN without CUPED).
     public var varianceReduction: Double
@@ -369,11 +371,13 @@ public struct LiftEstimate: Sendable, Equatable {
     init(method: String, test: WelchTest, lift: RelativeLift, varianceReduction: Double = .nan) {
         self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
                   lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, liftStandardError: lift.standardError, varianceReduction: varianceReduction)
+        standardError = test.standardError
     }
 
     init(method: String, test: PairedTest, lift: PairedRelativeLift, varianceReduction: Double = .nan) {
         self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
                   lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, liftStandardError: lift.standardError, varianceReduction: varianceReduction)
+        standardError = test.standardError
     }
 
     /// Width of the relative lift's 95% interval.

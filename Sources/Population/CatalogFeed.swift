@@ -13,7 +13,7 @@ public struct CatalogFeed: Sendable {
     var counts: [Int] = []
 
     public init(_ scenario: Scenario) {
-        catalog = Catalog(scenario.catalog, seed: scenario.seed)
+        catalog = Catalog(scenario.catalog, seed: scenario.catalogSeed)
     }
 
     /// Advances the catalog to tick `tick` (a no-op if it is there already); returns

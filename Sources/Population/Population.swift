@@ -39,7 +39,7 @@ public final class Population {
     public init(_ scenario: Scenario, threads: Int? = nil) {
         settings = scenario.population
         seed = scenario.seed
-        catalog = Catalog(scenario.catalog, seed: scenario.seed)
+        catalog = Catalog(scenario.catalog, seed: scenario.catalogSeed)
         assignment = ArmAssignment(scenario)
         synchronizedDraws = scenario.isPaired
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)

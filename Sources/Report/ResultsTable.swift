@@ -130,7 +130,8 @@ public struct ResultsTable: Sendable {
 
         var notes = ["± is a 95% interval of the per-user mean. Lifts are each pair's first arm over its second, with 95% delta-method intervals (CTR as a ratio metric, the user as the unit)."]
         if report.isPaired {
-            notes.append("Design: paired. Every arm served its own copy of all \(integerText(s["users"])) users, which drew common random numbers (the same draws at the same tick in every copy) after one shared warm-up; intervals are on each user's difference between copies, so user-to-user noise cancels. The run simulated \(arms.count) populations.")
+            let from = report.warmupTicks > 0 ? "after a shared warm-up of \(report.warmupTicks) ticks" : "from the first tick"
+            notes.append("Design: paired. Every arm served its own copy of all \(integerText(s["users"])) users, \(from), on common random numbers (the same draws at the same tick in every copy); intervals are on each user's difference between copies, so user-to-user noise cancels. The run simulated \(arms.count) populations.")
         }
         var offPolicy: [[String]] = []
         if case .array(let comparisons)? = report.results["offPolicy"], !comparisons.isEmpty {

@@ -19,6 +19,9 @@ public struct Scenario: Sendable, Equatable, Encodable {
     public var kafka: KafkaSettings
     public var output: OutputSettings
 
+    /// The seed the catalog is drawn from: `catalog.seed`, or the scenario's.
+    public var catalogSeed: UInt64 { catalog.seed ?? seed }
+
     /// The index of the control arm (lifts are measured against it).
     public var controlArm: Int { arms.firstIndex { $0.name == experiment.control } ?? 0 }
 
@@ -135,6 +138,8 @@ public struct CatalogSettings: Sendable, Equatable, Encodable {
     public var tokensPerItem: Int
     public var arrivalsPerTick: Double
     public var retireProbability: Double
+    /// The catalog's own seed (items, topics, arrivals); nil: the scenario's.
+    public var seed: UInt64?
 }
 
 /// One arm of the experiment: how it retrieves candidates, ranks them and builds a slate.

@@ -206,7 +206,8 @@ extension Scenario {
             priceSpread: c["priceSpread"].double, itemPriceSpread: c["itemPriceSpread"].double,
             medianDurationSeconds: c["medianDurationSeconds"].double, durationSpread: c["durationSpread"].double,
             vocabulary: c["vocabulary"].int, tokensPerItem: c["tokensPerItem"].int,
-            arrivalsPerTick: c["arrivalsPerTick"].double, retireProbability: c["retireProbability"].double)
+            arrivalsPerTick: c["arrivalsPerTick"].double, retireProbability: c["retireProbability"].double,
+            seed: { if case .integer(let i)? = c.value["seed"] { UInt64(i) } else { nil } }())
         arms = r["arms"].array.map(ArmSettings.init(resolved:))
         let e = r["experiment"]
         experiment = ExperimentSettings(salt: e["salt"].string, control: e["control"].optionalString ?? arms[0].name,

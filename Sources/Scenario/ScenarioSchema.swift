@@ -205,6 +205,7 @@ extension Scenario {
             Property("tokensPerItem", .integer(minimum: 1, maximum: 255), "Content tokens per item.", default: 12),
             Property("arrivalsPerTick", .number(minimum: 0, maximum: 1_000_000), "Mean number of new items per tick (Poisson): cold start.", default: 5.0),
             Property("retireProbability", .number(minimum: 0, maximum: 1), "Chance per tick that a live item retires (no longer retrievable).", default: 0.0),
+            Property("seed", .nullable(.integer(minimum: 0, maximum: Int64.max)), "The catalog's own seed (its items, topics, arrivals and retirements); null: the scenario's seed. Pinned, runs over seeds (`--seeds`, `calibrate`) draw new users and new experiment draws in one world, whose true lifts a large run can measure.", default: .null),
         ])), "The items.", default: [:]),
         Property("arms", .array(.object(arm), minItems: 1, maxItems: 64), "The arms of the experiment.", required: true),
         Property("experiment", .object(ObjectSchema("How users are split and compared.", [

@@ -15,7 +15,7 @@ struct Recstream: AsyncParsableCommand {
             2 bad input (a malformed scenario, a bad option).
             """,
         version: recstreamVersion,
-        subcommands: [Run.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Simulate.self, Serve.self, Train.self, Produce.self, Bench.self]
+        subcommands: [Run.self, Calibrate.self, Power.self, ReportCommand.self, Offline.self, Validate.self, Schema.self, Broker.self, Simulate.self, Serve.self, Train.self, Produce.self, Bench.self]
     )
 
     /// The one place bad input becomes exit 2: a `BadInput` from any command, or a

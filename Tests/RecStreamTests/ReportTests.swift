@@ -66,7 +66,9 @@ struct ReportTests {
         #expect(!page.contains("href="))
         #expect(page.contains("pop &lt;b&gt;&amp;") && !page.contains("pop <b>"))
         #expect(page.contains("Does &quot;popularity&quot; win?"))
-        #expect(page.components(separatedBy: "<svg").count - 1 == 7)  // forest, 3 per-user, CTR, regret, model AUC
+        // Forest, a lift-after-every-tick chart per pair (3), 3 per-user, CTR, regret, model AUC.
+        #expect(page.components(separatedBy: "<svg").count - 1 == 10)
+        #expect(page.contains("dare vs random: lift in viewSeconds after every tick") && page.contains("95% confidence sequence"))
         // The results table: a header row and one row per row of the terminal table, each
         // with a cell per column.
         let table = ResultsTable(document)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Experiment
+import RecCore
 @testable import RecStream
 @testable import Scenario
 @testable import Studies
@@ -68,5 +69,46 @@ struct SeedSweepTests {
         // Computed with the score-interval formula in Python: 0.027382645600764, 0.089578148138776.
         #expect(abs(w.low - 0.027382645600764) < 1e-12 && abs(w.high - 0.089578148138776) < 1e-12)
         #expect(SeedSweep.wilson(0, 20).low == 0)
+    }
+}
+
+@Suite("Calibration and power")
+struct CalibrationTests {
+    @Test("the normal quantile matches scipy's norm.ppf")
+    func normalQuantiles() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ExperimentTests/paired-fixtures.json")
+        let document = try JSONValue.parse(try String(contentsOf: url, encoding: .utf8))
+        guard case .array(let cases)? = document["normalQuantiles"] else { Issue.record("no cases"); return }
+        #expect(cases.count == 9)
+        for c in cases {
+            let p = c["p"]!.doubleValue!, z = c["z"]!.doubleValue!
+            #expect(abs(normalQuantile(p) - z) <= 1e-12 * max(1, abs(z)), "p \(p): \(normalQuantile(p)) vs \(z)")
+        }
+    }
+
+    @Test("power: users scale as 1 / lift^2 and with the pilot's variance; a paired pilot needs fewer users per copy")
+    func power() throws {
+        var s = try Scenario.decode("""
+        {"name": "pw", "seed": 5, "ticks": 8,
+         "population": {"users": 400, "requestProbability": 0.6, "slateSize": 5, "history": {"median": 50, "max": 200}},
+         "catalog": {"items": 400, "topics": 12, "arrivalsPerTick": 0},
+         "arms": [{"name": "random", "share": 0.5, "candidates": 20},
+                  {"name": "oracle", "share": 0.5, "candidates": 20, "oracleShare": 0.05}],
+         "experiment": {"warmupTicks": 2}, "kafka": {"topicPrefix": "pw", "partitions": 1}}
+        """)
+        let split = try LockstepRun(scenario: s).run().results
+        let a = PowerEstimate(pilot: split, metric: .clicks, lift: 0.05), b = PowerEstimate(pilot: split, metric: .clicks, lift: 0.10)
+        #expect(a.users > 0 && abs(Double(a.users) / Double(b.users) - 4) < 0.05)
+        // n = n_pilot (z_0.975 + z_0.8)^2 se^2 / lift^2.
+        let z = 1.959963984540054 + 0.8416212335729143
+        #expect(abs(Double(a.users) - 400 * pow(z * a.pilotStandardError / 0.05, 2)) <= 1)
+        #expect(a.summary.contains("For 80% power at alpha 0.05"))
+        s.experiment.design = .paired
+        s.population.users = 200
+        s.kafka.topicPrefix = "pw2"
+        let paired = PowerEstimate(pilot: try LockstepRun(scenario: s).run().results, metric: .clicks, lift: 0.05)
+        #expect(paired.users < a.users / 2, "paired \(paired.users) per copy against split \(a.users)")
+        #expect(paired.summary.contains("users per copy"))
     }
 }

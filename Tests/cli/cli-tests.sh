@@ -58,6 +58,11 @@ check "an unwritable report directory is bad input, found before the run" 2 "can
 check "--seeds runs the scenario over seeds and writes seeds.json" 0 "aa-test over 3 seeds \(1000-1002\), split design: how often each pair differs" "$bin" run scenarios/aa-test.json --seeds 3 --quiet --out "$tmp/seeds"
 check "seeds.json has every seed" 0 "1000, 1001, 1002" python3 -c "import json; print(', '.join(map(str, json.load(open('$tmp/seeds/seeds.json'))['seeds'])))"
 check "--seeds 1 is bad input" 2 "--seeds must be between 2 and 100000, got 1" "$bin" run scenarios/aa-test.json --seeds 1
+check "calibrate measures a truth and covers it, split and paired" 0 "oracle-1 vs random:" "$bin" calibrate scenarios/planted-effect.json --seeds 2 --truth-scale 1 --quiet --out "$tmp/calibration"
+check "calibrate writes calibration.json with both designs" 0 "split paired" python3 -c "import json; m = json.load(open('$tmp/calibration/calibration.json'))['comparisons'][0]['metrics']['clicks']; print(*[k for k in ('split', 'paired') if k in m])"
+check "calibrate --seeds 1 is bad input" 2 "--seeds must be between 2 and 100000, got 1" "$bin" calibrate scenarios/planted-effect.json --seeds 1
+check "power sizes a run from a pilot" 0 "For 80% power at alpha 0.05 .two-sided. on a lift of .5.00%: [0-9]+ users .all arms." "$bin" power scenarios/planted-effect.json --metric clicks --lift 5 --quiet
+check "power names the metrics it knows" 2 "--metric must be one of viewSeconds, gmv, clicks" "$bin" power scenarios/planted-effect.json --metric ctr --lift 5
 printf '{"name": "no-output", "ticks": 2, "arms": [{"name": "a", "share": 1}]}' >"$tmp/no-output.json"
 check "--export-truth without an output directory is bad input" 2 "needs an output directory" "$bin" run "$tmp/no-output.json" --export-truth
 check "an empty --out is bad input" 2 "--out must not be empty" "$bin" run "$tmp/no-output.json" --out ""
