@@ -75,8 +75,8 @@ public final class StreamSimulator {
         guard !s.isPaired else {
             throw AttachError("experiment.design \"paired\" runs a copy of the population per arm in lockstep; run it with `recstream run` (the simulate role drives one population)")
         }
-        if let i = s.arms.firstIndex(where: { $0.oracleShare > 0 }) {
-            throw AttachError("arms[\(i)].oracleShare plants the world's oracle slates, which attached servers cannot serve; run it with `recstream run`")
+        if let issue = s.arms.indices.lazy.compactMap({ s.arms[$0].attachIssue(at: $0) }).first {
+            throw AttachError("scenario \(s.name): \(issue)")
         }
         let topics = options.topics
         let base = KafkaConfiguration(options.properties)

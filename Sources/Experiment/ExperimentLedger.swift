@@ -73,7 +73,7 @@ public struct ExperimentLedger: Sendable {
     public func check(_ h: RecordHeader, tick: Tick) throws(WireError) {
         guard h.user < users else { throw WireError("user \(h.user) is not in the population of \(users)", at: 8) }
         if paired && !scenario.isWarmup(tick) {
-            guard Int(h.arm) < arms.count else { throw WireError("arm \(h.arm) is not one of the \(arms.count) arms", at: 2) }
+            guard Int(h.arm) < arms.count else { throw WireError("user \(h.user)'s record names arm \(h.arm), not one of the \(arms.count) arms", at: 2) }
         } else {
             guard h.arm == assignment.arm[Int(h.user)] else { throw WireError("user \(h.user) is in arm \(assignment.arm[Int(h.user)]), not \(h.arm)", at: 2) }
         }
@@ -90,11 +90,8 @@ public struct ExperimentLedger: Sendable {
         for (i, r) in requests.enumerated() {
             let arm = Int(r.header.arm)
             serving[scenario.servingArm(assigned: arm, tick: tick)].append(i)
-            if shared {
-                for a in arms.indices { arms[a].recordRequest(slot: slot(r.header.user), tick: tick) }
-            } else {
-                arms[arm].recordRequest(slot: slot(r.header.user), tick: tick)
-            }
+            let slot = slot(r.header.user)
+            forEachCounting(arm, shared: shared) { $0.recordRequest(slot: slot, tick: tick) }
         }
     }
 
@@ -146,11 +143,19 @@ public struct ExperimentLedger: Sendable {
             } else {
                 learning[arm].append(f)
             }
-            if shared {
-                for a in arms.indices { arms[a].record(f, slot: slot(f.header.user), itemBorn: itemBorn[Int(f.item)]) }
-            } else {
-                arms[arm].record(f, slot: slot(f.header.user), itemBorn: itemBorn[Int(f.item)])
-            }
+            let (slot, born) = (slot(f.header.user), itemBorn[Int(f.item)])
+            forEachCounting(arm, shared: shared) { $0.record(f, slot: slot, itemBorn: born) }
+        }
+    }
+
+    /// Counts a record in the metrics of its arm, or, in a paired design's shared warm-up,
+    /// of every arm.
+    @inline(__always)
+    mutating func forEachCounting(_ arm: Int, shared: Bool, _ count: (inout ArmMetrics) -> Void) {
+        if shared {
+            for a in arms.indices { count(&arms[a]) }
+        } else {
+            count(&arms[arm])
         }
     }
 
@@ -225,7 +230,7 @@ public struct ExperimentLedger: Sendable {
         }
         if let rule = scenario.experiment.stopWhen, stoppedAfter == nil, let metric = PerUserMetric(rawValue: rule.metric.rawValue),
            rule.comparison < pairs.count, Int(tick) + 1 - scenario.experiment.warmupTicks >= rule.minTicks,
-           sequential[rule.comparison][metric]!.firstTickDecided != nil {
+           sequential[rule.comparison][metric]!.decidedNow {
             stoppedAfter = Int(tick)
         }
     }

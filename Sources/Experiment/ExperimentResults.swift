@@ -116,18 +116,17 @@ public struct ExperimentResults: Sendable {
     /// `holmKey` (one family: all the lifts the report shows).
     public var holmAdjusted: [String: Double] {
         var keys: [String] = [], p: [Double] = []
-        for (t, b) in pairs {
+        for (i, (t, b)) in pairs.enumerated() {
             for metric in PerUserMetric.allCases {
-                keys.append(holmKey(t, b, metric))
+                keys.append(holmKey(pair: i, metric))
                 p.append(compare(t, b, metric).pValue)
             }
         }
         return Dictionary(uniqueKeysWithValues: zip(keys, MultipleTesting.holm(p)))
     }
 
-    public func holmKey(_ treatment: Int, _ baseline: Int, _ metric: PerUserMetric) -> String {
-        "\(arms[treatment].name) vs \(arms[baseline].name)/\(metric.rawValue)"
-    }
+    /// The key of reported pair `pair` (its index in `pairs`) and a metric in `holmAdjusted`.
+    public func holmKey(pair: Int, _ metric: PerUserMetric) -> String { "\(pair)/\(metric.rawValue)" }
 
     /// CTR (clicks / impressions, user as the unit) of an arm against the control.
     public func ctrComparison(_ arm: Int) -> RatioComparison {
@@ -230,7 +229,7 @@ public struct ExperimentResults: Sendable {
                             "relativeHigh95": .number(cu.relativeLift.high),
                         ]
                     }
-                    if let p = holm[holmKey(i, control, metric)] {
+                    if let pair = pairs.firstIndex(where: { $0 == (i, control) }), let p = holm[holmKey(pair: pair, metric)] {
                         m["pValueHolm"] = .number(p)
                         m["pValueHolmOf"] = .string(cu == nil ? "differenceVsControl" : "cupedVsControl")
                     }
@@ -305,7 +304,7 @@ public struct ExperimentResults: Sendable {
         var perUser = JSONObject()
         for metric in PerUserMetric.allCases {
             var o = compare(t, b, metric).json
-            o["pValueHolm"] = .number(holm[holmKey(t, b, metric)] ?? .nan)
+            o["pValueHolm"] = .number(holm[holmKey(pair: index, metric)] ?? .nan)
             if index < sequential.count, let trace = sequential[index][metric] { o["sequential"] = trace.json }
             perUser[metric.rawValue] = .object(o)
         }

@@ -15,7 +15,7 @@ public struct PairedTest: Sendable, Equatable {
     public var difference, standardError, degreesOfFreedom, t, pValue, low, high: Double
 
     public init(a: [Double], b: [Double], confidence: Double = 0.95) {
-        precondition(a.count == b.count, "a paired test needs one value per user in each arm")
+        precondition(a.count == b.count, "a paired test needs one value per user in each arm, got \(a.count) and \(b.count)")
         self.init(differences: zip(b, a).map { $0 - $1 }, confidence: confidence)
     }
 
@@ -46,7 +46,7 @@ public struct PairedRelativeLift: Sendable, Equatable {
     public var lift, standardError, z, pValue, low, high: Double
 
     public init(a: [Double], b: [Double]) {
-        precondition(a.count == b.count, "a paired lift needs one value per user in each arm")
+        precondition(a.count == b.count, "a paired lift needs one value per user in each arm, got \(a.count) and \(b.count)")
         let n = Double(a.count)
         let (ma, va) = WelchTest.moments(a), (mb, vb) = WelchTest.moments(b)
         guard ma != 0, ma.isFinite, a.count > 1 else {
@@ -74,7 +74,8 @@ public struct PairedRatioComparison: Sendable, Equatable {
 
     public init(numeratorA: [Double], denominatorA: [Double], numeratorB: [Double], denominatorB: [Double]) {
         let n = numeratorA.count
-        precondition(denominatorA.count == n && numeratorB.count == n && denominatorB.count == n, "a paired ratio needs every user in both arms")
+        precondition(denominatorA.count == n && numeratorB.count == n && denominatorB.count == n,
+                     "a paired ratio needs every user in both arms, got \(n), \(denominatorA.count), \(numeratorB.count) and \(denominatorB.count) values")
         func linearised(_ y: [Double], _ x: [Double]) -> (ratio: Double, terms: [Double]) {
             let my = y.reduce(0, +) / Double(n), mx = x.reduce(0, +) / Double(n)
             let r = my / mx
@@ -109,7 +110,7 @@ public struct PairedCuped: Sendable, Equatable {
     public var relativeLift: PairedRelativeLift
 
     public init(a: [Double], b: [Double], x: [Double], confidence: Double = 0.95) {
-        precondition(a.count == x.count && b.count == x.count, "paired CUPED needs one covariate per user")
+        precondition(a.count == x.count && b.count == x.count, "paired CUPED needs one covariate per user, got \(a.count), \(b.count) values and \(x.count) covariates")
         let n = Double(x.count)
         let mx = x.reduce(0, +) / n
         func theta(_ y: [Double]) -> Double {

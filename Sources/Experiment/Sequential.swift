@@ -83,6 +83,8 @@ public struct SequentialTrace: Sendable, Equatable {
     public var firstTickExcludingZero: Int? { first(low, high) }
     /// The first tick whose confidence sequence excluded 0: decided, validly.
     public var firstTickDecided: Int? { first(sequenceLow, sequenceHigh) }
+    /// Whether the latest look's confidence sequence excludes 0.
+    public var decidedNow: Bool { (sequenceLow.last ?? .nan) > 0 || (sequenceHigh.last ?? .nan) < 0 }
 
     func first(_ lo: [Double], _ hi: [Double]) -> Int? {
         ticks.indices.first { lo[$0] > 0 || hi[$0] < 0 }.map { ticks[$0] }

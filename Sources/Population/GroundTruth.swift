@@ -78,6 +78,7 @@ extension Population {
     /// The oracle's slate of `k` for the user now: the k most attractive live items, most
     /// attractive first (ties to the lower item id), with their attraction.
     public func oracle(user: UserID, k: Int) -> (items: [ItemID], attraction: [Float]) {
+        guard k > 0 else { return ([], []) }
         let m = model
         var best = [Float](repeating: 0, count: k)  // descending
         var items = [ItemID](repeating: 0, count: k)

@@ -286,6 +286,7 @@ final class LockstepLoop {
                 let h = requests[i].header
                 guard oraclePlanted(h, seed: scenario.seed, share: settings.oracleShare) else { continue }
                 let (start, count) = slateStarts[i]
+                guard count > 0 else { continue }  // nothing live to show
                 let best = population(of: h.arm).oracle(user: h.user, k: count).items
                 for (j, item) in best.enumerated() { armSlates[arm][start + j] = SlateEntry(item: item, propensity: 1) }
                 // A catalog with fewer live items than the slate: the rest keeps the arm's own.

@@ -85,8 +85,10 @@ extension Scenario {
             .init(name: "logged histories", bytes: users * expectedHistoryLength * entry,
                   knobs: "population.users \(population.users) x about \(Int(expectedHistoryLength.rounded())) entries "
                       + "(population.history.median \(population.history.median), .spread \(population.history.spread), .max \(population.history.max)) x 8 B"),
-            .init(name: "users' interests", bytes: users * Double(population.interests.slots) * Double(catalog.topicDim) * float * 2,
-                  knobs: "population.users \(population.users) x population.interests (active + dormant) \(population.interests.slots) x catalog.topicDim \(catalog.topicDim)"),
+            // A paired design holds a copy per arm, and one more for a moment at the split.
+            .init(name: "users' interests", bytes: users * Double(population.interests.slots) * Double(catalog.topicDim) * float * 2 * Double(isPaired ? arms.count + 1 : 1),
+                  knobs: "population.users \(population.users) x population.interests (active + dormant) \(population.interests.slots) x catalog.topicDim \(catalog.topicDim)"
+                      + (isPaired ? " x (arms \(arms.count) + 1) copies (experiment.design paired)" : "")),
             .init(name: "catalog", bytes: items * (Double(catalog.topicDim) * float + Double(catalog.tokensPerItem) * float + 64),
                   knobs: "\(itemsKnobs) items x (catalog.topicDim \(catalog.topicDim) + catalog.tokensPerItem \(catalog.tokensPerItem))"),
         ]

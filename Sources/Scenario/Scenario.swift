@@ -170,6 +170,25 @@ public struct ArmSettings: Sendable, Equatable, Encodable {
     /// seed, user and tick) answered with the world's oracle slate instead of its own.
     /// Only the lockstep run, which holds the world, can plant it.
     public var oracleShare: Double = 0
+
+    // oracleShare at its default is left out, so fingerprints made before it still hold.
+    enum CodingKeys: String, CodingKey { case name, share, candidates, retrieval, ranking, policy, oracleShare }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(share, forKey: .share)
+        try c.encode(candidates, forKey: .candidates)
+        try c.encode(retrieval, forKey: .retrieval)
+        try c.encode(ranking, forKey: .ranking)
+        try c.encode(policy, forKey: .policy)
+        if oracleShare != 0 { try c.encode(oracleShare, forKey: .oracleShare) }
+    }
+
+    /// Why an attached role (serve, simulate) cannot run this arm, or nil.
+    public func attachIssue(at index: Int) -> String? {
+        oracleShare > 0 ? "arms[\(index)] (\(name)).oracleShare plants the world's oracle slates, which only `recstream run` holds; an attached role cannot serve them" : nil
+    }
 }
 
 public enum Retrieval: Sendable, Equatable, Encodable {
@@ -346,6 +365,25 @@ public struct ExperimentSettings: Sendable, Equatable, Encodable {
     public var comparisons: [ArmPair] = []
     /// End the run once a lift is decided (its confidence sequence excludes 0).
     public var stopWhen: StopRule?
+
+    // Keys at their defaults are left out, so scenarios written before them keep their
+    // fingerprint (and attached roles their checkpoints).
+    enum CodingKeys: String, CodingKey {
+        case salt, control, warmupTicks, newItemViews, newItemTicks, regretSample, design, comparisons, stopWhen
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(salt, forKey: .salt)
+        try c.encode(control, forKey: .control)
+        try c.encode(warmupTicks, forKey: .warmupTicks)
+        try c.encode(newItemViews, forKey: .newItemViews)
+        try c.encode(newItemTicks, forKey: .newItemTicks)
+        try c.encode(regretSample, forKey: .regretSample)
+        if design != .split { try c.encode(design, forKey: .design) }
+        if !comparisons.isEmpty { try c.encode(comparisons, forKey: .comparisons) }
+        try c.encodeIfPresent(stopWhen, forKey: .stopWhen)
+    }
 }
 
 /// When a run may end before its last tick: once the confidence sequence of `metric`'s

@@ -34,6 +34,8 @@ public struct Calibration: Sendable {
         var s = scenario
         if s.catalog.seed == nil { s.catalog.seed = s.seed }
         s.output.directory = nil
+        // Every run reads every tick: the truth's trace is held against each seed's.
+        s.experiment.stopWhen = nil
         self.scenario = s
         self.seeds = seeds
         self.truthScale = truthScale
@@ -208,7 +210,7 @@ public struct PowerEstimate: Sendable {
     /// The exponent of se ~ t^-beta over the pilot's last looks.
     public let beta: Double
 
-    public init(pilot results: ExperimentResults, pair: Int = 0, metric: PerUserMetric, lift: Double, power: Double = 0.8, alpha: Double = 0.05) {
+    public init(pilot results: ExperimentResults, pair: Int = 0, metric: PerUserMetric, lift: Double, power: Double = 0.8, alpha: Double = 0.05) throws(PowerError) {
         scenario = results.scenario
         self.metric = metric
         self.lift = lift
@@ -219,11 +221,20 @@ public struct PowerEstimate: Sendable {
         pilotLift = e.lift
         let baselineMean = MeanEstimate(results.arms[b].perUser(metric)).mean
         pilotStandardError = e.standardError / abs(baselineMean)
+        let names = "\(results.arms[t].name) vs \(results.arms[b].name)"
+        guard baselineMean != 0, baselineMean.isFinite else {
+            throw PowerError("the pilot's \(results.arms[b].name) has a mean \(metric.rawValue) of 0: a relative lift of it is undefined (try a larger pilot or another metric)")
+        }
+        guard pilotStandardError > 0, pilotStandardError.isFinite else {
+            throw PowerError("the pilot's \(names) difference in \(metric.rawValue) has no spread (standard error \(pilotStandardError)): \(scenario.isPaired ? "the copies do not differ on it" : "too few users") to size from")
+        }
         // The trace holds the lift's intervals; scale them to the difference's.
         let scale = pilotStandardError / e.liftStandardError
         let z = normalQuantile(1 - alpha / 2) + normalQuantile(power)
         let ratio = z * pilotStandardError / abs(lift)
-        users = Int((Double(scenario.population.users) * ratio * ratio).rounded(.up))
+        let n = (Double(scenario.population.users) * ratio * ratio).rounded(.up)
+        guard let users = Int(exactly: min(n, 1e15)) else { throw PowerError("the pilot's \(names) gives no usable size (\(n) users)") }
+        self.users = users
         // Over ticks: the needed se is se_pilot / ratio; se_t = se_T (t / T)^-beta.
         let trace = pair < results.sequential.count ? results.sequential[pair][metric] : nil
         var beta = Double.nan
@@ -240,8 +251,9 @@ public struct PowerEstimate: Sendable {
             let k = trace.ticks.indices.first { (trace.high[$0] - trace.low[$0]) / (2 * 1.959963984540054) * scale <= needed } ?? trace.ticks.count - 1
             ticks = trace.ticks[k] + 1
         } else if beta > 0.05, beta.isFinite {
-            let looks = Double(scenario.ticks - scenario.experiment.warmupTicks) * pow(ratio, 2 / beta)
-            ticks = scenario.experiment.warmupTicks + Int(looks.rounded(.up))
+            // se_t = se_T (t / T)^-beta reaches se_T / ratio at t = T ratio^(1 / beta).
+            let looks = (Double(scenario.ticks - scenario.experiment.warmupTicks) * pow(ratio, 1 / beta)).rounded(.up)
+            ticks = looks < 1e9 ? scenario.experiment.warmupTicks + Int(looks) : nil
         } else {
             ticks = nil
         }
@@ -264,10 +276,16 @@ public struct PowerEstimate: Sendable {
     }
 }
 
+/// Why a pilot cannot size a run.
+public struct PowerError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// The standard normal quantile (Acklam's rational approximation, refined by one Halley
 /// step on erfc: about 1e-15 relative).
 public func normalQuantile(_ p: Double) -> Double {
-    precondition(p > 0 && p < 1, "a quantile needs 0 < p < 1")
+    precondition(p > 0 && p < 1, "a quantile needs 0 < p < 1, got \(p)")
     // The upper half by symmetry: the refinement below compares p with a tail
     // probability, which keeps its digits only on the lower side.
     if p > 0.5 { return -normalQuantile(1 - p) }

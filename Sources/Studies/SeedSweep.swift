@@ -29,14 +29,14 @@ public struct SeedSweep: Sendable {
         /// Whether the fixed-horizon interval, read at every look, ever excluded the
         /// truth: `truth(k)` at look k (a constant, or a large run's own trace when the
         /// effect moves over ticks). An undefined interval excludes nothing.
-        public func everExcluded(_ truth: (Int) -> Double) -> Bool {
-            guard let trace else { return false }
-            return trace.ticks.indices.contains { trace.low[$0] > truth($0) || trace.high[$0] < truth($0) }
-        }
+        public func everExcluded(_ truth: (Int) -> Double) -> Bool { excluded(truth, \.low, \.high) }
         /// Whether the confidence sequence ever excluded the truth.
-        public func sequenceEverExcluded(_ truth: (Int) -> Double) -> Bool {
+        public func sequenceEverExcluded(_ truth: (Int) -> Double) -> Bool { excluded(truth, \.sequenceLow, \.sequenceHigh) }
+
+        func excluded(_ truth: (Int) -> Double, _ low: KeyPath<SequentialTrace, [Double]>, _ high: KeyPath<SequentialTrace, [Double]>) -> Bool {
             guard let trace else { return false }
-            return trace.ticks.indices.contains { trace.sequenceLow[$0] > truth($0) || trace.sequenceHigh[$0] < truth($0) }
+            let (lo, hi) = (trace[keyPath: low], trace[keyPath: high])
+            return trace.ticks.indices.contains { lo[$0] > truth($0) || hi[$0] < truth($0) }
         }
         public func covers(_ value: Double) -> Bool { low <= value && value <= high }
     }
@@ -92,7 +92,7 @@ public struct SeedSweep: Sendable {
                     return Outcome(pValue: r.pValue, pValueHolm: .nan, lift: r.lift, low: r.liftLow, high: r.liftHigh)
                 }
                 let e = results.compare(t, b, pu)
-                var o = Outcome(pValue: e.pValue, pValueHolm: holm[results.holmKey(t, b, pu)] ?? .nan, lift: e.lift, low: e.liftLow, high: e.liftHigh)
+                var o = Outcome(pValue: e.pValue, pValueHolm: holm[results.holmKey(pair: p, pu)] ?? .nan, lift: e.lift, low: e.liftLow, high: e.liftHigh)
                 if p < results.sequential.count, let trace = results.sequential[p][pu], !trace.ticks.isEmpty { o.trace = trace }
                 return o
             }
@@ -179,7 +179,7 @@ public struct SeedSweep: Sendable {
         let design = scenario.isPaired ? "paired design, each user's difference between copies the unit" : "split design"
         var out = "\(scenario.name) over \(seeds.count) seeds (\(seeds.first!)-\(seeds.last!)), \(design): how often each pair differs at alpha \(alpha)\n\n"
         out += alignedTable(lines)
-        out += "\nEach seed is a new world, a new split and a new learned path. Where the arms are identical (an A/A test) the share is the false-positive rate: near \(Int(alpha * 100))% "
+        out += "\nEach seed is \(scenario.catalog.seed == nil ? "a new world" : "new users in one world (catalog.seed is pinned)"), a new split and a new learned path. Where the arms are identical (an A/A test) the share is the false-positive rate: near \(Int(alpha * 100))% "
             + "per metric, and at most \(Int(alpha * 100))% for the Holm family, when the statistics are sound. Where they differ it is the power.\n"
             + "Read every tick: the share of seeds in which 0 fell outside the fixed-horizon 95% interval at some tick after the split (what peeking finds), and outside the confidence sequence (valid at every tick; at most \(Int(alpha * 100))% in an A/A test).\n"
             + "The mean lift's interval takes the seed as the unit, so it includes the chance in what learning arms learned.\n"

@@ -42,9 +42,10 @@ struct Calibrate: ParsableCommand {
         guard (2...100_000).contains(seeds) else { throw BadInput("--seeds must be between 2 and 100000, got \(seeds)") }
         guard (1...1000).contains(truthScale) else { throw BadInput("--truth-scale must be between 1 and 1000, got \(truthScale)") }
         var s = try loadScenario(scenario)
-        if let seed {
-            guard seed >= 1, seed <= UInt64(Int64.max) else { throw BadInput("--seed must be between 1 and \(Int64.max), got \(seed)") }
-            s.seed = seed
+        if let seed { s.seed = seed }
+        let chunks = (truthScale + Calibration.chunkScale - 1) / Calibration.chunkScale
+        guard s.seed > UInt64(chunks), s.seed <= UInt64(Int64.max) - UInt64(seeds) else {
+            throw BadInput("the seed must be between \(chunks + 1) and \(Int64.max - Int64(seeds)) (the truth runs at the \(chunks) seeds below it, the small runs from it up), got \(s.seed)")
         }
         guard s.arms.count > 1 else { throw BadInput("calibrate compares arms, and \(scenario) has one") }
         if let i = s.arms.firstIndex(where: \.learnsFromOwnTraffic) {
@@ -115,11 +116,15 @@ struct Power: ParsableCommand {
         guard let m = PerUserMetric(rawValue: metric) else {
             throw BadInput("--metric must be one of \(PerUserMetric.allCases.map(\.rawValue).joined(separator: ", ")), got '\(metric)'")
         }
-        guard lift != 0, lift.isFinite, abs(lift) < 10_000 else { throw BadInput("--lift must be a nonzero percentage, got \(lift)") }
+        guard lift != 0, lift.isFinite, abs(lift) < 10_000 else { throw BadInput("--lift must be a nonzero percentage below 10000 in size, got \(lift)") }
         guard power > 5, power < 100 else { throw BadInput("--power must be between 5 and 100 (percent), got \(power)") }
         var s = try loadScenario(scenario)
-        if let seed { s.seed = seed }
+        if let seed {
+            guard seed <= UInt64(Int64.max) else { throw BadInput("--seed must be at most \(Int64.max), got \(seed)") }
+            s.seed = seed
+        }
         s.output.directory = nil
+        s.experiment.stopWhen = nil  // the pilot runs every tick it plans
         if quiet { s.output.progress = false }
         guard s.arms.count > 1 else { throw BadInput("power compares arms, and \(scenario) has one") }
         guard (0..<s.comparedPairs.count).contains(comparison) else {
@@ -127,7 +132,11 @@ struct Power: ParsableCommand {
         }
         try failingAtRuntime {
             let pilot = try LockstepRun(scenario: s).run().results
-            print(PowerEstimate(pilot: pilot, pair: comparison, metric: m, lift: lift / 100, power: power / 100).summary, terminator: "")
+            do {
+                print(try PowerEstimate(pilot: pilot, pair: comparison, metric: m, lift: lift / 100, power: power / 100).summary, terminator: "")
+            } catch {
+                throw BadInput("\(scenario): \(error)")
+            }
         }
     }
 }

@@ -142,8 +142,8 @@ struct SourceOptions: ParsableArguments {
         case (let path?, nil):
             guard let arm else { throw BadInput("--arm is required with a scenario: the arm whose model to run") }
             let s = try loadScenario(path)
-            if let a = s.arms.first(where: { $0.name == arm }), a.oracleShare > 0 {
-                throw BadInput("\(path): arms[\(s.arms.firstIndex { $0.name == arm }!)].oracleShare plants the world's oracle slates, which only `recstream run` holds; an attached role cannot serve them")
+            if let i = s.arms.firstIndex(where: { $0.name == arm }), let issue = s.arms[i].attachIssue(at: i) {
+                throw BadInput("\(path): \(issue)")
             }
             return .scenario(s, arm: arm)
         case (nil, let path?):

@@ -325,7 +325,7 @@ struct ScenarioFingerprintTests {
         let arms: [JSONValue]
         if case .array(let a)? = u.canonicalJSON["arms"] { arms = a } else { arms = [] }
         #expect(arms.count == s.arms.count && arms[1]["policy"]?["epsilonGreedy"]?["epsilon"] == .number(0.21))
-        #expect(s.fingerprint == "fe2d9874e54098d9")
+        #expect(s.fingerprint == "33a89fd5d82ec41b")
     }
 }
 

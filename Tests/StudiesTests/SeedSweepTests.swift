@@ -98,7 +98,7 @@ struct CalibrationTests {
          "experiment": {"warmupTicks": 2}, "kafka": {"topicPrefix": "pw", "partitions": 1}}
         """)
         let split = try LockstepRun(scenario: s).run().results
-        let a = PowerEstimate(pilot: split, metric: .clicks, lift: 0.05), b = PowerEstimate(pilot: split, metric: .clicks, lift: 0.10)
+        let a = try PowerEstimate(pilot: split, metric: .clicks, lift: 0.05), b = try PowerEstimate(pilot: split, metric: .clicks, lift: 0.10)
         #expect(a.users > 0 && abs(Double(a.users) / Double(b.users) - 4) < 0.05)
         // n = n_pilot (z_0.975 + z_0.8)^2 se^2 / lift^2.
         let z = 1.959963984540054 + 0.8416212335729143
@@ -107,8 +107,11 @@ struct CalibrationTests {
         s.experiment.design = .paired
         s.population.users = 200
         s.kafka.topicPrefix = "pw2"
-        let paired = PowerEstimate(pilot: try LockstepRun(scenario: s).run().results, metric: .clicks, lift: 0.05)
+        let pairedPilot = try LockstepRun(scenario: s).run().results
+        let paired = try PowerEstimate(pilot: pairedPilot, metric: .clicks, lift: 0.05)
         #expect(paired.users < a.users / 2, "paired \(paired.users) per copy against split \(a.users)")
         #expect(paired.summary.contains("users per copy"))
+        // Identical copies on a metric: nothing to size from, a clear error, not a crash.
+        #expect(throws: PowerError.self) { try PowerEstimate(pilot: pairedPilot, metric: .impressions, lift: 0.05) }
     }
 }
