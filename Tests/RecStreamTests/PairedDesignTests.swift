@@ -153,3 +153,32 @@ struct SequentialRunTests {
         #expect(s.experiment.stopWhen == StopRule(metric: .viewSeconds, comparison: 0, minTicks: 1))
     }
 }
+
+@Suite("Users are independent", .serialized)
+struct UserIndependenceTests {
+    /// Under arms that learn nothing, a user's outcome is theirs alone: the first 300 users
+    /// of a 900-user world (same seed, same catalog) do exactly what a 300-user world's do.
+    /// So a small run's users are a sample of a large run's, and a large run's lift is the
+    /// small runs' truth.
+    @Test("a user's metrics under non-learning arms do not depend on how many others there are", arguments: [Design.split, .paired])
+    func independentOfPopulationSize(design: Design) throws {
+        var s = try pairedScenario(arms: "[\(arm("random", #"{"candidates": 20}"#)), \(arm("oracle", #"{"candidates": 20}"#, oracle: 0.1))]", prefix: "ind")
+        s.experiment.design = design
+        s.catalog.seed = 99
+        s.population.users = 300
+        let small = try LockstepRun(scenario: s).run().results
+        s.population.users = 900
+        s.kafka.topicPrefix = "ind9"
+        let large = try LockstepRun(scenario: s).run().results
+        let assignment = ArmAssignment(s)
+        for arm in 0..<2 {
+            for m in PerUserMetric.allCases {
+                let a = small.arms[arm].perUser(m), b = large.arms[arm].perUser(m)
+                // In a split design, slots are per arm: the small world's users of this arm are
+                // the large world's first ones of it.
+                let n = design == .paired ? 300 : (0..<300).filter { Int(assignment.arm[$0]) == arm }.count
+                #expect(Array(a.prefix(n)) == Array(b.prefix(n)), "\(design) arm \(arm) \(m)")
+            }
+        }
+    }
+}
