@@ -37,8 +37,13 @@ public struct Cuped: Sendable, Equatable {
         let adjustedB = zip(yB, xB).map { y, x in y - t * (x - mx) }
         adjusted = WelchTest(a: adjustedA, b: adjustedB, confidence: confidence)
         unadjusted = WelchTest(a: yA, b: yB, confidence: confidence)
-        let ratio = (adjusted.standardError * adjusted.standardError) / (unadjusted.standardError * unadjusted.standardError)
-        varianceReduction = unadjusted.standardError > 0 ? 1 - ratio : .nan
+        varianceReduction = Experiment.varianceReduction(adjusted.standardError, of: unadjusted.standardError)
         relativeLift = RelativeLift(a: adjustedA, b: adjustedB)
     }
+}
+
+/// 1 - se_adjusted^2 / se_unadjusted^2: the share of a difference's variance an
+/// adjustment removed (NaN when there was none to remove).
+func varianceReduction(_ adjusted: Double, of unadjusted: Double) -> Double {
+    unadjusted > 0 ? 1 - (adjusted * adjusted) / (unadjusted * unadjusted) : .nan
 }

@@ -53,9 +53,24 @@ public struct RatioComparison: Sendable, Equatable {
     }
 }
 
+/// What the report reads of a ratio metric's comparison, independent arms or paired.
+protocol RatioEstimate {
+    var difference: Double { get }
+    var low: Double { get }
+    var high: Double { get }
+    var relativeLift: Double { get }
+    var relativeStandardError: Double { get }
+    var relativePValue: Double { get }
+    var relativeLow: Double { get }
+    var relativeHigh: Double { get }
+}
+
+extension RatioComparison: RatioEstimate {}
+extension PairedRatioComparison: RatioEstimate {}
+
 /// z, two-sided p = erfc(|z| / sqrt 2) and the 95% normal interval of an estimate.
 func normalTest(_ estimate: Double, _ se: Double) -> (Double, Double, Double, Double) {
     guard se > 0, se.isFinite, estimate.isFinite else { return (.nan, .nan, .nan, .nan) }
     let z = estimate / se
-    return (z, erfc(abs(z) / 2.0.squareRoot()), estimate - 1.959963984540054 * se, estimate + 1.959963984540054 * se)
+    return (z, erfc(abs(z) / 2.0.squareRoot()), estimate - z95 * se, estimate + z95 * se)
 }

@@ -101,15 +101,11 @@ public struct ExperimentResults: Sendable {
         if scenario.isPaired {
             let r = PairedRatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
                                           numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
-            return LiftEstimate(method: "paired delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
-                                pValue: r.relativePValue,
-                                lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh, liftStandardError: r.relativeStandardError)
+            return LiftEstimate(method: "paired delta (ratio of sums, user as unit; p of the relative lift)", ratio: r)
         }
         let r = RatioComparison(numeratorA: c.perUser(.clicks), denominatorA: c.perUser(.impressions),
                                 numeratorB: t.perUser(.clicks), denominatorB: t.perUser(.impressions))
-        return LiftEstimate(method: "delta (ratio of sums, user as unit; p of the relative lift)", difference: r.difference, low: r.low, high: r.high,
-                            pValue: r.relativePValue,
-                            lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh, liftStandardError: r.relativeStandardError)
+        return LiftEstimate(method: "delta (ratio of sums, user as unit; p of the relative lift)", ratio: r)
     }
 
     /// Holm-adjusted p-values of every reported pair x per-user metric, keyed by
@@ -197,7 +193,7 @@ public struct ExperimentResults: Sendable {
                 let diff = arm.regret.mean - c.regret.mean
                 let se = (arm.regret.standardError * arm.regret.standardError + c.regret.standardError * c.regret.standardError).squareRoot()
                 o["regretVsControl"] = [
-                    "difference": .number(diff), "low95": .number(diff - 1.959963984540054 * se), "high95": .number(diff + 1.959963984540054 * se),
+                    "difference": .number(diff), "low95": .number(diff - z95 * se), "high95": .number(diff + z95 * se),
                 ]
             }
             var perUser = JSONObject()
@@ -319,7 +315,7 @@ public struct ExperimentResults: Sendable {
             "design": .string(scenario.experiment.design.rawValue),
             "perUser": .object(perUser),
             "ctr": .object(compareCTR(t, b).json),
-            "regret": ["difference": .number(diff), "low95": .number(diff - 1.959963984540054 * se), "high95": .number(diff + 1.959963984540054 * se)],
+            "regret": ["difference": .number(diff), "low95": .number(diff - z95 * se), "high95": .number(diff + z95 * se)],
         ]
     }
 
@@ -371,6 +367,12 @@ public struct LiftEstimate: Sendable, Equatable {
         self.init(method: method, difference: test.difference, low: test.low, high: test.high, pValue: test.pValue,
                   lift: lift.lift, liftLow: lift.low, liftHigh: lift.high, liftStandardError: lift.standardError, varianceReduction: varianceReduction)
         standardError = test.standardError
+    }
+
+    /// A ratio metric's: the difference's interval, the relative lift's test and interval.
+    init(method: String, ratio r: some RatioEstimate) {
+        self.init(method: method, difference: r.difference, low: r.low, high: r.high, pValue: r.relativePValue,
+                  lift: r.relativeLift, liftLow: r.relativeLow, liftHigh: r.relativeHigh, liftStandardError: r.relativeStandardError)
     }
 
     init(method: String, test: PairedTest, lift: PairedRelativeLift, varianceReduction: Double = .nan) {

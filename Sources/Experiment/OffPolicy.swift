@@ -69,7 +69,7 @@ public struct OffPolicyEstimate: Sendable, Equatable {
     }
 
     static func interval(_ estimate: Double, _ se: Double) -> Interval {
-        Interval(estimate: estimate, standardError: se, low: estimate - 1.959963984540054 * se, high: estimate + 1.959963984540054 * se)
+        Interval(estimate: estimate, standardError: se, low: estimate - z95 * se, high: estimate + z95 * se)
     }
 }
 

@@ -126,8 +126,7 @@ public struct PairedCuped: Sendable, Equatable {
         let adjustedB = zip(b, x).map { y, xi in y - tb * (xi - mx) }
         adjusted = PairedTest(a: adjustedA, b: adjustedB, confidence: confidence)
         unadjusted = PairedTest(a: a, b: b, confidence: confidence)
-        let ratio = (adjusted.standardError * adjusted.standardError) / (unadjusted.standardError * unadjusted.standardError)
-        varianceReduction = unadjusted.standardError > 0 ? 1 - ratio : .nan
+        varianceReduction = Experiment.varianceReduction(adjusted.standardError, of: unadjusted.standardError)
         relativeLift = PairedRelativeLift(a: adjustedA, b: adjustedB)
     }
 }

@@ -21,11 +21,14 @@ public struct MeanEstimate: Sendable, Equatable {
     }
 }
 
+/// The two-sided 95% quantile of the standard normal, z_0.975.
+public let z95 = 1.959963984540054
+
 /// Wilson's 95% score interval for a share: k successes in n (as scipy's
 /// binomtest(k, n).proportion_ci(method="wilson")); NaN for n = 0.
 public func wilsonInterval(_ k: Int, _ n: Int) -> (share: Double, low: Double, high: Double) {
     guard n > 0 else { return (.nan, .nan, .nan) }
-    let z = 1.959963984540054, nn = Double(n), p = Double(k) / nn
+    let z = z95, nn = Double(n), p = Double(k) / nn
     let centre = (p + z * z / (2 * nn)) / (1 + z * z / nn)
     let half = z / (1 + z * z / nn) * (p * (1 - p) / nn + z * z / (4 * nn * nn)).squareRoot()
     return (p, max(0, centre - half), min(1, centre + half))

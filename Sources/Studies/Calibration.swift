@@ -94,7 +94,7 @@ public struct Calibration: Sendable {
         let lift = chunks.reduce(0) { $0 + $1.lift } / k
         let se = chunks.reduce(0) { $0 + $1.liftStandardError * $1.liftStandardError }.squareRoot() / k
         return LiftEstimate(method: "mean over \(chunks.count) paired runs", difference: .nan, low: .nan, high: .nan, pValue: .nan,
-                            lift: lift, liftLow: lift - 1.959963984540054 * se, liftHigh: lift + 1.959963984540054 * se, liftStandardError: se)
+                            lift: lift, liftLow: lift - z95 * se, liftHigh: lift + z95 * se, liftStandardError: se)
     }
 
     /// The truth run's lift after every tick since the split (the effect can move over
@@ -240,7 +240,7 @@ public struct PowerEstimate: Sendable {
         var beta = Double.nan
         if let trace, trace.ticks.count >= 4 {
             let n = trace.ticks.count
-            let se = zip(trace.high, trace.low).map { ($0 - $1) / (2 * 1.959963984540054) * scale }
+            let se = zip(trace.high, trace.low).map { ($0 - $1) / (2 * z95) * scale }
             let (t0, t1) = (Double(trace.ticks[n / 2] + 1 - scenario.experiment.warmupTicks), Double(trace.ticks[n - 1] + 1 - scenario.experiment.warmupTicks))
             beta = log(se[n / 2] / se[n - 1]) / log(t1 / t0)
         }
@@ -248,7 +248,7 @@ public struct PowerEstimate: Sendable {
         if ratio <= 1, let trace, !trace.ticks.isEmpty {
             // Reached within the pilot: its first look whose interval is narrow enough.
             let needed = abs(lift) / z
-            let k = trace.ticks.indices.first { (trace.high[$0] - trace.low[$0]) / (2 * 1.959963984540054) * scale <= needed } ?? trace.ticks.count - 1
+            let k = trace.ticks.indices.first { (trace.high[$0] - trace.low[$0]) / (2 * z95) * scale <= needed } ?? trace.ticks.count - 1
             ticks = trace.ticks[k] + 1
         } else if beta > 0.05, beta.isFinite {
             // se_t = se_T (t / T)^-beta reaches se_T / ratio at t = T ratio^(1 / beta).
